@@ -1,0 +1,215 @@
+//! Carrying typed calls to a remote SOAP service over hyper.
+//!
+//! A generated `<PortType>Client` holds a [`Transport`] and has one async
+//! method per operation; each calls [`Transport::call`].
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use xsd_parser_types::quick_xml::{WithDeserializer, WithSerializer};
+
+use crate::envelope::{self, EnvelopeError, EnvelopeWriter, ParseOptions, SoapVersion};
+use crate::fault::SoapFault;
+use crate::namespace::NamespaceAliases;
+use crate::xml::XmlError;
+
+/// The largest response body a client reads.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why a call did not produce a typed answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The endpoint is not an `http://` URL.
+    #[error("invalid endpoint URL {url}: {reason}")]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The request could not be written (a value does not fit its schema).
+    #[error("cannot write the request: {0}")]
+    Serialize(#[source] XmlError),
+    /// Connecting or talking to the server failed.
+    #[error("cannot reach the server: {0}")]
+    Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The server did not answer in time.
+    #[error("the server did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The server answered with an HTTP error and no SOAP fault.
+    #[error("HTTP {status}: {body}")]
+    Http {
+        /// The status code.
+        status: StatusCode,
+        /// The start of the response body, as text.
+        body: String,
+    },
+    /// The server answered with a SOAP fault.
+    #[error(transparent)]
+    Fault(SoapFault),
+    /// The answer is not a SOAP envelope holding the expected element.
+    #[error("the response cannot be read: {0}")]
+    InvalidResponse(String),
+}
+
+impl ClientError {
+    /// The fault, when the server answered with one.
+    pub fn fault(&self) -> Option<&SoapFault> {
+        match self {
+            Self::Fault(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// An HTTP connection pool bound to one endpoint, with credentials and a
+/// timeout.
+#[derive(Clone)]
+pub struct Transport {
+    client: Client<HttpConnector, Full<Bytes>>,
+    endpoint: Uri,
+    authorization: Option<HeaderValue>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("endpoint", &self.endpoint)
+            .field("authorization", &self.authorization.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Transport {
+    /// A transport for the service at `endpoint` (an `http://` URL), with a
+    /// 30 second timeout and no credentials.
+    pub fn new(endpoint: &str) -> Result<Self, ClientError> {
+        let invalid = |reason: &str| ClientError::InvalidUrl {
+            url: endpoint.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let uri: Uri = endpoint.parse().map_err(|_| invalid("not a URL"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => return Err(invalid("https is not supported by this transport yet")),
+            _ => return Err(invalid("the URL must start with http://")),
+        }
+        if uri.host().is_none() {
+            return Err(invalid("the URL has no host"));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Self {
+            client,
+            endpoint: uri,
+            authorization: None,
+            timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// Sends HTTP Basic credentials with every call.
+    pub fn with_basic_auth(mut self, user: &str, password: &str) -> Self {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.authorization = HeaderValue::from_str(&format!("Basic {token}"))
+            .ok()
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            });
+        self
+    }
+
+    /// Sets the time a whole call (connect, send, receive) may take.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The endpoint URL.
+    pub fn endpoint(&self) -> &Uri {
+        &self.endpoint
+    }
+
+    /// Sends `request` with `SOAPAction: "action"` and reads the answer as
+    /// `Resp`, or the fault the server sent.
+    pub async fn call<Req, Resp>(&self, action: &str, request: &Req) -> Result<Resp, ClientError>
+    where
+        Req: WithSerializer,
+        Resp: WithDeserializer,
+    {
+        let mut out = EnvelopeWriter::new(SoapVersion::Soap11, None);
+        crate::xml::write_body(request, &mut out).map_err(ClientError::Serialize)?;
+        let body = out.finish();
+        let (status, bytes) = tokio::time::timeout(self.timeout, self.exchange(action, body))
+            .await
+            .map_err(|_| ClientError::Timeout(self.timeout))??;
+        read_response(status, &bytes)
+    }
+
+    async fn exchange(&self, action: &str, body: Vec<u8>) -> Result<(StatusCode, Bytes), ClientError> {
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .uri(self.endpoint.clone())
+            .header(CONTENT_TYPE, "text/xml; charset=utf-8")
+            .header("SOAPAction", format!("\"{action}\""));
+        if let Some(auth) = &self.authorization {
+            builder = builder.header(AUTHORIZATION, auth.clone());
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| ClientError::Transport(Box::new(e)))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| ClientError::Transport(Box::new(e)))?;
+        let status = response.status();
+        let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(ClientError::Transport)?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+}
+
+fn read_response<Resp: WithDeserializer>(status: StatusCode, bytes: &[u8]) -> Result<Resp, ClientError> {
+    let http_error = || ClientError::Http {
+        status,
+        body: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
+    };
+    if status != StatusCode::OK && status != StatusCode::INTERNAL_SERVER_ERROR {
+        return Err(http_error());
+    }
+    let aliases = NamespaceAliases::none();
+    let envelope = match envelope::parse(bytes, ParseOptions::new(&aliases)) {
+        Ok(env) => env,
+        Err(_) if status != StatusCode::OK => return Err(http_error()),
+        Err(e) => return Err(invalid(&e)),
+    };
+    let body = envelope
+        .body
+        .ok_or_else(|| ClientError::InvalidResponse("the response Body is empty".into()))?;
+    if let Some(fault) = envelope::read_fault(&body, envelope.version) {
+        return Err(ClientError::Fault(fault.map_err(|e| invalid(&e))?));
+    }
+    if status != StatusCode::OK {
+        return Err(http_error());
+    }
+    crate::xml::from_fragment(&body.xml).map_err(|e| ClientError::InvalidResponse(e.to_string()))
+}
+
+fn invalid(e: &EnvelopeError) -> ClientError {
+    ClientError::InvalidResponse(e.to_string())
+}

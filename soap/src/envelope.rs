@@ -1,0 +1,996 @@
+//! Reading and writing SOAP envelopes.
+//!
+//! [`parse`] reads a whole envelope with quick-xml's namespace-aware reader
+//! and cuts out the header blocks and the body element as standalone XML
+//! fragments: every namespace declaration in scope is copied onto the
+//! fragment's root, so a fragment can be handed to a generated deserializer
+//! on its own. [`EnvelopeWriter`] writes an answer around body content.
+
+use std::borrow::Cow;
+
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::name::{Namespace, ResolveResult};
+use quick_xml::{NsReader, Writer};
+
+use crate::fault::{DetailEntry, FaultCode, SoapFault};
+use crate::namespace::NamespaceAliases;
+
+/// The SOAP 1.1 envelope namespace.
+pub const SOAP11_ENVELOPE_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+/// The SOAP 1.2 envelope namespace.
+pub const SOAP12_ENVELOPE_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
+/// The XML Schema instance namespace, declared on every envelope we write.
+pub const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
+/// The XML Schema namespace, declared on every envelope we write.
+pub const XSD_NS: &str = "http://www.w3.org/2001/XMLSchema";
+
+/// The default limit on element nesting inside an envelope.
+pub const DEFAULT_MAX_DEPTH: usize = 128;
+
+/// The SOAP version of an envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoapVersion {
+    /// SOAP 1.1 (`text/xml`).
+    Soap11,
+    /// SOAP 1.2 (`application/soap+xml`).
+    Soap12,
+}
+
+impl SoapVersion {
+    /// The envelope namespace of this version.
+    pub fn envelope_ns(self) -> &'static str {
+        match self {
+            Self::Soap11 => SOAP11_ENVELOPE_NS,
+            Self::Soap12 => SOAP12_ENVELOPE_NS,
+        }
+    }
+}
+
+/// A header block of a request, cut out as a standalone fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderBlock {
+    /// Namespace name of the block's element (canonical spelling).
+    pub namespace: String,
+    /// Local name of the block's element.
+    pub local_name: String,
+    /// Whether `soap:mustUnderstand` is `1` or `true`.
+    pub must_understand: bool,
+    /// The block as standalone XML.
+    pub xml: String,
+}
+
+/// The first (and only) element of a `soap:Body`, cut out as a standalone
+/// fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyElement {
+    /// Namespace name of the element (canonical spelling); empty when the
+    /// element is unqualified.
+    pub namespace: String,
+    /// Local name of the element.
+    pub local_name: String,
+    /// The element as standalone XML, namespaces in canonical spelling.
+    pub xml: String,
+}
+
+/// A parsed envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The SOAP version, from the envelope namespace.
+    pub version: SoapVersion,
+    /// The header blocks, in document order.
+    pub headers: Vec<HeaderBlock>,
+    /// The body's element; `None` for an empty body.
+    pub body: Option<BodyElement>,
+    /// The index of the namespace alias the message used, if it used one
+    /// (see [`NamespaceAliases`]).
+    pub alias: Option<usize>,
+}
+
+/// Why an envelope could not be read.
+///
+/// The messages are safe to show a client: they name what is wrong with the
+/// message, never anything about the server.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// The bytes are not well-formed XML.
+    #[error("the message is not well-formed XML (at byte {position}): {source}")]
+    Xml {
+        /// Byte offset where reading failed.
+        position: u64,
+        /// What quick-xml reported.
+        #[source]
+        source: quick_xml::Error,
+    },
+    /// The message is not UTF-8 or declares another encoding.
+    #[error("the message must be encoded in UTF-8")]
+    Encoding,
+    /// The message contains a document type declaration.
+    #[error("a DOCTYPE is not allowed in a SOAP message")]
+    DocType,
+    /// The message uses an entity other than the five predefined ones.
+    #[error("the entity reference &{0}; is not defined")]
+    UndefinedEntity(String),
+    /// The root element is not a SOAP envelope.
+    #[error("the root element is {found}, not a SOAP Envelope")]
+    NotEnvelope {
+        /// The root element as `{namespace}local`.
+        found: String,
+    },
+    /// The envelope is in a namespace of another SOAP version.
+    #[error("the envelope namespace {namespace} is not supported")]
+    VersionMismatch {
+        /// The envelope's namespace name.
+        namespace: String,
+        /// The version it denotes, when it is a known one.
+        version: Option<SoapVersion>,
+    },
+    /// The envelope has no `Body`.
+    #[error("the envelope has no Body")]
+    MissingBody,
+    /// Something other than `Header` then `Body` inside the envelope, more
+    /// than one element inside the body, or text where none may be.
+    #[error("unexpected content in the envelope: {0}")]
+    UnexpectedContent(String),
+    /// An element or attribute uses a prefix that is not declared.
+    #[error("the namespace prefix of {0} is not declared")]
+    UnboundPrefix(String),
+    /// Elements are nested deeper than the limit.
+    #[error("elements are nested deeper than {0} levels")]
+    TooDeep(usize),
+    /// The message uses an alternative namespace spelling and the reader
+    /// was told to refuse them.
+    #[error("the namespace {0} is not the schema's spelling")]
+    AliasRefused(String),
+}
+
+/// How [`parse`] treats alternative spellings and nesting.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseOptions<'a> {
+    /// Known alternative namespace spellings.
+    pub aliases: &'a NamespaceAliases,
+    /// Accept the aliases (`true`) or refuse a message that uses one.
+    pub accept_aliases: bool,
+    /// Maximum element nesting depth.
+    pub max_depth: usize,
+}
+
+impl<'a> ParseOptions<'a> {
+    /// Options that accept the given aliases, with the default depth limit.
+    pub fn new(aliases: &'a NamespaceAliases) -> Self {
+        Self {
+            aliases,
+            accept_aliases: true,
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+/// One namespace declaration in scope: prefix (empty for the default
+/// namespace) and namespace name, already in canonical spelling.
+type Binding = (Vec<u8>, Vec<u8>);
+
+struct Reader<'i, 'o> {
+    inner: NsReader<&'i [u8]>,
+    opts: ParseOptions<'o>,
+    alias: Option<usize>,
+}
+
+impl<'i> Reader<'i, '_> {
+    fn next(&mut self) -> Result<(Option<String>, Event<'i>), EnvelopeError> {
+        let position = self.inner.buffer_position();
+        let (resolved, event) = self
+            .inner
+            .read_resolved_event()
+            .map_err(|source| EnvelopeError::Xml { position, source })?;
+        let ns = match resolved {
+            ResolveResult::Bound(Namespace(ns)) => Some(String::from_utf8_lossy(ns).into_owned()),
+            ResolveResult::Unbound => None,
+            ResolveResult::Unknown(prefix) => {
+                return Err(EnvelopeError::UnboundPrefix(
+                    String::from_utf8_lossy(&prefix).into_owned(),
+                ))
+            }
+        };
+        match &event {
+            Event::DocType(_) => return Err(EnvelopeError::DocType),
+            Event::Decl(decl) => {
+                if let Some(Ok(enc)) = decl.encoding() {
+                    if !enc.eq_ignore_ascii_case(b"utf-8") && !enc.eq_ignore_ascii_case(b"utf8") {
+                        return Err(EnvelopeError::Encoding);
+                    }
+                }
+            }
+            Event::GeneralRef(r) => {
+                if !r.is_char_ref() && !is_predefined_entity(r) {
+                    return Err(EnvelopeError::UndefinedEntity(
+                        String::from_utf8_lossy(r).into_owned(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        let ns = match ns {
+            Some(ns) => Some(self.canonical(ns)?),
+            None => None,
+        };
+        Ok((ns, event))
+    }
+
+    /// The canonical spelling of a namespace name, recording the alias used.
+    fn canonical(&mut self, ns: String) -> Result<String, EnvelopeError> {
+        match self.opts.aliases.to_canonical(&ns) {
+            None => Ok(ns),
+            Some(_) if !self.opts.accept_aliases => Err(EnvelopeError::AliasRefused(ns)),
+            Some((index, canonical)) => {
+                self.alias.get_or_insert(index);
+                Ok(canonical)
+            }
+        }
+    }
+
+    fn canonical_bytes<'v>(&mut self, value: Cow<'v, [u8]>) -> Result<Cow<'v, [u8]>, EnvelopeError> {
+        let Ok(text) = std::str::from_utf8(&value) else {
+            return Ok(value);
+        };
+        match self.opts.aliases.to_canonical(text) {
+            None => Ok(value),
+            Some(_) if !self.opts.accept_aliases => {
+                Err(EnvelopeError::AliasRefused(text.to_owned()))
+            }
+            Some((index, canonical)) => {
+                self.alias.get_or_insert(index);
+                Ok(Cow::Owned(canonical.into_bytes()))
+            }
+        }
+    }
+
+    /// Namespace declarations on a start tag, in canonical spelling.
+    fn declarations(&mut self, start: &BytesStart<'_>) -> Result<Vec<Binding>, EnvelopeError> {
+        let mut out = Vec::new();
+        for attr in start.attributes().with_checks(true) {
+            let attr = attr.map_err(|e| EnvelopeError::Xml {
+                position: self.inner.buffer_position(),
+                source: e.into(),
+            })?;
+            let key = attr.key.as_ref();
+            let prefix = if key == b"xmlns" {
+                Vec::new()
+            } else if let Some(p) = key.strip_prefix(b"xmlns:") {
+                p.to_vec()
+            } else {
+                continue;
+            };
+            let value = self.canonical_bytes(attr.value)?;
+            out.push((prefix, value.into_owned()));
+        }
+        Ok(out)
+    }
+}
+
+fn is_predefined_entity(name: &[u8]) -> bool {
+    matches!(name, b"amp" | b"lt" | b"gt" | b"apos" | b"quot")
+}
+
+fn qname_display(ns: Option<&str>, local: &[u8]) -> String {
+    let local = String::from_utf8_lossy(local);
+    match ns {
+        Some(ns) => format!("{{{ns}}}{local}"),
+        None => local.into_owned(),
+    }
+}
+
+fn is_blank(text: &BytesText<'_>) -> bool {
+    text.iter().all(u8::is_ascii_whitespace)
+}
+
+/// Reads a SOAP envelope.
+///
+/// Accepts SOAP 1.1 and SOAP 1.2 envelopes (the caller decides whether it
+/// serves the version found). Refuses DOCTYPEs, entities other than the
+/// predefined ones, encodings other than UTF-8, undeclared prefixes, nesting
+/// beyond `opts.max_depth`, and any content besides optional `Header` and
+/// one `Body` with at most one element.
+pub fn parse(bytes: &[u8], opts: ParseOptions<'_>) -> Result<Envelope, EnvelopeError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| EnvelopeError::Encoding)?;
+    let mut inner = NsReader::from_str(text);
+    inner.config_mut().check_end_names = true;
+    inner.config_mut().check_comments = true;
+    let mut r = Reader {
+        inner,
+        opts,
+        alias: None,
+    };
+
+    // Prolog, up to the root element.
+    let (version, scope, root_empty) = loop {
+        let (ns, event) = r.next()?;
+        match event {
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
+            Event::Text(t) if is_blank(&t) => {}
+            Event::Start(ref s) | Event::Empty(ref s) => {
+                let local = s.local_name();
+                let version = match ns.as_deref() {
+                    Some(SOAP11_ENVELOPE_NS) => SoapVersion::Soap11,
+                    Some(SOAP12_ENVELOPE_NS) => SoapVersion::Soap12,
+                    other if local.as_ref() == b"Envelope" => {
+                        return Err(EnvelopeError::VersionMismatch {
+                            namespace: other.unwrap_or_default().to_owned(),
+                            version: None,
+                        })
+                    }
+                    other => {
+                        return Err(EnvelopeError::NotEnvelope {
+                            found: qname_display(other, local.as_ref()),
+                        })
+                    }
+                };
+                if local.as_ref() != b"Envelope" {
+                    return Err(EnvelopeError::NotEnvelope {
+                        found: qname_display(ns.as_deref(), local.as_ref()),
+                    });
+                }
+                let scope = r.declarations(s)?;
+                break (version, scope, matches!(event, Event::Empty(_)));
+            }
+            Event::Eof => {
+                return Err(EnvelopeError::UnexpectedContent(
+                    "the message is empty".into(),
+                ))
+            }
+            _ => {
+                return Err(EnvelopeError::UnexpectedContent(
+                    "content before the Envelope".into(),
+                ))
+            }
+        }
+    };
+    if root_empty {
+        return Err(EnvelopeError::MissingBody);
+    }
+    let env_ns = version.envelope_ns();
+
+    let mut headers = Vec::new();
+    let mut body = None;
+    let mut seen_body = false;
+    loop {
+        let (ns, event) = r.next()?;
+        match event {
+            Event::Comment(_) => {}
+            Event::Text(t) if is_blank(&t) => {}
+            Event::Start(ref s) | Event::Empty(ref s) if ns.as_deref() == Some(env_ns) => {
+                let empty = matches!(event, Event::Empty(_));
+                let mut inner_scope = scope.clone();
+                inner_scope.extend(r.declarations(s)?);
+                match s.local_name().as_ref() {
+                    b"Header" if !seen_body && headers.is_empty() => {
+                        if !empty {
+                            headers = read_header_blocks(&mut r, &inner_scope, env_ns)?;
+                        }
+                    }
+                    b"Body" if !seen_body => {
+                        seen_body = true;
+                        if !empty {
+                            body = read_body(&mut r, &inner_scope)?;
+                        }
+                    }
+                    other => {
+                        return Err(EnvelopeError::UnexpectedContent(format!(
+                            "element {}",
+                            qname_display(ns.as_deref(), other)
+                        )))
+                    }
+                }
+            }
+            Event::End(_) => break,
+            Event::Start(ref s) | Event::Empty(ref s) => {
+                return Err(EnvelopeError::UnexpectedContent(format!(
+                    "element {}",
+                    qname_display(ns.as_deref(), s.local_name().as_ref())
+                )))
+            }
+            _ => {
+                return Err(EnvelopeError::UnexpectedContent(
+                    "text inside the Envelope".into(),
+                ))
+            }
+        }
+    }
+    if !seen_body {
+        return Err(EnvelopeError::MissingBody);
+    }
+    // Epilog: only comments, PIs and whitespace.
+    loop {
+        let (_, event) = r.next()?;
+        match event {
+            Event::Eof => break,
+            Event::Comment(_) | Event::PI(_) => {}
+            Event::Text(t) if is_blank(&t) => {}
+            _ => {
+                return Err(EnvelopeError::UnexpectedContent(
+                    "content after the Envelope".into(),
+                ))
+            }
+        }
+    }
+    Ok(Envelope {
+        version,
+        headers,
+        body,
+        alias: r.alias,
+    })
+}
+
+fn read_header_blocks(
+    r: &mut Reader<'_, '_>,
+    scope: &[Binding],
+    env_ns: &str,
+) -> Result<Vec<HeaderBlock>, EnvelopeError> {
+    let mut blocks = Vec::new();
+    loop {
+        let (ns, event) = r.next()?;
+        match event {
+            Event::Comment(_) => {}
+            Event::Text(t) if is_blank(&t) => {}
+            Event::End(_) => return Ok(blocks),
+            Event::Start(_) | Event::Empty(_) => {
+                let must_understand = match &event {
+                    Event::Start(s) | Event::Empty(s) => must_understand(r, s, env_ns)?,
+                    _ => false,
+                };
+                let (namespace, local_name, xml) = copy_element(r, scope, ns, event)?;
+                blocks.push(HeaderBlock {
+                    namespace,
+                    local_name,
+                    must_understand,
+                    xml,
+                });
+            }
+            _ => {
+                return Err(EnvelopeError::UnexpectedContent(
+                    "text inside the Header".into(),
+                ))
+            }
+        }
+    }
+}
+
+fn must_understand(
+    r: &Reader<'_, '_>,
+    start: &BytesStart<'_>,
+    env_ns: &str,
+) -> Result<bool, EnvelopeError> {
+    for attr in start.attributes().flatten() {
+        let (resolved, local) = r.inner.resolve_attribute(attr.key);
+        let in_env = matches!(resolved, ResolveResult::Bound(Namespace(ns)) if ns == env_ns.as_bytes());
+        if in_env && local.as_ref() == b"mustUnderstand" {
+            return Ok(matches!(attr.value.as_ref(), b"1" | b"true"));
+        }
+    }
+    Ok(false)
+}
+
+fn read_body(
+    r: &mut Reader<'_, '_>,
+    scope: &[Binding],
+) -> Result<Option<BodyElement>, EnvelopeError> {
+    let mut body = None;
+    loop {
+        let (ns, event) = r.next()?;
+        match event {
+            Event::Comment(_) => {}
+            Event::Text(t) if is_blank(&t) => {}
+            Event::End(_) => return Ok(body),
+            Event::Start(_) | Event::Empty(_) if body.is_none() => {
+                let (namespace, local_name, xml) = copy_element(r, scope, ns, event)?;
+                body = Some(BodyElement {
+                    namespace,
+                    local_name,
+                    xml,
+                });
+            }
+            Event::Start(_) | Event::Empty(_) => {
+                return Err(EnvelopeError::UnexpectedContent(
+                    "more than one element in the Body".into(),
+                ))
+            }
+            _ => {
+                return Err(EnvelopeError::UnexpectedContent(
+                    "text inside the Body".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// Copies the element that starts with `first` into a standalone fragment.
+fn copy_element<'i>(
+    r: &mut Reader<'i, '_>,
+    scope: &[Binding],
+    ns: Option<String>,
+    first: Event<'i>,
+) -> Result<(String, String, String), EnvelopeError> {
+    let (start, empty) = match first {
+        Event::Start(s) => (s, false),
+        Event::Empty(s) => (s, true),
+        _ => {
+            return Err(EnvelopeError::UnexpectedContent(
+                "expected an element".into(),
+            ))
+        }
+    };
+    let local_name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
+    let mut writer = Writer::new(Vec::with_capacity(256));
+
+    // The root: its own attributes (namespace names in canonical spelling)
+    // plus every declaration in scope that it does not redeclare.
+    let own = r.declarations(&start)?;
+    let name = String::from_utf8_lossy(start.name().as_ref()).into_owned();
+    let mut root = BytesStart::new(name);
+    let mut declared: Vec<Vec<u8>> = own.iter().map(|(p, _)| p.clone()).collect();
+    for (prefix, value) in scope.iter().rev() {
+        if !declared.contains(prefix) {
+            declared.push(prefix.clone());
+            push_xmlns(&mut root, prefix, value);
+        }
+    }
+    copy_attributes(r, &start, &mut root)?;
+    let write = |w: &mut Writer<Vec<u8>>, e: Event<'_>| w.write_event(e).map_err(xml_io_error);
+    if empty {
+        write(&mut writer, Event::Empty(root))?;
+    } else {
+        write(&mut writer, Event::Start(root))?;
+        let mut depth = 1usize;
+        while depth > 0 {
+            let (_, event) = r.next()?;
+            match event {
+                Event::Start(s) => {
+                    depth += 1;
+                    if depth > r.opts.max_depth {
+                        return Err(EnvelopeError::TooDeep(r.opts.max_depth));
+                    }
+                    let copy = rewrite_start(r, &s)?;
+                    write(&mut writer, Event::Start(copy))?;
+                }
+                Event::Empty(s) => {
+                    let copy = rewrite_start(r, &s)?;
+                    write(&mut writer, Event::Empty(copy))?;
+                }
+                Event::End(e) => {
+                    depth -= 1;
+                    write(&mut writer, Event::End(e))?;
+                }
+                Event::Eof => {
+                    return Err(EnvelopeError::UnexpectedContent(
+                        "the message ends inside an element".into(),
+                    ))
+                }
+                Event::Decl(_) => {
+                    return Err(EnvelopeError::UnexpectedContent(
+                        "an XML declaration inside an element".into(),
+                    ))
+                }
+                other => write(&mut writer, other)?,
+            }
+        }
+    }
+    let xml = String::from_utf8(writer.into_inner()).map_err(|_| EnvelopeError::Encoding)?;
+    Ok((ns.unwrap_or_default(), local_name, xml))
+}
+
+fn xml_io_error(e: std::io::Error) -> EnvelopeError {
+    EnvelopeError::Xml {
+        position: 0,
+        source: quick_xml::Error::Io(e.into()),
+    }
+}
+
+fn push_xmlns(start: &mut BytesStart<'_>, prefix: &[u8], value: &[u8]) {
+    let mut key = b"xmlns".to_vec();
+    if !prefix.is_empty() {
+        key.push(b':');
+        key.extend_from_slice(prefix);
+    }
+    start.push_attribute((key.as_slice(), value));
+}
+
+/// Copies all attributes of `from` onto `to`, namespace declarations in
+/// canonical spelling.
+fn copy_attributes(
+    r: &mut Reader<'_, '_>,
+    from: &BytesStart<'_>,
+    to: &mut BytesStart<'_>,
+) -> Result<(), EnvelopeError> {
+    for attr in from.attributes().with_checks(true) {
+        let attr = attr.map_err(|e| EnvelopeError::Xml {
+            position: r.inner.buffer_position(),
+            source: e.into(),
+        })?;
+        let key = attr.key.as_ref();
+        if key == b"xmlns" || key.starts_with(b"xmlns:") {
+            let value = r.canonical_bytes(attr.value)?;
+            to.push_attribute((key, value.as_ref()));
+        } else {
+            to.push_attribute(attr);
+        }
+    }
+    Ok(())
+}
+
+fn rewrite_start<'a>(
+    r: &mut Reader<'_, '_>,
+    start: &BytesStart<'a>,
+) -> Result<BytesStart<'a>, EnvelopeError> {
+    if r.opts.aliases.is_empty() {
+        return Ok(start.clone());
+    }
+    let mut copy = start.to_owned();
+    copy.clear_attributes();
+    copy_attributes(r, start, &mut copy)?;
+    Ok(copy)
+}
+
+/// Writes a response envelope around body content.
+///
+/// The envelope declares `soap`, `xsi` and `xsd` like ASP.NET web services
+/// do. Body content is passed as quick-xml events; namespace declarations in
+/// them are rewritten into the alias spelling the request used, if any.
+pub struct EnvelopeWriter<'a> {
+    writer: Writer<Vec<u8>>,
+    version: SoapVersion,
+    alias: Option<(&'a NamespaceAliases, usize)>,
+}
+
+impl std::fmt::Debug for EnvelopeWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvelopeWriter")
+            .field("version", &self.version)
+            .field("alias", &self.alias)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> EnvelopeWriter<'a> {
+    /// Starts an envelope: XML declaration, `Envelope` and `Body` start tags.
+    pub fn new(version: SoapVersion, alias: Option<(&'a NamespaceAliases, usize)>) -> Self {
+        let mut writer = Writer::new(Vec::with_capacity(512));
+        let mut env = BytesStart::new("soap:Envelope");
+        env.push_attribute(("xmlns:soap", version.envelope_ns()));
+        env.push_attribute(("xmlns:xsi", XSI_NS));
+        env.push_attribute(("xmlns:xsd", XSD_NS));
+        // Writing into a Vec cannot fail.
+        let _ = writer.write_event(Event::Decl(BytesDecl::new("1.0", Some("utf-8"), None)));
+        let _ = writer.write_event(Event::Start(env));
+        let _ = writer.write_event(Event::Start(BytesStart::new("soap:Body")));
+        Self {
+            writer,
+            version,
+            alias,
+        }
+    }
+
+    /// The SOAP version being written.
+    pub fn version(&self) -> SoapVersion {
+        self.version
+    }
+
+    /// Writes one event of body content.
+    pub fn write_event(&mut self, event: Event<'_>) {
+        let event = match (self.alias, event) {
+            (Some((aliases, index)), Event::Start(s)) => Event::Start(alias_start(aliases, index, s)),
+            (Some((aliases, index)), Event::Empty(s)) => Event::Empty(alias_start(aliases, index, s)),
+            (_, event) => event,
+        };
+        // Writing into a Vec cannot fail.
+        let _ = self.writer.write_event(event);
+    }
+
+    /// Writes a fault as the body content.
+    pub fn write_fault(&mut self, fault: &SoapFault) {
+        let env_ns = self.version.envelope_ns();
+        self.write_event(Event::Start(BytesStart::new("soap:Fault")));
+        let mut code = BytesStart::new("faultcode");
+        let code_text = match &fault.code {
+            FaultCode::Soap(c) => format!("soap:{}", c.local_name()),
+            FaultCode::Qualified { namespace, local } => {
+                let _ = env_ns;
+                code.push_attribute(("xmlns:a", namespace.as_str()));
+                format!("a:{local}")
+            }
+        };
+        self.text_element(code, &code_text);
+        let mut string = BytesStart::new("faultstring");
+        if let Some(lang) = &fault.lang {
+            string.push_attribute(("xml:lang", lang.as_str()));
+        }
+        self.text_element(string, &fault.string);
+        if let Some(actor) = &fault.actor {
+            self.text_element(BytesStart::new("faultactor"), actor);
+        }
+        if !fault.detail.is_empty() {
+            self.write_event(Event::Start(BytesStart::new("detail")));
+            for entry in &fault.detail {
+                let mut start = BytesStart::new(entry.local_name.as_str());
+                if let Some(ns) = &entry.namespace {
+                    start.push_attribute(("xmlns", ns.as_str()));
+                }
+                self.text_element(start, &entry.text);
+            }
+            self.write_event(Event::End(BytesEnd::new("detail")));
+        }
+        self.write_event(Event::End(BytesEnd::new("soap:Fault")));
+    }
+
+    fn text_element(&mut self, start: BytesStart<'_>, text: &str) {
+        let end = start.to_end().into_owned();
+        self.write_event(Event::Start(start));
+        self.write_event(Event::Text(BytesText::new(text)));
+        self.write_event(Event::End(end));
+    }
+
+    /// Closes `Body` and `Envelope` and returns the bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        let _ = self
+            .writer
+            .write_event(Event::End(BytesEnd::new("soap:Body")));
+        let _ = self
+            .writer
+            .write_event(Event::End(BytesEnd::new("soap:Envelope")));
+        self.writer.into_inner()
+    }
+}
+
+fn alias_start<'e>(aliases: &NamespaceAliases, index: usize, start: BytesStart<'e>) -> BytesStart<'e> {
+    let needs = start.attributes().flatten().any(|a| {
+        let k = a.key.as_ref();
+        (k == b"xmlns" || k.starts_with(b"xmlns:"))
+            && std::str::from_utf8(&a.value)
+                .ok()
+                .and_then(|v| aliases.to_alias(index, v))
+                .is_some()
+    });
+    if !needs {
+        return start;
+    }
+    let mut copy = start.to_owned();
+    copy.clear_attributes();
+    for a in start.attributes().flatten() {
+        let k = a.key.as_ref();
+        let aliased = (k == b"xmlns" || k.starts_with(b"xmlns:"))
+            .then(|| std::str::from_utf8(&a.value).ok())
+            .flatten()
+            .and_then(|v| aliases.to_alias(index, v));
+        match aliased {
+            Some(v) => copy.push_attribute((k, v.as_bytes())),
+            None => copy.push_attribute(a),
+        }
+    }
+    copy
+}
+
+/// Reads a `soap:Fault` body element (see [`BodyElement`]) into a
+/// [`SoapFault`]. Returns `None` when the element is not a fault of
+/// `version`.
+pub fn read_fault(body: &BodyElement, version: SoapVersion) -> Option<Result<SoapFault, EnvelopeError>> {
+    let env_ns = version.envelope_ns();
+    if body.namespace != env_ns || body.local_name != "Fault" {
+        return None;
+    }
+    Some(read_fault_fragment(&body.xml, env_ns))
+}
+
+fn read_fault_fragment(xml: &str, env_ns: &str) -> Result<SoapFault, EnvelopeError> {
+    let mut reader = NsReader::from_str(xml);
+    let mut fault = SoapFault::new(FaultCode::qualified("", ""), "");
+    let mut depth = 0usize;
+    let mut current: Option<(Option<String>, String)> = None;
+    let mut text = String::new();
+    let mut in_detail = false;
+    loop {
+        let position = reader.buffer_position();
+        let (resolved, event) = reader
+            .read_resolved_event()
+            .map_err(|source| EnvelopeError::Xml { position, source })?;
+        let ns = match resolved {
+            ResolveResult::Bound(Namespace(ns)) => Some(String::from_utf8_lossy(ns).into_owned()),
+            _ => None,
+        };
+        match event {
+            Event::Start(s) => {
+                depth += 1;
+                let local = String::from_utf8_lossy(s.local_name().as_ref()).into_owned();
+                if depth == 2 && local == "detail" {
+                    in_detail = true;
+                } else if depth == 2 || (in_detail && depth == 3) {
+                    if local == "faultstring" {
+                        for a in s.attributes().flatten() {
+                            if a.key.as_ref() == b"xml:lang" {
+                                fault.lang = Some(String::from_utf8_lossy(&a.value).into_owned());
+                            }
+                        }
+                    }
+                    current = Some((ns, local));
+                    text.clear();
+                }
+            }
+            Event::Empty(s) if in_detail && depth == 2 => {
+                let local = String::from_utf8_lossy(s.local_name().as_ref()).into_owned();
+                fault.detail.push(DetailEntry {
+                    namespace: ns,
+                    local_name: local,
+                    text: String::new(),
+                });
+            }
+            Event::Text(t) if current.is_some() => {
+                text.push_str(&t.decode().map_err(|e| EnvelopeError::Xml {
+                    position,
+                    source: e.into(),
+                })?);
+            }
+            Event::GeneralRef(r) if current.is_some() => {
+                if let Ok(Some(c)) = r.resolve_char_ref() {
+                    text.push(c);
+                } else {
+                    let name = r.decode().unwrap_or_default();
+                    if let Some(s) = quick_xml::escape::resolve_predefined_entity(&name) {
+                        text.push_str(s);
+                    }
+                }
+            }
+            Event::CData(c) if current.is_some() => {
+                text.push_str(&String::from_utf8_lossy(&c));
+            }
+            Event::End(_) => {
+                if in_detail && depth == 3 {
+                    if let Some((ns, local)) = current.take() {
+                        fault.detail.push(DetailEntry {
+                            namespace: ns,
+                            local_name: local,
+                            text: std::mem::take(&mut text),
+                        });
+                    }
+                } else if depth == 2 {
+                    if in_detail {
+                        in_detail = false;
+                    } else if let Some((_, local)) = current.take() {
+                        let value = std::mem::take(&mut text);
+                        match local.as_str() {
+                            "faultcode" => {
+                                let trimmed = value.trim();
+                                let (prefix, local) = match trimmed.split_once(':') {
+                                    Some((p, l)) => (Some(p), l),
+                                    None => (None, trimmed),
+                                };
+                                let (res, _) = reader.resolver().resolve(
+                                    quick_xml::name::QName(
+                                        prefix
+                                            .map(|p| format!("{p}:x"))
+                                            .unwrap_or_else(|| "x".into())
+                                            .as_bytes(),
+                                    ),
+                                    true,
+                                );
+                                let code_ns = match res {
+                                    ResolveResult::Bound(Namespace(ns)) => {
+                                        Some(String::from_utf8_lossy(ns).into_owned())
+                                    }
+                                    _ => None,
+                                };
+                                fault.code =
+                                    FaultCode::from_resolved(code_ns.as_deref(), local, env_ns);
+                            }
+                            "faultstring" => fault.string = value,
+                            "faultactor" => fault.actor = Some(value),
+                            _ => {}
+                        }
+                    }
+                }
+                depth = depth.saturating_sub(1);
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(fault)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">
+  <soap:Body>
+    <ResetPIN xmlns="https://schemas.microsoft.com/exchange/services/2006/messages" />
+  </soap:Body>
+</soap:Envelope>"#;
+
+    fn aliases() -> NamespaceAliases {
+        NamespaceAliases::none().with("https://schemas.microsoft.com/", "http://schemas.microsoft.com/")
+    }
+
+    #[test]
+    fn seed_request_reads_with_canonical_namespace() {
+        let a = aliases();
+        let env = parse(SEED.as_bytes(), ParseOptions::new(&a)).unwrap();
+        let body = env.body.unwrap();
+        assert_eq!(body.local_name, "ResetPIN");
+        assert_eq!(body.namespace, "http://schemas.microsoft.com/exchange/services/2006/messages");
+        assert!(body.xml.contains("xmlns=\"http://schemas.microsoft.com/exchange/services/2006/messages\""));
+        assert_eq!(env.alias, Some(0));
+    }
+
+    #[test]
+    fn strict_refuses_alias() {
+        let a = aliases();
+        let mut o = ParseOptions::new(&a);
+        o.accept_aliases = false;
+        assert!(matches!(parse(SEED.as_bytes(), o), Err(EnvelopeError::AliasRefused(_))));
+    }
+
+    #[test]
+    fn scope_is_copied_onto_fragment() {
+        let a = NamespaceAliases::none();
+        let xml = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="urn:m"><s:Header><m:H s:mustUnderstand="1">x</m:H></s:Header><s:Body><m:Op><m:a>1 &amp; 2</m:a></m:Op></s:Body></s:Envelope>"#;
+        let env = parse(xml.as_bytes(), ParseOptions::new(&a)).unwrap();
+        assert_eq!(env.headers.len(), 1);
+        assert!(env.headers[0].must_understand);
+        let body = env.body.unwrap();
+        assert_eq!(body.namespace, "urn:m");
+        assert_eq!(body.xml, r#"<m:Op xmlns:m="urn:m" xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><m:a>1 &amp; 2</m:a></m:Op>"#);
+    }
+
+    #[test]
+    fn refuses_doctype_entities_and_junk() {
+        let a = NamespaceAliases::none();
+        let o = ParseOptions::new(&a);
+        let doctype = r#"<!DOCTYPE x [<!ENTITY e "boom">]><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body/></soap:Envelope>"#;
+        assert!(matches!(parse(doctype.as_bytes(), o), Err(EnvelopeError::DocType)));
+        let entity = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><a>&e;</a></soap:Body></soap:Envelope>"#;
+        assert!(matches!(parse(entity.as_bytes(), o), Err(EnvelopeError::UndefinedEntity(_))));
+        let two = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><a/><b/></soap:Body></soap:Envelope>"#;
+        assert!(matches!(parse(two.as_bytes(), o), Err(EnvelopeError::UnexpectedContent(_))));
+        let v12 = r#"<e:Envelope xmlns:e="urn:other"><e:Body/></e:Envelope>"#;
+        assert!(matches!(parse(v12.as_bytes(), o), Err(EnvelopeError::VersionMismatch { .. })));
+        assert!(matches!(parse(b"<a>", o), Err(EnvelopeError::NotEnvelope { .. })));
+        assert!(parse(b"\xff\xfe", o).is_err());
+        assert!(parse(b"", o).is_err());
+        let truncated = &SEED.as_bytes()[..SEED.len() - 20];
+        assert!(parse(truncated, o).is_err());
+    }
+
+    #[test]
+    fn depth_is_limited() {
+        let a = NamespaceAliases::none();
+        let mut o = ParseOptions::new(&a);
+        o.max_depth = 8;
+        let inner = "<a>".repeat(20) + &"</a>".repeat(20);
+        let xml = format!(r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>{inner}</soap:Body></soap:Envelope>"#);
+        assert!(matches!(parse(xml.as_bytes(), o), Err(EnvelopeError::TooDeep(8))));
+    }
+
+    #[test]
+    fn fault_round_trips() {
+        let fault = SoapFault::new(FaultCode::qualified("urn:types", "ErrorInvalidRequest"), "The request is invalid.")
+            .with_lang("en-US")
+            .with_detail(DetailEntry::new("urn:errors", "ResponseCode", "ErrorInvalidRequest"))
+            .with_detail(DetailEntry::new("urn:errors", "Message", "The request is invalid."));
+        let mut w = EnvelopeWriter::new(SoapVersion::Soap11, None);
+        w.write_fault(&fault);
+        let bytes = w.finish();
+        let a = NamespaceAliases::none();
+        let env = parse(&bytes, ParseOptions::new(&a)).unwrap();
+        let back = read_fault(&env.body.unwrap(), SoapVersion::Soap11).unwrap().unwrap();
+        assert_eq!(back, fault);
+    }
+
+    #[test]
+    fn writer_echoes_alias() {
+        let a = aliases();
+        let mut w = EnvelopeWriter::new(SoapVersion::Soap11, Some((&a, 0)));
+        let mut s = BytesStart::new("ResetPINResponse");
+        s.push_attribute(("xmlns", "http://schemas.microsoft.com/exchange/services/2006/messages"));
+        w.write_event(Event::Empty(s));
+        let out = String::from_utf8(w.finish()).unwrap();
+        assert_eq!(out, "<?xml version=\"1.0\" encoding=\"utf-8\"?><soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\"><soap:Body><ResetPINResponse xmlns=\"https://schemas.microsoft.com/exchange/services/2006/messages\"/></soap:Body></soap:Envelope>");
+    }
+}

@@ -1,0 +1,659 @@
+//! Serving a generated SOAP service over hyper.
+//!
+//! A generated `<PortType>Server<T>` implements [`SoapService`]; wrap it in a
+//! [`SoapServer`] with an [`Authenticator`] and a [`FaultStyle`], then
+//! [`serve`](SoapServer::serve) it on a listener. The server owns the HTTP
+//! side (paths, `?wsdl`, Basic authentication, body limit, content type,
+//! `SOAPAction`) and turns every problem into exactly one response.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::context::CallContext;
+use crate::envelope::{self, BodyElement, EnvelopeError, EnvelopeWriter, ParseOptions, SoapVersion};
+use crate::fault::SoapFault;
+use crate::namespace::NamespaceAliases;
+use crate::operation::OperationInfo;
+use crate::wsdl::WsdlDocuments;
+use crate::xml::XmlError;
+
+/// The answer of an operation, ready to be written into an envelope.
+pub trait ReplyBody: Send {
+    /// Writes the response element into the envelope's body.
+    fn write(&self, out: &mut EnvelopeWriter<'_>) -> Result<(), XmlError>;
+}
+
+impl<T> ReplyBody for T
+where
+    T: xsd_parser_types::quick_xml::WithSerializer + Send,
+{
+    fn write(&self, out: &mut EnvelopeWriter<'_>) -> Result<(), XmlError> {
+        crate::xml::write_body(self, out)
+    }
+}
+
+/// A boxed [`ReplyBody`].
+pub type Reply = Box<dyn ReplyBody>;
+
+/// Why a generated dispatcher could not produce a reply.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The request element did not match its schema type.
+    #[error("the request does not match its schema: {0}")]
+    InvalidRequest(#[source] XmlError),
+    /// The operation answered with a fault.
+    #[error(transparent)]
+    Fault(#[from] SoapFault),
+}
+
+/// A service the server can dispatch to; implemented by generated code.
+pub trait SoapService: Send + Sync + 'static {
+    /// The operations of the service, in WSDL order.
+    fn operations(&self) -> &'static [OperationInfo];
+
+    /// Reads the request element of operation `op` (an index into
+    /// [`operations`](Self::operations)), calls the implementation and
+    /// returns its answer.
+    fn call<'a>(
+        &'a self,
+        ctx: &'a CallContext,
+        op: usize,
+        body: &'a BodyElement,
+    ) -> impl Future<Output = Result<Reply, CallError>> + Send + 'a;
+}
+
+/// Basic credentials of a request.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The user name.
+    pub user: String,
+    /// The password. Never log it.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The decision of an [`Authenticator`].
+#[derive(Debug)]
+pub enum AuthDecision {
+    /// The caller is who they say; these values go into
+    /// [`CallContext::extensions`].
+    Allow(http::Extensions),
+    /// The credentials are wrong, unknown, or the account may not log on.
+    Deny,
+}
+
+/// Checks the credentials of every request.
+pub trait Authenticator: Send + Sync + 'static {
+    /// Decides whether `credentials` (absent when the request sent none)
+    /// may call the service. An `Err` means the check itself failed; the
+    /// request gets a 503 and the error goes to the log.
+    fn authenticate(
+        &self,
+        credentials: Option<Credentials>,
+        remote_addr: Option<SocketAddr>,
+    ) -> impl Future<Output = Result<AuthDecision, Box<dyn std::error::Error + Send + Sync>>> + Send;
+}
+
+/// An [`Authenticator`] that lets every request in, for services that need
+/// no authentication.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoAuthentication;
+
+impl Authenticator for NoAuthentication {
+    async fn authenticate(
+        &self,
+        _credentials: Option<Credentials>,
+        _remote_addr: Option<SocketAddr>,
+    ) -> Result<AuthDecision, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AuthDecision::Allow(http::Extensions::new()))
+    }
+}
+
+/// A problem with a request that the service never saw.
+#[derive(Debug)]
+pub enum RequestProblem<'a> {
+    /// The envelope could not be read.
+    Envelope(&'a EnvelopeError),
+    /// The body holds no element.
+    EmptyBody,
+    /// No operation has this request element.
+    UnknownOperation {
+        /// Namespace of the body element.
+        namespace: &'a str,
+        /// Local name of the body element.
+        local_name: &'a str,
+    },
+    /// The `SOAPAction` names another operation than the body.
+    ActionMismatch {
+        /// The `SOAPAction` sent.
+        action: &'a str,
+        /// The operation the body names.
+        operation: &'a str,
+    },
+    /// The request element does not match its schema type.
+    InvalidBody(&'a XmlError),
+}
+
+impl std::fmt::Display for RequestProblem<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Envelope(e) => write!(f, "{e}"),
+            Self::EmptyBody => write!(f, "the Body holds no request element"),
+            Self::UnknownOperation {
+                namespace,
+                local_name,
+            } => write!(f, "no operation has the request element {{{namespace}}}{local_name}"),
+            Self::ActionMismatch { action, operation } => write!(
+                f,
+                "the SOAPAction {action} does not name the operation {operation} of the body"
+            ),
+            Self::InvalidBody(e) => write!(f, "the request does not match its schema: {e}"),
+        }
+    }
+}
+
+/// How a service reports requests it cannot read: the one place that
+/// turns a [`RequestProblem`] into a fault.
+pub trait FaultStyle: Send + Sync + 'static {
+    /// The fault for a request the service never saw.
+    fn invalid_request(&self, problem: &RequestProblem<'_>) -> SoapFault {
+        SoapFault::client(problem.to_string())
+    }
+}
+
+/// The plain SOAP style: `soap:Client` faults that say what is wrong.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainFaults;
+
+impl FaultStyle for PlainFaults {}
+
+/// Settings of a [`SoapServer`].
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The URL paths the service answers on, e.g. `/Service.asmx`.
+    pub paths: Vec<String>,
+    /// The largest request body accepted (413 above it).
+    pub max_body_bytes: usize,
+    /// Alternative namespace spellings.
+    pub aliases: NamespaceAliases,
+    /// Accept the alternative spellings (`true`) or refuse them.
+    pub accept_aliases: bool,
+    /// The Basic authentication realm.
+    pub realm: String,
+    /// The WSDL and schemas served on `GET <path>?wsdl`.
+    pub wsdl: Option<WsdlDocuments>,
+    /// Maximum element nesting in a request.
+    pub max_depth: usize,
+    /// How long a graceful shutdown waits for open connections.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            paths: vec!["/".into()],
+            max_body_bytes: 64 * 1024,
+            aliases: NamespaceAliases::none(),
+            accept_aliases: true,
+            realm: "SOAP".into(),
+            wsdl: None,
+            max_depth: envelope::DEFAULT_MAX_DEPTH,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A SOAP service on HTTP: dispatch, authentication, faults, WSDL.
+pub struct SoapServer<S, A> {
+    inner: Arc<Inner<S, A>>,
+}
+
+impl<S, A> Clone for SoapServer<S, A> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+struct Inner<S, A> {
+    service: S,
+    auth: A,
+    faults: Box<dyn FaultStyle>,
+    config: ServerConfig,
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
+    /// A server for `service`, checking callers with `auth` and reporting
+    /// unreadable requests in `faults` style.
+    pub fn new(service: S, auth: A, faults: impl FaultStyle, config: ServerConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                service,
+                auth,
+                faults: Box::new(faults),
+                config,
+            }),
+        }
+    }
+
+    /// The server's settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// Answers one HTTP request. Never panics on any input; every problem
+    /// becomes a status code or a fault.
+    pub async fn handle<B>(&self, req: Request<B>, remote_addr: Option<SocketAddr>) -> HttpResponse
+    where
+        B: Body + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let (response, op) = self.route(req, remote_addr).await;
+        tracing::info!(
+            target: "umws_soap::access",
+            %method,
+            path = %path,
+            operation = op.unwrap_or("-"),
+            status = response.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            remote = ?remote_addr,
+        );
+        response
+    }
+
+    async fn route<B>(
+        &self,
+        req: Request<B>,
+        remote_addr: Option<SocketAddr>,
+    ) -> (HttpResponse, Option<&'static str>)
+    where
+        B: Body + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let config = &self.inner.config;
+        let path = req.uri().path();
+        if !config.paths.iter().any(|p| p.eq_ignore_ascii_case(path)) {
+            return (plain(StatusCode::NOT_FOUND, "not found\n"), None);
+        }
+        match *req.method() {
+            Method::GET => (self.get(&req), None),
+            Method::POST => self.post(req, remote_addr).await,
+            _ => {
+                let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "use POST, or GET ?wsdl\n");
+                r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, POST"));
+                (r, None)
+            }
+        }
+    }
+
+    fn get<B>(&self, req: &Request<B>) -> HttpResponse {
+        let config = &self.inner.config;
+        let query = req.uri().query().unwrap_or("");
+        let Some(docs) = &config.wsdl else {
+            return plain(StatusCode::NOT_FOUND, "no WSDL is published here\n");
+        };
+        let base = base_url(req);
+        let text = if query.eq_ignore_ascii_case("wsdl") || query.eq_ignore_ascii_case("singlewsdl") {
+            Some(docs.render_wsdl(&base))
+        } else if let Some(name) = query.strip_prefix("xsd=") {
+            docs.render_schema(name, &base)
+        } else {
+            return plain(StatusCode::BAD_REQUEST, "POST a SOAP request, or GET ?wsdl\n");
+        };
+        match text {
+            Some(Ok(text)) => {
+                let mut r = Response::new(Full::new(Bytes::from(text)));
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
+                r
+            }
+            Some(Err(error)) => {
+                tracing::error!(%error, "cannot render the WSDL");
+                plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+            }
+            None => plain(StatusCode::NOT_FOUND, "no such schema\n"),
+        }
+    }
+
+    async fn post<B>(
+        &self,
+        req: Request<B>,
+        remote_addr: Option<SocketAddr>,
+    ) -> (HttpResponse, Option<&'static str>)
+    where
+        B: Body + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let config = &self.inner.config;
+        // Content type: text/xml for SOAP 1.1; application/soap+xml is SOAP
+        // 1.2, which is read only to answer a version mismatch.
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mut params = content_type.split(';').map(str::trim);
+        let mime = params.next().unwrap_or("").to_ascii_lowercase();
+        if mime != "text/xml" && mime != "application/soap+xml" {
+            return (
+                plain(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "a SOAP 1.1 request needs Content-Type: text/xml; charset=utf-8\n",
+                ),
+                None,
+            );
+        }
+        let mut action_param = None;
+        for p in params {
+            if let Some((k, v)) = p.split_once('=') {
+                let v = v.trim().trim_matches('"');
+                if k.trim().eq_ignore_ascii_case("charset")
+                    && !v.eq_ignore_ascii_case("utf-8")
+                    && !v.eq_ignore_ascii_case("utf8")
+                {
+                    return (
+                        plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "only charset=utf-8 is supported\n"),
+                        None,
+                    );
+                }
+                if k.trim().eq_ignore_ascii_case("action") {
+                    action_param = Some(v.to_owned());
+                }
+            }
+        }
+
+        // Authentication before reading the body.
+        let credentials = match basic_credentials(&req) {
+            Ok(c) => c,
+            Err(()) => return (self.unauthorized(), None),
+        };
+        let extensions = match self.inner.auth.authenticate(credentials, remote_addr).await {
+            Ok(AuthDecision::Allow(ext)) => ext,
+            Ok(AuthDecision::Deny) => return (self.unauthorized(), None),
+            Err(error) => {
+                tracing::error!(%error, "authentication failed");
+                return (
+                    plain(StatusCode::SERVICE_UNAVAILABLE, "authentication is unavailable\n"),
+                    None,
+                );
+            }
+        };
+
+        let soap_action = req
+            .headers()
+            .get("soapaction")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().trim_matches('"').to_owned())
+            .or(action_param)
+            .unwrap_or_default();
+
+        // The body, within the limit.
+        let too_large = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > config.max_body_bytes as u64);
+        if too_large {
+            return (payload_too_large(config.max_body_bytes), None);
+        }
+        let bytes = match Limited::new(req.into_body(), config.max_body_bytes).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) => {
+                if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    return (payload_too_large(config.max_body_bytes), None);
+                }
+                tracing::debug!(%error, "reading the request body failed");
+                return (plain(StatusCode::BAD_REQUEST, "the request body could not be read\n"), None);
+            }
+        };
+
+        let mut ctx = CallContext {
+            remote_addr,
+            soap_action,
+            headers: Vec::new(),
+            extensions,
+        };
+        self.dispatch(&bytes, &mut ctx).await
+    }
+
+    async fn dispatch(
+        &self,
+        bytes: &[u8],
+        ctx: &mut CallContext,
+    ) -> (HttpResponse, Option<&'static str>) {
+        let inner = &*self.inner;
+        let config = &inner.config;
+        let opts = ParseOptions {
+            aliases: &config.aliases,
+            accept_aliases: config.accept_aliases,
+            max_depth: config.max_depth,
+        };
+        let envelope = match envelope::parse(bytes, opts) {
+            Ok(env) => env,
+            Err(EnvelopeError::VersionMismatch { .. }) => {
+                return (self.fault(&SoapFault::version_mismatch(), None), None)
+            }
+            Err(error) => {
+                tracing::debug!(%error, "unreadable envelope");
+                let fault = inner.faults.invalid_request(&RequestProblem::Envelope(&error));
+                return (self.fault(&fault, None), None);
+            }
+        };
+        let alias = envelope.alias;
+        if envelope.version != SoapVersion::Soap11 {
+            return (self.fault(&SoapFault::version_mismatch(), alias), None);
+        }
+        let Some(body) = envelope.body else {
+            let fault = inner.faults.invalid_request(&RequestProblem::EmptyBody);
+            return (self.fault(&fault, alias), None);
+        };
+        let operations = inner.service.operations();
+        let Some(index) = operations.iter().position(|op| {
+            op.request_element == body.local_name && op.request_namespace == body.namespace
+        }) else {
+            let fault = inner.faults.invalid_request(&RequestProblem::UnknownOperation {
+                namespace: &body.namespace,
+                local_name: &body.local_name,
+            });
+            return (self.fault(&fault, alias), None);
+        };
+        let op = &operations[index];
+        let action = canonical_action(&config.aliases, &ctx.soap_action);
+        if !op.accepts_action(&action) {
+            let fault = inner.faults.invalid_request(&RequestProblem::ActionMismatch {
+                action: &ctx.soap_action,
+                operation: op.name,
+            });
+            return (self.fault(&fault, alias), Some(op.name));
+        }
+        if let Some(h) = envelope.headers.iter().find(|h| {
+            h.must_understand
+                && !op
+                    .understood_headers
+                    .iter()
+                    .any(|(ns, local)| *ns == h.namespace && *local == h.local_name)
+        }) {
+            let fault = SoapFault::must_understand(&h.namespace, &h.local_name);
+            return (self.fault(&fault, alias), Some(op.name));
+        }
+        ctx.headers = envelope.headers;
+        match inner.service.call(ctx, index, &body).await {
+            Ok(reply) => {
+                let mut out = EnvelopeWriter::new(SoapVersion::Soap11, alias.map(|i| (&config.aliases, i)));
+                match reply.write(&mut out) {
+                    Ok(()) => (xml_response(StatusCode::OK, out.finish()), Some(op.name)),
+                    Err(error) => {
+                        tracing::error!(operation = op.name, %error, "cannot write the response");
+                        let fault = SoapFault::server("The server could not write its response.");
+                        (self.fault(&fault, alias), Some(op.name))
+                    }
+                }
+            }
+            Err(CallError::InvalidRequest(error)) => {
+                tracing::debug!(operation = op.name, %error, "invalid request element");
+                let fault = inner.faults.invalid_request(&RequestProblem::InvalidBody(&error));
+                (self.fault(&fault, alias), Some(op.name))
+            }
+            Err(CallError::Fault(fault)) => (self.fault(&fault, alias), Some(op.name)),
+        }
+    }
+
+    fn fault(&self, fault: &SoapFault, alias: Option<usize>) -> HttpResponse {
+        let aliases = &self.inner.config.aliases;
+        let mut out = EnvelopeWriter::new(SoapVersion::Soap11, alias.map(|i| (aliases, i)));
+        out.write_fault(fault);
+        xml_response(StatusCode::INTERNAL_SERVER_ERROR, out.finish())
+    }
+
+    fn unauthorized(&self) -> HttpResponse {
+        let mut r = plain(StatusCode::UNAUTHORIZED, "authentication required\n");
+        let realm = self.inner.config.realm.replace(['"', '\\'], "");
+        if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\", charset=\"UTF-8\"")) {
+            r.headers_mut().insert(WWW_AUTHENTICATE, v);
+        }
+        r
+    }
+
+    /// Serves connections from `listener` until `shutdown` completes, then
+    /// lets open connections finish (up to the configured grace period).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let graceful = GracefulShutdown::new();
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, remote) = match accepted {
+                        Ok(pair) => pair,
+                        Err(error) => {
+                            // Out of file descriptors and the like: back off
+                            // instead of spinning.
+                            tracing::warn!(%error, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let server = self.clone();
+                    let service = hyper::service::service_fn(move |req| {
+                        let server = server.clone();
+                        async move { Ok::<_, Infallible>(server.handle(req, Some(remote)).await) }
+                    });
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(error) = conn.await {
+                            tracing::debug!(%error, "connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(self.inner.config.shutdown_grace) => {
+                tracing::warn!("connections still open after the grace period; closing");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn canonical_action(aliases: &NamespaceAliases, action: &str) -> String {
+    aliases
+        .to_canonical(action)
+        .map(|(_, c)| c)
+        .unwrap_or_else(|| action.to_owned())
+}
+
+fn basic_credentials<B>(req: &Request<B>) -> Result<Option<Credentials>, ()> {
+    let Some(value) = req.headers().get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ())?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(())?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .map_err(|_| ())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| ())?;
+    let (user, password) = decoded.split_once(':').ok_or(())?;
+    Ok(Some(Credentials {
+        user: user.to_owned(),
+        password: password.to_owned(),
+    }))
+}
+
+fn base_url<B>(req: &Request<B>) -> String {
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'<'))
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("localhost");
+    let scheme = req.uri().scheme_str().unwrap_or("http");
+    format!("{scheme}://{host}{}", req.uri().path())
+}
+
+fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
+    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn payload_too_large(limit: usize) -> HttpResponse {
+    let mut r = Response::new(Full::new(Bytes::from(format!(
+        "the request body is larger than {limit} bytes\n"
+    ))));
+    *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn xml_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
+    r
+}
