@@ -1,0 +1,530 @@
+//! The service layer: constants, service traits, dispatchers and clients.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::error::Error;
+use crate::naming::{constant_case, ident, pascal_case, snake_case, type_name};
+use crate::types::Types;
+use crate::wsdl::{Definitions, PartKind, QName, SoapVersion, Style};
+use crate::Builder;
+
+/// What the generator needs from a WSDL, checked.
+pub(crate) struct Model {
+    file: PathBuf,
+    target_namespace: Option<String>,
+    port_types: Vec<PortTypeModel>,
+}
+
+struct PortTypeModel {
+    name: String,
+    doc: Option<String>,
+    binding: String,
+    version: SoapVersion,
+    operations: Vec<OperationModel>,
+}
+
+struct OperationModel {
+    name: String,
+    doc: Option<String>,
+    action: Option<String>,
+    input: QName,
+    output: Option<QName>,
+    headers: Vec<QName>,
+}
+
+impl Model {
+    /// Picks, for each port type, its SOAP binding (SOAP 1.1 preferred) and
+    /// checks that every operation is document/literal with element parts.
+    pub(crate) fn new(defs: &Definitions) -> Result<Self, Error> {
+        let file = defs.source.clone();
+        let unsupported = |element: String, reason: String| Error::Unsupported {
+            file: file.clone(),
+            element,
+            reason,
+        };
+        let mut port_types: Vec<PortTypeModel> = Vec::new();
+        let mut bindings: Vec<_> = defs.bindings.iter().filter(|b| b.soap.is_some()).collect();
+        // SOAP 1.1 bindings first, so they win over SOAP 1.2 ones.
+        bindings.sort_by_key(|b| match b.soap.as_ref().map(|s| s.version) {
+            Some(SoapVersion::Soap11) => 0,
+            _ => 1,
+        });
+        for binding in bindings {
+            let Some(soap) = &binding.soap else { continue };
+            if port_types.iter().any(|p| p.name == binding.port_type.local) {
+                continue;
+            }
+            let Some(port_type) = defs.port_type(&binding.port_type) else {
+                continue;
+            };
+            let mut operations = Vec::new();
+            for op in &port_type.operations {
+                let element = format!("<wsdl:operation name=\"{}\">", op.name);
+                let bop = binding.operation(&op.name);
+                let style = bop.and_then(|b| b.style).unwrap_or(soap.style);
+                if style == Style::Rpc {
+                    return Err(unsupported(
+                        element,
+                        "rpc style is not supported; use document/literal (wrapped)".into(),
+                    ));
+                }
+                let body_parts = |input: bool| {
+                    bop.and_then(|b| {
+                        if input {
+                            b.input.as_ref()
+                        } else {
+                            b.output.as_ref()
+                        }
+                    })
+                    .and_then(|m| m.body.as_ref())
+                    .and_then(|b| b.parts.clone())
+                };
+                let part_element = |input: bool| -> Result<Option<QName>, Error> {
+                    let msg = if input { &op.input } else { &op.output };
+                    let Some(msg) = msg else { return Ok(None) };
+                    let Some(message) = defs.message(&msg.message) else {
+                        return Ok(None);
+                    };
+                    let wanted = body_parts(input);
+                    let parts: Vec<_> = message
+                        .parts
+                        .iter()
+                        .filter(|p| wanted.as_ref().is_none_or(|w| w.contains(&p.name)))
+                        .collect();
+                    match parts.as_slice() {
+                        [] => Ok(None),
+                        [part] => match &part.kind {
+                            PartKind::Element(q) => Ok(Some(q.clone())),
+                            PartKind::Type(_) => Err(unsupported(
+                                element.clone(),
+                                format!(
+                                    "part \"{}\" of message \"{}\" names a type; document style needs element parts",
+                                    part.name, message.name.local
+                                ),
+                            )),
+                        },
+                        _ => Err(unsupported(
+                            element.clone(),
+                            format!(
+                                "message \"{}\" puts {} parts in the body; document/literal wrapped needs exactly one",
+                                message.name.local,
+                                parts.len()
+                            ),
+                        )),
+                    }
+                };
+                let Some(input) = part_element(true)? else {
+                    return Err(unsupported(
+                        element,
+                        "the operation has no input element; notification operations are not supported"
+                            .into(),
+                    ));
+                };
+                let output = part_element(false)?;
+                let mut headers = Vec::new();
+                if let Some(h) = bop.and_then(|b| b.input.as_ref()) {
+                    for header in &h.headers {
+                        let part = defs
+                            .message(&header.message)
+                            .and_then(|m| m.part(&header.part));
+                        if let Some(PartKind::Element(q)) = part.map(|p| &p.kind) {
+                            headers.push(q.clone());
+                        }
+                    }
+                }
+                operations.push(OperationModel {
+                    name: op.name.clone(),
+                    doc: op.documentation.clone(),
+                    action: bop
+                        .and_then(|b| b.soap_action.clone())
+                        .filter(|a| !a.is_empty()),
+                    input,
+                    output,
+                    headers,
+                });
+            }
+            port_types.push(PortTypeModel {
+                name: port_type.name.local.clone(),
+                doc: port_type.documentation.clone(),
+                binding: binding.name.local.clone(),
+                version: soap.version,
+                operations,
+            });
+        }
+        Ok(Self {
+            file,
+            target_namespace: defs.target_namespace.clone(),
+            port_types,
+        })
+    }
+
+    /// Every element a body part names, in order, without repeats.
+    pub(crate) fn elements(&self) -> impl Iterator<Item = &QName> {
+        let mut seen = BTreeSet::new();
+        self.port_types
+            .iter()
+            .flat_map(|p| &p.operations)
+            .flat_map(|o| std::iter::once(&o.input).chain(o.output.as_ref()))
+            .filter(move |q| seen.insert((q.namespace.clone(), q.local.clone())))
+    }
+}
+
+/// Emits the namespace constants and one module per port type.
+pub(crate) fn emit(model: &Model, types: &Types, builder: &Builder) -> Result<TokenStream, Error> {
+    let runtime: syn::Path = syn::parse_str(&builder.runtime).map_err(|source| Error::Emit {
+        file: model.file.clone(),
+        source,
+    })?;
+    let namespaces = emit_namespaces(model, types);
+    let mut modules = Vec::new();
+    for port_type in &model.port_types {
+        modules.push(emit_port_type(model, port_type, types, builder, &runtime)?);
+    }
+    Ok(quote! {
+        #namespaces
+        #(#modules)*
+    })
+}
+
+fn emit_namespaces(model: &Model, types: &Types) -> TokenStream {
+    let mut names: BTreeSet<&str> = types.namespaces.iter().map(String::as_str).collect();
+    for q in model.elements() {
+        if let Some(ns) = &q.namespace {
+            names.insert(ns);
+        }
+    }
+    let mut used = BTreeSet::new();
+    let mut consts = Vec::new();
+    if let Some(tns) = &model.target_namespace {
+        consts.push(quote! {
+            /// The WSDL's target namespace.
+            pub const TARGET: &str = #tns;
+        });
+        used.insert("TARGET".to_owned());
+    }
+    for ns in names {
+        let base = ns
+            .trim_end_matches(['/', '#'])
+            .rsplit(['/', ':', '#'])
+            .find(|s| !s.is_empty())
+            .map(constant_case)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "NAMESPACE".into());
+        let mut name = base.clone();
+        let mut n = 2;
+        while !used.insert(name.clone()) {
+            name = format!("{base}_{n}");
+            n += 1;
+        }
+        let id = format_ident!("{}", name);
+        let doc = format!(" `{ns}`");
+        consts.push(quote! {
+            #[doc = #doc]
+            pub const #id: &str = #ns;
+        });
+    }
+    quote! {
+        /// The namespace names of the service's elements.
+        pub mod namespaces {
+            #(#consts)*
+        }
+    }
+}
+
+fn doc_lines(text: &Option<String>) -> Vec<TokenStream> {
+    text.iter()
+        .flat_map(|t| t.lines())
+        .map(|l| {
+            let l = format!(" {}", l.trim());
+            quote!(#[doc = #l])
+        })
+        .collect()
+}
+
+fn type_path(model: &Model, types: &Types, q: &QName, op: &str) -> Result<syn::Ident, Error> {
+    let name = type_name(&q.local);
+    if !types.has(&name) {
+        return Err(Error::MissingType {
+            file: model.file.clone(),
+            element: format!("<wsdl:operation name=\"{op}\">"),
+            namespace: q.namespace.clone().unwrap_or_default(),
+            local: q.local.clone(),
+            expected: name,
+        });
+    }
+    Ok(format_ident!("{}", name))
+}
+
+fn emit_port_type(
+    model: &Model,
+    pt: &PortTypeModel,
+    types: &Types,
+    builder: &Builder,
+    rt: &syn::Path,
+) -> Result<TokenStream, Error> {
+    let module = ident(&snake_case(&pt.name));
+    let trait_name = format_ident!("{}", pascal_case(&pt.name));
+    let server_name = format_ident!("{}Server", trait_name);
+    let client_name = format_ident!("{}Client", trait_name);
+    let pt_docs = doc_lines(&pt.doc);
+    let binding_doc = format!(
+        " Bound by `{}` ({}).",
+        pt.binding,
+        match pt.version {
+            SoapVersion::Soap11 => "SOAP 1.1",
+            SoapVersion::Soap12 => "SOAP 1.2",
+        }
+    );
+
+    let mut op_consts = Vec::new();
+    let mut action_consts = Vec::new();
+    let mut infos = Vec::new();
+    let mut methods = Vec::new();
+    let mut arms = Vec::new();
+    let mut client_methods = Vec::new();
+    for (index, op) in pt.operations.iter().enumerate() {
+        let const_name = format_ident!("{}", constant_case(&op.name));
+        let method = ident(&snake_case(&op.name));
+        let op_name = &op.name;
+        let op_doc = format!(" `{op_name}`");
+        op_consts.push(quote! {
+            #[doc = #op_doc]
+            pub const #const_name: &str = #op_name;
+        });
+        let action_tokens = match &op.action {
+            Some(action) => {
+                let doc = format!(" The SOAPAction of `{op_name}`.");
+                action_consts.push(quote! {
+                    #[doc = #doc]
+                    pub const #const_name: &str = #action;
+                });
+                quote!(::core::option::Option::Some(actions::#const_name))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        let action_str = match &op.action {
+            Some(_) => quote!(actions::#const_name),
+            None => quote!(""),
+        };
+        let req_ty = type_path(model, types, &op.input, op_name)?;
+        let (req_ns, req_local) = (
+            op.input.namespace.clone().unwrap_or_default(),
+            &op.input.local,
+        );
+        let (resp_ty, resp_ns, resp_local) = match &op.output {
+            Some(q) => (
+                {
+                    let t = type_path(model, types, q, op_name)?;
+                    quote!(types::#t)
+                },
+                q.namespace.clone().unwrap_or_default(),
+                q.local.clone(),
+            ),
+            None => (quote!(()), String::new(), String::new()),
+        };
+        let headers = op.headers.iter().map(|h| {
+            let ns = h.namespace.clone().unwrap_or_default();
+            let local = &h.local;
+            quote!((#ns, #local))
+        });
+        infos.push(quote! {
+            #rt::OperationInfo {
+                name: operations::#const_name,
+                request_namespace: #req_ns,
+                request_element: #req_local,
+                response_namespace: #resp_ns,
+                response_element: #resp_local,
+                soap_action: #action_tokens,
+                understood_headers: &[#(#headers),*],
+            }
+        });
+        let mut docs = doc_lines(&op.doc);
+        if !docs.is_empty() {
+            docs.push(quote!(#[doc = ""]));
+        }
+        let action_doc = match &op.action {
+            Some(a) => format!(" Operation `{op_name}`, SOAPAction `{a}`."),
+            None => format!(" Operation `{op_name}` (no SOAPAction)."),
+        };
+        docs.push(quote!(#[doc = #action_doc]));
+        methods.push(quote! {
+            #(#docs)*
+            fn #method(
+                &self,
+                ctx: &#rt::CallContext,
+                request: types::#req_ty,
+            ) -> impl ::core::future::Future<Output = ::core::result::Result<#resp_ty, #rt::SoapFault>> + ::core::marker::Send;
+        });
+        let index_lit = proc_macro2::Literal::usize_unsuffixed(index);
+        let reply = if op.output.is_some() {
+            quote! {
+                let response = self.inner.#method(ctx, request).await?;
+                ::core::result::Result::Ok(::std::boxed::Box::new(response) as #rt::server::Reply)
+            }
+        } else {
+            quote! {
+                self.inner.#method(ctx, request).await?;
+                ::core::result::Result::Ok(::std::boxed::Box::new(#rt::server::EmptyReply) as #rt::server::Reply)
+            }
+        };
+        let client_call = if op.output.is_some() {
+            quote!(self.transport.call(#action_str, request).await)
+        } else {
+            quote!(self.transport.call_one_way(#action_str, request).await)
+        };
+        arms.push(quote! {
+            #index_lit => {
+                let request: types::#req_ty = #rt::xml::from_fragment(&body.xml)
+                    .map_err(#rt::server::CallError::InvalidRequest)?;
+                #reply
+            }
+        });
+        let client_doc = format!(" Calls `{op_name}`.");
+        client_methods.push(quote! {
+            #[doc = #client_doc]
+            pub async fn #method(
+                &self,
+                request: &types::#req_ty,
+            ) -> ::core::result::Result<#resp_ty, #rt::client::ClientError> {
+                #client_call
+            }
+        });
+    }
+    let count = pt.operations.len();
+
+    let server_cfg = builder
+        .server_feature
+        .as_ref()
+        .map(|f| quote!(#[cfg(feature = #f)]));
+    let client_cfg = builder
+        .client_feature
+        .as_ref()
+        .map(|f| quote!(#[cfg(feature = #f)]));
+    let server = builder.build_server.then(|| {
+        let server_doc = format!(" Serves a [`{trait_name}`] implementation through `umws-soap`.");
+        quote! {
+            #server_cfg
+            #[doc = #server_doc]
+            #[derive(Debug)]
+            pub struct #server_name<T> {
+                inner: ::std::sync::Arc<T>,
+            }
+
+            #server_cfg
+            impl<T> ::core::clone::Clone for #server_name<T> {
+                fn clone(&self) -> Self {
+                    Self { inner: ::std::sync::Arc::clone(&self.inner) }
+                }
+            }
+
+            #server_cfg
+            impl<T: #trait_name> #server_name<T> {
+                /// Wraps a service implementation.
+                pub fn new(inner: T) -> Self {
+                    Self { inner: ::std::sync::Arc::new(inner) }
+                }
+
+                /// Wraps a shared service implementation.
+                pub fn from_arc(inner: ::std::sync::Arc<T>) -> Self {
+                    Self { inner }
+                }
+
+                /// The service implementation.
+                pub fn get_ref(&self) -> &T {
+                    &self.inner
+                }
+            }
+
+            #server_cfg
+            impl<T: #trait_name> #rt::server::SoapService for #server_name<T> {
+                fn operations(&self) -> &'static [#rt::OperationInfo] {
+                    &OPERATIONS
+                }
+
+                fn call<'a>(
+                    &'a self,
+                    ctx: &'a #rt::CallContext,
+                    op: usize,
+                    body: &'a #rt::envelope::BodyElement,
+                ) -> impl ::core::future::Future<
+                    Output = ::core::result::Result<#rt::server::Reply, #rt::server::CallError>,
+                > + ::core::marker::Send + 'a {
+                    async move {
+                        match op {
+                            #(#arms)*
+                            _ => ::core::result::Result::Err(#rt::server::CallError::Fault(
+                                #rt::SoapFault::server("no such operation"),
+                            )),
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let client = builder.build_client.then(|| {
+        let client_doc = format!(
+            " A typed client of `{}`: one async method per operation.",
+            pt.name
+        );
+        quote! {
+            #client_cfg
+            #[doc = #client_doc]
+            #[derive(Debug, Clone)]
+            pub struct #client_name {
+                transport: #rt::client::Transport,
+            }
+
+            #client_cfg
+            impl #client_name {
+                /// A client that calls through `transport`.
+                pub fn new(transport: #rt::client::Transport) -> Self {
+                    Self { transport }
+                }
+
+                /// The transport (endpoint, credentials, timeout).
+                pub fn transport(&self) -> &#rt::client::Transport {
+                    &self.transport
+                }
+
+                #(#client_methods)*
+            }
+        }
+    });
+    let module_doc = format!(" The port type `{}`.", pt.name);
+    let trait_doc = format!(" The operations of the port type `{}`.", pt.name);
+    Ok(quote! {
+        #[doc = #module_doc]
+        #(#pt_docs)*
+        #[doc = ""]
+        #[doc = #binding_doc]
+        pub mod #module {
+            use super::types;
+
+            /// The operation names, as in the WSDL.
+            pub mod operations {
+                #(#op_consts)*
+            }
+
+            /// The SOAP actions of the operations.
+            pub mod actions {
+                #(#action_consts)*
+            }
+
+            /// The operations, as the server dispatches them.
+            pub static OPERATIONS: [#rt::OperationInfo; #count] = [#(#infos),*];
+
+            #[doc = #trait_doc]
+            #(#pt_docs)*
+            pub trait #trait_name: ::core::marker::Send + ::core::marker::Sync + 'static {
+                #(#methods)*
+            }
+
+            #server
+            #client
+        }
+    })
+}
