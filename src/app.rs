@@ -1,0 +1,157 @@
+//! Assembling the UM web service: store, mail, authentication, SOAP server.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use umws_soap::namespace::NamespaceAliases;
+use umws_soap::server::{AuthDecision, Credentials, ServerConfig, SoapServer};
+use umws_soap::wsdl::WsdlDocuments;
+
+use crate::auth::Authenticator;
+use crate::config::ServeConfig;
+use crate::fault::ExchangeFaults;
+use crate::generated::um_service_soap::UmServiceSoapServer;
+use crate::mail::{MailDelivery, Maildir, ResetPinMailer};
+use crate::service::{Caller, UmService};
+use crate::store::Store;
+
+/// The URL paths the service answers on: Exchange 2007's and Exchange
+/// 2010's.
+pub const PATHS: [&str; 2] = ["/UnifiedMessaging/Service.asmx", "/EWS/UM2007Legacy.asmx"];
+
+/// The realm of HTTP Basic authentication.
+pub const REALM: &str = "umws";
+
+/// The alias prefix of the namespace spelling in Microsoft's translated
+/// documentation, and the canonical prefix it stands for.
+pub const HTTPS_ALIAS: (&str, &str) = (
+    "https://schemas.microsoft.com/",
+    "http://schemas.microsoft.com/",
+);
+
+/// The WSDL and schemas as published on `GET <path>?wsdl`.
+pub fn wsdl_documents() -> WsdlDocuments {
+    WsdlDocuments::new(
+        include_str!("../schemas/um.wsdl"),
+        vec![
+            (
+                "messages.xsd".into(),
+                include_str!("../schemas/messages.xsd").into(),
+            ),
+            (
+                "types.xsd".into(),
+                include_str!("../schemas/types.xsd").into(),
+            ),
+        ],
+    )
+}
+
+/// HTTP Basic authentication against the mailbox store.
+#[derive(Clone)]
+pub struct MailboxAuth {
+    inner: Authenticator,
+}
+
+impl MailboxAuth {
+    /// Authentication over `store`, with the verified-credentials cache.
+    pub fn new(store: Store) -> Self {
+        Self {
+            inner: Authenticator::new(store),
+        }
+    }
+
+    /// The underlying authenticator (for its statistics).
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.inner
+    }
+}
+
+impl umws_soap::server::Authenticator for MailboxAuth {
+    async fn authenticate(
+        &self,
+        credentials: Option<Credentials>,
+        _remote_addr: Option<SocketAddr>,
+    ) -> Result<AuthDecision, Box<dyn std::error::Error + Send + Sync>> {
+        let Some(credentials) = credentials else {
+            return Ok(AuthDecision::Deny);
+        };
+        match self
+            .inner
+            .authenticate_async(&credentials.user, &credentials.password)
+            .await?
+        {
+            Some(mailbox) => {
+                let mut ext = http::Extensions::new();
+                ext.insert(Caller {
+                    mailbox,
+                    user: credentials.user,
+                });
+                Ok(AuthDecision::Allow(ext))
+            }
+            None => {
+                tracing::info!(user = %credentials.user, "authentication failed");
+                Ok(AuthDecision::Deny)
+            }
+        }
+    }
+}
+
+/// The UM SOAP server type.
+pub type UmServer = SoapServer<UmServiceSoapServer<UmService>, MailboxAuth>;
+
+/// Errors assembling the server.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The sender address is invalid.
+    #[error("invalid mail_from address")]
+    MailFrom(#[source] lettre::address::AddressError),
+}
+
+/// Builds the server over an open store and its data directory.
+pub fn build_server(store: Store, data: &Path, config: &ServeConfig) -> Result<UmServer, AppError> {
+    let delivery: Box<dyn MailDelivery> = Box::new(Maildir::in_data_dir(data));
+    let mut mailer = ResetPinMailer::new(delivery);
+    if let Some(from) = &config.mail_from {
+        mailer = mailer.with_from(from.parse().map_err(AppError::MailFrom)?);
+    }
+    let service = UmService::new(store.clone(), mailer);
+    let server_config = ServerConfig {
+        paths: PATHS.iter().map(|p| (*p).to_owned()).collect(),
+        max_body_bytes: config.max_body_bytes,
+        aliases: NamespaceAliases::none().with(HTTPS_ALIAS.0, HTTPS_ALIAS.1),
+        accept_aliases: !config.strict_namespaces,
+        realm: REALM.into(),
+        wsdl: Some(wsdl_documents()),
+        ..ServerConfig::default()
+    };
+    Ok(SoapServer::new(
+        UmServiceSoapServer::new(service),
+        MailboxAuth::new(store),
+        ExchangeFaults,
+        server_config,
+    ))
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,388 @@
+//! HTTP Basic authentication against the mailbox store, with a cache of verified credentials
+//! so that a known-good user/password pair does not cost an argon2 verification per request.
+//!
+//! The cache maps a normalised user name to a keyed SHA-256 digest of the password (the key is
+//! 32 random bytes drawn per [`Authenticator`], so the digests are useless outside this process),
+//! the mailbox id, the [`CredentialStamp`] of the password hash it was verified against, and when
+//! it was inserted. A request is a **hit** when an entry exists, is younger than the TTL, its
+//! digest equals the presented password's (compared in constant time), and the store still has
+//! the same password hash for that user — one indexed SQLite read, no hashing. So a password
+//! changed by another process (the `mailbox` command) takes effect on the next request, not
+//! after the TTL. Anything else is a **miss**: a full argon2 verification through
+//! [`Store::verify_password`], whose success (only) is cached.
+//!
+//! [`Authenticator::authenticate`] is synchronous and may block for the argon2 verification;
+//! async callers use [`Authenticator::authenticate_async`], which answers hits inline and runs
+//! misses on tokio's blocking pool.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::store::{normalize_user, CredentialStamp, MailboxId, Store, StoreError};
+
+/// How long a verified credential is trusted without a new argon2 verification.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// How many users the cache holds at most.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// A failure to authenticate that is not a wrong password (which is `Ok(None)`).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The credential store failed.
+    #[error("credential store failed")]
+    Store(#[from] StoreError),
+    /// The blocking task running the verification panicked or was cancelled.
+    #[error("credential verification task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// Counters of the cache, for tests and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuthStats {
+    /// Requests answered from the cache.
+    pub hits: u64,
+    /// Requests that needed an argon2 verification.
+    pub slow_verifications: u64,
+}
+
+struct Entry {
+    digest: [u8; 32],
+    id: MailboxId,
+    stamp: CredentialStamp,
+    inserted: Instant,
+}
+
+struct Inner {
+    store: Store,
+    key: [u8; 32],
+    ttl: Duration,
+    capacity: usize,
+    cache: Mutex<HashMap<String, Entry>>,
+    hits: AtomicU64,
+    slow: AtomicU64,
+}
+
+/// Checks HTTP Basic credentials against the [`Store`], caching successes (see the module
+/// docs). Cheap to clone; clones share the cache.
+#[derive(Clone)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("ttl", &self.inner.ttl)
+            .field("capacity", &self.inner.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Compares two digests in time independent of where they differ.
+fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+impl Authenticator {
+    /// An authenticator with [`DEFAULT_TTL`] and [`DEFAULT_CAPACITY`].
+    pub fn new(store: Store) -> Self {
+        Self::with_limits(store, DEFAULT_TTL, DEFAULT_CAPACITY)
+    }
+
+    /// An authenticator trusting a verified credential for `ttl` and caching at most
+    /// `capacity` users (`capacity` 0 or `ttl` zero turns the cache off).
+    pub fn with_limits(store: Store, ttl: Duration, capacity: usize) -> Self {
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                key,
+                ttl,
+                capacity,
+                cache: Mutex::new(HashMap::new()),
+                hits: AtomicU64::new(0),
+                slow: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn cache(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        // The map stays consistent whatever panicked while holding the lock.
+        self.inner
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn digest(&self, user_key: &str, password: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.inner.key);
+        h.update((user_key.len() as u64).to_be_bytes());
+        h.update(user_key.as_bytes());
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    /// The fast path alone: `Some(id)` when the credentials are a cache hit, `None` when they
+    /// need a full verification (which this does not do). Costs one SHA-256 and, on a fresh
+    /// entry, one indexed database read.
+    pub fn cached(&self, user: &str, password: &str) -> Result<Option<MailboxId>, AuthError> {
+        let key = normalize_user(user);
+        let digest = self.digest(&key, password);
+        let found = {
+            let mut cache = self.cache();
+            match cache.get(&key) {
+                Some(e) if e.inserted.elapsed() >= self.inner.ttl => {
+                    cache.remove(&key);
+                    None
+                }
+                Some(e) if digests_equal(&e.digest, &digest) => Some((e.id, e.stamp)),
+                _ => None,
+            }
+        };
+        let Some((id, stamp)) = found else {
+            return Ok(None);
+        };
+        if self.inner.store.credential_stamp(user)? == Some((id, stamp)) {
+            self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            Ok(Some(id))
+        } else {
+            // Password changed or mailbox gone since the entry was made.
+            self.invalidate(user);
+            Ok(None)
+        }
+    }
+
+    /// The slow path: one argon2 verification; caches a success.
+    fn verify_and_cache(&self, user: &str, password: &str) -> Result<Option<MailboxId>, AuthError> {
+        self.inner.slow.fetch_add(1, Ordering::Relaxed);
+        let Some(mailbox) = self.inner.store.verify_password(user, password)? else {
+            return Ok(None);
+        };
+        if self.inner.capacity > 0 && !self.inner.ttl.is_zero() {
+            let key = normalize_user(user);
+            let entry = Entry {
+                digest: self.digest(&key, password),
+                id: mailbox.id,
+                stamp: mailbox.credential_stamp(),
+                inserted: Instant::now(),
+            };
+            let mut cache = self.cache();
+            if cache.len() >= self.inner.capacity && !cache.contains_key(&key) {
+                let ttl = self.inner.ttl;
+                cache.retain(|_, e| e.inserted.elapsed() < ttl);
+                if cache.len() >= self.inner.capacity {
+                    let oldest = cache
+                        .iter()
+                        .min_by_key(|(_, e)| e.inserted)
+                        .map(|(k, _)| k.clone());
+                    if let Some(oldest) = oldest {
+                        cache.remove(&oldest);
+                    }
+                }
+            }
+            cache.insert(key, entry);
+        }
+        Ok(Some(mailbox.id))
+    }
+
+    /// Checks `user`'s `password`: `Ok(Some(id))` if right, `Ok(None)` if wrong or unknown.
+    ///
+    /// A cache hit costs no argon2 verification; a miss costs one and **blocks** the thread
+    /// for it (tens of milliseconds), so from async code use
+    /// [`authenticate_async`](Self::authenticate_async) instead.
+    pub fn authenticate(&self, user: &str, password: &str) -> Result<Option<MailboxId>, AuthError> {
+        if let Some(id) = self.cached(user, password)? {
+            return Ok(Some(id));
+        }
+        self.verify_and_cache(user, password)
+    }
+
+    /// [`authenticate`](Self::authenticate) for async callers: a hit is answered inline, a miss
+    /// runs on `tokio::task::spawn_blocking`. Must be called within a tokio runtime.
+    pub async fn authenticate_async(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Option<MailboxId>, AuthError> {
+        if let Some(id) = self.cached(user, password)? {
+            return Ok(Some(id));
+        }
+        let this = self.clone();
+        let user = user.to_owned();
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || this.verify_and_cache(&user, &password))
+            .await
+            .map_err(AuthError::Task)?
+    }
+
+    /// Forgets the cached credentials of `user`; call it when the password changes.
+    pub fn invalidate(&self, user: &str) {
+        self.cache().remove(&normalize_user(user));
+    }
+
+    /// Forgets all cached credentials.
+    pub fn clear(&self) {
+        self.cache().clear();
+    }
+
+    /// How many users are cached now.
+    pub fn cached_users(&self) -> usize {
+        self.cache().len()
+    }
+
+    /// The hit and slow-verification counters since creation.
+    pub fn stats(&self) -> AuthStats {
+        AuthStats {
+            hits: self.inner.hits.load(Ordering::Relaxed),
+            slow_verifications: self.inner.slow.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{HashCost, NewMailbox};
+
+    fn setup(users: &[&str]) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path())
+            .unwrap()
+            .with_hash_cost(HashCost::Test);
+        for user in users {
+            store
+                .add_mailbox(NewMailbox {
+                    user: (*user).to_string(),
+                    password: format!("{user}-pw"),
+                    um_enabled: true,
+                    extension: None,
+                    email: None,
+                })
+                .unwrap();
+        }
+        (dir, store)
+    }
+
+    fn stats(hits: u64, slow_verifications: u64) -> AuthStats {
+        AuthStats {
+            hits,
+            slow_verifications,
+        }
+    }
+
+    #[test]
+    fn second_request_skips_argon2() {
+        let (_dir, store) = setup(&["alice"]);
+        let id = store.mailbox("alice").unwrap().unwrap().id;
+        let auth = Authenticator::new(store);
+        assert_eq!(auth.authenticate("alice", "alice-pw").unwrap(), Some(id));
+        assert_eq!(auth.stats(), stats(0, 1));
+        assert_eq!(auth.authenticate("alice", "alice-pw").unwrap(), Some(id));
+        assert_eq!(auth.authenticate("ALICE", "alice-pw").unwrap(), Some(id));
+        assert_eq!(auth.stats(), stats(2, 1));
+    }
+
+    #[test]
+    fn wrong_passwords_are_never_cached() {
+        let (_dir, store) = setup(&["alice"]);
+        let auth = Authenticator::new(store);
+        assert!(auth.authenticate("alice", "alice-pw").unwrap().is_some());
+        for _ in 0..2 {
+            assert_eq!(auth.authenticate("alice", "guess").unwrap(), None);
+        }
+        assert_eq!(auth.authenticate("nobody", "x").unwrap(), None);
+        assert_eq!(auth.stats(), stats(0, 4));
+        // The good entry survived the wrong attempts.
+        assert!(auth.authenticate("alice", "alice-pw").unwrap().is_some());
+        assert_eq!(auth.stats(), stats(1, 4));
+        assert_eq!(auth.cached_users(), 1);
+    }
+
+    #[test]
+    fn password_change_takes_effect_at_once() {
+        let (_dir, store) = setup(&["alice"]);
+        let id = store.mailbox("alice").unwrap().unwrap().id;
+        let auth = Authenticator::new(store.clone());
+        assert!(auth.authenticate("alice", "alice-pw").unwrap().is_some());
+        // Changed behind the authenticator's back (another process).
+        store.set_password(id, "new-pw").unwrap();
+        assert_eq!(auth.authenticate("alice", "alice-pw").unwrap(), None);
+        assert_eq!(auth.authenticate("alice", "new-pw").unwrap(), Some(id));
+        assert_eq!(auth.authenticate("alice", "new-pw").unwrap(), Some(id));
+        assert_eq!(auth.stats(), stats(1, 3));
+    }
+
+    #[test]
+    fn invalidate_and_ttl_force_verification() {
+        let (_dir, store) = setup(&["alice"]);
+        let auth = Authenticator::new(store.clone());
+        auth.authenticate("alice", "alice-pw").unwrap();
+        auth.invalidate("Alice");
+        auth.authenticate("alice", "alice-pw").unwrap();
+        assert_eq!(auth.stats(), stats(0, 2));
+        auth.clear();
+        assert_eq!(auth.cached_users(), 0);
+
+        let no_cache = Authenticator::with_limits(store, Duration::ZERO, 10);
+        for _ in 0..2 {
+            assert!(no_cache
+                .authenticate("alice", "alice-pw")
+                .unwrap()
+                .is_some());
+        }
+        assert_eq!(no_cache.stats(), stats(0, 2));
+    }
+
+    #[test]
+    fn cache_is_bounded() {
+        let (_dir, store) = setup(&["a", "b", "c", "d"]);
+        let auth = Authenticator::with_limits(store, DEFAULT_TTL, 2);
+        for user in ["a", "b", "c", "d"] {
+            auth.authenticate(user, &format!("{user}-pw"))
+                .unwrap()
+                .unwrap();
+            assert!(auth.cached_users() <= 2);
+        }
+        // The newest stays cached.
+        auth.authenticate("d", "d-pw").unwrap().unwrap();
+        assert_eq!(auth.stats().hits, 1);
+    }
+
+    #[test]
+    fn digest_compare_is_exact() {
+        let a = [7u8; 32];
+        let mut b = a;
+        assert!(digests_equal(&a, &b));
+        b[31] ^= 1;
+        assert!(!digests_equal(&a, &b));
+    }
+
+    #[tokio::test]
+    async fn async_path_uses_cache() {
+        let (_dir, store) = setup(&["alice"]);
+        let id = store.mailbox("alice").unwrap().unwrap().id;
+        let auth = Authenticator::new(store);
+        assert_eq!(
+            auth.authenticate_async("alice", "alice-pw").await.unwrap(),
+            Some(id)
+        );
+        assert_eq!(
+            auth.authenticate_async("alice", "alice-pw").await.unwrap(),
+            Some(id)
+        );
+        assert_eq!(
+            auth.authenticate_async("alice", "nope").await.unwrap(),
+            None
+        );
+        assert_eq!(auth.stats(), stats(1, 2));
+    }
+}

@@ -1,0 +1,296 @@
+//! Local delivery into a Maildir per user, at `<data>/mail/<user>/`.
+//!
+//! The Maildir protocol: the message is written to `tmp/<unique>`, flushed to disk, renamed to
+//! `new/<unique>`, and the `new` directory is flushed so that the rename survives a crash. The
+//! unique name is `<secs>.<pid>_<counter>_<random>.<hostname>`. Messages are stored with LF
+//! line endings, as local mail files are.
+//!
+//! The directory name of a user is [`mailbox_dir_name`]: the case-folded user name with every
+//! byte other than ASCII letters, digits, `-`, `_`, `@`, `+` and (not first) `.` written as
+//! `%XX`. So `/`, `\`, NUL and a leading `.` (hence `..`) never reach the file system as such,
+//! different names never share a directory, and names differing only in case do (as they name
+//! the same mailbox).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lettre::Message;
+use rand::Rng;
+
+use super::{host_name, DeliveryReceipt, MailDelivery, MailError};
+use crate::store::normalize_user;
+
+/// The longest directory name [`mailbox_dir_name`] produces (file systems allow 255 bytes).
+pub const MAX_DIR_NAME_LEN: usize = 200;
+
+/// Counts deliveries of this process, for unique names.
+static DELIVERIES: AtomicU64 = AtomicU64::new(0);
+
+/// The directory name of `user`'s Maildir (see the module docs). Refuses an empty name and one
+/// whose encoding exceeds [`MAX_DIR_NAME_LEN`] bytes.
+pub fn mailbox_dir_name(user: &str) -> Result<String, MailError> {
+    let user = normalize_user(user);
+    if user.is_empty() {
+        return Err(MailError::InvalidUserName { reason: "empty" });
+    }
+    let mut name = String::with_capacity(user.len());
+    for (i, b) in user.bytes().enumerate() {
+        let plain = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'@' | b'+')
+            || (b == b'.' && i > 0);
+        if plain {
+            name.push(char::from(b));
+        } else {
+            name.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if name.len() > MAX_DIR_NAME_LEN {
+        return Err(MailError::InvalidUserName { reason: "too long" });
+    }
+    Ok(name)
+}
+
+/// A unique file name for one delivery: `<secs>.<pid>_<counter>_<random>.<hostname>`.
+fn unique_name() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let counter = DELIVERIES.fetch_add(1, Ordering::Relaxed);
+    let random: u64 = rand::thread_rng().gen();
+    // host_name() holds only [A-Za-z0-9.-], so no '/' or ':' to escape.
+    format!(
+        "{secs}.{}_{counter}_{random:016x}.{}",
+        std::process::id(),
+        host_name()
+    )
+}
+
+/// Turns the CRLF line endings of a formatted message into LF.
+fn crlf_to_lf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut iter = bytes.iter().peekable();
+    while let Some(&b) = iter.next() {
+        if b == b'\r' && iter.peek() == Some(&&b'\n') {
+            continue;
+        }
+        out.push(b);
+    }
+    out
+}
+
+fn io_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> MailError + 'a {
+    move |source| MailError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Flushes a directory's entries to disk (a no-op where directories cannot be opened).
+fn sync_dir(dir: &Path) -> Result<(), MailError> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error("sync", dir))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// A tree of per-user Maildirs under one root (`<data>/mail`).
+#[derive(Clone, Debug)]
+pub struct Maildir {
+    root: PathBuf,
+}
+
+impl Maildir {
+    /// Maildirs under `root`; each user's is `root/<mailbox_dir_name(user)>`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// Maildirs under `<data_dir>/mail`.
+    pub fn in_data_dir(data_dir: &Path) -> Self {
+        Self::new(data_dir.join("mail"))
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The Maildir of `user` (which need not exist yet).
+    pub fn user_dir(&self, user: &str) -> Result<PathBuf, MailError> {
+        Ok(self.root.join(mailbox_dir_name(user)?))
+    }
+
+    /// Creates `cur`, `new` and `tmp` of `dir` where missing, flushing the parents of anything
+    /// created.
+    fn ensure_maildir(&self, dir: &Path) -> Result<(), MailError> {
+        let existed = dir.is_dir();
+        for sub in ["cur", "new", "tmp"] {
+            let path = dir.join(sub);
+            fs::create_dir_all(&path).map_err(io_error("create", &path))?;
+        }
+        if !existed {
+            sync_dir(dir)?;
+            sync_dir(&self.root)?;
+        }
+        Ok(())
+    }
+
+    /// Delivers an already formatted message (stored as given) into `user`'s `new/`.
+    pub fn deliver_bytes(&self, user: &str, message: &[u8]) -> Result<DeliveryReceipt, MailError> {
+        let dir = self.user_dir(user)?;
+        self.ensure_maildir(&dir)?;
+        let unique = unique_name();
+        let tmp = dir.join("tmp").join(&unique);
+        let new_dir = dir.join("new");
+        let new = new_dir.join(&unique);
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(io_error("create", &tmp))?;
+            file.write_all(message).map_err(io_error("write", &tmp))?;
+            file.sync_all().map_err(io_error("sync", &tmp))?;
+            fs::rename(&tmp, &new).map_err(io_error("rename into", &new))
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        sync_dir(&new_dir)?;
+        tracing::debug!(user, id = %unique, "mail delivered to Maildir");
+        Ok(DeliveryReceipt {
+            id: unique,
+            path: Some(new),
+        })
+    }
+}
+
+impl MailDelivery for Maildir {
+    fn deliver(&self, user: &str, message: &Message) -> Result<DeliveryReceipt, MailError> {
+        self.deliver_bytes(user, &crlf_to_lf(&message.formatted()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mail::{default_from, reset_pin_message, ResetPinMailer};
+    use crate::store::{MailboxId, ResetPinOutcome};
+
+    fn outcome(user: &str) -> ResetPinOutcome {
+        ResetPinOutcome {
+            mailbox_id: MailboxId(1),
+            pin: "582047".into(),
+            user: user.into(),
+            email: None,
+            extension: Some("4711".into()),
+            reset_pin_text: String::new(),
+            telephone_access_numbers: None,
+            pin_set_at: 0,
+        }
+    }
+
+    fn entries(dir: &Path) -> Vec<PathBuf> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    }
+
+    #[test]
+    fn delivery_lands_in_new_and_is_parseable() {
+        let data = tempfile::tempdir().unwrap();
+        let maildir = Maildir::in_data_dir(data.path());
+        let mailer = ResetPinMailer::new(maildir.clone());
+        let receipt = mailer.send(&outcome("Bob")).unwrap();
+        let dir = data.path().join("mail").join("bob");
+        let path = receipt.path.unwrap();
+        assert_eq!(path, dir.join("new").join(&receipt.id));
+        assert!(entries(&dir.join("tmp")).is_empty());
+        assert!(entries(&dir.join("cur")).is_empty());
+        assert_eq!(entries(&dir.join("new")), vec![path.clone()]);
+
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(!text.contains('\r'));
+        let (headers, body) = text.split_once("\n\n").unwrap();
+        for name in [
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "Content-Type",
+        ] {
+            assert!(
+                headers.lines().any(|l| l.starts_with(&format!("{name}: "))),
+                "no {name} in {headers}"
+            );
+        }
+        assert!(headers.contains("To: Bob@localhost"), "{headers}");
+        assert!(body.contains("582047"), "{body}");
+
+        let parts: Vec<&str> = receipt.id.split('.').collect();
+        assert!(parts[0].parse::<u64>().is_ok(), "{}", receipt.id);
+        assert!(parts[1].starts_with(&format!("{}_", std::process::id())));
+    }
+
+    #[test]
+    fn names_are_unique_and_case_folds_to_one_maildir() {
+        let data = tempfile::tempdir().unwrap();
+        let maildir = Maildir::in_data_dir(data.path());
+        let m = reset_pin_message(&outcome("carol"), &default_from()).unwrap();
+        let a = maildir.deliver("Carol", &m).unwrap();
+        let b = maildir.deliver("CAROL", &m).unwrap();
+        assert_ne!(a.id, b.id);
+        assert_eq!(entries(&data.path().join("mail/carol/new")).len(), 2);
+    }
+
+    #[test]
+    fn user_names_cannot_escape_the_root() {
+        assert_eq!(mailbox_dir_name("../evil").unwrap(), "%2E.%2Fevil");
+        assert_eq!(mailbox_dir_name("..").unwrap(), "%2E.");
+        assert_eq!(mailbox_dir_name(".hidden").unwrap(), "%2Ehidden");
+        assert_eq!(mailbox_dir_name("a\0b").unwrap(), "a%00b");
+        assert_eq!(mailbox_dir_name("DOMAIN\\Al").unwrap(), "domain%5Cal");
+        assert_eq!(mailbox_dir_name("j.doe@x").unwrap(), "j.doe@x");
+        assert_eq!(mailbox_dir_name("a%2F").unwrap(), "a%252f");
+        assert_eq!(mailbox_dir_name("é").unwrap(), "%C3%A9");
+        assert!(mailbox_dir_name("").is_err());
+        assert!(mailbox_dir_name(&"/".repeat(100)).is_err());
+
+        let data = tempfile::tempdir().unwrap();
+        let maildir = Maildir::in_data_dir(data.path());
+        let receipt = maildir.deliver_bytes("../../etc", b"x\n").unwrap();
+        let path = receipt.path.unwrap();
+        assert!(path.starts_with(data.path().join("mail")));
+        assert_eq!(
+            path.parent().unwrap().parent().unwrap().parent().unwrap(),
+            maildir.root()
+        );
+    }
+
+    #[test]
+    fn failed_delivery_leaves_no_file() {
+        let data = tempfile::tempdir().unwrap();
+        // A file where the mail directory should be: creating the Maildir fails.
+        fs::write(data.path().join("mail"), b"").unwrap();
+        let maildir = Maildir::in_data_dir(data.path());
+        let err = maildir.deliver_bytes("dave", b"x\n").unwrap_err();
+        assert!(matches!(err, MailError::Io { op: "create", .. }), "{err:?}");
+    }
+
+    #[test]
+    fn crlf_becomes_lf_only_in_pairs() {
+        assert_eq!(crlf_to_lf(b"a\r\nb\rc\n\r\n"), b"a\nb\rc\n\n");
+    }
+}

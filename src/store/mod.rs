@@ -1,0 +1,417 @@
+//! The durable mailbox store: accounts, their UM settings, their PIN state and PIN history.
+//!
+//! The records and errors are defined here; [`sqlite`] holds the [`Store`] itself, an embedded
+//! SQLite database at `<data>/umws.sqlite3`. Secrets (passwords, PINs) are kept only as salted
+//! argon2id hashes in PHC string form; the hashing helpers live here too.
+//!
+//! Everything is synchronous. Slow hashing is always done outside any lock and outside any
+//! database transaction, except where a transaction must compare against hashes it has just
+//! read (documented on [`Store::reset_pin_with`]).
+
+pub mod sqlite;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use sha2::{Digest, Sha256};
+
+use crate::pin_policy::{PinGenerationError, PinPolicy, PolicyError};
+
+pub use sqlite::Store;
+
+/// The database id of a mailbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MailboxId(pub i64);
+
+impl fmt::Display for MailboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The name of the policy every new mailbox gets, created with the database.
+pub const DEFAULT_POLICY_NAME: &str = "Default";
+
+/// The key under which a user name is looked up: user names match case-insensitively (like
+/// Windows accounts), by Unicode lower-casing.
+pub fn normalize_user(user: &str) -> String {
+    user.to_lowercase()
+}
+
+/// The cost of the argon2id hashes the store creates. Verification always uses the parameters
+/// recorded in the stored hash.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HashCost {
+    /// argon2id with m = 19456 KiB, t = 2, p = 1 (the OWASP recommendation). Use this in
+    /// production.
+    #[default]
+    Production,
+    /// argon2id with m = 64 KiB, t = 1, p = 1: fast and insecure, for tests only.
+    Test,
+}
+
+impl HashCost {
+    fn params(self) -> Result<Params, StoreError> {
+        let (m, t, p) = match self {
+            HashCost::Production => (19_456, 2, 1),
+            HashCost::Test => (64, 1, 1),
+        };
+        Params::new(m, t, p, None).map_err(|e| StoreError::Hash(e.into()))
+    }
+}
+
+/// Hashes `secret` with a fresh random salt; returns the PHC string.
+pub(crate) fn hash_secret(cost: HashCost, secret: &[u8]) -> Result<String, StoreError> {
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, cost.params()?);
+    let salt = SaltString::generate(&mut OsRng);
+    argon
+        .hash_password(secret, &salt)
+        .map(|h| h.to_string())
+        .map_err(StoreError::Hash)
+}
+
+/// Verifies `secret` against the PHC string `phc`. A mismatch is `Ok(false)`; a malformed hash
+/// is an error.
+pub(crate) fn verify_secret(phc: &str, secret: &[u8]) -> Result<bool, StoreError> {
+    let parsed = PasswordHash::new(phc).map_err(StoreError::Hash)?;
+    match Argon2::default().verify_password(secret, &parsed) {
+        Ok(()) => Ok(true),
+        Err(argon2::password_hash::Error::Password) => Ok(false),
+        Err(e) => Err(StoreError::Hash(e)),
+    }
+}
+
+/// An opaque fingerprint of a mailbox's stored password hash: it changes whenever the password
+/// changes, so a cache of verified credentials can tell that an entry is stale with one cheap
+/// read (see [`Store::credential_stamp`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CredentialStamp([u8; 32]);
+
+impl CredentialStamp {
+    pub(crate) fn of(password_hash: &str) -> Self {
+        Self(Sha256::digest(password_hash.as_bytes()).into())
+    }
+}
+
+impl fmt::Debug for CredentialStamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CredentialStamp(..)")
+    }
+}
+
+/// A mailbox as the UM operations see it. Hashes are not part of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mailbox {
+    /// The database id.
+    pub id: MailboxId,
+    /// The user name as it was given when the mailbox was added.
+    pub user: String,
+    /// Whether the mailbox is enabled for Unified Messaging.
+    pub um_enabled: bool,
+    /// The user's extension (digits), if any.
+    pub extension: Option<String>,
+    /// The user's email address, if any.
+    pub email: Option<String>,
+    /// The name of the mailbox's UM mailbox policy.
+    pub policy_name: String,
+    /// The PIN settings of that policy.
+    pub policy: PinPolicy,
+    /// Whether a PIN has been set (by a ResetPIN).
+    pub pin_set: bool,
+    /// When the current PIN was set, in unix seconds.
+    pub pin_set_at: Option<i64>,
+    /// Whether the PIN must be changed at the next phone logon.
+    pub pin_must_change: bool,
+    /// Failed phone logons since the last success or reset.
+    pub failed_logon_count: u32,
+    /// Whether the mailbox is locked out of phone access.
+    pub locked_out: bool,
+    /// The Out of Office status (`SetOofStatus`).
+    pub oof_status: bool,
+    /// Whether missed-call notifications are sent (`SetMissedCallNotificationEnabled`).
+    pub missed_call_notification_enabled: bool,
+    /// The default dial string for Play on Phone (`SetPlayOnPhoneDialString`).
+    pub play_on_phone_dial_string: Option<String>,
+    /// The folder read by telephone access, as a base64 folder id
+    /// (`SetTelephoneAccessFolderEmail`).
+    pub telephone_access_folder_email: Option<String>,
+    /// The numbers to call for voice mail access, joined by ", ".
+    pub telephone_access_numbers: Option<String>,
+    stamp: CredentialStamp,
+}
+
+impl Mailbox {
+    /// The fingerprint of the password hash this record was read with.
+    pub fn credential_stamp(&self) -> CredentialStamp {
+        self.stamp
+    }
+}
+
+/// What [`Store::add_mailbox`] needs to create a mailbox. It gets the default policy, no PIN
+/// (until the first ResetPIN), OOF off and missed-call notifications on.
+#[derive(Clone)]
+pub struct NewMailbox {
+    /// The user name; unique, compared case-insensitively. 1-256 characters, no control
+    /// characters.
+    pub user: String,
+    /// The password for HTTP authentication; stored only as an argon2id hash. Not empty.
+    pub password: String,
+    /// Whether the mailbox is enabled for Unified Messaging.
+    pub um_enabled: bool,
+    /// The extension, digits only (1-32 of them).
+    pub extension: Option<String>,
+    /// The email address the ResetPIN mail is addressed to.
+    pub email: Option<String>,
+}
+
+impl fmt::Debug for NewMailbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewMailbox")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("um_enabled", &self.um_enabled)
+            .field("extension", &self.extension)
+            .field("email", &self.email)
+            .finish()
+    }
+}
+
+/// Everything the ResetPIN mail needs, handed to the delivery callback of
+/// [`Store::reset_pin_with`] while the new PIN is not yet committed. Its `Debug` hides the PIN.
+#[derive(Clone)]
+pub struct ResetPinOutcome {
+    /// The mailbox whose PIN was reset.
+    pub mailbox_id: MailboxId,
+    /// The new PIN, in clear. Never log it.
+    pub pin: String,
+    /// The user name.
+    pub user: String,
+    /// The user's email address, if any.
+    pub email: Option<String>,
+    /// The user's extension, if any.
+    pub extension: Option<String>,
+    /// The policy's `ResetPINText` (may be empty).
+    pub reset_pin_text: String,
+    /// The voice mail access numbers, if known.
+    pub telephone_access_numbers: Option<String>,
+    /// When the PIN was set, unix seconds.
+    pub pin_set_at: i64,
+}
+
+impl fmt::Debug for ResetPinOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResetPinOutcome")
+            .field("mailbox_id", &self.mailbox_id)
+            .field("pin", &"<redacted>")
+            .field("user", &self.user)
+            .field("email", &self.email)
+            .field("extension", &self.extension)
+            .field("reset_pin_text", &self.reset_pin_text)
+            .field("telephone_access_numbers", &self.telephone_access_numbers)
+            .field("pin_set_at", &self.pin_set_at)
+            .finish()
+    }
+}
+
+/// The result of checking a PIN at a phone logon ([`Store::check_pin`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinCheck {
+    /// The PIN is right and current.
+    Ok,
+    /// The PIN is right, but was reset and must be changed now.
+    OkMustChange,
+    /// The PIN is right but older than the policy's `PINLifetime`; it must be changed now.
+    Expired,
+    /// The PIN is wrong. `failures` is the count after this attempt; `reset_due` says that it has
+    /// reached the policy's `LogonFailuresBeforePINReset`, so the PIN should now be reset and
+    /// mailed (the caller's job).
+    Wrong {
+        /// Failed logons so far, this one included.
+        failures: u32,
+        /// Whether the automatic PIN reset is due.
+        reset_due: bool,
+    },
+    /// The mailbox is locked out (already, or by this failed attempt reaching
+    /// `MaxLogonAttempts`). A ResetPIN unlocks it.
+    LockedOut,
+    /// No PIN has been set yet.
+    NoPin,
+    /// The mailbox is not enabled for Unified Messaging.
+    NotUmEnabled,
+    /// No mailbox has this user name.
+    UnknownUser,
+}
+
+/// A failure of the store. Messages name no secret and no SQL.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory given to [`Store::open`] does not exist.
+    #[error("data directory {} does not exist (create it, or use Store::create)", path.display())]
+    DataDirMissing {
+        /// The missing directory.
+        path: PathBuf,
+    },
+    /// Creating the data directory failed.
+    #[error("cannot create data directory {}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database was written by a newer version of this program.
+    #[error("database schema version {found} is newer than the supported {supported}")]
+    SchemaTooNew {
+        /// The version found in the file.
+        found: i64,
+        /// The newest version this program knows.
+        supported: i64,
+    },
+    /// SQLite failed.
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A mailbox with this user name (compared case-insensitively) exists already.
+    #[error("a mailbox named {user:?} exists already")]
+    DuplicateUser {
+        /// The refused user name.
+        user: String,
+    },
+    /// No mailbox has this id.
+    #[error("no mailbox with id {0}")]
+    UnknownMailbox(MailboxId),
+    /// No policy has this name.
+    #[error("no PIN policy named {name:?}")]
+    UnknownPolicy {
+        /// The name looked up.
+        name: String,
+    },
+    /// An input value is not acceptable.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// Which input.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A policy (given, or read from the database) is out of range.
+    #[error("invalid PIN policy")]
+    InvalidPolicy(#[from] PolicyError),
+    /// Hashing or verifying a secret failed, or a stored hash is malformed.
+    #[error("password hashing failed")]
+    Hash(#[source] argon2::password_hash::Error),
+    /// The mailbox's PIN state kept changing under a concurrent writer; try again.
+    #[error("the mailbox was changed concurrently; try again")]
+    Conflict,
+}
+
+/// Why [`Store::reset_pin_with`] failed. In every case the old PIN stays valid.
+#[derive(Debug, thiserror::Error)]
+pub enum ResetPinError<E: std::error::Error + 'static> {
+    /// The mailbox is not enabled for Unified Messaging.
+    #[error("the mailbox is not enabled for Unified Messaging")]
+    NotUmEnabled,
+    /// No PIN satisfying the policy could be generated.
+    #[error("cannot generate a new PIN")]
+    Generate(#[source] PinGenerationError),
+    /// The store failed (including an unknown mailbox id).
+    #[error("cannot store the new PIN")]
+    Store(#[from] StoreError),
+    /// The delivery callback failed; the new PIN was rolled back.
+    #[error("cannot deliver the new PIN")]
+    Delivery(#[source] E),
+}
+
+impl<E: std::error::Error + 'static> From<rusqlite::Error> for ResetPinError<E> {
+    fn from(e: rusqlite::Error) -> Self {
+        ResetPinError::Store(StoreError::Sqlite(e))
+    }
+}
+
+/// Checks a user name for [`Store::add_mailbox`].
+pub(crate) fn validate_user(user: &str) -> Result<(), StoreError> {
+    let reason = if user.is_empty() {
+        "empty"
+    } else if user.chars().count() > 256 {
+        "longer than 256 characters"
+    } else if user.chars().any(char::is_control) {
+        "contains a control character"
+    } else if user.trim() != user {
+        "begins or ends with white space"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::InvalidInput {
+        field: "user name",
+        reason,
+    })
+}
+
+/// Checks an extension: 1-32 ASCII digits.
+pub(crate) fn validate_extension(ext: &str) -> Result<(), StoreError> {
+    if ext.is_empty() || ext.len() > 32 || !ext.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(StoreError::InvalidInput {
+            field: "extension",
+            reason: "must be 1-32 digits",
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_salted_argon2id_and_verify() {
+        let a = hash_secret(HashCost::Test, b"secret").unwrap();
+        let b = hash_secret(HashCost::Test, b"secret").unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{a}");
+        assert_ne!(a, b);
+        assert!(verify_secret(&a, b"secret").unwrap());
+        assert!(!verify_secret(&a, b"Secret").unwrap());
+        assert!(verify_secret("not a hash", b"secret").is_err());
+    }
+
+    #[test]
+    fn production_cost_is_owasp() {
+        let p = HashCost::default().params().unwrap();
+        assert_eq!((p.m_cost(), p.t_cost(), p.p_cost()), (19_456, 2, 1));
+    }
+
+    #[test]
+    fn user_names_fold_case() {
+        assert_eq!(normalize_user("ÄLICE"), normalize_user("älice"));
+        validate_user("alice").unwrap();
+        validate_user("DOMAIN\\alice").unwrap();
+        assert!(validate_user("").is_err());
+        assert!(validate_user(" alice").is_err());
+        assert!(validate_user("a\0b").is_err());
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let o = ResetPinOutcome {
+            mailbox_id: MailboxId(1),
+            pin: "918273".into(),
+            user: "u".into(),
+            email: None,
+            extension: None,
+            reset_pin_text: String::new(),
+            telephone_access_numbers: None,
+            pin_set_at: 0,
+        };
+        assert!(!format!("{o:?}").contains("918273"));
+        let n = NewMailbox {
+            user: "u".into(),
+            password: "hunter2".into(),
+            um_enabled: true,
+            extension: None,
+            email: None,
+        };
+        assert!(!format!("{n:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,1341 @@
+//! The SQLite implementation of the mailbox store: one database file `<data>/umws.sqlite3` in
+//! WAL mode with `synchronous=FULL`.
+//!
+//! [`Store`] is a cheap handle (`Clone + Send + Sync`) over a small pool of connections: each
+//! operation takes a connection from the pool (or opens one), uses it, and gives it back, so
+//! operations on different mailboxes do not queue behind one lock; SQLite itself serialises the
+//! writers (with a busy timeout). Argon2 hashing is never done while holding the pool lock, and
+//! never inside a write transaction except for the rare re-checks described on
+//! [`Store::reset_pin_with`].
+//!
+//! The schema version is kept in SQLite's `user_version`; [`MIGRATIONS`] are applied in order
+//! when the file is opened, and a file from a newer program is refused.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::{CryptoRng, RngCore};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use super::{
+    hash_secret, normalize_user, validate_extension, validate_user, verify_secret, CredentialStamp,
+    HashCost, Mailbox, MailboxId, NewMailbox, PinCheck, ResetPinError, ResetPinOutcome, StoreError,
+    DEFAULT_POLICY_NAME,
+};
+use crate::pin_policy::PinPolicy;
+
+/// The file name of the database inside the data directory.
+pub const DATABASE_FILE: &str = "umws.sqlite3";
+
+/// How long a connection waits for another writer before failing with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many idle connections the pool keeps.
+const MAX_IDLE_CONNECTIONS: usize = 8;
+
+/// How often [`Store::reset_pin_with`] starts over when the PIN state changed between its
+/// unlocked preparation and its transaction.
+const RESET_PIN_ATTEMPTS: u32 = 3;
+
+/// The schema, one entry per version: entry `i` turns version `i` into version `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // Version 1.
+    "CREATE TABLE policies (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        min_pin_length INTEGER NOT NULL,
+        pin_lifetime_days INTEGER,                -- NULL = Unlimited
+        pin_history_count INTEGER NOT NULL,
+        allow_common_patterns INTEGER NOT NULL,
+        logon_failures_before_pin_reset INTEGER,  -- NULL = Unlimited
+        max_logon_attempts INTEGER,               -- NULL = Unlimited
+        reset_pin_text TEXT NOT NULL
+    );
+    INSERT INTO policies (id, name, min_pin_length, pin_lifetime_days, pin_history_count,
+        allow_common_patterns, logon_failures_before_pin_reset, max_logon_attempts,
+        reset_pin_text)
+        VALUES (1, 'Default', 6, 60, 5, 0, 5, 15, '');
+    CREATE TABLE mailboxes (
+        id INTEGER PRIMARY KEY,
+        user_key TEXT NOT NULL UNIQUE,            -- normalize_user(user_name)
+        user_name TEXT NOT NULL,
+        password_hash TEXT NOT NULL,              -- argon2id PHC string
+        um_enabled INTEGER NOT NULL,
+        extension TEXT,
+        email TEXT,
+        policy_id INTEGER NOT NULL REFERENCES policies (id),
+        pin_hash TEXT,                            -- argon2id PHC string; NULL = no PIN yet
+        pin_set_at INTEGER,                       -- unix seconds
+        pin_must_change INTEGER NOT NULL DEFAULT 0,
+        failed_logon_count INTEGER NOT NULL DEFAULT 0,
+        locked_out INTEGER NOT NULL DEFAULT 0,
+        oof_status INTEGER NOT NULL DEFAULT 0,
+        missed_call_notification_enabled INTEGER NOT NULL DEFAULT 1,
+        play_on_phone_dial_string TEXT,
+        telephone_access_folder_email TEXT,
+        telephone_access_numbers TEXT
+    );
+    CREATE TABLE pin_history (
+        mailbox_id INTEGER NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        pin_hash TEXT NOT NULL,
+        set_at INTEGER NOT NULL,
+        PRIMARY KEY (mailbox_id, seq)
+    );",
+];
+
+/// The columns read into a [`MailboxRow`], in the order [`read_row`] expects.
+const SELECT_MAILBOX: &str = "SELECT m.id, m.user_name, m.um_enabled, m.extension, m.email,
+        p.name, p.min_pin_length, p.pin_lifetime_days, p.pin_history_count,
+        p.allow_common_patterns, p.logon_failures_before_pin_reset, p.max_logon_attempts,
+        p.reset_pin_text,
+        m.pin_hash, m.pin_set_at, m.pin_must_change, m.failed_logon_count, m.locked_out,
+        m.oof_status, m.missed_call_notification_enabled, m.play_on_phone_dial_string,
+        m.telephone_access_folder_email, m.telephone_access_numbers, m.password_hash
+    FROM mailboxes m JOIN policies p ON p.id = m.policy_id";
+
+/// A mailbox with the hashes that [`Mailbox`] does not expose.
+struct MailboxRow {
+    mailbox: Mailbox,
+    password_hash: String,
+    pin_hash: Option<String>,
+}
+
+fn read_row(r: &Row<'_>) -> rusqlite::Result<MailboxRow> {
+    let pin_hash: Option<String> = r.get(13)?;
+    let password_hash: String = r.get(23)?;
+    let mailbox = Mailbox {
+        id: MailboxId(r.get(0)?),
+        user: r.get(1)?,
+        um_enabled: r.get(2)?,
+        extension: r.get(3)?,
+        email: r.get(4)?,
+        policy_name: r.get(5)?,
+        policy: PinPolicy {
+            min_pin_length: r.get(6)?,
+            pin_lifetime_days: r.get(7)?,
+            pin_history_count: r.get(8)?,
+            allow_common_patterns: r.get(9)?,
+            logon_failures_before_pin_reset: r.get(10)?,
+            max_logon_attempts: r.get(11)?,
+            reset_pin_text: r.get(12)?,
+        },
+        pin_set: pin_hash.is_some(),
+        pin_set_at: r.get(14)?,
+        pin_must_change: r.get(15)?,
+        failed_logon_count: r.get(16)?,
+        locked_out: r.get(17)?,
+        oof_status: r.get(18)?,
+        missed_call_notification_enabled: r.get(19)?,
+        play_on_phone_dial_string: r.get(20)?,
+        telephone_access_folder_email: r.get(21)?,
+        telephone_access_numbers: r.get(22)?,
+        stamp: CredentialStamp::of(&password_hash),
+    };
+    Ok(MailboxRow {
+        mailbox,
+        password_hash,
+        pin_hash,
+    })
+}
+
+fn row_by_user(conn: &Connection, user: &str) -> Result<Option<MailboxRow>, StoreError> {
+    let sql = format!("{SELECT_MAILBOX} WHERE m.user_key = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([normalize_user(user)], read_row)
+        .optional()?)
+}
+
+fn row_by_id(conn: &Connection, id: MailboxId) -> Result<Option<MailboxRow>, StoreError> {
+    let sql = format!("{SELECT_MAILBOX} WHERE m.id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id.0], read_row)
+        .optional()?)
+}
+
+/// What a new PIN is generated against; if it changes between the unlocked preparation and the
+/// write transaction of a reset, the reset starts over.
+#[derive(PartialEq, Eq)]
+struct PinState {
+    um_enabled: bool,
+    policy: PinPolicy,
+    extension: Option<String>,
+    pin_hash: Option<String>,
+    pin_set_at: Option<i64>,
+    /// The newest `pin_history_count` history hashes, newest first.
+    history: Vec<String>,
+}
+
+fn pin_state(conn: &Connection, id: MailboxId) -> Result<(MailboxRow, PinState), StoreError> {
+    let row = row_by_id(conn, id)?.ok_or(StoreError::UnknownMailbox(id))?;
+    let history = conn
+        .prepare_cached(
+            "SELECT pin_hash FROM pin_history WHERE mailbox_id = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?
+        .query_map(params![id.0, row.mailbox.policy.pin_history_count], |r| {
+            r.get(0)
+        })?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    let state = PinState {
+        um_enabled: row.mailbox.um_enabled,
+        policy: row.mailbox.policy.clone(),
+        extension: row.mailbox.extension.clone(),
+        pin_hash: row.pin_hash.clone(),
+        pin_set_at: row.mailbox.pin_set_at,
+        history,
+    };
+    Ok((row, state))
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+/// The state shared by all clones of a [`Store`].
+struct Shared {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    /// A hash of a random secret, verified against for unknown users so that their answer
+    /// takes as long as a known user's.
+    dummy_hash: OnceLock<String>,
+}
+
+/// A connection borrowed from the pool; given back on drop (an open transaction on it has been
+/// rolled back by then, since transactions borrow it).
+struct PooledConnection<'a> {
+    conn: Option<Connection>,
+    shared: &'a Shared,
+}
+
+impl Deref for PooledConnection<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        // Invariant: `conn` is only taken in `drop`.
+        self.conn.as_ref().expect("connection present until drop")
+    }
+}
+
+impl DerefMut for PooledConnection<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        // Invariant: `conn` is only taken in `drop`.
+        self.conn.as_mut().expect("connection present until drop")
+    }
+}
+
+impl Drop for PooledConnection<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut idle = self
+                .shared
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if idle.len() < MAX_IDLE_CONNECTIONS {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(%mode, "SQLite refused WAL journal mode");
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    if found == supported {
+        return Ok(());
+    }
+    for sql in MIGRATIONS.iter().skip(usize::try_from(found).unwrap_or(0)) {
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", supported)?;
+    tx.commit()?;
+    tracing::info!(from = found, to = supported, "migrated database schema");
+    Ok(())
+}
+
+/// The durable mailbox store. Cheap to clone; all clones share one pool of connections.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+    cost: HashCost,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.shared.path)
+            .field("cost", &self.cost)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating the database file and schema when needed) the store in `data_dir`, which
+    /// must exist: a missing directory is [`StoreError::DataDirMissing`].
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        if !data_dir.is_dir() {
+            return Err(StoreError::DataDirMissing {
+                path: data_dir.to_path_buf(),
+            });
+        }
+        let path = data_dir.join(DATABASE_FILE);
+        let mut conn = open_connection(&path)?;
+        migrate(&mut conn)?;
+        Ok(Store {
+            shared: Arc::new(Shared {
+                path,
+                idle: Mutex::new(vec![conn]),
+                dummy_hash: OnceLock::new(),
+            }),
+            cost: HashCost::default(),
+        })
+    }
+
+    /// Like [`open`](Self::open), but creates `data_dir` (and its parents) first.
+    pub fn create(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        Self::open(data_dir)
+    }
+
+    /// Sets the cost of the hashes this handle creates (the default is
+    /// [`HashCost::Production`]). Existing hashes keep their own cost.
+    pub fn with_hash_cost(mut self, cost: HashCost) -> Store {
+        self.cost = cost;
+        self
+    }
+
+    /// The path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    fn conn(&self) -> Result<PooledConnection<'_>, StoreError> {
+        let idle = self
+            .shared
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => open_connection(&self.shared.path)?,
+        };
+        Ok(PooledConnection {
+            conn: Some(conn),
+            shared: &self.shared,
+        })
+    }
+
+    /// Spends one hash verification on a dummy, so that an unknown user costs as much time as a
+    /// known one.
+    fn verify_dummy(&self, secret: &[u8]) -> Result<(), StoreError> {
+        let dummy = match self.shared.dummy_hash.get() {
+            Some(hash) => hash,
+            None => {
+                let mut random = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut random);
+                let hash = hash_secret(self.cost, &random)?;
+                self.shared.dummy_hash.get_or_init(|| hash)
+            }
+        };
+        verify_secret(dummy, secret)?;
+        Ok(())
+    }
+
+    /// Adds a mailbox with the default policy and no PIN. Refuses a user name that exists
+    /// already (compared case-insensitively) with [`StoreError::DuplicateUser`].
+    pub fn add_mailbox(&self, new: NewMailbox) -> Result<MailboxId, StoreError> {
+        validate_user(&new.user)?;
+        if let Some(ext) = &new.extension {
+            validate_extension(ext)?;
+        }
+        if let Some(email) = &new.email {
+            if email.len() > 320
+                || !email.contains('@')
+                || email.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(StoreError::InvalidInput {
+                    field: "email address",
+                    reason: "must look like local@domain",
+                });
+            }
+        }
+        if new.password.is_empty() {
+            return Err(StoreError::InvalidInput {
+                field: "password",
+                reason: "empty",
+            });
+        }
+        let password_hash = hash_secret(self.cost, new.password.as_bytes())?;
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let duplicate = || StoreError::DuplicateUser {
+            user: new.user.clone(),
+        };
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM mailboxes WHERE user_key = ?1)",
+            [normalize_user(&new.user)],
+            |r| r.get(0),
+        )?;
+        if exists {
+            return Err(duplicate());
+        }
+        let policy_id: i64 = tx
+            .query_row(
+                "SELECT id FROM policies WHERE name = ?1",
+                [DEFAULT_POLICY_NAME],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::UnknownPolicy {
+                name: DEFAULT_POLICY_NAME.to_string(),
+            })?;
+        tx.execute(
+            "INSERT INTO mailboxes (user_key, user_name, password_hash, um_enabled, extension,
+                email, policy_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                normalize_user(&new.user),
+                new.user,
+                password_hash,
+                new.um_enabled,
+                new.extension,
+                new.email,
+                policy_id
+            ],
+        )
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                duplicate()
+            } else {
+                e.into()
+            }
+        })?;
+        let id = MailboxId(tx.last_insert_rowid());
+        tx.commit()?;
+        tracing::info!(mailbox = %id, user = %new.user, "mailbox added");
+        Ok(id)
+    }
+
+    /// Checks a user's password. `Ok(None)` for a wrong password and for an unknown user; the
+    /// latter still spends one hash verification, so timing does not tell them apart.
+    ///
+    /// This is slow on purpose (one argon2 verification); see `crate::auth` for the cache that
+    /// keeps it off the per-request path.
+    pub fn verify_password(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Option<Mailbox>, StoreError> {
+        let row = row_by_user(&*self.conn()?, user)?;
+        match row {
+            Some(row) => {
+                Ok(verify_secret(&row.password_hash, password.as_bytes())?.then_some(row.mailbox))
+            }
+            None => {
+                self.verify_dummy(password.as_bytes())?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Replaces a mailbox's password.
+    pub fn set_password(&self, id: MailboxId, password: &str) -> Result<(), StoreError> {
+        if password.is_empty() {
+            return Err(StoreError::InvalidInput {
+                field: "password",
+                reason: "empty",
+            });
+        }
+        let hash = hash_secret(self.cost, password.as_bytes())?;
+        self.update(
+            id,
+            "UPDATE mailboxes SET password_hash = ?2 WHERE id = ?1",
+            hash,
+        )
+    }
+
+    /// The fingerprint of a user's current password hash, with the mailbox id; one indexed
+    /// read, no hashing.
+    pub fn credential_stamp(
+        &self,
+        user: &str,
+    ) -> Result<Option<(MailboxId, CredentialStamp)>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt =
+            conn.prepare_cached("SELECT id, password_hash FROM mailboxes WHERE user_key = ?1")?;
+        Ok(stmt
+            .query_row([normalize_user(user)], |r| {
+                Ok((
+                    MailboxId(r.get(0)?),
+                    CredentialStamp::of(&r.get::<_, String>(1)?),
+                ))
+            })
+            .optional()?)
+    }
+
+    /// The mailbox of `user` (case-insensitive), if any.
+    pub fn mailbox(&self, user: &str) -> Result<Option<Mailbox>, StoreError> {
+        Ok(row_by_user(&*self.conn()?, user)?.map(|r| r.mailbox))
+    }
+
+    /// The mailbox with this id, if any.
+    pub fn mailbox_by_id(&self, id: MailboxId) -> Result<Option<Mailbox>, StoreError> {
+        Ok(row_by_id(&*self.conn()?, id)?.map(|r| r.mailbox))
+    }
+
+    /// All mailboxes, ordered by id.
+    pub fn mailboxes(&self) -> Result<Vec<Mailbox>, StoreError> {
+        let conn = self.conn()?;
+        let sql = format!("{SELECT_MAILBOX} ORDER BY m.id");
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map([], |r| read_row(r).map(|row| row.mailbox))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Runs an `UPDATE ... WHERE id = ?1` with `value` as `?2`; no row is
+    /// [`StoreError::UnknownMailbox`].
+    fn update(
+        &self,
+        id: MailboxId,
+        sql: &str,
+        value: impl rusqlite::ToSql,
+    ) -> Result<(), StoreError> {
+        let changed = self
+            .conn()?
+            .prepare_cached(sql)?
+            .execute(params![id.0, value])?;
+        if changed == 0 {
+            return Err(StoreError::UnknownMailbox(id));
+        }
+        Ok(())
+    }
+
+    /// Sets the Out of Office status (`SetOofStatus`).
+    pub fn set_oof_status(&self, id: MailboxId, status: bool) -> Result<(), StoreError> {
+        self.update(
+            id,
+            "UPDATE mailboxes SET oof_status = ?2 WHERE id = ?1",
+            status,
+        )
+    }
+
+    /// Turns missed-call notifications on or off (`SetMissedCallNotificationEnabled`).
+    pub fn set_missed_call_notification_enabled(
+        &self,
+        id: MailboxId,
+        enabled: bool,
+    ) -> Result<(), StoreError> {
+        self.update(
+            id,
+            "UPDATE mailboxes SET missed_call_notification_enabled = ?2 WHERE id = ?1",
+            enabled,
+        )
+    }
+
+    /// Sets or clears the default Play on Phone dial string (`SetPlayOnPhoneDialString`).
+    pub fn set_play_on_phone_dial_string(
+        &self,
+        id: MailboxId,
+        dial_string: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.update(
+            id,
+            "UPDATE mailboxes SET play_on_phone_dial_string = ?2 WHERE id = ?1",
+            dial_string,
+        )
+    }
+
+    /// Sets or clears the telephone access folder, a base64 folder id
+    /// (`SetTelephoneAccessFolderEmail`).
+    pub fn set_telephone_access_folder_email(
+        &self,
+        id: MailboxId,
+        base64_folder_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.update(
+            id,
+            "UPDATE mailboxes SET telephone_access_folder_email = ?2 WHERE id = ?1",
+            base64_folder_id,
+        )
+    }
+
+    /// Sets or clears the voice mail access numbers shown to the user (several joined by ", ").
+    pub fn set_telephone_access_numbers(
+        &self,
+        id: MailboxId,
+        numbers: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.update(
+            id,
+            "UPDATE mailboxes SET telephone_access_numbers = ?2 WHERE id = ?1",
+            numbers,
+        )
+    }
+
+    /// The PIN policy named `name` (case-insensitive), if any.
+    pub fn policy(&self, name: &str) -> Result<Option<PinPolicy>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT min_pin_length, pin_lifetime_days, pin_history_count, allow_common_patterns,
+                logon_failures_before_pin_reset, max_logon_attempts, reset_pin_text
+             FROM policies WHERE name = ?1",
+        )?;
+        Ok(stmt
+            .query_row([name], |r| {
+                Ok(PinPolicy {
+                    min_pin_length: r.get(0)?,
+                    pin_lifetime_days: r.get(1)?,
+                    pin_history_count: r.get(2)?,
+                    allow_common_patterns: r.get(3)?,
+                    logon_failures_before_pin_reset: r.get(4)?,
+                    max_logon_attempts: r.get(5)?,
+                    reset_pin_text: r.get(6)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Creates or replaces the PIN policy named `name` after [validating](PinPolicy::validate)
+    /// it. Use [`DEFAULT_POLICY_NAME`] to change the policy of every mailbox that has no other.
+    pub fn set_policy(&self, name: &str, policy: &PinPolicy) -> Result<(), StoreError> {
+        policy.validate()?;
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(StoreError::InvalidInput {
+                field: "policy name",
+                reason: "empty or contains a control character",
+            });
+        }
+        self.conn()?
+            .prepare_cached(
+                "INSERT INTO policies (name, min_pin_length, pin_lifetime_days, pin_history_count,
+                allow_common_patterns, logon_failures_before_pin_reset, max_logon_attempts,
+                reset_pin_text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (name) DO UPDATE SET min_pin_length = ?2, pin_lifetime_days = ?3,
+                pin_history_count = ?4, allow_common_patterns = ?5,
+                logon_failures_before_pin_reset = ?6, max_logon_attempts = ?7,
+                reset_pin_text = ?8",
+            )?
+            .execute(params![
+                name,
+                policy.min_pin_length,
+                policy.pin_lifetime_days,
+                policy.pin_history_count,
+                policy.allow_common_patterns,
+                policy.logon_failures_before_pin_reset,
+                policy.max_logon_attempts,
+                policy.reset_pin_text
+            ])?;
+        Ok(())
+    }
+
+    /// Resets the PIN of mailbox `id` to a new random one (see
+    /// [`reset_pin_with`](Self::reset_pin_with)) without delivering it anywhere, and returns
+    /// it. For the `mailbox` command line and tests; the ResetPIN operation must use
+    /// `reset_pin_with` so that a failed mail leaves the old PIN in place.
+    pub fn reset_pin<R>(
+        &self,
+        id: MailboxId,
+        rng: &mut R,
+    ) -> Result<String, ResetPinError<std::convert::Infallible>>
+    where
+        R: CryptoRng + RngCore + ?Sized,
+    {
+        let mut pin = String::new();
+        self.reset_pin_with(id, rng, |outcome| {
+            pin.clone_from(&outcome.pin);
+            Ok::<(), std::convert::Infallible>(())
+        })?;
+        Ok(pin)
+    }
+
+    /// The ResetPIN step: gives mailbox `id` a new random PIN and hands it to `deliver`,
+    /// all-or-nothing.
+    ///
+    /// 1. Without any lock: read the policy, extension, current PIN hash and the newest
+    ///    `PINHistoryCount` history hashes; generate a PIN from `rng` by the policy, refusing any
+    ///    candidate that verifies against one of those hashes (up to 1 + `PINHistoryCount`
+    ///    argon2 verifications per candidate); hash it.
+    /// 2. In one `BEGIN IMMEDIATE` transaction: re-read that state; if it changed meanwhile (a
+    ///    concurrent reset or policy change), roll back and start over (at most three times, then
+    ///    [`StoreError::Conflict`]). Otherwise push the old PIN hash into the history and trim it
+    ///    to `PINHistoryCount` entries, store the new hash, set `pin_set_at` to now and
+    ///    `pin_must_change`, clear the failed logon count and the lockout, and call
+    ///    `deliver(&outcome)`.
+    /// 3. Commit only if `deliver` returned `Ok`; otherwise roll back and return
+    ///    [`ResetPinError::Delivery`].
+    ///
+    /// So on any error the old PIN stays valid. The one gap: if the commit itself fails after a
+    /// successful delivery, the mail carries a PIN that never became valid (the old one still
+    /// is). `deliver` runs while the database write lock is held, so it should be quick (a
+    /// Maildir write is).
+    pub fn reset_pin_with<R, E, F>(
+        &self,
+        id: MailboxId,
+        rng: &mut R,
+        deliver: F,
+    ) -> Result<(), ResetPinError<E>>
+    where
+        R: CryptoRng + RngCore + ?Sized,
+        E: std::error::Error + 'static,
+        F: FnOnce(&ResetPinOutcome) -> Result<(), E>,
+    {
+        let mut deliver = Some(deliver);
+        for _ in 0..RESET_PIN_ATTEMPTS {
+            // Step 1, no lock held.
+            let (_, before) = pin_state(&*self.conn()?, id)?;
+            if !before.um_enabled {
+                return Err(ResetPinError::NotUmEnabled);
+            }
+            let mut hash_error = None;
+            let pin = before
+                .policy
+                .generate_pin(rng, before.extension.as_deref(), |candidate| {
+                    let mut used = before.pin_hash.iter().chain(&before.history);
+                    used.any(|h| match verify_secret(h, candidate.as_bytes()) {
+                        Ok(matched) => matched,
+                        Err(e) => {
+                            hash_error.get_or_insert(e);
+                            true
+                        }
+                    })
+                });
+            if let Some(e) = hash_error {
+                return Err(e.into());
+            }
+            let pin = pin.map_err(ResetPinError::Generate)?;
+            let new_hash = hash_secret(self.cost, pin.as_bytes())?;
+
+            // Step 2, under the write lock.
+            let mut conn = self.conn()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (row, now_state) = pin_state(&tx, id)?;
+            if now_state != before {
+                tracing::debug!(mailbox = %id, "PIN state changed during reset; starting over");
+                continue;
+            }
+            let now = unix_now();
+            if let Some(old) = &before.pin_hash {
+                tx.execute(
+                    "INSERT INTO pin_history (mailbox_id, seq, pin_hash, set_at)
+                     VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM pin_history
+                                  WHERE mailbox_id = ?1), ?2, ?3)",
+                    params![id.0, old, before.pin_set_at.unwrap_or(now)],
+                )?;
+                tx.execute(
+                    "DELETE FROM pin_history WHERE mailbox_id = ?1 AND seq NOT IN
+                        (SELECT seq FROM pin_history WHERE mailbox_id = ?1
+                         ORDER BY seq DESC LIMIT ?2)",
+                    params![id.0, before.policy.pin_history_count],
+                )?;
+            }
+            tx.execute(
+                "UPDATE mailboxes SET pin_hash = ?2, pin_set_at = ?3, pin_must_change = 1,
+                    failed_logon_count = 0, locked_out = 0 WHERE id = ?1",
+                params![id.0, new_hash, now],
+            )?;
+            let mailbox = row.mailbox;
+            let outcome = ResetPinOutcome {
+                mailbox_id: id,
+                pin,
+                user: mailbox.user,
+                email: mailbox.email,
+                extension: mailbox.extension,
+                reset_pin_text: mailbox.policy.reset_pin_text,
+                telephone_access_numbers: mailbox.telephone_access_numbers,
+                pin_set_at: now,
+            };
+            // Invariant: every earlier iteration that reaches this point returns.
+            let deliver = deliver.take().expect("deliver is called at most once");
+            if let Err(e) = deliver(&outcome) {
+                tracing::warn!(mailbox = %id, "PIN reset rolled back: delivery failed");
+                return Err(ResetPinError::Delivery(e));
+            }
+            tx.commit()?;
+            tracing::info!(mailbox = %id, "PIN reset");
+            return Ok(());
+        }
+        Err(StoreError::Conflict.into())
+    }
+
+    /// Checks a PIN entered at a phone logon and updates the failed logon count: cleared on
+    /// success, incremented on failure, with a lockout once it reaches `MaxLogonAttempts`.
+    ///
+    /// A locked-out mailbox is answered [`PinCheck::LockedOut`] without looking at the PIN. An
+    /// unknown user costs one dummy hash verification, like a known one. The automatic reset
+    /// after `LogonFailuresBeforePINReset` failures is left to the caller, signalled by
+    /// `PinCheck::Wrong { reset_due: true, .. }`.
+    pub fn check_pin(&self, user: &str, pin: &str) -> Result<PinCheck, StoreError> {
+        let row = row_by_user(&*self.conn()?, user)?;
+        let Some(row) = row else {
+            self.verify_dummy(pin.as_bytes())?;
+            return Ok(PinCheck::UnknownUser);
+        };
+        let mailbox = &row.mailbox;
+        if !mailbox.um_enabled {
+            return Ok(PinCheck::NotUmEnabled);
+        }
+        if mailbox.locked_out {
+            return Ok(PinCheck::LockedOut);
+        }
+        let Some(pin_hash) = &row.pin_hash else {
+            return Ok(PinCheck::NoPin);
+        };
+        let policy = &mailbox.policy;
+        if verify_secret(pin_hash, pin.as_bytes())? {
+            if mailbox.failed_logon_count > 0 {
+                self.conn()?
+                    .prepare_cached("UPDATE mailboxes SET failed_logon_count = 0 WHERE id = ?1")?
+                    .execute([mailbox.id.0])?;
+            }
+            let expired = match (policy.pin_lifetime_days, mailbox.pin_set_at) {
+                (Some(days), Some(set_at)) => {
+                    unix_now() >= set_at.saturating_add(i64::from(days) * 86_400)
+                }
+                _ => false,
+            };
+            return Ok(if expired {
+                PinCheck::Expired
+            } else if mailbox.pin_must_change {
+                PinCheck::OkMustChange
+            } else {
+                PinCheck::Ok
+            });
+        }
+        let (failures, locked_out): (u32, bool) = self
+            .conn()?
+            .prepare_cached(
+                "UPDATE mailboxes SET failed_logon_count = failed_logon_count + 1,
+                    locked_out = CASE WHEN ?2 IS NOT NULL AND failed_logon_count + 1 >= ?2
+                                      THEN 1 ELSE locked_out END
+                 WHERE id = ?1 RETURNING failed_logon_count, locked_out",
+            )?
+            .query_row(params![mailbox.id.0, policy.max_logon_attempts], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        tracing::info!(mailbox = %mailbox.id, failures, locked_out, "wrong PIN");
+        if locked_out {
+            return Ok(PinCheck::LockedOut);
+        }
+        Ok(PinCheck::Wrong {
+            failures,
+            reset_due: policy
+                .logon_failures_before_pin_reset
+                .is_some_and(|n| failures >= n),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path())
+            .unwrap()
+            .with_hash_cost(HashCost::Test);
+        (dir, store)
+    }
+
+    fn alice() -> NewMailbox {
+        NewMailbox {
+            user: "Alice".into(),
+            password: "correct horse".into(),
+            um_enabled: true,
+            extension: Some("36697".into()),
+            email: Some("alice@example.org".into()),
+        }
+    }
+
+    fn rng() -> StdRng {
+        StdRng::seed_from_u64(99)
+    }
+
+    fn history_len(store: &Store, id: MailboxId) -> i64 {
+        store
+            .conn()
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM pin_history WHERE mailbox_id = ?1",
+                [id.0],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("mail down")]
+    struct MailDown;
+
+    #[test]
+    fn open_requires_existing_dir_and_create_makes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("a/b");
+        assert!(matches!(
+            Store::open(&missing),
+            Err(StoreError::DataDirMissing { .. })
+        ));
+        let store = Store::create(&missing).unwrap();
+        assert_eq!(store.path(), missing.join(DATABASE_FILE));
+        assert!(missing.join(DATABASE_FILE).is_file());
+    }
+
+    #[test]
+    fn schema_is_versioned_and_wal() {
+        let (dir, store) = store();
+        let conn = store.conn().unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "FULL");
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        drop(store);
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::SchemaTooNew { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn reopen_keeps_data() {
+        let (dir, store) = store();
+        let id = store.add_mailbox(alice()).unwrap();
+        store.set_oof_status(id, true).unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let m = store.mailbox("alice").unwrap().unwrap();
+        assert_eq!(m.id, id);
+        assert!(m.oof_status);
+        assert_eq!(m.policy, PinPolicy::default());
+        assert_eq!(m.policy_name, DEFAULT_POLICY_NAME);
+    }
+
+    #[test]
+    fn add_mailbox_refuses_duplicates_case_insensitively() {
+        let (_dir, store) = store();
+        store.add_mailbox(alice()).unwrap();
+        let mut dup = alice();
+        dup.user = "ALICE".into();
+        assert!(matches!(
+            store.add_mailbox(dup),
+            Err(StoreError::DuplicateUser { .. })
+        ));
+        let mut bad = alice();
+        bad.user = "bob".into();
+        bad.extension = Some("12a".into());
+        assert!(matches!(
+            store.add_mailbox(bad),
+            Err(StoreError::InvalidInput {
+                field: "extension",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn new_mailbox_defaults() {
+        let (_dir, store) = store();
+        let id = store.add_mailbox(alice()).unwrap();
+        let m = store.mailbox_by_id(id).unwrap().unwrap();
+        assert_eq!(m.user, "Alice");
+        assert!(m.um_enabled && !m.pin_set && !m.oof_status && !m.locked_out);
+        assert!(m.missed_call_notification_enabled);
+        assert_eq!(m.failed_logon_count, 0);
+        assert_eq!(m.pin_set_at, None);
+        assert_eq!(m.extension.as_deref(), Some("36697"));
+        assert_eq!(store.mailbox("nobody").unwrap(), None);
+        assert_eq!(store.mailboxes().unwrap(), vec![m]);
+    }
+
+    #[test]
+    fn verify_password_checks_hash() {
+        let (_dir, store) = store();
+        let id = store.add_mailbox(alice()).unwrap();
+        let m = store
+            .verify_password("aLiCe", "correct horse")
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.id, id);
+        assert_eq!(store.verify_password("alice", "wrong").unwrap(), None);
+        assert_eq!(
+            store.verify_password("nobody", "correct horse").unwrap(),
+            None
+        );
+        let hash: String = store
+            .conn()
+            .unwrap()
+            .query_row("SELECT password_hash FROM mailboxes", [], |r| r.get(0))
+            .unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(!hash.contains("correct horse"));
+
+        let before = store.credential_stamp("alice").unwrap().unwrap();
+        assert_eq!(before, (id, m.credential_stamp()));
+        store.set_password(id, "battery staple").unwrap();
+        assert_eq!(
+            store.verify_password("alice", "correct horse").unwrap(),
+            None
+        );
+        assert!(store
+            .verify_password("alice", "battery staple")
+            .unwrap()
+            .is_some());
+        assert_ne!(store.credential_stamp("alice").unwrap().unwrap(), before);
+    }
+
+    #[test]
+    fn settings_round_trip() {
+        let (_dir, store) = store();
+        let id = store.add_mailbox(alice()).unwrap();
+        store.set_oof_status(id, true).unwrap();
+        store
+            .set_missed_call_notification_enabled(id, false)
+            .unwrap();
+        store
+            .set_play_on_phone_dial_string(id, Some("4255550123"))
+            .unwrap();
+        store
+            .set_telephone_access_folder_email(id, Some("AAAAAA=="))
+            .unwrap();
+        store
+            .set_telephone_access_numbers(id, Some("+1 425 555 0100, 4100"))
+            .unwrap();
+        let m = store.mailbox_by_id(id).unwrap().unwrap();
+        assert!(m.oof_status && !m.missed_call_notification_enabled);
+        assert_eq!(m.play_on_phone_dial_string.as_deref(), Some("4255550123"));
+        assert_eq!(m.telephone_access_folder_email.as_deref(), Some("AAAAAA=="));
+        assert_eq!(
+            m.telephone_access_numbers.as_deref(),
+            Some("+1 425 555 0100, 4100")
+        );
+        store.set_play_on_phone_dial_string(id, None).unwrap();
+        assert_eq!(
+            store
+                .mailbox_by_id(id)
+                .unwrap()
+                .unwrap()
+                .play_on_phone_dial_string,
+            None
+        );
+        assert!(matches!(
+            store.set_oof_status(MailboxId(999), true),
+            Err(StoreError::UnknownMailbox(MailboxId(999)))
+        ));
+    }
+
+    #[test]
+    fn policies_are_validated_and_named() {
+        let (_dir, store) = store();
+        assert_eq!(store.policy("default").unwrap(), Some(PinPolicy::default()));
+        let bad = PinPolicy {
+            min_pin_length: 3,
+            ..PinPolicy::default()
+        };
+        assert!(matches!(
+            store.set_policy("Default", &bad),
+            Err(StoreError::InvalidPolicy(_))
+        ));
+        let lax = PinPolicy {
+            min_pin_length: 4,
+            pin_lifetime_days: None,
+            reset_pin_text: "Call the help desk.".into(),
+            ..PinPolicy::default()
+        };
+        store.set_policy("Default", &lax).unwrap();
+        store.set_policy("Other", &PinPolicy::default()).unwrap();
+        assert_eq!(store.policy("Default").unwrap(), Some(lax.clone()));
+        let id = store.add_mailbox(alice()).unwrap();
+        assert_eq!(store.mailbox_by_id(id).unwrap().unwrap().policy, lax);
+        assert_eq!(store.policy("none").unwrap(), None);
+    }
+
+    #[test]
+    fn reset_pin_sets_a_valid_pin_and_state() {
+        let (_dir, store) = store();
+        let id = store.add_mailbox(alice()).unwrap();
+        assert_eq!(store.check_pin("alice", "918273").unwrap(), PinCheck::NoPin);
+        let mut seen = None;
+        store
+            .reset_pin_with(id, &mut rng(), |o| {
+                seen = Some(o.clone());
+                Ok::<(), MailDown>(())
+            })
+            .unwrap();
+        let outcome = seen.unwrap();
+        assert_eq!(outcome.user, "Alice");
+        assert_eq!(outcome.email.as_deref(), Some("alice@example.org"));
+        assert_eq!(outcome.extension.as_deref(), Some("36697"));
+        PinPolicy::default()
+            .check_pin(&outcome.pin, Some("36697"))
+            .unwrap();
+        let m = store.mailbox_by_id(id).unwrap().unwrap();
+        assert!(m.pin_set && m.pin_must_change);
+        assert_eq!(m.pin_set_at, Some(outcome.pin_set_at));
+        assert_eq!(
+            store.check_pin("alice", &outcome.pin).unwrap(),
+            PinCheck::OkMustChange
+        );
+        let stored: String = store
+            .conn()
+            .unwrap()
+            .query_row("SELECT pin_hash FROM mailboxes", [], |r| r.get(0))
+            .unwrap();
+        assert!(stored.starts_with("$argon2id$") && !stored.contains(&outcome.pin));
+    }
+
+    #[test]
+    fn failed_delivery_keeps_old_pin() {
+        let (_dir, store) = store();
+        let id = store.add_mailbox(alice()).unwrap();
+        let old = store.reset_pin(id, &mut rng()).unwrap();
+        for _ in 0..3 {
+            assert!(matches!(
+                store.check_pin("alice", "000000").unwrap(),
+                PinCheck::Wrong { .. }
+            ));
+        }
+        let before = store.mailbox_by_id(id).unwrap().unwrap();
+        let mut offered = String::new();
+        let err = store
+            .reset_pin_with(id, &mut rng(), |o| {
+                offered.clone_from(&o.pin);
+                Err(MailDown)
+            })
+            .unwrap_err();
+        assert!(matches!(err, ResetPinError::Delivery(MailDown)));
+        assert_eq!(store.mailbox_by_id(id).unwrap().unwrap(), before);
+        assert_eq!(history_len(&store, id), 0);
+        assert!(matches!(
+            store.check_pin("alice", &offered).unwrap(),
+            PinCheck::Wrong { failures: 4, .. }
+        ));
+        assert_eq!(
+            store.check_pin("alice", &old).unwrap(),
+            PinCheck::OkMustChange
+        );
+    }
+
+    #[test]
+    fn reset_pin_refuses_non_um_and_unknown() {
+        let (_dir, store) = store();
+        let mut new = alice();
+        new.um_enabled = false;
+        let id = store.add_mailbox(new).unwrap();
+        assert!(matches!(
+            store.reset_pin(id, &mut rng()),
+            Err(ResetPinError::NotUmEnabled)
+        ));
+        assert!(matches!(
+            store.reset_pin(MailboxId(42), &mut rng()),
+            Err(ResetPinError::Store(StoreError::UnknownMailbox(_)))
+        ));
+        assert_eq!(
+            store.check_pin("alice", "123456").unwrap(),
+            PinCheck::NotUmEnabled
+        );
+        assert_eq!(
+            store.check_pin("bob", "123456").unwrap(),
+            PinCheck::UnknownUser
+        );
+    }
+
+    #[test]
+    fn history_is_trimmed_and_never_repeats() {
+        let (_dir, store) = store();
+        // Four digits with common patterns allowed: small enough that a repeat would show.
+        let policy = PinPolicy {
+            min_pin_length: 4,
+            pin_history_count: 3,
+            allow_common_patterns: true,
+            ..PinPolicy::default()
+        };
+        store.set_policy(DEFAULT_POLICY_NAME, &policy).unwrap();
+        let mut new = alice();
+        new.extension = None;
+        let id = store.add_mailbox(new).unwrap();
+        let mut rng = rng();
+        let mut pins = Vec::new();
+        for i in 0..8 {
+            let pin = store.reset_pin(id, &mut rng).unwrap();
+            assert!(!pins.iter().rev().take(4).any(|p| p == &pin), "repeat");
+            pins.push(pin);
+            assert_eq!(history_len(&store, id), i64::from(i.min(3)));
+        }
+    }
+
+    #[test]
+    fn history_check_refuses_recent_pins() {
+        let (_dir, store) = store();
+        let id = store.add_mailbox(alice()).unwrap();
+        let pin = store.reset_pin(id, &mut rng()).unwrap();
+        // Same seed, same candidate sequence: the first candidate is now the current PIN and
+        // must be skipped.
+        let next = store.reset_pin(id, &mut rng()).unwrap();
+        assert_ne!(pin, next);
+        let third = store.reset_pin(id, &mut rng()).unwrap();
+        assert_ne!(third, pin);
+        assert_ne!(third, next);
+    }
+
+    #[test]
+    fn wrong_pins_count_up_lock_out_and_reset_clears() {
+        let (_dir, store) = store();
+        let policy = PinPolicy {
+            logon_failures_before_pin_reset: Some(2),
+            max_logon_attempts: Some(4),
+            ..PinPolicy::default()
+        };
+        store.set_policy(DEFAULT_POLICY_NAME, &policy).unwrap();
+        let id = store.add_mailbox(alice()).unwrap();
+        let pin = store.reset_pin(id, &mut rng()).unwrap();
+        assert_eq!(
+            store.check_pin("alice", "0").unwrap(),
+            PinCheck::Wrong {
+                failures: 1,
+                reset_due: false
+            }
+        );
+        assert_eq!(
+            store.check_pin("alice", &pin).unwrap(),
+            PinCheck::OkMustChange
+        );
+        assert_eq!(
+            store.mailbox_by_id(id).unwrap().unwrap().failed_logon_count,
+            0
+        );
+        let answers: Vec<PinCheck> = (0..5)
+            .map(|_| store.check_pin("alice", "0").unwrap())
+            .collect();
+        assert_eq!(
+            answers,
+            vec![
+                PinCheck::Wrong {
+                    failures: 1,
+                    reset_due: false
+                },
+                PinCheck::Wrong {
+                    failures: 2,
+                    reset_due: true
+                },
+                PinCheck::Wrong {
+                    failures: 3,
+                    reset_due: true
+                },
+                PinCheck::LockedOut,
+                PinCheck::LockedOut,
+            ]
+        );
+        // Locked out: even the right PIN is refused.
+        assert_eq!(store.check_pin("alice", &pin).unwrap(), PinCheck::LockedOut);
+        let new_pin = store.reset_pin(id, &mut rng()).unwrap();
+        let m = store.mailbox_by_id(id).unwrap().unwrap();
+        assert!(!m.locked_out);
+        assert_eq!(m.failed_logon_count, 0);
+        assert_eq!(
+            store.check_pin("alice", &new_pin).unwrap(),
+            PinCheck::OkMustChange
+        );
+    }
+
+    #[test]
+    fn old_pins_expire() {
+        let (_dir, store) = store();
+        let id = store.add_mailbox(alice()).unwrap();
+        let pin = store.reset_pin(id, &mut rng()).unwrap();
+        let conn = store.conn().unwrap();
+        conn.execute(
+            "UPDATE mailboxes SET pin_must_change = 0, pin_set_at = ?1",
+            [unix_now() - 59 * 86_400],
+        )
+        .unwrap();
+        drop(conn);
+        assert_eq!(store.check_pin("alice", &pin).unwrap(), PinCheck::Ok);
+        store
+            .conn()
+            .unwrap()
+            .execute(
+                "UPDATE mailboxes SET pin_set_at = ?1",
+                [unix_now() - 60 * 86_400],
+            )
+            .unwrap();
+        assert_eq!(store.check_pin("alice", &pin).unwrap(), PinCheck::Expired);
+        let unlimited = PinPolicy {
+            pin_lifetime_days: None,
+            ..PinPolicy::default()
+        };
+        store.set_policy(DEFAULT_POLICY_NAME, &unlimited).unwrap();
+        assert_eq!(store.check_pin("alice", &pin).unwrap(), PinCheck::Ok);
+    }
+
+    #[test]
+    fn store_is_shared_across_threads() {
+        fn assert_send_sync<T: Clone + Send + Sync>() {}
+        assert_send_sync::<Store>();
+        let (_dir, store) = store();
+        let ids: Vec<MailboxId> = (0..4)
+            .map(|i| {
+                let mut new = alice();
+                new.user = format!("user{i}");
+                store.add_mailbox(new).unwrap()
+            })
+            .collect();
+        std::thread::scope(|s| {
+            for &id in &ids {
+                let store = store.clone();
+                s.spawn(move || {
+                    let mut rng = StdRng::seed_from_u64(id.0 as u64);
+                    for _ in 0..5 {
+                        store.reset_pin(id, &mut rng).unwrap();
+                        store.set_oof_status(id, true).unwrap();
+                    }
+                });
+            }
+        });
+        for id in ids {
+            assert_eq!(history_len(&store, id), 4);
+        }
+    }
+}
