@@ -83,7 +83,10 @@ impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
             .field("endpoint", &self.endpoint)
-            .field("authorization", &self.authorization.as_ref().map(|_| "<redacted>"))
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -157,7 +160,26 @@ impl Transport {
         read_response(status, &bytes)
     }
 
-    async fn exchange(&self, action: &str, body: Vec<u8>) -> Result<(StatusCode, Bytes), ClientError> {
+    /// Sends `request` to an operation without output: succeeds on an
+    /// answer with an empty body.
+    pub async fn call_one_way<Req>(&self, action: &str, request: &Req) -> Result<(), ClientError>
+    where
+        Req: WithSerializer,
+    {
+        let mut out = EnvelopeWriter::new(SoapVersion::Soap11, None);
+        crate::xml::write_body(request, &mut out).map_err(ClientError::Serialize)?;
+        let body = out.finish();
+        let (status, bytes) = tokio::time::timeout(self.timeout, self.exchange(action, body))
+            .await
+            .map_err(|_| ClientError::Timeout(self.timeout))??;
+        read_envelope(status, &bytes).map(|_| ())
+    }
+
+    async fn exchange(
+        &self,
+        action: &str,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri(self.endpoint.clone())
@@ -184,7 +206,20 @@ impl Transport {
     }
 }
 
-fn read_response<Resp: WithDeserializer>(status: StatusCode, bytes: &[u8]) -> Result<Resp, ClientError> {
+fn read_response<Resp: WithDeserializer>(
+    status: StatusCode,
+    bytes: &[u8],
+) -> Result<Resp, ClientError> {
+    let body = read_envelope(status, bytes)?
+        .ok_or_else(|| ClientError::InvalidResponse("the response Body is empty".into()))?;
+    crate::xml::from_fragment(&body.xml).map_err(|e| ClientError::InvalidResponse(e.to_string()))
+}
+
+/// Reads an answer envelope: its body element, or the fault it carries.
+fn read_envelope(
+    status: StatusCode,
+    bytes: &[u8],
+) -> Result<Option<envelope::BodyElement>, ClientError> {
     let http_error = || ClientError::Http {
         status,
         body: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
@@ -198,16 +233,15 @@ fn read_response<Resp: WithDeserializer>(status: StatusCode, bytes: &[u8]) -> Re
         Err(_) if status != StatusCode::OK => return Err(http_error()),
         Err(e) => return Err(invalid(&e)),
     };
-    let body = envelope
-        .body
-        .ok_or_else(|| ClientError::InvalidResponse("the response Body is empty".into()))?;
-    if let Some(fault) = envelope::read_fault(&body, envelope.version) {
-        return Err(ClientError::Fault(fault.map_err(|e| invalid(&e))?));
+    if let Some(body) = &envelope.body {
+        if let Some(fault) = envelope::read_fault(body, envelope.version) {
+            return Err(ClientError::Fault(fault.map_err(|e| invalid(&e))?));
+        }
     }
     if status != StatusCode::OK {
         return Err(http_error());
     }
-    crate::xml::from_fragment(&body.xml).map_err(|e| ClientError::InvalidResponse(e.to_string()))
+    Ok(envelope.body)
 }
 
 fn invalid(e: &EnvelopeError) -> ClientError {

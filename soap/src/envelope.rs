@@ -228,7 +228,10 @@ impl<'i> Reader<'i, '_> {
         }
     }
 
-    fn canonical_bytes<'v>(&mut self, value: Cow<'v, [u8]>) -> Result<Cow<'v, [u8]>, EnvelopeError> {
+    fn canonical_bytes<'v>(
+        &mut self,
+        value: Cow<'v, [u8]>,
+    ) -> Result<Cow<'v, [u8]>, EnvelopeError> {
         let Ok(text) = std::str::from_utf8(&value) else {
             return Ok(value);
         };
@@ -461,7 +464,8 @@ fn must_understand(
 ) -> Result<bool, EnvelopeError> {
     for attr in start.attributes().flatten() {
         let (resolved, local) = r.inner.resolve_attribute(attr.key);
-        let in_env = matches!(resolved, ResolveResult::Bound(Namespace(ns)) if ns == env_ns.as_bytes());
+        let in_env =
+            matches!(resolved, ResolveResult::Bound(Namespace(ns)) if ns == env_ns.as_bytes());
         if in_env && local.as_ref() == b"mustUnderstand" {
             return Ok(matches!(attr.value.as_ref(), b"1" | b"true"));
         }
@@ -676,8 +680,12 @@ impl<'a> EnvelopeWriter<'a> {
     /// Writes one event of body content.
     pub fn write_event(&mut self, event: Event<'_>) {
         let event = match (self.alias, event) {
-            (Some((aliases, index)), Event::Start(s)) => Event::Start(alias_start(aliases, index, s)),
-            (Some((aliases, index)), Event::Empty(s)) => Event::Empty(alias_start(aliases, index, s)),
+            (Some((aliases, index)), Event::Start(s)) => {
+                Event::Start(alias_start(aliases, index, s))
+            }
+            (Some((aliases, index)), Event::Empty(s)) => {
+                Event::Empty(alias_start(aliases, index, s))
+            }
             (_, event) => event,
         };
         // Writing into a Vec cannot fail.
@@ -739,7 +747,11 @@ impl<'a> EnvelopeWriter<'a> {
     }
 }
 
-fn alias_start<'e>(aliases: &NamespaceAliases, index: usize, start: BytesStart<'e>) -> BytesStart<'e> {
+fn alias_start<'e>(
+    aliases: &NamespaceAliases,
+    index: usize,
+    start: BytesStart<'e>,
+) -> BytesStart<'e> {
     let needs = start.attributes().flatten().any(|a| {
         let k = a.key.as_ref();
         (k == b"xmlns" || k.starts_with(b"xmlns:"))
@@ -770,7 +782,10 @@ fn alias_start<'e>(aliases: &NamespaceAliases, index: usize, start: BytesStart<'
 /// Reads a `soap:Fault` body element (see [`BodyElement`]) into a
 /// [`SoapFault`]. Returns `None` when the element is not a fault of
 /// `version`.
-pub fn read_fault(body: &BodyElement, version: SoapVersion) -> Option<Result<SoapFault, EnvelopeError>> {
+pub fn read_fault(
+    body: &BodyElement,
+    version: SoapVersion,
+) -> Option<Result<SoapFault, EnvelopeError>> {
     let env_ns = version.envelope_ns();
     if body.namespace != env_ns || body.local_name != "Fault" {
         return None;
@@ -905,7 +920,10 @@ mod tests {
 </soap:Envelope>"#;
 
     fn aliases() -> NamespaceAliases {
-        NamespaceAliases::none().with("https://schemas.microsoft.com/", "http://schemas.microsoft.com/")
+        NamespaceAliases::none().with(
+            "https://schemas.microsoft.com/",
+            "http://schemas.microsoft.com/",
+        )
     }
 
     #[test]
@@ -914,8 +932,13 @@ mod tests {
         let env = parse(SEED.as_bytes(), ParseOptions::new(&a)).unwrap();
         let body = env.body.unwrap();
         assert_eq!(body.local_name, "ResetPIN");
-        assert_eq!(body.namespace, "http://schemas.microsoft.com/exchange/services/2006/messages");
-        assert!(body.xml.contains("xmlns=\"http://schemas.microsoft.com/exchange/services/2006/messages\""));
+        assert_eq!(
+            body.namespace,
+            "http://schemas.microsoft.com/exchange/services/2006/messages"
+        );
+        assert!(body
+            .xml
+            .contains("xmlns=\"http://schemas.microsoft.com/exchange/services/2006/messages\""));
         assert_eq!(env.alias, Some(0));
     }
 
@@ -924,7 +947,10 @@ mod tests {
         let a = aliases();
         let mut o = ParseOptions::new(&a);
         o.accept_aliases = false;
-        assert!(matches!(parse(SEED.as_bytes(), o), Err(EnvelopeError::AliasRefused(_))));
+        assert!(matches!(
+            parse(SEED.as_bytes(), o),
+            Err(EnvelopeError::AliasRefused(_))
+        ));
     }
 
     #[test]
@@ -936,7 +962,10 @@ mod tests {
         assert!(env.headers[0].must_understand);
         let body = env.body.unwrap();
         assert_eq!(body.namespace, "urn:m");
-        assert_eq!(body.xml, r#"<m:Op xmlns:m="urn:m" xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><m:a>1 &amp; 2</m:a></m:Op>"#);
+        assert_eq!(
+            body.xml,
+            r#"<m:Op xmlns:m="urn:m" xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><m:a>1 &amp; 2</m:a></m:Op>"#
+        );
     }
 
     #[test]
@@ -944,14 +973,29 @@ mod tests {
         let a = NamespaceAliases::none();
         let o = ParseOptions::new(&a);
         let doctype = r#"<!DOCTYPE x [<!ENTITY e "boom">]><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body/></soap:Envelope>"#;
-        assert!(matches!(parse(doctype.as_bytes(), o), Err(EnvelopeError::DocType)));
+        assert!(matches!(
+            parse(doctype.as_bytes(), o),
+            Err(EnvelopeError::DocType)
+        ));
         let entity = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><a>&e;</a></soap:Body></soap:Envelope>"#;
-        assert!(matches!(parse(entity.as_bytes(), o), Err(EnvelopeError::UndefinedEntity(_))));
+        assert!(matches!(
+            parse(entity.as_bytes(), o),
+            Err(EnvelopeError::UndefinedEntity(_))
+        ));
         let two = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><a/><b/></soap:Body></soap:Envelope>"#;
-        assert!(matches!(parse(two.as_bytes(), o), Err(EnvelopeError::UnexpectedContent(_))));
+        assert!(matches!(
+            parse(two.as_bytes(), o),
+            Err(EnvelopeError::UnexpectedContent(_))
+        ));
         let v12 = r#"<e:Envelope xmlns:e="urn:other"><e:Body/></e:Envelope>"#;
-        assert!(matches!(parse(v12.as_bytes(), o), Err(EnvelopeError::VersionMismatch { .. })));
-        assert!(matches!(parse(b"<a>", o), Err(EnvelopeError::NotEnvelope { .. })));
+        assert!(matches!(
+            parse(v12.as_bytes(), o),
+            Err(EnvelopeError::VersionMismatch { .. })
+        ));
+        assert!(matches!(
+            parse(b"<a>", o),
+            Err(EnvelopeError::NotEnvelope { .. })
+        ));
         assert!(parse(b"\xff\xfe", o).is_err());
         assert!(parse(b"", o).is_err());
         let truncated = &SEED.as_bytes()[..SEED.len() - 20];
@@ -964,22 +1008,40 @@ mod tests {
         let mut o = ParseOptions::new(&a);
         o.max_depth = 8;
         let inner = "<a>".repeat(20) + &"</a>".repeat(20);
-        let xml = format!(r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>{inner}</soap:Body></soap:Envelope>"#);
-        assert!(matches!(parse(xml.as_bytes(), o), Err(EnvelopeError::TooDeep(8))));
+        let xml = format!(
+            r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>{inner}</soap:Body></soap:Envelope>"#
+        );
+        assert!(matches!(
+            parse(xml.as_bytes(), o),
+            Err(EnvelopeError::TooDeep(8))
+        ));
     }
 
     #[test]
     fn fault_round_trips() {
-        let fault = SoapFault::new(FaultCode::qualified("urn:types", "ErrorInvalidRequest"), "The request is invalid.")
-            .with_lang("en-US")
-            .with_detail(DetailEntry::new("urn:errors", "ResponseCode", "ErrorInvalidRequest"))
-            .with_detail(DetailEntry::new("urn:errors", "Message", "The request is invalid."));
+        let fault = SoapFault::new(
+            FaultCode::qualified("urn:types", "ErrorInvalidRequest"),
+            "The request is invalid.",
+        )
+        .with_lang("en-US")
+        .with_detail(DetailEntry::new(
+            "urn:errors",
+            "ResponseCode",
+            "ErrorInvalidRequest",
+        ))
+        .with_detail(DetailEntry::new(
+            "urn:errors",
+            "Message",
+            "The request is invalid.",
+        ));
         let mut w = EnvelopeWriter::new(SoapVersion::Soap11, None);
         w.write_fault(&fault);
         let bytes = w.finish();
         let a = NamespaceAliases::none();
         let env = parse(&bytes, ParseOptions::new(&a)).unwrap();
-        let back = read_fault(&env.body.unwrap(), SoapVersion::Soap11).unwrap().unwrap();
+        let back = read_fault(&env.body.unwrap(), SoapVersion::Soap11)
+            .unwrap()
+            .unwrap();
         assert_eq!(back, fault);
     }
 
@@ -988,7 +1050,10 @@ mod tests {
         let a = aliases();
         let mut w = EnvelopeWriter::new(SoapVersion::Soap11, Some((&a, 0)));
         let mut s = BytesStart::new("ResetPINResponse");
-        s.push_attribute(("xmlns", "http://schemas.microsoft.com/exchange/services/2006/messages"));
+        s.push_attribute((
+            "xmlns",
+            "http://schemas.microsoft.com/exchange/services/2006/messages",
+        ));
         w.write_event(Event::Empty(s));
         let out = String::from_utf8(w.finish()).unwrap();
         assert_eq!(out, "<?xml version=\"1.0\" encoding=\"utf-8\"?><soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\"><soap:Body><ResetPINResponse xmlns=\"https://schemas.microsoft.com/exchange/services/2006/messages\"/></soap:Body></soap:Envelope>");

@@ -26,10 +26,3 @@ pub mod wsdl;
 pub use context::CallContext;
 pub use fault::{FaultCode, SoapFault};
 pub use operation::OperationInfo;
-
-/// Re-exports used by generated code, so that a generated crate needs no
-/// direct dependency on the exact versions this runtime was built with.
-#[doc(hidden)]
-pub mod __private {
-    pub use xsd_parser_types;
-}

@@ -23,7 +23,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::context::CallContext;
-use crate::envelope::{self, BodyElement, EnvelopeError, EnvelopeWriter, ParseOptions, SoapVersion};
+use crate::envelope::{
+    self, BodyElement, EnvelopeError, EnvelopeWriter, ParseOptions, SoapVersion,
+};
 use crate::fault::SoapFault;
 use crate::namespace::NamespaceAliases;
 use crate::operation::OperationInfo;
@@ -38,10 +40,20 @@ pub trait ReplyBody: Send {
 
 impl<T> ReplyBody for T
 where
-    T: xsd_parser_types::quick_xml::WithSerializer + Send,
+    T: xsd_parser_types::quick_xml::WithSerializer + Send + 'static,
 {
     fn write(&self, out: &mut EnvelopeWriter<'_>) -> Result<(), XmlError> {
         crate::xml::write_body(self, out)
+    }
+}
+
+/// The answer of an operation without output: an empty `soap:Body`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EmptyReply;
+
+impl ReplyBody for EmptyReply {
+    fn write(&self, _out: &mut EnvelopeWriter<'_>) -> Result<(), XmlError> {
+        Ok(())
     }
 }
 
@@ -163,7 +175,10 @@ impl std::fmt::Display for RequestProblem<'_> {
             Self::UnknownOperation {
                 namespace,
                 local_name,
-            } => write!(f, "no operation has the request element {{{namespace}}}{local_name}"),
+            } => write!(
+                f,
+                "no operation has the request element {{{namespace}}}{local_name}"
+            ),
             Self::ActionMismatch { action, operation } => write!(
                 f,
                 "the SOAPAction {action} does not name the operation {operation} of the body"
@@ -307,7 +322,8 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
             Method::POST => self.post(req, remote_addr).await,
             _ => {
                 let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "use POST, or GET ?wsdl\n");
-                r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, POST"));
+                r.headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static("GET, POST"));
                 (r, None)
             }
         }
@@ -320,18 +336,24 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
             return plain(StatusCode::NOT_FOUND, "no WSDL is published here\n");
         };
         let base = base_url(req);
-        let text = if query.eq_ignore_ascii_case("wsdl") || query.eq_ignore_ascii_case("singlewsdl") {
+        let text = if query.eq_ignore_ascii_case("wsdl") || query.eq_ignore_ascii_case("singlewsdl")
+        {
             Some(docs.render_wsdl(&base))
         } else if let Some(name) = query.strip_prefix("xsd=") {
             docs.render_schema(name, &base)
         } else {
-            return plain(StatusCode::BAD_REQUEST, "POST a SOAP request, or GET ?wsdl\n");
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "POST a SOAP request, or GET ?wsdl\n",
+            );
         };
         match text {
             Some(Ok(text)) => {
                 let mut r = Response::new(Full::new(Bytes::from(text)));
-                r.headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/xml; charset=utf-8"),
+                );
                 r
             }
             Some(Err(error)) => {
@@ -379,7 +401,10 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
                     && !v.eq_ignore_ascii_case("utf8")
                 {
                     return (
-                        plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "only charset=utf-8 is supported\n"),
+                        plain(
+                            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                            "only charset=utf-8 is supported\n",
+                        ),
                         None,
                     );
                 }
@@ -400,7 +425,10 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
             Err(error) => {
                 tracing::error!(%error, "authentication failed");
                 return (
-                    plain(StatusCode::SERVICE_UNAVAILABLE, "authentication is unavailable\n"),
+                    plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "authentication is unavailable\n",
+                    ),
                     None,
                 );
             }
@@ -424,14 +452,26 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         if too_large {
             return (payload_too_large(config.max_body_bytes), None);
         }
-        let bytes = match Limited::new(req.into_body(), config.max_body_bytes).collect().await {
+        let bytes = match Limited::new(req.into_body(), config.max_body_bytes)
+            .collect()
+            .await
+        {
             Ok(collected) => collected.to_bytes(),
             Err(error) => {
-                if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                if error
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
                     return (payload_too_large(config.max_body_bytes), None);
                 }
                 tracing::debug!(%error, "reading the request body failed");
-                return (plain(StatusCode::BAD_REQUEST, "the request body could not be read\n"), None);
+                return (
+                    plain(
+                        StatusCode::BAD_REQUEST,
+                        "the request body could not be read\n",
+                    ),
+                    None,
+                );
             }
         };
 
@@ -463,7 +503,9 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
             }
             Err(error) => {
                 tracing::debug!(%error, "unreadable envelope");
-                let fault = inner.faults.invalid_request(&RequestProblem::Envelope(&error));
+                let fault = inner
+                    .faults
+                    .invalid_request(&RequestProblem::Envelope(&error));
                 return (self.fault(&fault, None), None);
             }
         };
@@ -479,19 +521,23 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         let Some(index) = operations.iter().position(|op| {
             op.request_element == body.local_name && op.request_namespace == body.namespace
         }) else {
-            let fault = inner.faults.invalid_request(&RequestProblem::UnknownOperation {
-                namespace: &body.namespace,
-                local_name: &body.local_name,
-            });
+            let fault = inner
+                .faults
+                .invalid_request(&RequestProblem::UnknownOperation {
+                    namespace: &body.namespace,
+                    local_name: &body.local_name,
+                });
             return (self.fault(&fault, alias), None);
         };
         let op = &operations[index];
         let action = canonical_action(&config.aliases, &ctx.soap_action);
         if !op.accepts_action(&action) {
-            let fault = inner.faults.invalid_request(&RequestProblem::ActionMismatch {
-                action: &ctx.soap_action,
-                operation: op.name,
-            });
+            let fault = inner
+                .faults
+                .invalid_request(&RequestProblem::ActionMismatch {
+                    action: &ctx.soap_action,
+                    operation: op.name,
+                });
             return (self.fault(&fault, alias), Some(op.name));
         }
         if let Some(h) = envelope.headers.iter().find(|h| {
@@ -507,7 +553,8 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         ctx.headers = envelope.headers;
         match inner.service.call(ctx, index, &body).await {
             Ok(reply) => {
-                let mut out = EnvelopeWriter::new(SoapVersion::Soap11, alias.map(|i| (&config.aliases, i)));
+                let mut out =
+                    EnvelopeWriter::new(SoapVersion::Soap11, alias.map(|i| (&config.aliases, i)));
                 match reply.write(&mut out) {
                     Ok(()) => (xml_response(StatusCode::OK, out.finish()), Some(op.name)),
                     Err(error) => {
@@ -519,7 +566,9 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
             }
             Err(CallError::InvalidRequest(error)) => {
                 tracing::debug!(operation = op.name, %error, "invalid request element");
-                let fault = inner.faults.invalid_request(&RequestProblem::InvalidBody(&error));
+                let fault = inner
+                    .faults
+                    .invalid_request(&RequestProblem::InvalidBody(&error));
                 (self.fault(&fault, alias), Some(op.name))
             }
             Err(CallError::Fault(fault)) => (self.fault(&fault, alias), Some(op.name)),
@@ -536,7 +585,8 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
     fn unauthorized(&self) -> HttpResponse {
         let mut r = plain(StatusCode::UNAUTHORIZED, "authentication required\n");
         let realm = self.inner.config.realm.replace(['"', '\\'], "");
-        if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\", charset=\"UTF-8\"")) {
+        if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\", charset=\"UTF-8\""))
+        {
             r.headers_mut().insert(WWW_AUTHENTICATE, v);
         }
         r
@@ -625,7 +675,11 @@ fn base_url<B>(req: &Request<B>) -> String {
         .headers()
         .get(HOST)
         .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'<'))
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'<')
+        })
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or("localhost");
     let scheme = req.uri().scheme_str().unwrap_or("http");
@@ -635,8 +689,10 @@ fn base_url<B>(req: &Request<B>) -> String {
 fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
     let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -645,15 +701,19 @@ fn payload_too_large(limit: usize) -> HttpResponse {
         "the request body is larger than {limit} bytes\n"
     ))));
     *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 fn xml_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/xml; charset=utf-8"),
+    );
     r
 }

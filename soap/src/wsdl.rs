@@ -94,13 +94,25 @@ mod tests {
     fn points_address_and_schemas_at_base() {
         let docs = WsdlDocuments::new(
             r#"<d xmlns:soap="urn:s"><t><s:schema xmlns:s="urn:x"><s:import schemaLocation="m.xsd"/></s:schema></t><soap:address location="http://old/x"/></d>"#,
-            vec![("m.xsd".into(), r#"<s:schema xmlns:s="urn:x"><s:import schemaLocation="t.xsd"/></s:schema>"#.into())],
+            vec![(
+                "m.xsd".into(),
+                r#"<s:schema xmlns:s="urn:x"><s:import schemaLocation="t.xsd"/></s:schema>"#.into(),
+            )],
         );
         let w = docs.render_wsdl("http://h:1/p").unwrap();
-        assert!(w.contains(r#"schemaLocation="http://h:1/p?xsd=m.xsd""#), "{w}");
+        assert!(
+            w.contains(r#"schemaLocation="http://h:1/p?xsd=m.xsd""#),
+            "{w}"
+        );
         assert!(w.contains(r#"location="http://h:1/p""#), "{w}");
-        let m = docs.render_schema("m.xsd", "http://h:1/p").unwrap().unwrap();
-        assert!(m.contains(r#"schemaLocation="t.xsd""#), "unknown names stay: {m}");
+        let m = docs
+            .render_schema("m.xsd", "http://h:1/p")
+            .unwrap()
+            .unwrap();
+        assert!(
+            m.contains(r#"schemaLocation="t.xsd""#),
+            "unknown names stay: {m}"
+        );
         assert!(docs.render_schema("nope.xsd", "b").is_none());
     }
 }

@@ -52,7 +52,10 @@ pub fn to_fragment<T: WithSerializer>(value: &T) -> Result<Vec<u8>, XmlError> {
 }
 
 /// Writes a value of a generated type into an envelope's body.
-pub fn write_body<T: WithSerializer>(value: &T, out: &mut EnvelopeWriter<'_>) -> Result<(), XmlError> {
+pub fn write_body<T: WithSerializer>(
+    value: &T,
+    out: &mut EnvelopeWriter<'_>,
+) -> Result<(), XmlError> {
     for event in events(value)? {
         out.write_event(event?);
     }

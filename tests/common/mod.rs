@@ -1,0 +1,236 @@
+//! Test support: a real `umws serve` process on 127.0.0.1:0 with its own
+//! data directory, and helpers to talk to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The seed's exact ResetPIN request (https namespace spelling).
+pub const SEED_REQUEST: &str = include_str!("../fixtures/seed_reset_pin_request.xml");
+/// The seed's ResetPIN response.
+pub const SEED_RESPONSE: &str = include_str!("../fixtures/seed_reset_pin_response.xml");
+
+/// A running `umws serve` child process; killed on drop.
+pub struct Server {
+    child: Child,
+    /// The data directory (deleted on drop).
+    pub data: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The demo mailbox password.
+    pub demo_password: String,
+    /// Lines the server wrote to stderr (the log), collected in the background.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts `umws serve` with a fresh data directory and the demo mailbox.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts `umws serve` with extra arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_umws"))
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data")
+            .arg(data.path())
+            .args(extra)
+            .env("UMWS_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn umws serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut base = None;
+        let mut password = None;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut lines = BufReader::new(stdout).lines();
+        while base.is_none() || password.is_none() {
+            assert!(Instant::now() < deadline, "server did not start");
+            let line = match lines.next() {
+                Some(Ok(l)) => l,
+                _ => panic!("server exited before printing its address"),
+            };
+            if let Some(rest) = line.strip_prefix("umws: serving the UM web service on ") {
+                let url = rest.trim();
+                let end = url.find("/UnifiedMessaging").expect("path in banner");
+                base = Some(url[..end].to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("demo mailbox: user demo, password ") {
+                password = Some(rest.split(',').next().unwrap().trim().to_owned());
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        Server {
+            child,
+            data,
+            base: base.unwrap(),
+            demo_password: password.unwrap(),
+            log,
+        }
+    }
+
+    /// The Exchange 2007 endpoint URL.
+    pub fn url(&self) -> String {
+        format!("{}/UnifiedMessaging/Service.asmx", self.base)
+    }
+
+    /// The Exchange 2010 endpoint URL.
+    pub fn legacy_url(&self) -> String {
+        format!("{}/EWS/UM2007Legacy.asmx", self.base)
+    }
+
+    /// The data directory path.
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    /// The Maildir `new/` directory of `user`.
+    pub fn maildir_new(&self, user: &str) -> PathBuf {
+        self.data.path().join("mail").join(user).join("new")
+    }
+
+    /// The mails delivered to `user`, oldest first.
+    pub fn mails(&self, user: &str) -> Vec<String> {
+        let mut entries: Vec<_> = std::fs::read_dir(self.maildir_new(user))
+            .map(|d| d.filter_map(Result::ok).collect())
+            .unwrap_or_default();
+        entries.sort_by_key(|e| e.file_name());
+        entries
+            .iter()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect()
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Adds a mailbox through the CLI.
+    pub fn add_mailbox(&self, user: &str, password: &str, extra: &[&str]) {
+        let out = Command::new(env!("CARGO_BIN_EXE_umws"))
+            .args(["mailbox", "add", "--data"])
+            .arg(self.data.path())
+            .args(["--user", user, "--password", password])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The PIN in a ResetPIN mail.
+pub fn pin_in_mail(mail: &str) -> String {
+    mail.lines()
+        .find_map(|l| l.trim().strip_prefix("Your new PIN is: "))
+        .expect("mail has a PIN line")
+        .trim()
+        .to_owned()
+}
+
+/// Runs `umws pin check` and returns its exit code.
+pub fn pin_check(data: &Path, user: &str, pin: &str) -> i32 {
+    Command::new(env!("CARGO_BIN_EXE_umws"))
+        .args(["pin", "check", "--data"])
+        .arg(data)
+        .args(["--user", user, "--pin", pin])
+        .output()
+        .unwrap()
+        .status
+        .code()
+        .unwrap_or(-1)
+}
+
+/// A raw HTTP/1.1 POST over a TCP socket (so tests control every byte);
+/// returns (status, headers, body).
+pub fn post_raw(
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    parse_response(&out)
+}
+
+/// Splits a raw HTTP/1.1 response (Content-Length framed) into parts.
+pub fn parse_response(raw: &[u8]) -> (u16, Vec<(String, String)>, String) {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+/// `Authorization: Basic ...` for a user and password.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
