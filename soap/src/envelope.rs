@@ -731,7 +731,9 @@ impl<'a> EnvelopeWriter<'a> {
     fn text_element(&mut self, start: BytesStart<'_>, text: &str) {
         let end = start.to_end().into_owned();
         self.write_event(Event::Start(start));
-        self.write_event(Event::Text(BytesText::new(text)));
+        // Escape only what must be: `<`, `>` and `&`.
+        let escaped = quick_xml::escape::partial_escape(text);
+        self.write_event(Event::Text(BytesText::from_escaped(escaped)));
         self.write_event(Event::End(end));
     }
 

@@ -1,0 +1,437 @@
+//! The seed's and the spec's examples against a real `umws serve` process,
+//! byte for byte where the spec shows bytes, and the faults and HTTP answers
+//! of UM-SPEC.md for bad requests.
+
+mod common;
+
+use common::{basic, pin_check, pin_in_mail, post_raw, Server, SEED_REQUEST, SEED_RESPONSE};
+
+const PATH: &str = "/UnifiedMessaging/Service.asmx";
+const LEGACY: &str = "/EWS/UM2007Legacy.asmx";
+const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
+const T: &str = "http://schemas.microsoft.com/exchange/services/2006/types";
+const E: &str = "http://schemas.microsoft.com/exchange/services/2006/errors";
+
+/// Drops whitespace between tags and before `?>`/`/>`, which XML does not
+/// count; everything else must match byte for byte.
+fn normalize(xml: &str) -> String {
+    let chars: Vec<char> = xml.trim().chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_whitespace() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && chars[i].is_whitespace() {
+            i += 1;
+        }
+        let between_tags = out.ends_with('>') && chars.get(i) == Some(&'<');
+        let before_close =
+            matches!(chars.get(i), Some('?' | '/')) && chars.get(i + 1) == Some(&'>');
+        if !between_tags && !before_close {
+            out.extend(&chars[start..i]);
+        }
+    }
+    out
+}
+
+fn soap(
+    server: &Server,
+    path: &str,
+    action: Option<&str>,
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let auth = basic("demo", &server.demo_password);
+    let mut headers = vec![
+        ("Content-Type", "text/xml; charset=utf-8"),
+        ("Authorization", auth.as_str()),
+    ];
+    let quoted;
+    if let Some(a) = action {
+        quoted = format!("\"{a}\"");
+        headers.push(("SOAPAction", quoted.as_str()));
+    }
+    post_raw(&server.base, path, &headers, body.as_bytes())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn envelope(body: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>{body}</soap:Body></soap:Envelope>"#
+    )
+}
+
+/// Asserts the `a:ErrorInvalidRequest` fault of UM-SPEC.md.
+fn assert_invalid_request(status: u16, body: &str) {
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains(&format!(
+            r#"<faultcode xmlns:a="{T}">a:ErrorInvalidRequest</faultcode>"#
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"<faultstring xml:lang="en-US">The request is invalid.</faultstring>"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            r#"<ResponseCode xmlns="{E}">ErrorInvalidRequest</ResponseCode>"#
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            r#"<Message xmlns="{E}">The request is invalid.</Message>"#
+        )),
+        "{body}"
+    );
+}
+
+/// Asserts an application fault `a:<name>` of UM-SPEC.md.
+fn assert_exception(status: u16, body: &str, name: &str) {
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains(&format!(r#"<faultcode xmlns:a="{E}">a:{name}</faultcode>"#)),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            r#"<ExceptionType xmlns="{M}">{name}</ExceptionType>"#
+        )),
+        "{body}"
+    );
+}
+
+#[test]
+fn seed_request_returns_seed_response_and_mails_a_pin_that_pin_check_accepts() {
+    let server = Server::start();
+    let (status, headers, body) = soap(&server, PATH, None, SEED_REQUEST);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("text/xml; charset=utf-8")
+    );
+    assert_eq!(normalize(&body), normalize(SEED_RESPONSE));
+
+    let mails = server.mails("demo");
+    assert_eq!(mails.len(), 1);
+    let pin = pin_in_mail(&mails[0]);
+    assert_eq!(pin.len(), 6, "MinPINLength digits");
+    assert!(pin.chars().all(|c| c.is_ascii_digit()));
+    assert!(
+        !pin.starts_with("12345"),
+        "a PIN never starts with the extension"
+    );
+    assert!(mails[0].contains("To: demo@localhost"));
+    assert_eq!(pin_check(server.data_dir(), "demo", &pin), 0);
+    // A wrong PIN is refused (one digit changed).
+    let wrong: String = pin
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == 0 {
+                if c == '9' {
+                    '0'
+                } else {
+                    char::from(c as u8 + 1)
+                }
+            } else {
+                c
+            }
+        })
+        .collect();
+    assert_eq!(pin_check(server.data_dir(), "demo", &wrong), 1);
+}
+
+#[test]
+fn http_namespace_form_answers_in_http_namespace_on_both_paths() {
+    let server = Server::start();
+    let request = SEED_REQUEST.replace("https://", "http://");
+    for path in [PATH, LEGACY] {
+        let (status, _, body) = soap(&server, path, Some(&format!("{M}/ResetPIN")), &request);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            normalize(&body),
+            normalize(&SEED_RESPONSE.replace("https://", "http://"))
+        );
+    }
+    let mails = server.mails("demo");
+    assert_eq!(mails.len(), 2);
+    let (first, second) = (pin_in_mail(&mails[0]), pin_in_mail(&mails[1]));
+    assert_ne!(first, second, "a reset never reuses a PIN in the history");
+    assert_eq!(
+        pin_check(server.data_dir(), "demo", &first),
+        1,
+        "the old PIN no longer works"
+    );
+    assert_eq!(pin_check(server.data_dir(), "demo", &second), 0);
+}
+
+#[test]
+fn strict_namespaces_refuse_the_https_spelling_and_change_nothing() {
+    let server = Server::start_with(&["--strict-namespaces"]);
+    let (status, _, body) = soap(&server, PATH, None, SEED_REQUEST);
+    assert_invalid_request(status, &body);
+    assert!(server.mails("demo").is_empty());
+}
+
+#[test]
+fn caller_not_um_enabled_gets_user_not_um_enabled_exception_and_no_mail() {
+    let server = Server::start();
+    server.add_mailbox("plain", "pw-plain-1", &["--no-um"]);
+    let auth = basic("plain", "pw-plain-1");
+    let headers = [
+        ("Content-Type", "text/xml; charset=utf-8"),
+        ("Authorization", auth.as_str()),
+    ];
+    let http_request = SEED_REQUEST.replace("https://", "http://");
+    let (status, _, body) = post_raw(&server.base, PATH, &headers, http_request.as_bytes());
+    assert_exception(status, &body, "UserNotUmEnabledException");
+    assert!(
+        body.contains("The user isn't enabled for Unified Messaging."),
+        "{body}"
+    );
+    // A fault echoes the namespace spelling of the request.
+    let (status, _, body) = post_raw(&server.base, PATH, &headers, SEED_REQUEST.as_bytes());
+    assert_eq!(status, 500);
+    assert!(
+        body.contains(r#"<faultcode xmlns:a="https://schemas.microsoft.com/exchange/services/2006/errors">a:UserNotUmEnabledException</faultcode>"#),
+        "{body}"
+    );
+    assert!(server.mails("plain").is_empty());
+    // IsUMEnabled is the one operation that does not require UM.
+    let (status, _, body) = post_raw(
+        &server.base,
+        PATH,
+        &headers,
+        envelope(&format!(r#"<IsUMEnabled xmlns="{M}"/>"#)).as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("<IsUMEnabledResponse>false</IsUMEnabledResponse>"),
+        "{body}"
+    );
+}
+
+#[test]
+fn malformed_requests_get_error_invalid_request() {
+    let server = Server::start();
+    let cases = [
+        ("bad XML", envelope(&format!(r#"<ResetPIN xmlns="{M}">"#))),
+        (
+            "wrong namespace",
+            envelope(r#"<ResetPIN xmlns="urn:wrong"/>"#),
+        ),
+        (
+            "unknown operation",
+            envelope(&format!(r#"<ResetPassword xmlns="{M}"/>"#)),
+        ),
+        (
+            "missing required child",
+            envelope(&format!(r#"<SetOofStatus xmlns="{M}"/>"#)),
+        ),
+        (
+            "wrong value type",
+            envelope(&format!(
+                r#"<SetOofStatus xmlns="{M}"><status>maybe</status></SetOofStatus>"#
+            )),
+        ),
+        (
+            "unexpected child",
+            envelope(&format!(
+                r#"<ResetPIN xmlns="{M}"><mailbox>other</mailbox></ResetPIN>"#
+            )),
+        ),
+        ("empty body", envelope("")),
+        (
+            "two body elements",
+            envelope(&format!(
+                r#"<ResetPIN xmlns="{M}"/><ResetPIN xmlns="{M}"/>"#
+            )),
+        ),
+        (
+            "DOCTYPE",
+            format!(
+                r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "e">]><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ResetPIN xmlns="{M}"/></soap:Body></soap:Envelope>"#
+            ),
+        ),
+        ("not an envelope", format!(r#"<ResetPIN xmlns="{M}"/>"#)),
+        ("not XML at all", "hello".to_owned()),
+        ("empty", String::new()),
+    ];
+    for (what, request) in cases {
+        let (status, _, body) = soap(&server, PATH, None, &request);
+        assert_eq!(status, 500, "{what}: {body}");
+        assert_invalid_request(status, &body);
+    }
+    assert!(
+        server.mails("demo").is_empty(),
+        "no bad request reset the PIN"
+    );
+}
+
+#[test]
+fn soap_action_naming_another_operation_is_refused() {
+    let server = Server::start();
+    let request = SEED_REQUEST.replace("https://", "http://");
+    let (status, _, body) = soap(&server, PATH, Some(&format!("{M}/IsUMEnabled")), &request);
+    assert_invalid_request(status, &body);
+    assert!(server.mails("demo").is_empty());
+    // The seed's https spelling of the action is accepted like the namespace.
+    let (status, _, _) = soap(
+        &server,
+        PATH,
+        Some("https://schemas.microsoft.com/exchange/services/2006/messages/ResetPIN"),
+        SEED_REQUEST,
+    );
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn soap12_envelope_gets_version_mismatch() {
+    let server = Server::start();
+    let body = format!(
+        r#"<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Body><ResetPIN xmlns="{M}"/></e:Body></e:Envelope>"#
+    );
+    let auth = basic("demo", &server.demo_password);
+    let headers = [
+        ("Content-Type", "application/soap+xml; charset=utf-8"),
+        ("Authorization", auth.as_str()),
+    ];
+    let (status, _, body) = post_raw(&server.base, PATH, &headers, body.as_bytes());
+    assert_eq!(status, 500);
+    assert!(
+        body.contains("<faultcode>soap:VersionMismatch</faultcode>"),
+        "{body}"
+    );
+    assert!(server.mails("demo").is_empty());
+}
+
+#[test]
+fn authentication_is_required_and_checked() {
+    let server = Server::start();
+    let none = [("Content-Type", "text/xml; charset=utf-8")];
+    let (status, headers, _) = post_raw(&server.base, PATH, &none, SEED_REQUEST.as_bytes());
+    assert_eq!(status, 401);
+    assert_eq!(
+        header(&headers, "www-authenticate"),
+        Some(r#"Basic realm="umws", charset="UTF-8""#)
+    );
+
+    for auth in [
+        basic("demo", "wrong password"),
+        basic("nobody", &server.demo_password),
+        "Basic !!!not-base64".to_owned(),
+        "Bearer abc".to_owned(),
+    ] {
+        let headers = [
+            ("Content-Type", "text/xml; charset=utf-8"),
+            ("Authorization", auth.as_str()),
+        ];
+        let (status, _, _) = post_raw(&server.base, PATH, &headers, SEED_REQUEST.as_bytes());
+        assert_eq!(status, 401, "{auth}");
+    }
+    assert!(server.mails("demo").is_empty());
+    let log = server.log();
+    assert!(
+        !log.contains(&server.demo_password),
+        "the log never holds a password"
+    );
+}
+
+#[test]
+fn oversize_bodies_get_413_and_bad_content_types_415() {
+    let server = Server::start();
+    let auth = basic("demo", &server.demo_password);
+    let big = envelope(&format!(
+        r#"<SetPlayOnPhoneDialString xmlns="{M}"><dialString>{}</dialString></SetPlayOnPhoneDialString>"#,
+        "1".repeat(200_000)
+    ));
+    let headers = [
+        ("Content-Type", "text/xml; charset=utf-8"),
+        ("Authorization", auth.as_str()),
+    ];
+    let (status, _, _) = post_raw(&server.base, PATH, &headers, big.as_bytes());
+    assert_eq!(status, 413);
+
+    let json = [
+        ("Content-Type", "application/json"),
+        ("Authorization", auth.as_str()),
+    ];
+    let (status, _, _) = post_raw(&server.base, PATH, &json, SEED_REQUEST.as_bytes());
+    assert_eq!(status, 415);
+    let latin1 = [
+        ("Content-Type", "text/xml; charset=iso-8859-1"),
+        ("Authorization", auth.as_str()),
+    ];
+    let (status, _, _) = post_raw(&server.base, PATH, &latin1, SEED_REQUEST.as_bytes());
+    assert_eq!(status, 415);
+    assert!(server.mails("demo").is_empty());
+}
+
+fn get(base: &str, target: &str, host: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let (status, _, body) = common::parse_response(&out);
+    (status, body)
+}
+
+#[test]
+fn wsdl_is_served_with_the_address_the_client_used() {
+    let server = Server::start();
+    let host = "um.example.test:8443";
+    let (status, body) = get(&server.base, &format!("{LEGACY}?wsdl"), host);
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(&format!(r#"location="http://{host}{LEGACY}""#)),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            r#"schemaLocation="http://{host}{LEGACY}?xsd=messages.xsd""#
+        )),
+        "{body}"
+    );
+    assert!(body.contains(
+        "soapAction=\"http://schemas.microsoft.com/exchange/services/2006/messages/ResetPIN\""
+    ));
+    let (status, xsd) = get(&server.base, &format!("{LEGACY}?xsd=messages.xsd"), host);
+    assert_eq!(status, 200);
+    assert!(
+        xsd.contains(&format!(
+            r#"schemaLocation="http://{host}{LEGACY}?xsd=types.xsd""#
+        )),
+        "{xsd}"
+    );
+    assert_eq!(
+        get(&server.base, &format!("{PATH}?xsd=../../etc/passwd"), host).0,
+        404
+    );
+    assert_eq!(get(&server.base, PATH, host).0, 400);
+    assert_eq!(get(&server.base, "/nowhere", host).0, 404);
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let server = Server::start();
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}
