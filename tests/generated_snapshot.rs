@@ -21,7 +21,10 @@ fn generated_copy_matches_the_schemas() {
         .generate(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/um.wsdl"))
         .unwrap_or_else(|e| panic!("{e}"))
         .code;
-    assert_eq!(fresh, BUILT, "build.rs output differs from a fresh generation");
+    assert_eq!(
+        fresh, BUILT,
+        "build.rs output differs from a fresh generation"
+    );
     assert!(fresh.starts_with(umws_codegen::GENERATED_HEADER));
 
     if std::env::var_os("UPDATE_GENERATED").is_some_and(|v| v == "1") {
