@@ -112,6 +112,24 @@ fn assert_exception(status: u16, body: &str, name: &str) {
     );
 }
 
+/// The server's log (at debug level) holds neither the PIN nor the
+/// password: no digit run of the log equals the PIN (timestamps, the first
+/// field of each line, are left out), and the password appears nowhere.
+fn assert_no_secret_in_log(server: &Server, pin: &str) {
+    let log = server.log();
+    assert!(!log.is_empty());
+    assert!(!log.contains(&server.demo_password));
+    for line in log.lines() {
+        let rest = line.split_once(' ').map_or("", |(_, r)| r);
+        assert!(
+            !rest
+                .split(|c: char| !c.is_ascii_digit())
+                .any(|run| run == pin),
+            "PIN in log line: {line}"
+        );
+    }
+}
+
 #[test]
 fn seed_request_returns_seed_response_and_mails_a_pin_that_pin_check_accepts() {
     let server = Server::start();
@@ -134,6 +152,7 @@ fn seed_request_returns_seed_response_and_mails_a_pin_that_pin_check_accepts() {
     );
     assert!(mails[0].contains("To: demo@localhost"));
     assert_eq!(pin_check(server.data_dir(), "demo", &pin), 0);
+    assert_no_secret_in_log(&server, &pin);
     // A wrong PIN is refused (one digit changed).
     let wrong: String = pin
         .chars()

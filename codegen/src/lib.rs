@@ -11,12 +11,10 @@
 //!   operation, a server dispatcher for `umws-soap`, and a typed client.
 //!
 //! ```no_run
-//! // build.rs
-//! fn main() {
-//!     if let Err(error) = umws_codegen::configure().compile("schemas/service.wsdl") {
-//!         eprintln!("{error}");
-//!         std::process::exit(1);
-//!     }
+//! // in build.rs's main:
+//! if let Err(error) = umws_codegen::configure().compile("schemas/service.wsdl") {
+//!     eprintln!("{error}");
+//!     std::process::exit(1);
 //! }
 //! ```
 //!

@@ -53,7 +53,7 @@ pub enum ClientError {
     },
     /// The server answered with a SOAP fault.
     #[error(transparent)]
-    Fault(SoapFault),
+    Fault(Box<SoapFault>),
     /// The answer is not a SOAP envelope holding the expected element.
     #[error("the response cannot be read: {0}")]
     InvalidResponse(String),
@@ -235,7 +235,9 @@ fn read_envelope(
     };
     if let Some(body) = &envelope.body {
         if let Some(fault) = envelope::read_fault(body, envelope.version) {
-            return Err(ClientError::Fault(fault.map_err(|e| invalid(&e))?));
+            return Err(ClientError::Fault(Box::new(
+                fault.map_err(|e| invalid(&e))?,
+            )));
         }
     }
     if status != StatusCode::OK {

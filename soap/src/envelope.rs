@@ -200,12 +200,10 @@ impl<'i> Reader<'i, '_> {
                     }
                 }
             }
-            Event::GeneralRef(r) => {
-                if !r.is_char_ref() && !is_predefined_entity(r) {
-                    return Err(EnvelopeError::UndefinedEntity(
-                        String::from_utf8_lossy(r).into_owned(),
-                    ));
-                }
+            Event::GeneralRef(r) if !r.is_char_ref() && !is_predefined_entity(r) => {
+                return Err(EnvelopeError::UndefinedEntity(
+                    String::from_utf8_lossy(r).into_owned(),
+                ));
             }
             _ => {}
         }

@@ -580,7 +580,7 @@ impl<'t, 'l> DocParser<'t, 'l> {
             tag.push_str(&String::from_utf8_lossy(attr.key.as_ref()));
             tag.push_str("=\"");
             if attr.key.as_ref() == b"schemaLocation" {
-                tag.push_str(&escape(&location::file_url(path)));
+                tag.push_str(&escape(location::file_url(path)));
             } else {
                 tag.push_str(&String::from_utf8_lossy(&attr.value).replace('"', "&quot;"));
             }
