@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
 
 use umws_soap::namespace::NamespaceAliases;
 use umws_soap::server::{AuthDecision, Credentials, ServerConfig, SoapServer};
@@ -14,6 +16,7 @@ use crate::generated::um_service_soap::UmServiceSoapServer;
 use crate::mail::{MailDelivery, Maildir, ResetPinMailer};
 use crate::service::{Caller, UmService};
 use crate::store::Store;
+use crate::throttle::{Throttle, ThrottlePolicy};
 
 /// The URL paths the service answers on: Exchange 2007's and Exchange
 /// 2010's.
@@ -46,17 +49,26 @@ pub fn wsdl_documents() -> WsdlDocuments {
     )
 }
 
-/// HTTP Basic authentication against the mailbox store.
+/// HTTP Basic authentication against the mailbox store, with failed
+/// attempts slowed down per user and per address ([`Throttle`]).
 #[derive(Clone)]
 pub struct MailboxAuth {
     inner: Authenticator,
+    throttle: Arc<Throttle>,
 }
 
 impl MailboxAuth {
-    /// Authentication over `store`, with the verified-credentials cache.
+    /// Authentication over `store`, with the verified-credentials cache and
+    /// the default throttle.
     pub fn new(store: Store) -> Self {
+        Self::with_throttle(store, ThrottlePolicy::default())
+    }
+
+    /// Authentication over `store` with a throttle of `policy`.
+    pub fn with_throttle(store: Store, policy: ThrottlePolicy) -> Self {
         Self {
             inner: Authenticator::new(store),
+            throttle: Arc::new(Throttle::new(policy)),
         }
     }
 
@@ -70,17 +82,24 @@ impl umws_soap::server::Authenticator for MailboxAuth {
     async fn authenticate(
         &self,
         credentials: Option<Credentials>,
-        _remote_addr: Option<SocketAddr>,
+        remote_addr: Option<SocketAddr>,
     ) -> Result<AuthDecision, Box<dyn std::error::Error + Send + Sync>> {
         let Some(credentials) = credentials else {
             return Ok(AuthDecision::Deny);
         };
+        let ip = remote_addr.map(|a| a.ip());
+        let delay = self.throttle.delay(&credentials.user, ip, Instant::now());
+        if !delay.is_zero() {
+            tracing::debug!(user = %credentials.user, delay_ms = delay.as_millis() as u64, "slowing a logon after failures");
+            tokio::time::sleep(delay).await;
+        }
         match self
             .inner
             .authenticate_async(&credentials.user, &credentials.password)
             .await?
         {
             Some(mailbox) => {
+                self.throttle.succeeded(&credentials.user);
                 let mut ext = http::Extensions::new();
                 ext.insert(Caller {
                     mailbox,
@@ -89,6 +108,7 @@ impl umws_soap::server::Authenticator for MailboxAuth {
                 Ok(AuthDecision::Allow(ext))
             }
             None => {
+                self.throttle.failed(&credentials.user, ip, Instant::now());
                 tracing::info!(user = %credentials.user, "authentication failed");
                 Ok(AuthDecision::Deny)
             }

@@ -22,6 +22,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// max_body_bytes = 65536
 /// mail_from = "UM Service <umws@example.com>"
 /// demo_mailbox = true            # create a demo mailbox in an empty store
+/// allow_plain_http = false       # Basic auth over plain HTTP off loopback
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +39,8 @@ pub struct FileConfig {
     pub mail_from: Option<String>,
     /// Create a demo mailbox when the store has none.
     pub demo_mailbox: Option<bool>,
+    /// Allow Basic authentication over plain HTTP on a non-loopback address.
+    pub allow_plain_http: Option<bool>,
 }
 
 /// A config file could not be used.
@@ -99,6 +102,8 @@ pub struct ServeConfig {
     pub mail_from: Option<String>,
     /// Create a demo mailbox when the store has none.
     pub demo_mailbox: bool,
+    /// Allow Basic authentication over plain HTTP on a non-loopback address.
+    pub allow_plain_http: bool,
 }
 
 impl Default for ServeConfig {
@@ -112,6 +117,7 @@ impl Default for ServeConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             mail_from: None,
             demo_mailbox: true,
+            allow_plain_http: false,
         }
     }
 }
@@ -127,6 +133,7 @@ impl ServeConfig {
             max_body_bytes: file.max_body_bytes.unwrap_or(d.max_body_bytes),
             mail_from: file.mail_from.or(d.mail_from),
             demo_mailbox: file.demo_mailbox.unwrap_or(d.demo_mailbox),
+            allow_plain_http: file.allow_plain_http.unwrap_or(d.allow_plain_http),
         };
         config.validate()?;
         Ok(config)

@@ -37,3 +37,4 @@ pub mod mail;
 pub mod pin_policy;
 pub mod service;
 pub mod store;
+pub mod throttle;

@@ -59,6 +59,10 @@ struct ServeArgs {
     /// Do not create a demo mailbox in an empty store.
     #[arg(long)]
     no_demo: bool,
+    /// Allow Basic authentication over plain HTTP on a non-loopback
+    /// address (passwords then cross the network in clear).
+    #[arg(long)]
+    allow_plain_http: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -281,7 +285,15 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     }
     config.strict_namespaces |= args.strict_namespaces;
     config.demo_mailbox &= !args.no_demo;
+    config.allow_plain_http |= args.allow_plain_http;
     config.validate()?;
+    if !config.listen.ip().is_loopback() && !config.allow_plain_http {
+        return Err(CliError::Usage(format!(
+            "refusing to serve Basic authentication over plain HTTP on {} (not a loopback address): \
+             passwords would cross the network in clear; pass --allow-plain-http to do it anyway",
+            config.listen
+        )));
+    }
 
     let store = Store::create(&config.data)?;
     let demo = if config.demo_mailbox {

@@ -38,6 +38,14 @@ fn bad_arguments_are_usage_errors() {
 }
 
 #[test]
+fn plain_http_off_loopback_needs_an_explicit_opt_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = umws(&["serve", "--listen", "0.0.0.0:0", "--data", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--allow-plain-http"), "{}", stderr(&out));
+}
+
+#[test]
 fn a_missing_data_directory_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");
