@@ -40,9 +40,19 @@ fn bad_arguments_are_usage_errors() {
 #[test]
 fn plain_http_off_loopback_needs_an_explicit_opt_in() {
     let dir = tempfile::tempdir().unwrap();
-    let out = umws(&["serve", "--listen", "0.0.0.0:0", "--data", dir.path().to_str().unwrap()]);
+    let out = umws(&[
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--data",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("--allow-plain-http"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--allow-plain-http"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
