@@ -23,6 +23,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// mail_from = "UM Service <umws@example.com>"
 /// demo_mailbox = true            # create a demo mailbox in an empty store
 /// allow_plain_http = false       # Basic auth over plain HTTP off loopback
+/// tls_cert = "cert.pem"          # with tls_key: serve HTTPS
+/// tls_key = "key.pem"
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +43,10 @@ pub struct FileConfig {
     pub demo_mailbox: Option<bool>,
     /// Allow Basic authentication over plain HTTP on a non-loopback address.
     pub allow_plain_http: Option<bool>,
+    /// The TLS certificate chain (PEM); serve HTTPS when set with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A config file could not be used.
@@ -104,6 +110,8 @@ pub struct ServeConfig {
     pub demo_mailbox: bool,
     /// Allow Basic authentication over plain HTTP on a non-loopback address.
     pub allow_plain_http: bool,
+    /// The TLS certificate chain and private key (PEM files): HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for ServeConfig {
@@ -118,6 +126,7 @@ impl Default for ServeConfig {
             mail_from: None,
             demo_mailbox: true,
             allow_plain_http: false,
+            tls: None,
         }
     }
 }
@@ -134,6 +143,16 @@ impl ServeConfig {
             mail_from: file.mail_from.or(d.mail_from),
             demo_mailbox: file.demo_mailbox.unwrap_or(d.demo_mailbox),
             allow_plain_http: file.allow_plain_http.unwrap_or(d.allow_plain_http),
+            tls: match (file.tls_cert, file.tls_key) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "tls_cert",
+                        reason: "tls_cert and tls_key go together".into(),
+                    })
+                }
+            },
         };
         config.validate()?;
         Ok(config)

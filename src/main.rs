@@ -12,7 +12,12 @@ use rand::Rng;
 
 use umws::config::{FileConfig, ServeConfig};
 use umws::fault::ErrorChain;
-use umws::store::{HashCost, NewMailbox, PinCheck, Store};
+use std::sync::Arc;
+
+use umws::mail::{Delivery, Maildir, Outbox, ResetPinMailer};
+use umws::phone::{self, PinChange};
+use umws::pin_policy::PinPolicy;
+use umws::store::{HashCost, NewMailbox, PinCheck, Store, StoreError};
 use umws::types;
 use umws::um_service_soap::UmServiceSoapClient;
 use umws_soap::client::{ClientError, Transport};
@@ -38,6 +43,9 @@ enum Command {
     /// Check PINs, as a telephone logon does.
     #[command(subcommand)]
     Pin(PinCommand),
+    /// Manage UM mailbox policies (the PIN rules).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Call a UM web service through the typed client.
     Client(ClientArgs),
 }
@@ -63,6 +71,12 @@ struct ServeArgs {
     /// address (passwords then cross the network in clear).
     #[arg(long)]
     allow_plain_http: bool,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,11 +108,41 @@ enum MailboxCommand {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Lift a phone lockout (after MaxLogonAttempts failed PIN logons) and clear the failed
+    /// logon count; the PIN stays as it is.
+    Unlock {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// User name.
+        #[arg(long)]
+        user: String,
+    },
+    /// Assign a UM mailbox policy; it applies from the next PIN reset, change or logon.
+    SetPolicy {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// User name.
+        #[arg(long)]
+        user: String,
+        /// The policy name (see `umws policy show`).
+        #[arg(long)]
+        policy: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum PinCommand {
-    /// Check a PIN: exit 0 when it is right, 1 when not, 3 when it expired.
+    /// Check a PIN as a phone logon does, counting failures.
+    ///
+    /// Exit status: 0 accepted (also when it must be changed now), 1 refused, 2 error,
+    /// 3 expired (older than PINLifetime; change it with `umws pin set`), 4 locked out.
+    ///
+    /// Every LogonFailuresBeforePINReset failures in a row the PIN is reset and the new one
+    /// mailed; at MaxLogonAttempts the mailbox is locked out and even the right PIN is refused
+    /// until a ResetPIN or `umws mailbox unlock`. A right PIN clears the count.
+    #[command(verbatim_doc_comment)]
     Check {
         /// Data directory.
         #[arg(long)]
@@ -110,6 +154,85 @@ enum PinCommand {
         #[arg(long)]
         pin: String,
     },
+    /// Change a PIN under the mailbox's policy, as the phone does.
+    ///
+    /// The new PIN must have MinPINLength to 24 digits, may not begin with the extension, may
+    /// not repeat one digit or run consecutively (unless AllowCommonPatterns), and may not be
+    /// the current PIN or one of the last PINHistoryCount. Clears the must-change mark.
+    ///
+    /// Exit status: 0 changed, 1 old PIN refused (a wrong one counts as a failed logon),
+    /// 2 error, 4 locked out, 5 new PIN refused (the message names the rule).
+    #[command(verbatim_doc_comment)]
+    Set {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// User name.
+        #[arg(long)]
+        user: String,
+        /// The current PIN (an expired one is accepted here).
+        #[arg(long)]
+        old: String,
+        /// The new PIN.
+        #[arg(long)]
+        new: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Create or change a named UM mailbox policy; values out of range are refused.
+    ///
+    /// Starts from the policy's current settings (or the defaults for a new one, or the TOML
+    /// of --file); the flags given override them. Ranges (UM-SPEC.md): MinPINLength 4-24,
+    /// PINLifetime 1-999 days or Unlimited, PINHistoryCount 1-20, LogonFailuresBeforePINReset
+    /// below MaxLogonAttempts or Unlimited, MaxLogonAttempts 1-999 or Unlimited, ResetPINText
+    /// at most 512 characters. Applies from the next PIN reset or change.
+    #[command(verbatim_doc_comment)]
+    Set(PolicySetArgs),
+    /// Show one policy, or all, as TOML (usable with `policy set --file`).
+    Show {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// The policy name [default: all].
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct PolicySetArgs {
+    /// Data directory.
+    #[arg(long)]
+    data: PathBuf,
+    /// The policy name ("Default" is every new mailbox's).
+    #[arg(long)]
+    name: String,
+    /// A TOML file with the settings (keys as `policy show` prints them); flags win over it.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// MinPINLength: 4-24.
+    #[arg(long)]
+    min_pin_length: Option<u32>,
+    /// PINLifetime in days: 1-999 or Unlimited.
+    #[arg(long, value_parser = parse_limit)]
+    pin_lifetime: Option<Limit>,
+    /// PINHistoryCount: 1-20.
+    #[arg(long)]
+    pin_history_count: Option<u32>,
+    /// AllowCommonPatterns: true or false.
+    #[arg(long, action = clap::ArgAction::Set)]
+    allow_common_patterns: Option<bool>,
+    /// LogonFailuresBeforePINReset: below MaxLogonAttempts, or Unlimited.
+    #[arg(long, value_parser = parse_limit)]
+    logon_failures_before_pin_reset: Option<Limit>,
+    /// MaxLogonAttempts: 1-999 or Unlimited.
+    #[arg(long, value_parser = parse_limit)]
+    max_logon_attempts: Option<Limit>,
+    /// ResetPINText: extra text in the reset mail, at most 512 characters.
+    #[arg(long)]
+    reset_pin_text: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +255,9 @@ struct ClientArgs {
     /// Seconds to wait for an answer.
     #[arg(long, global = true, default_value_t = 30)]
     timeout: u64,
+    /// Trust this CA certificate (PEM) for an https:// URL.
+    #[arg(long, global = true)]
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -225,6 +351,14 @@ enum CliError {
     Usage(String),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Phone(#[from] phone::PhoneError),
+    #[error("no mailbox named {0:?}")]
+    UnknownUser(String),
+    #[error("the policy file {} is invalid: {message}", path.display())]
+    PolicyFile { path: PathBuf, message: String },
+    #[error(transparent)]
+    Tls(#[from] umws_soap::tls::TlsError),
 }
 
 fn main() -> ExitCode {
@@ -241,6 +375,13 @@ fn main() -> ExitCode {
         Command::Serve(args) => runtime.block_on(serve(args)).map(|()| ExitCode::SUCCESS),
         Command::Mailbox(cmd) => mailbox(cmd).map(|()| ExitCode::SUCCESS),
         Command::Pin(PinCommand::Check { data, user, pin }) => pin_check(&data, &user, &pin),
+        Command::Pin(PinCommand::Set {
+            data,
+            user,
+            old,
+            new,
+        }) => pin_set(&data, &user, &old, &new),
+        Command::Policy(cmd) => policy(cmd).map(|()| ExitCode::SUCCESS),
         Command::Client(args) => runtime.block_on(client(args)),
     };
     result.unwrap_or_else(|e| fail(&e))
@@ -286,8 +427,15 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.strict_namespaces |= args.strict_namespaces;
     config.demo_mailbox &= !args.no_demo;
     config.allow_plain_http |= args.allow_plain_http;
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some((cert, key));
+    }
     config.validate()?;
-    if !config.listen.ip().is_loopback() && !config.allow_plain_http {
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(umws_soap::tls::server_config(cert, key)?),
+        None => None,
+    };
+    if tls.is_none() && !config.listen.ip().is_loopback() && !config.allow_plain_http {
         return Err(CliError::Usage(format!(
             "refusing to serve Basic authentication over plain HTTP on {} (not a loopback address): \
              passwords would cross the network in clear; pass --allow-plain-http to do it anyway",
@@ -309,14 +457,16 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
             source,
         })?;
     let addr = listener.local_addr().unwrap_or(config.listen);
-    print_banner(addr, &config.data, demo.as_ref());
-    server
-        .serve(listener, umws::app::shutdown_signal())
-        .await
-        .map_err(|source| CliError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    print_banner(scheme, addr, &config.data, demo.as_ref());
+    let served = match tls {
+        Some(tls) => server.serve_tls(listener, tls, umws::app::shutdown_signal()).await,
+        None => server.serve(listener, umws::app::shutdown_signal()).await,
+    };
+    served.map_err(|source| CliError::Listen {
+        addr: config.listen,
+        source,
+    })?;
     eprintln!("umws: stopped");
     Ok(())
 }
@@ -368,8 +518,8 @@ fn write_private(path: &Path, text: &str) {
     }
 }
 
-fn print_banner(addr: SocketAddr, data: &Path, demo: Option<&String>) {
-    let base = format!("http://{addr}");
+fn print_banner(scheme: &str, addr: SocketAddr, data: &Path, demo: Option<&String>) {
+    let base = format!("{scheme}://{addr}");
     let url = format!("{base}{}", umws::app::PATHS[0]);
     println!("umws: serving the UM web service on {url}");
     println!(
@@ -423,40 +573,205 @@ fn mailbox(cmd: MailboxCommand) -> Result<(), CliError> {
             let store = Store::open(&data)?;
             for m in store.mailboxes()? {
                 println!(
-                    "{}\tum={}\textension={}\temail={}\tpin={}",
+                    "{}\tum={}\textension={}\temail={}\tpin={}\tpolicy={}\tfailed_logons={}{}",
                     m.user,
                     m.um_enabled,
                     m.extension.as_deref().unwrap_or("-"),
                     m.email.as_deref().unwrap_or("-"),
                     if m.pin_set { "set" } else { "unset" },
+                    m.policy_name,
+                    m.failed_logon_count,
+                    if m.locked_out { "\tlocked_out" } else { "" },
                 );
             }
+            Ok(())
+        }
+        MailboxCommand::Unlock { data, user } => {
+            let store = Store::open(&data)?;
+            if !phone::unlock(&store, &user)? {
+                return Err(CliError::UnknownUser(user));
+            }
+            println!("mailbox {user} unlocked");
+            Ok(())
+        }
+        MailboxCommand::SetPolicy { data, user, policy } => {
+            let store = Store::open(&data)?;
+            let m = store
+                .mailbox(&user)?
+                .ok_or_else(|| CliError::UnknownUser(user.clone()))?;
+            store.set_mailbox_policy(m.id, &policy)?;
+            println!("mailbox {user} now has policy {policy}");
             Ok(())
         }
     }
 }
 
-fn pin_check(data: &Path, user: &str, pin: &str) -> Result<ExitCode, CliError> {
-    let store = Store::open(data)?.with_hash_cost(HashCost::Production);
-    let (code, message) = match store.check_pin(user, pin)? {
-        PinCheck::Ok => (0, "PIN accepted"),
-        PinCheck::OkMustChange => (0, "PIN accepted; it was reset and must be changed now"),
-        PinCheck::Expired => (3, "PIN expired; it must be changed"),
+/// The exit status of `umws pin check` / `pin set` for a refused (old) PIN.
+fn refusal(check: PinCheck) -> (u8, &'static str) {
+    match check {
+        PinCheck::Ok | PinCheck::OkMustChange => (0, "PIN accepted"),
+        PinCheck::Expired => (3, "PIN expired; it must be changed (umws pin set)"),
         PinCheck::Wrong { .. } => (1, "PIN refused"),
-        PinCheck::LockedOut => (1, "PIN refused: the mailbox is locked out"),
+        PinCheck::LockedOut => (
+            4,
+            "PIN refused: the mailbox is locked out (a ResetPIN or `umws mailbox unlock` lifts it)",
+        ),
         PinCheck::NoPin => (1, "PIN refused: no PIN is set"),
         PinCheck::NotUmEnabled => (
             1,
             "PIN refused: the mailbox is not enabled for Unified Messaging",
         ),
         PinCheck::UnknownUser => (1, "PIN refused"),
+    }
+}
+
+/// The outbox that `pin check` and `pin set` mail automatic resets through: the store and
+/// Maildirs of `data`, the default sender.
+fn phone_outbox(data: &Path) -> Result<Outbox<Maildir>, CliError> {
+    let store = Store::open(data)?.with_hash_cost(HashCost::Production);
+    let mailer = ResetPinMailer::new(Maildir::in_data_dir(data));
+    Ok(Outbox::new(store, Arc::new(mailer)))
+}
+
+/// Prints what became of an automatic reset.
+fn print_auto_reset(logon: &phone::Logon) {
+    if let (PinCheck::Wrong { failures, .. }, Some(delivery)) = (logon.check, &logon.auto_reset) {
+        let mail = match delivery {
+            Delivery::Delivered(_) => "mailed",
+            Delivery::Queued => "queued for mailing",
+        };
+        println!("after {failures} failed logons the PIN was reset; the new PIN was {mail}");
+    }
+}
+
+fn pin_check(data: &Path, user: &str, pin: &str) -> Result<ExitCode, CliError> {
+    let outbox = phone_outbox(data)?;
+    let logon = phone::logon(&outbox, user, pin)?;
+    let (code, message) = match logon.check {
+        PinCheck::OkMustChange => (0, "PIN accepted; it was reset and must be changed now"),
+        check => refusal(check),
     };
     println!("{message}");
+    print_auto_reset(&logon);
     Ok(ExitCode::from(code))
 }
 
+fn pin_set(data: &Path, user: &str, old: &str, new: &str) -> Result<ExitCode, CliError> {
+    let outbox = phone_outbox(data)?;
+    match phone::change_pin(&outbox, user, old, new)? {
+        PinChange::Changed => {
+            println!("PIN changed");
+            Ok(ExitCode::SUCCESS)
+        }
+        PinChange::OldPinRefused(logon) => {
+            let (code, message) = refusal(logon.check);
+            println!("PIN not changed: old {}", message.trim_start_matches("PIN "));
+            print_auto_reset(&logon);
+            Ok(ExitCode::from(code))
+        }
+        PinChange::Rejected(rule) => {
+            println!(
+                "PIN not changed: the new PIN is refused by {}: {rule}",
+                rule.rule()
+            );
+            Ok(ExitCode::from(5))
+        }
+    }
+}
+
+/// `--pin-lifetime` and the other limits: a number or `Unlimited`.
+#[derive(Debug, Clone, Copy)]
+struct Limit(Option<u32>);
+
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    if s.eq_ignore_ascii_case("unlimited") {
+        return Ok(Limit(None));
+    }
+    s.parse()
+        .map(|n| Limit(Some(n)))
+        .map_err(|_| format!("{s:?} is neither a number nor Unlimited"))
+}
+
+fn policy(cmd: PolicyCommand) -> Result<(), CliError> {
+    match cmd {
+        PolicyCommand::Set(args) => {
+            let store = Store::open(&args.data)?;
+            let mut p = match &args.file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).map_err(|source| {
+                        CliError::PolicyFile {
+                            path: path.clone(),
+                            message: source.to_string(),
+                        }
+                    })?;
+                    toml::from_str::<PinPolicy>(&text).map_err(|e| CliError::PolicyFile {
+                        path: path.clone(),
+                        message: e.message().to_owned(),
+                    })?
+                }
+                None => store.policy(&args.name)?.unwrap_or_default(),
+            };
+            if let Some(n) = args.min_pin_length {
+                p.min_pin_length = n;
+            }
+            if let Some(Limit(n)) = args.pin_lifetime {
+                p.pin_lifetime_days = n;
+            }
+            if let Some(n) = args.pin_history_count {
+                p.pin_history_count = n;
+            }
+            if let Some(b) = args.allow_common_patterns {
+                p.allow_common_patterns = b;
+            }
+            if let Some(Limit(n)) = args.logon_failures_before_pin_reset {
+                p.logon_failures_before_pin_reset = n;
+            }
+            if let Some(Limit(n)) = args.max_logon_attempts {
+                p.max_logon_attempts = n;
+            }
+            if let Some(text) = args.reset_pin_text {
+                p.reset_pin_text = text;
+            }
+            store.set_policy(&args.name, &p)?;
+            println!("policy {} saved; it applies from the next PIN reset or change", args.name);
+            print_policy(&args.name, &p)
+        }
+        PolicyCommand::Show { data, name } => {
+            let store = Store::open(&data)?;
+            let policies = match name {
+                Some(name) => {
+                    let p = store
+                        .policy(&name)?
+                        .ok_or(StoreError::UnknownPolicy { name: name.clone() })?;
+                    vec![(name, p)]
+                }
+                None => store.policies()?,
+            };
+            for (i, (name, p)) in policies.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                print_policy(name, p)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Prints a policy as TOML (usable with `umws policy set --file`), its name in a comment.
+fn print_policy(name: &str, p: &PinPolicy) -> Result<(), CliError> {
+    let text = toml::to_string(p).map_err(|e| CliError::Usage(e.to_string()))?;
+    println!("# UM mailbox policy {name:?}");
+    print!("{text}");
+    Ok(())
+}
+
 async fn client(args: ClientArgs) -> Result<ExitCode, CliError> {
-    let mut transport = Transport::new(&args.url)?.with_timeout(Duration::from_secs(args.timeout));
+    let transport = match &args.ca_cert {
+        Some(ca) => Transport::with_tls(&args.url, umws_soap::tls::client_config(ca)?)?,
+        None => Transport::new(&args.url)?,
+    };
+    let mut transport = transport.with_timeout(Duration::from_secs(args.timeout));
     match (&args.user, &args.password) {
         (Some(user), Some(password)) => transport = transport.with_basic_auth(user, password),
         (None, None) => {}

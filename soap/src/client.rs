@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -73,7 +74,7 @@ impl ClientError {
 /// timeout.
 #[derive(Clone)]
 pub struct Transport {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     endpoint: Uri,
     authorization: Option<HeaderValue>,
     timeout: Duration,
@@ -94,24 +95,53 @@ impl std::fmt::Debug for Transport {
 
 impl Transport {
     /// A transport for the service at `endpoint` (an `http://` URL), with a
-    /// 30 second timeout and no credentials.
+    /// 30 second timeout and no credentials. For `https://` use
+    /// [`with_tls`](Self::with_tls).
     pub fn new(endpoint: &str) -> Result<Self, ClientError> {
+        Self::build(endpoint, None)
+    }
+
+    /// A transport for `endpoint` (`https://` or `http://`) that trusts the
+    /// servers `tls` trusts (e.g. [`crate::tls::client_config`] with a CA).
+    pub fn with_tls(endpoint: &str, tls: rustls::ClientConfig) -> Result<Self, ClientError> {
+        Self::build(endpoint, Some(tls))
+    }
+
+    fn build(endpoint: &str, tls: Option<rustls::ClientConfig>) -> Result<Self, ClientError> {
         let invalid = |reason: &str| ClientError::InvalidUrl {
             url: endpoint.to_owned(),
             reason: reason.to_owned(),
         };
         let uri: Uri = endpoint.parse().map_err(|_| invalid("not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(invalid("https is not supported by this transport yet")),
-            _ => return Err(invalid("the URL must start with http://")),
+        match (uri.scheme_str(), &tls) {
+            (Some("http"), _) | (Some("https"), Some(_)) => {}
+            (Some("https"), None) => {
+                return Err(invalid("an https:// URL needs a TLS setting (a trusted CA)"))
+            }
+            _ => return Err(invalid("the URL must start with http:// or https://")),
         }
         if uri.host().is_none() {
             return Err(invalid("the URL has no host"));
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        http.enforce_http(false);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match tls {
+            Some(config) => builder.with_tls_config(config),
+            // Plain http only; the TLS setting is never used.
+            None => builder.with_tls_config(
+                rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| invalid(&e.to_string()))?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+            ),
+        };
+        let connector = builder.https_or_http().enable_http1().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Self {
             client,

@@ -14,6 +14,7 @@ pub mod envelope;
 pub mod fault;
 pub mod namespace;
 pub mod operation;
+pub mod tls;
 pub mod xml;
 
 #[cfg(feature = "client")]

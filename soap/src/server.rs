@@ -222,6 +222,8 @@ pub struct ServerConfig {
     pub max_depth: usize,
     /// How long a graceful shutdown waits for open connections.
     pub shutdown_grace: Duration,
+    /// Whether the server is reached over TLS (for the published address).
+    pub tls: bool,
 }
 
 impl Default for ServerConfig {
@@ -235,6 +237,7 @@ impl Default for ServerConfig {
             wsdl: None,
             max_depth: envelope::DEFAULT_MAX_DEPTH,
             shutdown_grace: Duration::from_secs(10),
+            tls: false,
         }
     }
 }
@@ -335,7 +338,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         let Some(docs) = &config.wsdl else {
             return plain(StatusCode::NOT_FOUND, "no WSDL is published here\n");
         };
-        let base = base_url(req);
+        let base = base_url(req, if config.tls { "https" } else { "http" });
         let text = if query.eq_ignore_ascii_case("wsdl") || query.eq_ignore_ascii_case("singlewsdl")
         {
             Some(docs.render_wsdl(&base))
@@ -599,6 +602,28 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
+        self.serve_with(listener, None, shutdown).await
+    }
+
+    /// Like [`serve`](Self::serve), over TLS: every connection is a TLS
+    /// handshake with `config` first (a handshake that fails or takes over
+    /// 10 seconds closes the connection).
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        self.serve_with(listener, Some(acceptor), shutdown).await
+    }
+
+    async fn serve_with(
+        self,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
         let graceful = GracefulShutdown::new();
         let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         tokio::pin!(shutdown);
@@ -617,14 +642,40 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
                     };
                     let _ = stream.set_nodelay(true);
                     let server = self.clone();
-                    let service = hyper::service::service_fn(move |req| {
-                        let server = server.clone();
-                        async move { Ok::<_, Infallible>(server.handle(req, Some(remote)).await) }
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let conn = graceful.watch(conn);
+                    let builder = builder.clone();
+                    let watcher = graceful.watcher();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = conn.await {
+                        let service = hyper::service::service_fn(move |req| {
+                            let server = server.clone();
+                            async move { Ok::<_, Infallible>(server.handle(req, Some(remote)).await) }
+                        });
+                        let result = match tls {
+                            None => {
+                                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                                watcher.watch(conn.into_owned()).await
+                            }
+                            Some(acceptor) => {
+                                let handshake = tokio::time::timeout(
+                                    Duration::from_secs(10),
+                                    acceptor.accept(stream),
+                                );
+                                let stream = match handshake.await {
+                                    Ok(Ok(stream)) => stream,
+                                    Ok(Err(error)) => {
+                                        tracing::debug!(%error, ?remote, "TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!(?remote, "TLS handshake timed out");
+                                        return;
+                                    }
+                                };
+                                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                                watcher.watch(conn.into_owned()).await
+                            }
+                        };
+                        if let Err(error) = result {
                             tracing::debug!(%error, "connection ended with an error");
                         }
                     });
@@ -670,7 +721,7 @@ fn basic_credentials<B>(req: &Request<B>) -> Result<Option<Credentials>, ()> {
     }))
 }
 
-fn base_url<B>(req: &Request<B>) -> String {
+fn base_url<B>(req: &Request<B>, scheme: &str) -> String {
     let host = req
         .headers()
         .get(HOST)
@@ -682,7 +733,6 @@ fn base_url<B>(req: &Request<B>) -> String {
         })
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or("localhost");
-    let scheme = req.uri().scheme_str().unwrap_or("http");
     format!("{scheme}://{host}{}", req.uri().path())
 }
 

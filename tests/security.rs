@@ -1,0 +1,145 @@
+//! Secrets at rest and between mailboxes: stored hashes are salted and
+//! slow, and one mailbox's credentials never reach another mailbox.
+
+mod common;
+
+use common::{basic, post_raw, Server};
+
+const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
+
+fn call(server: &Server, user: &str, password: &str, body: &str) -> (u16, String) {
+    let auth = basic(user, password);
+    let envelope = format!(
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>{body}</soap:Body></soap:Envelope>"#
+    );
+    let headers = [
+        ("Content-Type", "text/xml; charset=utf-8"),
+        ("Authorization", auth.as_str()),
+    ];
+    let (status, _, body) = post_raw(
+        &server.base,
+        "/UnifiedMessaging/Service.asmx",
+        &headers,
+        envelope.as_bytes(),
+    );
+    (status, body)
+}
+
+#[test]
+fn stored_hashes_are_salted_argon2id_with_production_cost() {
+    let server = Server::start();
+    server.add_mailbox("alice", "same-password", &[]);
+    server.add_mailbox("bob", "same-password", &[]);
+    for user in ["alice", "bob"] {
+        let (status, body) = call(
+            &server,
+            user,
+            "same-password",
+            &format!(r#"<ResetPIN xmlns="{M}"/>"#),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let db = rusqlite::Connection::open(server.data_dir().join("umws.sqlite3")).unwrap();
+    let rows: Vec<(String, String, String)> = db
+        .prepare("SELECT user_name, password_hash, pin_hash FROM mailboxes WHERE pin_hash IS NOT NULL AND user_name != 'demo' ORDER BY user_name")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for (user, password_hash, pin_hash) in &rows {
+        for hash in [password_hash, pin_hash] {
+            assert!(
+                hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+                "{user}: {hash}"
+            );
+            let salt = hash.split('$').nth(4).unwrap();
+            assert!(salt.len() >= 22, "a 16-byte salt or more: {hash}");
+        }
+        assert!(!password_hash.contains("same-password"));
+    }
+    assert_ne!(
+        rows[0].1, rows[1].1,
+        "equal passwords hash differently (salted)"
+    );
+    // No PIN in clear anywhere in the database file.
+    let pins: Vec<String> = ["alice", "bob"]
+        .iter()
+        .map(|u| common::pin_in_mail(&server.mails(u)[0]))
+        .collect();
+    let raw = std::fs::read(server.data_dir().join("umws.sqlite3")).unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    for pin in &pins {
+        assert!(
+            !raw.contains(&format!("Your new PIN is: {pin}")),
+            "no queued mail left holding a PIN"
+        );
+    }
+}
+
+#[test]
+fn credentials_of_one_mailbox_never_reach_another() {
+    let server = Server::start();
+    server.add_mailbox("alice", "alice-pw", &[]);
+    server.add_mailbox("bob", "bob-pw", &[]);
+    // Alice changes her settings and resets her PIN.
+    let (status, _) = call(
+        &server,
+        "alice",
+        "alice-pw",
+        &format!(r#"<SetOofStatus xmlns="{M}"><status>true</status></SetOofStatus>"#),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &server,
+        "alice",
+        "alice-pw",
+        &format!(r#"<ResetPIN xmlns="{M}"/>"#),
+    );
+    assert_eq!(status, 200);
+    // Bob sees his own, unchanged settings; no mail reached him.
+    let (status, body) = call(
+        &server,
+        "bob",
+        "bob-pw",
+        &format!(r#"<GetUMProperties xmlns="{M}"/>"#),
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("<t:OofStatus>false</t:OofStatus>"), "{body}");
+    assert!(server.mails("bob").is_empty());
+    assert_eq!(server.mails("alice").len(), 1);
+    // Alice's password does not open Bob's mailbox, nor the other way round.
+    assert_eq!(
+        call(
+            &server,
+            "bob",
+            "alice-pw",
+            &format!(r#"<ResetPIN xmlns="{M}"/>"#)
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        call(
+            &server,
+            "alice",
+            "bob-pw",
+            &format!(r#"<ResetPIN xmlns="{M}"/>"#)
+        )
+        .0,
+        401
+    );
+    assert!(server.mails("bob").is_empty());
+    assert_eq!(server.mails("alice").len(), 1);
+    // A request cannot name another mailbox: unknown children are refused.
+    let (status, body) = call(
+        &server,
+        "alice",
+        "alice-pw",
+        &format!(r#"<ResetPIN xmlns="{M}"><Mailbox>bob</Mailbox></ResetPIN>"#),
+    );
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("ErrorInvalidRequest"));
+    assert!(server.mails("bob").is_empty());
+}
