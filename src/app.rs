@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use umws_soap::namespace::NamespaceAliases;
 use umws_soap::server::{AuthDecision, Credentials, ServerConfig, SoapServer};
@@ -21,6 +21,9 @@ use crate::throttle::{Throttle, ThrottlePolicy};
 /// The URL paths the service answers on: Exchange 2007's and Exchange
 /// 2010's.
 pub const PATHS: [&str; 2] = ["/UnifiedMessaging/Service.asmx", "/EWS/UM2007Legacy.asmx"];
+
+/// How often the server retries the delivery of queued PIN mails.
+pub const OUTBOX_RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The realm of HTTP Basic authentication.
 pub const REALM: &str = "umws";
@@ -127,7 +130,9 @@ pub enum AppError {
     MailFrom(#[source] lettre::address::AddressError),
 }
 
-/// Builds the server over an open store and its data directory.
+/// Builds the server over an open store and its data directory. Inside a tokio runtime this
+/// also starts the outbox delivery: mails queued by an earlier run are delivered at once,
+/// failed ones retried every [`OUTBOX_RETRY_INTERVAL`].
 pub fn build_server(store: Store, data: &Path, config: &ServeConfig) -> Result<UmServer, AppError> {
     let delivery: Box<dyn MailDelivery> = Box::new(Maildir::in_data_dir(data));
     let mut mailer = ResetPinMailer::new(delivery);
@@ -135,6 +140,8 @@ pub fn build_server(store: Store, data: &Path, config: &ServeConfig) -> Result<U
         mailer = mailer.with_from(from.parse().map_err(AppError::MailFrom)?);
     }
     let service = UmService::new(store.clone(), mailer);
+    // Deliver what a previous run left in the outbox, then keep retrying what fails.
+    Arc::clone(service.outbox()).spawn_drain(OUTBOX_RETRY_INTERVAL);
     let server_config = ServerConfig {
         paths: PATHS.iter().map(|p| (*p).to_owned()).collect(),
         max_body_bytes: config.max_body_bytes,

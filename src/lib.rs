@@ -34,6 +34,7 @@ pub mod auth;
 pub mod config;
 pub mod fault;
 pub mod mail;
+pub mod phone;
 pub mod pin_policy;
 pub mod service;
 pub mod store;

@@ -30,6 +30,8 @@ pub const PIN_LIFETIME_DAYS_RANGE: std::ops::RangeInclusive<u32> = 1..=999;
 pub const PIN_HISTORY_COUNT_RANGE: std::ops::RangeInclusive<u32> = 1..=20;
 /// Allowed range of [`PinPolicy::max_logon_attempts`] (`MaxLogonAttempts`) when not Unlimited.
 pub const MAX_LOGON_ATTEMPTS_RANGE: std::ops::RangeInclusive<u32> = 1..=999;
+/// The most digits a PIN may have (the upper end of `MinPINLength`).
+pub const MAX_PIN_LENGTH: u32 = 24;
 /// Longest allowed [`PinPolicy::reset_pin_text`] (`ResetPINText`), in characters.
 pub const RESET_PIN_TEXT_MAX_CHARS: usize = 512;
 /// How many candidates [`PinPolicy::generate_pin`] draws before giving up.
@@ -131,6 +133,12 @@ pub enum PinRejected {
         /// The policy's `MinPINLength`.
         min: u32,
     },
+    /// The PIN has more than [`MAX_PIN_LENGTH`] digits.
+    #[error("the PIN may have at most {max} digits")]
+    TooLong {
+        /// [`MAX_PIN_LENGTH`].
+        max: u32,
+    },
     /// All digits are the same (`11111`) and common patterns are not allowed.
     #[error("the PIN may not repeat one digit")]
     AllSameDigit,
@@ -142,8 +150,25 @@ pub enum PinRejected {
     #[error("the PIN may not begin with the extension")]
     StartsWithExtension,
     /// The PIN is one of the last `PINHistoryCount` PINs (or the current one).
-    #[error("the PIN was used recently")]
-    InHistory,
+    #[error("the PIN is the current one or one of the last {count} PINs")]
+    InHistory {
+        /// The policy's `PINHistoryCount`.
+        count: u32,
+    },
+}
+
+impl PinRejected {
+    /// The policy rule that refused the PIN, by its Exchange parameter name where it has one.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            PinRejected::NotDigits => "the digits-only rule",
+            PinRejected::TooShort { .. } => "MinPINLength",
+            PinRejected::TooLong { .. } => "the maximum PIN length",
+            PinRejected::AllSameDigit | PinRejected::ConsecutiveDigits => "AllowCommonPatterns",
+            PinRejected::StartsWithExtension => "the extension rule",
+            PinRejected::InHistory { .. } => "PINHistoryCount",
+        }
+    }
 }
 
 /// [`PinPolicy::generate_pin`] could not produce a PIN.
@@ -240,6 +265,11 @@ impl PinPolicy {
         if digits.len() < self.min_pin_length as usize {
             return Err(PinRejected::TooShort {
                 min: self.min_pin_length,
+            });
+        }
+        if digits.len() > MAX_PIN_LENGTH as usize {
+            return Err(PinRejected::TooLong {
+                max: MAX_PIN_LENGTH,
             });
         }
         if !self.allow_common_patterns {

@@ -13,8 +13,8 @@ use umws_soap::{CallContext, SoapFault};
 use crate::fault::UmError;
 use crate::generated::types;
 use crate::generated::um_service_soap::{operations, UmServiceSoap};
-use crate::mail::{MailDelivery, ResetPinMailer};
-use crate::store::{Mailbox, MailboxId, Store};
+use crate::mail::{Delivery, MailDelivery, Outbox, ResetPinMailer};
+use crate::store::{Mailbox, MailboxId, ResetReason, Store};
 
 /// The authenticated caller, put into [`CallContext::extensions`] by
 /// authentication.
@@ -29,7 +29,7 @@ pub struct Caller {
 /// The UM service over a [`Store`] and a mail delivery.
 pub struct UmService {
     store: Store,
-    mailer: Arc<ResetPinMailer<Box<dyn MailDelivery>>>,
+    outbox: Arc<Outbox<Box<dyn MailDelivery>>>,
 }
 
 impl std::fmt::Debug for UmService {
@@ -39,12 +39,17 @@ impl std::fmt::Debug for UmService {
 }
 
 impl UmService {
-    /// A service over `store`, mailing new PINs with `mailer`.
+    /// A service over `store`, mailing new PINs with `mailer` through the store's outbox.
+    /// Mails left queued (by a crash or a failed delivery) are delivered by
+    /// [`Outbox::deliver_pending`]; see [`outbox`](Self::outbox).
     pub fn new(store: Store, mailer: ResetPinMailer<Box<dyn MailDelivery>>) -> Self {
-        Self {
-            store,
-            mailer: Arc::new(mailer),
-        }
+        let outbox = Arc::new(Outbox::new(store.clone(), Arc::new(mailer)));
+        Self { store, outbox }
+    }
+
+    /// The outbox the PIN mails go through (to run its background delivery).
+    pub fn outbox(&self) -> &Arc<Outbox<Box<dyn MailDelivery>>> {
+        &self.outbox
     }
 
     /// The caller's mailbox id, from the call context.
@@ -231,15 +236,20 @@ impl UmServiceSoap for UmService {
         _request: types::ResetPin,
     ) -> Result<types::ResetPinResponse, SoapFault> {
         let id = Self::caller(ctx)?;
-        let mailer = Arc::clone(&self.mailer);
-        self.blocking(move |store| {
-            let mut rng = rand::rngs::OsRng;
-            store
-                .reset_pin_with(id, &mut rng, |outcome| mailer.send(outcome).map(drop))
-                .map_err(UmError::ResetPin)
-        })
-        .await?;
-        tracing::info!(mailbox = id.0, "PIN reset and mailed");
+        let outbox = Arc::clone(&self.outbox);
+        // The PIN and its queued mail commit together; an answer is sent only after that
+        // commit, so a success means the mail is delivered or durably queued.
+        let delivery = self
+            .blocking(move |_| {
+                outbox
+                    .reset_pin(id, &mut rand::rngs::OsRng, ResetReason::Requested)
+                    .map_err(UmError::ResetPin)
+            })
+            .await?;
+        match delivery {
+            Delivery::Delivered(_) => tracing::info!(mailbox = id.0, "PIN reset and mailed"),
+            Delivery::Queued => tracing::info!(mailbox = id.0, "PIN reset; mail queued"),
+        }
         Ok(types::ResetPinResponse {})
     }
 

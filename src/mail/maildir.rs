@@ -10,6 +10,11 @@
 //! `%XX`. So `/`, `\`, NUL and a leading `.` (hence `..`) never reach the file system as such,
 //! different names never share a directory, and names differing only in case do (as they name
 //! the same mailbox).
+//!
+//! A mail of the outbox gets the unique name [`queued_name`], derived from its outbox row alone
+//! (`<created_at>.Q<row id>_<key>.umws`), so delivering it twice finds the first copy, in `new/`
+//! or, once a mail reader has seen it, in `cur/` as `<name>:2,<flags>`. Such names sort in the
+//! order the PIN changes were committed.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -21,7 +26,7 @@ use lettre::Message;
 use rand::Rng;
 
 use super::{host_name, DeliveryReceipt, MailDelivery, MailError};
-use crate::store::normalize_user;
+use crate::store::{normalize_user, OutboxMail};
 
 /// The longest directory name [`mailbox_dir_name`] produces (file systems allow 255 bytes).
 pub const MAX_DIR_NAME_LEN: usize = 200;
@@ -66,6 +71,42 @@ fn unique_name() -> String {
         std::process::id(),
         host_name()
     )
+}
+
+/// The Maildir unique name of a queued mail: `<created_at>.Q<id, 12 digits>_<key>.umws`. It
+/// depends only on the outbox row, so a repeated delivery of the row finds its earlier copy.
+/// The key is reduced to the characters a Maildir name may hold (it is a hex UUID anyway).
+pub fn queued_name(mail: &OutboxMail) -> String {
+    let key: String = mail
+        .key
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    format!("{}.Q{:012}_{key}.umws", mail.created_at, mail.id)
+}
+
+/// The copy of the mail named `name` in the Maildir `dir`, in `new/` or (seen by a reader,
+/// with flags) in `cur/`, if there is one.
+fn find_copy(dir: &Path, name: &str) -> Result<Option<PathBuf>, MailError> {
+    let new = dir.join("new").join(name);
+    if new.exists() {
+        return Ok(Some(new));
+    }
+    let cur = dir.join("cur");
+    let entries = fs::read_dir(&cur).map_err(io_error("read", &cur))?;
+    for entry in entries {
+        let entry = entry.map_err(io_error("read", &cur))?;
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        if file_name == name
+            || file_name
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(':'))
+        {
+            return Ok(Some(entry.path()));
+        }
+    }
+    Ok(None)
 }
 
 /// Turns the CRLF line endings of a formatted message into LF.
@@ -175,9 +216,66 @@ impl Maildir {
     }
 }
 
+impl Maildir {
+    /// Delivers a mail of the outbox into `new/<queued_name>`, unless a copy of it is there
+    /// already (in `new/` or `cur/`). The file is written to `tmp/`, flushed, hard-linked to
+    /// its name in `new/` (a link that exists already means another delivery won the race),
+    /// and `new/` is flushed.
+    pub fn deliver_queued_mail(&self, mail: &OutboxMail) -> Result<DeliveryReceipt, MailError> {
+        let dir = self.user_dir(&mail.user)?;
+        self.ensure_maildir(&dir)?;
+        let name = queued_name(mail);
+        if let Some(path) = find_copy(&dir, &name)? {
+            tracing::debug!(user = %mail.user, id = %name, "queued mail was delivered before");
+            return Ok(DeliveryReceipt {
+                id: name,
+                path: Some(path),
+            });
+        }
+        let tmp = dir.join("tmp").join(format!(
+            "{name}.{}_{}",
+            std::process::id(),
+            DELIVERIES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let new_dir = dir.join("new");
+        let new = new_dir.join(&name);
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(io_error("create", &tmp))?;
+            file.write_all(&crlf_to_lf(&mail.message))
+                .map_err(io_error("write", &tmp))?;
+            file.sync_all().map_err(io_error("sync", &tmp))?;
+            match fs::hard_link(&tmp, &new) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(MailError::Io {
+                    op: "link into",
+                    path: new.clone(),
+                    source: e,
+                }),
+            }
+        })();
+        let _ = fs::remove_file(&tmp);
+        written?;
+        sync_dir(&new_dir)?;
+        tracing::debug!(user = %mail.user, id = %name, "queued mail delivered to Maildir");
+        Ok(DeliveryReceipt {
+            id: name,
+            path: Some(new),
+        })
+    }
+}
+
 impl MailDelivery for Maildir {
     fn deliver(&self, user: &str, message: &Message) -> Result<DeliveryReceipt, MailError> {
         self.deliver_bytes(user, &crlf_to_lf(&message.formatted()))
+    }
+
+    fn deliver_queued(&self, mail: &OutboxMail) -> Result<DeliveryReceipt, MailError> {
+        self.deliver_queued_mail(mail)
     }
 }
 
@@ -185,7 +283,7 @@ impl MailDelivery for Maildir {
 mod tests {
     use super::*;
     use crate::mail::{default_from, reset_pin_message, ResetPinMailer};
-    use crate::store::{MailboxId, ResetPinOutcome};
+    use crate::store::{MailboxId, OutboxMail, ResetPinOutcome};
 
     fn outcome(user: &str) -> ResetPinOutcome {
         ResetPinOutcome {
@@ -292,5 +390,46 @@ mod tests {
     #[test]
     fn crlf_becomes_lf_only_in_pairs() {
         assert_eq!(crlf_to_lf(b"a\r\nb\rc\n\r\n"), b"a\nb\rc\n\n");
+    }
+    fn queued(id: i64, user: &str) -> OutboxMail {
+        OutboxMail {
+            id,
+            key: "0123456789abcdef0123456789abcdef".into(),
+            mailbox_id: MailboxId(1),
+            user: user.into(),
+            recipient: "erin@localhost".into(),
+            message: b"Subject: x\r\n\r\nYour new PIN is: 582047\r\n".to_vec(),
+            created_at: 1_700_000_000,
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn queued_delivery_is_idempotent_across_new_and_cur() {
+        let data = tempfile::tempdir().unwrap();
+        let maildir = Maildir::in_data_dir(data.path());
+        let mail = queued(7, "Erin");
+        let first = maildir.deliver_queued(&mail).unwrap();
+        assert_eq!(
+            first.id,
+            "1700000000.Q000000000007_0123456789abcdef0123456789abcdef.umws"
+        );
+        let dir = data.path().join("mail/erin");
+        assert_eq!(
+            fs::read(first.path.as_ref().unwrap()).unwrap(),
+            b"Subject: x\n\nYour new PIN is: 582047\n"
+        );
+        assert_eq!(maildir.deliver_queued(&mail).unwrap(), first);
+        assert_eq!(entries(&dir.join("new")).len(), 1);
+        assert!(entries(&dir.join("tmp")).is_empty());
+        // A reader moved it to cur/ with flags: still delivered.
+        let seen = dir.join("cur").join(format!("{}:2,S", first.id));
+        fs::rename(first.path.unwrap(), &seen).unwrap();
+        let again = maildir.deliver_queued(&mail).unwrap();
+        assert_eq!(again.path, Some(seen));
+        assert!(entries(&dir.join("new")).is_empty());
+        // Another row is another mail, sorting after the first.
+        let next = maildir.deliver_queued(&queued(8, "erin")).unwrap();
+        assert!(next.id > again.id);
     }
 }

@@ -2,14 +2,18 @@
 //! [`MailDelivery`], of which [`Maildir`] is the implementation (a later SMTP one plugs in the
 //! same way).
 //!
-//! Typical use inside the ResetPIN operation, so that a failed delivery rolls the new PIN back:
+//! PIN mails go through the durable [`outbox`]: the store queues the rendered mail in the
+//! transaction that changes the PIN, and the outbox delivers it afterwards (at once, and again
+//! after a restart or a failure), idempotently by the mail's key:
 //!
 //! ```ignore
-//! let mailer = ResetPinMailer::new(Maildir::in_data_dir(&data_dir));
-//! store.reset_pin_with(id, &mut OsRng, |outcome| mailer.send(outcome).map(drop))?;
+//! let outbox = Outbox::new(store, Arc::new(ResetPinMailer::new(Maildir::in_data_dir(&data_dir))));
+//! outbox.reset_pin(id, &mut OsRng, ResetReason::Requested)?; // PIN + queued mail, then delivery
+//! outbox.deliver_pending()?;                                  // at start: whatever is left
 //! ```
 
 pub mod maildir;
+pub mod outbox;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -18,9 +22,10 @@ use lettre::message::header::ContentType;
 use lettre::message::Mailbox as Address;
 use lettre::Message;
 
-use crate::store::ResetPinOutcome;
+use crate::store::{OutboxMail, OutgoingMail, ResetPinOutcome};
 
 pub use maildir::Maildir;
+pub use outbox::{Delivery, DrainReport, Outbox, OutboxError};
 
 /// The subject of the ResetPIN mail.
 pub const RESET_PIN_SUBJECT: &str = "Your voice mail PIN has been reset";
@@ -39,11 +44,32 @@ pub trait MailDelivery: Send + Sync {
     /// Delivers `message` to the mailbox of `user`. When this returns `Ok`, the message is
     /// durably stored (or accepted by the next hop).
     fn deliver(&self, user: &str, message: &Message) -> Result<DeliveryReceipt, MailError>;
+
+    /// Delivers a mail of the durable outbox (see [`outbox`]). Must be idempotent by
+    /// `mail.key`: the outbox delivers again whatever it cannot prove delivered (after a crash
+    /// between the delivery and the removal of the row), and a second delivery of the same key
+    /// must not make a second copy. When this returns `Ok`, the message is durably stored (or
+    /// accepted by the next hop) and the row may be removed.
+    fn deliver_queued(&self, mail: &OutboxMail) -> Result<DeliveryReceipt, MailError>;
 }
 
 impl<D: MailDelivery + ?Sized> MailDelivery for Box<D> {
     fn deliver(&self, user: &str, message: &Message) -> Result<DeliveryReceipt, MailError> {
         (**self).deliver(user, message)
+    }
+
+    fn deliver_queued(&self, mail: &OutboxMail) -> Result<DeliveryReceipt, MailError> {
+        (**self).deliver_queued(mail)
+    }
+}
+
+impl<D: MailDelivery + ?Sized> MailDelivery for std::sync::Arc<D> {
+    fn deliver(&self, user: &str, message: &Message) -> Result<DeliveryReceipt, MailError> {
+        (**self).deliver(user, message)
+    }
+
+    fn deliver_queued(&self, mail: &OutboxMail) -> Result<DeliveryReceipt, MailError> {
+        (**self).deliver_queued(mail)
     }
 }
 
@@ -150,14 +176,23 @@ pub fn reset_pin_body(outcome: &ResetPinOutcome) -> String {
 }
 
 /// Builds the ResetPIN mail from `from` to the user (see [`reset_pin_body`]), with Date and
-/// Message-ID, as `text/plain; charset=utf-8`.
+/// a random Message-ID, as `text/plain; charset=utf-8`.
 pub fn reset_pin_message(outcome: &ResetPinOutcome, from: &Address) -> Result<Message, MailError> {
+    reset_pin_message_keyed(outcome, from, &uuid::Uuid::new_v4().to_string())
+}
+
+/// [`reset_pin_message`] with the Message-ID `<key@HOSTNAME>`, for a mail queued under `key`.
+pub fn reset_pin_message_keyed(
+    outcome: &ResetPinOutcome,
+    from: &Address,
+    key: &str,
+) -> Result<Message, MailError> {
     Message::builder()
         .from(from.clone())
         .to(recipient(outcome)?)
         .subject(RESET_PIN_SUBJECT)
         .date(SystemTime::now())
-        .message_id(Some(format!("<{}@{}>", uuid::Uuid::new_v4(), host_name())))
+        .message_id(Some(format!("<{key}@{}>", host_name())))
         .header(ContentType::TEXT_PLAIN)
         .body(reset_pin_body(outcome))
         .map_err(MailError::Build)
@@ -188,6 +223,22 @@ impl<D: MailDelivery> ResetPinMailer<D> {
     /// The sender address.
     pub fn from_address(&self) -> &Address {
         &self.from
+    }
+
+    /// The delivery mails go through.
+    pub fn delivery(&self) -> &D {
+        &self.delivery
+    }
+
+    /// Renders the ResetPIN mail for `outcome`, queued under `key`, for the outbox (see
+    /// [`Store::reset_pin_queued`](crate::store::Store::reset_pin_queued)). No I/O.
+    pub fn render(&self, outcome: &ResetPinOutcome, key: &str) -> Result<OutgoingMail, MailError> {
+        let to = recipient(outcome)?;
+        let message = reset_pin_message_keyed(outcome, &self.from, key)?;
+        Ok(OutgoingMail {
+            recipient: to.email.to_string(),
+            message: message.formatted(),
+        })
     }
 
     /// Builds and delivers the ResetPIN mail for `outcome` to the user's mailbox.

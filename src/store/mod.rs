@@ -4,9 +4,13 @@
 //! SQLite database at `<data>/umws.sqlite3`. Secrets (passwords, PINs) are kept only as salted
 //! argon2id hashes in PHC string form; the hashing helpers live here too.
 //!
-//! Everything is synchronous. Slow hashing is always done outside any lock and outside any
-//! database transaction, except where a transaction must compare against hashes it has just
-//! read (documented on [`Store::reset_pin_with`]).
+//! Everything is synchronous. Slow hashing is always done outside any database transaction and
+//! outside any lock shared between mailboxes: PIN changes of one mailbox are serialised by a lock
+//! of that mailbox only (documented on [`Store::reset_pin_queued`]).
+//!
+//! The store also holds the durable **outbox** of PIN mails ([`OutboxMail`]): a PIN reset
+//! queues its rendered mail in the same transaction that changes the PIN, so the change and its
+//! mail commit together; `crate::mail::outbox` delivers and removes the rows afterwards.
 
 pub mod sqlite;
 
@@ -18,9 +22,9 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use sha2::{Digest, Sha256};
 
-use crate::pin_policy::{PinGenerationError, PinPolicy, PolicyError};
+use crate::pin_policy::{PinGenerationError, PinPolicy, PinRejected, PolicyError};
 
-pub use sqlite::Store;
+pub use sqlite::{PinWorkHook, Store};
 
 /// The database id of a mailbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -179,8 +183,8 @@ impl fmt::Debug for NewMailbox {
     }
 }
 
-/// Everything the ResetPIN mail needs, handed to the delivery callback of
-/// [`Store::reset_pin_with`] while the new PIN is not yet committed. Its `Debug` hides the PIN.
+/// Everything the ResetPIN mail needs, handed to the render callback of
+/// [`Store::reset_pin_queued`] while the new PIN is not yet committed. Its `Debug` hides the PIN.
 #[derive(Clone)]
 pub struct ResetPinOutcome {
     /// The mailbox whose PIN was reset.
@@ -226,8 +230,9 @@ pub enum PinCheck {
     /// The PIN is right but older than the policy's `PINLifetime`; it must be changed now.
     Expired,
     /// The PIN is wrong. `failures` is the count after this attempt; `reset_due` says that it has
-    /// reached the policy's `LogonFailuresBeforePINReset`, so the PIN should now be reset and
-    /// mailed (the caller's job).
+    /// reached a multiple of the policy's `LogonFailuresBeforePINReset` (5, 10, ... by
+    /// default), so the PIN should now be reset with [`ResetReason::TooManyFailures`] and mailed
+    /// (the caller's job, see `crate::phone`).
     Wrong {
         /// Failed logons so far, this one included.
         failures: u32,
@@ -308,7 +313,125 @@ pub enum StoreError {
     Conflict,
 }
 
-/// Why [`Store::reset_pin_with`] failed. In every case the old PIN stays valid.
+/// Why a PIN reset was made; it decides what happens to the failed logon count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetReason {
+    /// The user asked for it (the ResetPIN operation) or an administrator did: the failed logon
+    /// count and any lockout are cleared.
+    Requested,
+    /// The automatic reset after `LogonFailuresBeforePINReset` failed phone logons: the failed
+    /// logon count keeps counting towards `MaxLogonAttempts`, so guessing on cannot go on for
+    /// ever.
+    TooManyFailures,
+}
+
+/// A rendered mail, handed to the store to queue in its outbox. Its `Debug` hides the message,
+/// which holds a PIN.
+#[derive(Clone)]
+pub struct OutgoingMail {
+    /// The envelope recipient (the `To` address).
+    pub recipient: String,
+    /// The RFC 5322 message, CRLF line endings.
+    pub message: Vec<u8>,
+}
+
+impl fmt::Debug for OutgoingMail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutgoingMail")
+            .field("recipient", &self.recipient)
+            .field("message", &format_args!("<{} bytes>", self.message.len()))
+            .finish()
+    }
+}
+
+/// A mail in the durable outbox: committed together with the PIN change it announces, removed
+/// once delivered. Its `Debug` hides the message, which holds a PIN.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutboxMail {
+    /// The row id; grows with every queued mail, in commit order.
+    pub id: i64,
+    /// The unique idempotency key (a UUID in simple form, also the local part of the
+    /// Message-ID). A delivery names its copy after it, so delivering twice leaves one copy.
+    pub key: String,
+    /// The mailbox the mail is for.
+    pub mailbox_id: MailboxId,
+    /// The user name of that mailbox (a Maildir is named after it).
+    pub user: String,
+    /// The envelope recipient.
+    pub recipient: String,
+    /// The RFC 5322 message, CRLF line endings.
+    pub message: Vec<u8>,
+    /// When it was queued, unix seconds.
+    pub created_at: i64,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+}
+
+impl fmt::Debug for OutboxMail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboxMail")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("mailbox_id", &self.mailbox_id)
+            .field("user", &self.user)
+            .field("recipient", &self.recipient)
+            .field("message", &format_args!("<{} bytes>", self.message.len()))
+            .field("created_at", &self.created_at)
+            .field("attempts", &self.attempts)
+            .finish()
+    }
+}
+
+/// How a list of PINs lines up with a mailbox's PIN record (its history, oldest first, then its
+/// current PIN); see [`Store::match_pin_record`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinRecordMatch {
+    /// How many PINs the record holds (history entries plus the current PIN).
+    pub record_len: usize,
+    /// For each PIN given, its position in the record, found scanning forward from just after
+    /// the previous match; `None` when it is not there.
+    pub positions: Vec<Option<usize>>,
+}
+
+impl PinRecordMatch {
+    /// True when the PINs given are exactly the record, in order.
+    pub fn is_exact(&self) -> bool {
+        self.positions.len() == self.record_len
+            && self
+                .positions
+                .iter()
+                .enumerate()
+                .all(|(i, p)| *p == Some(i))
+    }
+}
+
+/// Why [`Store::change_pin`] refused or failed. No message contains a PIN.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangePinError {
+    /// The old PIN was not accepted (wrong, locked out, no PIN, unknown user, not UM-enabled);
+    /// a wrong old PIN counts as a failed logon.
+    #[error("the old PIN was not accepted")]
+    OldPinRefused(PinCheck),
+    /// The new PIN breaks a rule of the mailbox's policy.
+    #[error("the new PIN is refused by {}: {source}", source.rule())]
+    Rejected {
+        /// The rule.
+        #[source]
+        source: PinRejected,
+    },
+    /// The store failed.
+    #[error("cannot store the new PIN")]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for ChangePinError {
+    fn from(e: rusqlite::Error) -> Self {
+        ChangePinError::Store(StoreError::Sqlite(e))
+    }
+}
+
+/// Why [`Store::reset_pin_queued`] failed. In every case the old PIN stays valid and nothing was
+/// queued.
 #[derive(Debug, thiserror::Error)]
 pub enum ResetPinError<E: std::error::Error + 'static> {
     /// The mailbox is not enabled for Unified Messaging.
@@ -320,8 +443,9 @@ pub enum ResetPinError<E: std::error::Error + 'static> {
     /// The store failed (including an unknown mailbox id).
     #[error("cannot store the new PIN")]
     Store(#[from] StoreError),
-    /// The delivery callback failed; the new PIN was rolled back.
-    #[error("cannot deliver the new PIN")]
+    /// The render callback failed (e.g. an invalid recipient address); the new PIN was rolled
+    /// back.
+    #[error("cannot build the mail with the new PIN")]
     Delivery(#[source] E),
 }
 

@@ -11,21 +11,22 @@
 //! The schema version is kept in SQLite's `user_version`; [`MIGRATIONS`] are applied in order
 //! when the file is opened, and a file from a newer program is refused.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::{CryptoRng, RngCore};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use super::{
-    hash_secret, normalize_user, validate_extension, validate_user, verify_secret, CredentialStamp,
-    HashCost, Mailbox, MailboxId, NewMailbox, PinCheck, ResetPinError, ResetPinOutcome, StoreError,
-    DEFAULT_POLICY_NAME,
+    hash_secret, normalize_user, validate_extension, validate_user, verify_secret, ChangePinError,
+    CredentialStamp, HashCost, Mailbox, MailboxId, NewMailbox, OutboxMail, OutgoingMail, PinCheck,
+    PinRecordMatch, ResetPinError, ResetPinOutcome, ResetReason, StoreError, DEFAULT_POLICY_NAME,
 };
-use crate::pin_policy::PinPolicy;
+use crate::pin_policy::{PinPolicy, PinRejected};
 
 /// The file name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "umws.sqlite3";
@@ -36,8 +37,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many idle connections the pool keeps.
 const MAX_IDLE_CONNECTIONS: usize = 8;
 
-/// How often [`Store::reset_pin_with`] starts over when the PIN state changed between its
-/// unlocked preparation and its transaction.
+/// How often a PIN reset or change starts over when the PIN state changed between its
+/// preparation and its transaction (possible only through another process, since one process
+/// serialises the PIN changes of a mailbox).
 const RESET_PIN_ATTEMPTS: u32 = 3;
 
 /// The schema, one entry per version: entry `i` turns version `i` into version `i + 1`.
@@ -84,6 +86,20 @@ pub const MIGRATIONS: &[&str] = &[
         pin_hash TEXT NOT NULL,
         set_at INTEGER NOT NULL,
         PRIMARY KEY (mailbox_id, seq)
+    );",
+    // Version 2: the durable outbox of PIN mails (see `crate::mail::outbox`). A row is inserted
+    // in the transaction that changes the PIN and deleted once the mail is delivered; `message`
+    // holds the PIN in clear, like any mail queue, so rows must not outlive their delivery.
+    "CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,     -- grows in commit order, never reused
+        key TEXT NOT NULL UNIQUE,                 -- idempotency key, part of the Message-ID
+        mailbox_id INTEGER NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+        user_name TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        message BLOB NOT NULL,                    -- RFC 5322, CRLF
+        created_at INTEGER NOT NULL,              -- unix seconds
+        attempts INTEGER NOT NULL DEFAULT 0,      -- failed deliveries so far
+        last_attempt_at INTEGER                   -- unix seconds of the last failure
     );",
 ];
 
@@ -210,7 +226,13 @@ struct Shared {
     /// A hash of a random secret, verified against for unknown users so that their answer
     /// takes as long as a known user's.
     dummy_hash: OnceLock<String>,
+    /// One lock per mailbox with a PIN change in flight (see [`Store::reset_pin_queued`]).
+    pin_locks: Mutex<HashMap<MailboxId, Arc<Mutex<()>>>>,
 }
+
+/// A test hook called by every PIN reset and change once its slow hashing is done, while it
+/// holds only the lock of its own mailbox; see [`Store::with_pin_work_hook`].
+pub type PinWorkHook = Arc<dyn Fn(MailboxId) + Send + Sync>;
 
 /// A connection borrowed from the pool; given back on drop (an open transaction on it has been
 /// rolled back by then, since transactions borrow it).
@@ -241,7 +263,7 @@ impl Drop for PooledConnection<'_> {
                 .shared
                 .idle
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                .unwrap_or_else(PoisonError::into_inner);
             if idle.len() < MAX_IDLE_CONNECTIONS {
                 idle.push(conn);
             }
@@ -285,6 +307,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 pub struct Store {
     shared: Arc<Shared>,
     cost: HashCost,
+    pin_work_hook: Option<PinWorkHook>,
 }
 
 impl fmt::Debug for Store {
@@ -313,8 +336,10 @@ impl Store {
                 path,
                 idle: Mutex::new(vec![conn]),
                 dummy_hash: OnceLock::new(),
+                pin_locks: Mutex::new(HashMap::new()),
             }),
             cost: HashCost::default(),
+            pin_work_hook: None,
         })
     }
 
@@ -334,6 +359,15 @@ impl Store {
         self
     }
 
+    /// Installs a hook that every PIN reset and change of this handle calls (with the mailbox
+    /// id) after its argon2 work and before its write transaction, holding no lock but its own
+    /// mailbox's. For tests that show which work overlaps; a hook that blocks delays that
+    /// mailbox only.
+    pub fn with_pin_work_hook(mut self, hook: PinWorkHook) -> Store {
+        self.pin_work_hook = Some(hook);
+        self
+    }
+
     /// The path of the database file.
     pub fn path(&self) -> &Path {
         &self.shared.path
@@ -344,7 +378,7 @@ impl Store {
             .shared
             .idle
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .pop();
         let conn = match idle {
             Some(conn) => conn,
@@ -660,10 +694,10 @@ impl Store {
         Ok(())
     }
 
-    /// Resets the PIN of mailbox `id` to a new random one (see
-    /// [`reset_pin_with`](Self::reset_pin_with)) without delivering it anywhere, and returns
-    /// it. For the `mailbox` command line and tests; the ResetPIN operation must use
-    /// `reset_pin_with` so that a failed mail leaves the old PIN in place.
+    /// Resets the PIN of mailbox `id` to a new random one (like
+    /// [`reset_pin_queued`](Self::reset_pin_queued) with [`ResetReason::Requested`]) without
+    /// mailing it, and returns it. For tools and tests; the ResetPIN operation must use
+    /// `reset_pin_queued` so that the PIN and its mail commit together.
     pub fn reset_pin<R>(
         &self,
         id: MailboxId,
@@ -672,48 +706,123 @@ impl Store {
     where
         R: CryptoRng + RngCore + ?Sized,
     {
-        let mut pin = String::new();
-        self.reset_pin_with(id, rng, |outcome| {
-            pin.clone_from(&outcome.pin);
-            Ok::<(), std::convert::Infallible>(())
-        })?;
-        Ok(pin)
+        self.reset_pin_inner(id, rng, ResetReason::Requested, |_, outcome| {
+            Ok(outcome.pin.clone())
+        })
     }
 
-    /// The ResetPIN step: gives mailbox `id` a new random PIN and hands it to `deliver`,
-    /// all-or-nothing.
+    /// The ResetPIN step: gives mailbox `id` a new random PIN and queues the mail announcing it
+    /// in the outbox, all-or-nothing.
     ///
-    /// 1. Without any lock: read the policy, extension, current PIN hash and the newest
-    ///    `PINHistoryCount` history hashes; generate a PIN from `rng` by the policy, refusing any
-    ///    candidate that verifies against one of those hashes (up to 1 + `PINHistoryCount`
-    ///    argon2 verifications per candidate); hash it.
-    /// 2. In one `BEGIN IMMEDIATE` transaction: re-read that state; if it changed meanwhile (a
-    ///    concurrent reset or policy change), roll back and start over (at most three times, then
-    ///    [`StoreError::Conflict`]). Otherwise push the old PIN hash into the history and trim it
-    ///    to `PINHistoryCount` entries, store the new hash, set `pin_set_at` to now and
-    ///    `pin_must_change`, clear the failed logon count and the lockout, and call
-    ///    `deliver(&outcome)`.
-    /// 3. Commit only if `deliver` returned `Ok`; otherwise roll back and return
-    ///    [`ResetPinError::Delivery`].
+    /// 1. Take the lock of this mailbox: an in-process lock per mailbox, so that concurrent
+    ///    resets and changes of one mailbox run one after the other, while those of other
+    ///    mailboxes proceed in parallel (nothing below holds a lock shared between mailboxes,
+    ///    except SQLite's write lock during step 3).
+    /// 2. Read the policy, extension, current PIN hash and the newest `PINHistoryCount` history
+    ///    hashes; generate a PIN from `rng` by the policy, refusing any candidate that verifies
+    ///    against one of those hashes (up to 1 + `PINHistoryCount` argon2 verifications per
+    ///    candidate); hash it.
+    /// 3. In one `BEGIN IMMEDIATE` transaction: re-read that state; if it changed meanwhile (a
+    ///    change by another process, or a policy change), roll back and start over (at most
+    ///    three times, then [`StoreError::Conflict`]). Otherwise push the old PIN hash into the
+    ///    history and trim it to `PINHistoryCount` entries, store the new hash, set `pin_set_at`
+    ///    to now and `pin_must_change`; for [`ResetReason::Requested`] clear the failed logon
+    ///    count and the lockout. Then call `render(&outcome, key)` with a fresh idempotency key
+    ///    (to be used in the Message-ID) and insert the mail it returns into the outbox.
+    /// 4. Commit.
     ///
-    /// So on any error the old PIN stays valid. The one gap: if the commit itself fails after a
-    /// successful delivery, the mail carries a PIN that never became valid (the old one still
-    /// is). `deliver` runs while the database write lock is held, so it should be quick (a
-    /// Maildir write is).
-    pub fn reset_pin_with<R, E, F>(
+    /// So the new PIN and the mail announcing it become durable together, or neither does (a
+    /// crash before the commit, any error, a failing `render`: the old PIN stays valid and
+    /// nothing is queued). `render` runs inside the write transaction and must not do I/O.
+    /// The returned mail is to be delivered by `crate::mail::outbox`; if that does not happen
+    /// (crash, delivery failure) it stays queued and is delivered later.
+    pub fn reset_pin_queued<R, E, F>(
         &self,
         id: MailboxId,
         rng: &mut R,
-        deliver: F,
-    ) -> Result<(), ResetPinError<E>>
+        reason: ResetReason,
+        render: F,
+    ) -> Result<OutboxMail, ResetPinError<E>>
     where
         R: CryptoRng + RngCore + ?Sized,
         E: std::error::Error + 'static,
-        F: FnOnce(&ResetPinOutcome) -> Result<(), E>,
+        F: FnOnce(&ResetPinOutcome, &str) -> Result<OutgoingMail, E>,
     {
-        let mut deliver = Some(deliver);
+        self.reset_pin_inner(id, rng, reason, |tx, outcome| {
+            let key = uuid::Uuid::new_v4().simple().to_string();
+            let mail = render(outcome, &key).map_err(|e| {
+                tracing::warn!(mailbox = %id, "PIN reset rolled back: the mail could not be built");
+                ResetPinError::Delivery(e)
+            })?;
+            let created_at = outcome.pin_set_at;
+            let row_id: i64 = tx
+                .prepare_cached(
+                    "INSERT INTO outbox (key, mailbox_id, user_name, recipient, message,
+                        created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                )?
+                .query_row(
+                    params![
+                        key,
+                        id.0,
+                        outcome.user,
+                        mail.recipient,
+                        mail.message,
+                        created_at
+                    ],
+                    |r| r.get(0),
+                )?;
+            Ok(OutboxMail {
+                id: row_id,
+                key,
+                mailbox_id: id,
+                user: outcome.user.clone(),
+                recipient: mail.recipient,
+                message: mail.message,
+                created_at,
+                attempts: 0,
+            })
+        })
+    }
+
+    /// The lock that serialises PIN changes of mailbox `id` in this process.
+    fn mailbox_lock(&self, id: MailboxId) -> Arc<Mutex<()>> {
+        let mut locks = self
+            .shared
+            .pin_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Forget the locks nobody holds or waits for, so the map stays as small as the work in
+        // flight.
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        Arc::clone(locks.entry(id).or_default())
+    }
+
+    /// Tells the test hook (if any) that the slow work of a PIN change of `id` is done.
+    fn pin_work_done(&self, id: MailboxId) {
+        if let Some(hook) = &self.pin_work_hook {
+            hook(id);
+        }
+    }
+
+    /// Steps 1-4 of [`reset_pin_queued`](Self::reset_pin_queued), with `finish` in place of the
+    /// outbox insert.
+    fn reset_pin_inner<R, E, T, F>(
+        &self,
+        id: MailboxId,
+        rng: &mut R,
+        reason: ResetReason,
+        finish: F,
+    ) -> Result<T, ResetPinError<E>>
+    where
+        R: CryptoRng + RngCore + ?Sized,
+        E: std::error::Error + 'static,
+        F: FnOnce(&Connection, &ResetPinOutcome) -> Result<T, ResetPinError<E>>,
+    {
+        let lock = self.mailbox_lock(id);
+        let _serialised = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut finish = Some(finish);
         for _ in 0..RESET_PIN_ATTEMPTS {
-            // Step 1, no lock held.
+            // Step 2: only this mailbox's lock held.
             let (_, before) = pin_state(&*self.conn()?, id)?;
             if !before.um_enabled {
                 return Err(ResetPinError::NotUmEnabled);
@@ -736,8 +845,9 @@ impl Store {
             }
             let pin = pin.map_err(ResetPinError::Generate)?;
             let new_hash = hash_secret(self.cost, pin.as_bytes())?;
+            self.pin_work_done(id);
 
-            // Step 2, under the write lock.
+            // Step 3, under the database write lock.
             let mut conn = self.conn()?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let (row, now_state) = pin_state(&tx, id)?;
@@ -746,25 +856,13 @@ impl Store {
                 continue;
             }
             let now = unix_now();
-            if let Some(old) = &before.pin_hash {
+            replace_pin(&tx, id, &before, &new_hash, now, true)?;
+            if reason == ResetReason::Requested {
                 tx.execute(
-                    "INSERT INTO pin_history (mailbox_id, seq, pin_hash, set_at)
-                     VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM pin_history
-                                  WHERE mailbox_id = ?1), ?2, ?3)",
-                    params![id.0, old, before.pin_set_at.unwrap_or(now)],
-                )?;
-                tx.execute(
-                    "DELETE FROM pin_history WHERE mailbox_id = ?1 AND seq NOT IN
-                        (SELECT seq FROM pin_history WHERE mailbox_id = ?1
-                         ORDER BY seq DESC LIMIT ?2)",
-                    params![id.0, before.policy.pin_history_count],
+                    "UPDATE mailboxes SET failed_logon_count = 0, locked_out = 0 WHERE id = ?1",
+                    [id.0],
                 )?;
             }
-            tx.execute(
-                "UPDATE mailboxes SET pin_hash = ?2, pin_set_at = ?3, pin_must_change = 1,
-                    failed_logon_count = 0, locked_out = 0 WHERE id = ?1",
-                params![id.0, new_hash, now],
-            )?;
             let mailbox = row.mailbox;
             let outcome = ResetPinOutcome {
                 mailbox_id: id,
@@ -777,16 +875,88 @@ impl Store {
                 pin_set_at: now,
             };
             // Invariant: every earlier iteration that reaches this point returns.
-            let deliver = deliver.take().expect("deliver is called at most once");
-            if let Err(e) = deliver(&outcome) {
-                tracing::warn!(mailbox = %id, "PIN reset rolled back: delivery failed");
-                return Err(ResetPinError::Delivery(e));
-            }
+            let finish = finish.take().expect("finish is called at most once");
+            let result = finish(&tx, &outcome)?;
+            // Step 4.
             tx.commit()?;
-            tracing::info!(mailbox = %id, "PIN reset");
+            tracing::info!(mailbox = %id, ?reason, "PIN reset");
+            return Ok(result);
+        }
+        Err(StoreError::Conflict.into())
+    }
+
+    /// Changes the PIN of `user` from `old` to `new`, as the telephone user interface does
+    /// after a logon: `old` must be accepted as by [`check_pin`](Self::check_pin) (an expired
+    /// or must-change PIN is accepted here; a wrong one counts as a failed logon and is
+    /// [`ChangePinError::OldPinRefused`]), and `new` must satisfy the mailbox's policy
+    /// (digits, `MinPINLength` to 24 digits, `AllowCommonPatterns`, the extension rule, and not
+    /// the current PIN nor one of the last `PINHistoryCount`), else
+    /// [`ChangePinError::Rejected`] names the rule.
+    ///
+    /// On success the old hash goes into the history, `pin_set_at` is now, the must-change
+    /// mark and the failed logon count are cleared. Serialised with the other PIN changes of
+    /// the mailbox like [`reset_pin_queued`](Self::reset_pin_queued); nothing is mailed.
+    pub fn change_pin(&self, user: &str, old: &str, new: &str) -> Result<(), ChangePinError> {
+        let Some(first) = row_by_user(&*self.conn()?, user)? else {
+            self.verify_dummy(old.as_bytes())?;
+            return Err(ChangePinError::OldPinRefused(PinCheck::UnknownUser));
+        };
+        let id = first.mailbox.id;
+        let lock = self.mailbox_lock(id);
+        let _serialised = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        for _ in 0..RESET_PIN_ATTEMPTS {
+            let conn = self.conn()?;
+            let (row, before) = pin_state(&conn, id)?;
+            drop(conn);
+            match self.logon(&row, old)? {
+                PinCheck::Ok | PinCheck::OkMustChange | PinCheck::Expired => {}
+                refused => return Err(ChangePinError::OldPinRefused(refused)),
+            }
+            let policy = &before.policy;
+            policy
+                .check_pin(new, before.extension.as_deref())
+                .map_err(|source| ChangePinError::Rejected { source })?;
+            for hash in before.pin_hash.iter().chain(&before.history) {
+                if verify_secret(hash, new.as_bytes())? {
+                    return Err(ChangePinError::Rejected {
+                        source: PinRejected::InHistory {
+                            count: policy.pin_history_count,
+                        },
+                    });
+                }
+            }
+            let new_hash = hash_secret(self.cost, new.as_bytes())?;
+            self.pin_work_done(id);
+
+            let mut conn = self.conn()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (_, now_state) = pin_state(&tx, id)?;
+            if now_state != before {
+                tracing::debug!(mailbox = %id, "PIN state changed during change; starting over");
+                continue;
+            }
+            replace_pin(&tx, id, &before, &new_hash, unix_now(), false)?;
+            tx.execute(
+                "UPDATE mailboxes SET failed_logon_count = 0 WHERE id = ?1",
+                [id.0],
+            )?;
+            tx.commit()?;
+            tracing::info!(mailbox = %id, "PIN changed");
             return Ok(());
         }
         Err(StoreError::Conflict.into())
+    }
+
+    /// Lifts the lockout of mailbox `id` and clears its failed logon count (the administrator's
+    /// unlock). The PIN is not changed.
+    pub fn unlock(&self, id: MailboxId) -> Result<(), StoreError> {
+        self.update(
+            id,
+            "UPDATE mailboxes SET locked_out = 0, failed_logon_count = ?2 WHERE id = ?1",
+            0,
+        )?;
+        tracing::info!(mailbox = %id, "mailbox unlocked");
+        Ok(())
     }
 
     /// Checks a PIN entered at a phone logon and updates the failed logon count: cleared on
@@ -794,7 +964,7 @@ impl Store {
     ///
     /// A locked-out mailbox is answered [`PinCheck::LockedOut`] without looking at the PIN. An
     /// unknown user costs one dummy hash verification, like a known one. The automatic reset
-    /// after `LogonFailuresBeforePINReset` failures is left to the caller, signalled by
+    /// at every `LogonFailuresBeforePINReset` failures is left to the caller, signalled by
     /// `PinCheck::Wrong { reset_due: true, .. }`.
     pub fn check_pin(&self, user: &str, pin: &str) -> Result<PinCheck, StoreError> {
         let row = row_by_user(&*self.conn()?, user)?;
@@ -802,6 +972,11 @@ impl Store {
             self.verify_dummy(pin.as_bytes())?;
             return Ok(PinCheck::UnknownUser);
         };
+        self.logon(&row, pin)
+    }
+
+    /// [`check_pin`](Self::check_pin) for a mailbox already read.
+    fn logon(&self, row: &MailboxRow, pin: &str) -> Result<PinCheck, StoreError> {
         let mailbox = &row.mailbox;
         if !mailbox.um_enabled {
             return Ok(PinCheck::NotUmEnabled);
@@ -814,10 +989,17 @@ impl Store {
         };
         let policy = &mailbox.policy;
         if verify_secret(pin_hash, pin.as_bytes())? {
-            if mailbox.failed_logon_count > 0 {
-                self.conn()?
-                    .prepare_cached("UPDATE mailboxes SET failed_logon_count = 0 WHERE id = ?1")?
-                    .execute([mailbox.id.0])?;
+            // Cleared only if the mailbox was not locked out meanwhile.
+            let locked_out: Option<bool> = self
+                .conn()?
+                .prepare_cached(
+                    "UPDATE mailboxes SET failed_logon_count = 0
+                     WHERE id = ?1 AND locked_out = 0 RETURNING locked_out",
+                )?
+                .query_row([mailbox.id.0], |r| r.get(0))
+                .optional()?;
+            if locked_out.is_none() {
+                return Ok(PinCheck::LockedOut);
             }
             let expired = match (policy.pin_lifetime_days, mailbox.pin_set_at) {
                 (Some(days), Some(set_at)) => {
@@ -852,9 +1034,175 @@ impl Store {
             failures,
             reset_due: policy
                 .logon_failures_before_pin_reset
-                .is_some_and(|n| failures >= n),
+                .is_some_and(|n| n > 0 && failures % n == 0),
         })
     }
+
+    /// Lines `pins` (oldest first) up with the PIN record of mailbox `id`: its history, oldest
+    /// first, then its current PIN. Reads only; costs up to one argon2 verification per record
+    /// entry and PIN. For audits and tests ("is every PIN that was mailed in the record, in
+    /// order?"); keep `PINHistoryCount` in mind, older PINs are forgotten.
+    pub fn match_pin_record(
+        &self,
+        id: MailboxId,
+        pins: &[&str],
+    ) -> Result<PinRecordMatch, StoreError> {
+        let conn = self.conn()?;
+        let row = row_by_id(&conn, id)?.ok_or(StoreError::UnknownMailbox(id))?;
+        let mut record = conn
+            .prepare_cached("SELECT pin_hash FROM pin_history WHERE mailbox_id = ?1 ORDER BY seq")?
+            .query_map([id.0], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        drop(conn);
+        record.extend(row.pin_hash);
+        let mut next = 0;
+        let mut positions = Vec::with_capacity(pins.len());
+        for pin in pins {
+            let mut found = None;
+            for (i, hash) in record.iter().enumerate().skip(next) {
+                if verify_secret(hash, pin.as_bytes())? {
+                    found = Some(i);
+                    next = i + 1;
+                    break;
+                }
+            }
+            positions.push(found);
+        }
+        Ok(PinRecordMatch {
+            record_len: record.len(),
+            positions,
+        })
+    }
+
+    /// Up to `limit` mails of the outbox with a row id above `after` (0: from the start),
+    /// oldest first.
+    pub fn outbox_pending(&self, after: i64, limit: u32) -> Result<Vec<OutboxMail>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, key, mailbox_id, user_name, recipient, message, created_at, attempts
+             FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let mails = stmt
+            .query_map(params![after, limit], |r| {
+                Ok(OutboxMail {
+                    id: r.get(0)?,
+                    key: r.get(1)?,
+                    mailbox_id: MailboxId(r.get(2)?),
+                    user: r.get(3)?,
+                    recipient: r.get(4)?,
+                    message: r.get(5)?,
+                    created_at: r.get(6)?,
+                    attempts: r.get(7)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(mails)
+    }
+
+    /// How many mails the outbox holds.
+    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?)
+    }
+
+    /// Removes a delivered mail from the outbox; false when it was gone already (delivered by
+    /// someone else).
+    pub fn outbox_remove(&self, id: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()?
+            .prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+            .execute([id])?
+            > 0)
+    }
+
+    /// Records a failed delivery attempt of an outbox mail.
+    pub fn outbox_record_failure(&self, id: i64) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id, unix_now()])?;
+        Ok(())
+    }
+
+    /// All PIN policies, by name.
+    pub fn policies(&self) -> Result<Vec<(String, PinPolicy)>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, min_pin_length, pin_lifetime_days, pin_history_count,
+                allow_common_patterns, logon_failures_before_pin_reset, max_logon_attempts,
+                reset_pin_text
+             FROM policies ORDER BY name",
+        )?;
+        let policies = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    PinPolicy {
+                        min_pin_length: r.get(1)?,
+                        pin_lifetime_days: r.get(2)?,
+                        pin_history_count: r.get(3)?,
+                        allow_common_patterns: r.get(4)?,
+                        logon_failures_before_pin_reset: r.get(5)?,
+                        max_logon_attempts: r.get(6)?,
+                        reset_pin_text: r.get(7)?,
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(policies)
+    }
+
+    /// Assigns the policy named `policy` (case-insensitive) to mailbox `id`. It applies from the
+    /// next PIN reset, change or logon on.
+    pub fn set_mailbox_policy(&self, id: MailboxId, policy: &str) -> Result<(), StoreError> {
+        let policy_id: i64 = self
+            .conn()?
+            .prepare_cached("SELECT id FROM policies WHERE name = ?1")?
+            .query_row([policy], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::UnknownPolicy {
+                name: policy.to_string(),
+            })?;
+        self.update(
+            id,
+            "UPDATE mailboxes SET policy_id = ?2 WHERE id = ?1",
+            policy_id,
+        )
+    }
+}
+
+/// Replaces the PIN hash of mailbox `id` inside a write transaction: pushes the old hash (of
+/// `before`) into the history, trims the history to `PINHistoryCount`, and stores `new_hash`
+/// set at `now` with the must-change mark `must_change`.
+fn replace_pin(
+    tx: &Connection,
+    id: MailboxId,
+    before: &PinState,
+    new_hash: &str,
+    now: i64,
+    must_change: bool,
+) -> Result<(), StoreError> {
+    if let Some(old) = &before.pin_hash {
+        tx.execute(
+            "INSERT INTO pin_history (mailbox_id, seq, pin_hash, set_at)
+             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM pin_history
+                          WHERE mailbox_id = ?1), ?2, ?3)",
+            params![id.0, old, before.pin_set_at.unwrap_or(now)],
+        )?;
+        tx.execute(
+            "DELETE FROM pin_history WHERE mailbox_id = ?1 AND seq NOT IN
+                (SELECT seq FROM pin_history WHERE mailbox_id = ?1
+                 ORDER BY seq DESC LIMIT ?2)",
+            params![id.0, before.policy.pin_history_count],
+        )?;
+    }
+    tx.execute(
+        "UPDATE mailboxes SET pin_hash = ?2, pin_set_at = ?3, pin_must_change = ?4 WHERE id = ?1",
+        params![id.0, new_hash, now, must_change],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1098,13 +1446,20 @@ mod tests {
         let id = store.add_mailbox(alice()).unwrap();
         assert_eq!(store.check_pin("alice", "918273").unwrap(), PinCheck::NoPin);
         let mut seen = None;
-        store
-            .reset_pin_with(id, &mut rng(), |o| {
-                seen = Some(o.clone());
-                Ok::<(), MailDown>(())
+        let queued = store
+            .reset_pin_queued(id, &mut rng(), ResetReason::Requested, |o, key| {
+                seen = Some((o.clone(), key.to_owned()));
+                Ok::<_, MailDown>(OutgoingMail {
+                    recipient: "alice@example.org".into(),
+                    message: format!("PIN {}", o.pin).into_bytes(),
+                })
             })
             .unwrap();
-        let outcome = seen.unwrap();
+        let (outcome, key) = seen.unwrap();
+        assert_eq!(queued.key, key);
+        assert_eq!(key.len(), 32, "a simple uuid");
+        assert_eq!(store.outbox_pending(0, 10).unwrap(), vec![queued.clone()]);
+        assert!(!format!("{queued:?}").contains(&outcome.pin));
         assert_eq!(outcome.user, "Alice");
         assert_eq!(outcome.email.as_deref(), Some("alice@example.org"));
         assert_eq!(outcome.extension.as_deref(), Some("36697"));
@@ -1140,14 +1495,15 @@ mod tests {
         let before = store.mailbox_by_id(id).unwrap().unwrap();
         let mut offered = String::new();
         let err = store
-            .reset_pin_with(id, &mut rng(), |o| {
+            .reset_pin_queued(id, &mut rng(), ResetReason::Requested, |o, _| {
                 offered.clone_from(&o.pin);
-                Err(MailDown)
+                Err::<OutgoingMail, _>(MailDown)
             })
             .unwrap_err();
         assert!(matches!(err, ResetPinError::Delivery(MailDown)));
         assert_eq!(store.mailbox_by_id(id).unwrap().unwrap(), before);
         assert_eq!(history_len(&store, id), 0);
+        assert_eq!(store.outbox_len().unwrap(), 0);
         assert!(matches!(
             store.check_pin("alice", &offered).unwrap(),
             PinCheck::Wrong { failures: 4, .. }
@@ -1260,9 +1616,10 @@ mod tests {
                     failures: 2,
                     reset_due: true
                 },
+                // Due at every multiple of LogonFailuresBeforePINReset only.
                 PinCheck::Wrong {
                     failures: 3,
-                    reset_due: true
+                    reset_due: false
                 },
                 PinCheck::LockedOut,
                 PinCheck::LockedOut,
@@ -1337,5 +1694,222 @@ mod tests {
         for id in ids {
             assert_eq!(history_len(&store, id), 4);
         }
+    }
+    fn queue(store: &Store, id: MailboxId, reason: ResetReason) -> (OutboxMail, String) {
+        let mut pin = String::new();
+        let mail = store
+            .reset_pin_queued(id, &mut rand::rngs::OsRng, reason, |o, _| {
+                pin.clone_from(&o.pin);
+                Ok::<_, MailDown>(OutgoingMail {
+                    recipient: "alice@example.org".into(),
+                    message: b"mail".to_vec(),
+                })
+            })
+            .unwrap();
+        (mail, pin)
+    }
+
+    #[test]
+    fn automatic_reset_keeps_counting_towards_the_lockout() {
+        let (_dir, store) = store();
+        let policy = PinPolicy {
+            logon_failures_before_pin_reset: Some(2),
+            max_logon_attempts: Some(5),
+            ..PinPolicy::default()
+        };
+        store.set_policy(DEFAULT_POLICY_NAME, &policy).unwrap();
+        let id = store.add_mailbox(alice()).unwrap();
+        store.reset_pin(id, &mut rng()).unwrap();
+        store.check_pin("alice", "0").unwrap();
+        store.check_pin("alice", "0").unwrap();
+        let (_, pin) = queue(&store, id, ResetReason::TooManyFailures);
+        let m = store.mailbox_by_id(id).unwrap().unwrap();
+        assert_eq!(m.failed_logon_count, 2);
+        assert!(m.pin_must_change && !m.locked_out);
+        for _ in 0..2 {
+            store.check_pin("alice", "0").unwrap();
+        }
+        assert_eq!(store.check_pin("alice", "0").unwrap(), PinCheck::LockedOut);
+        assert_eq!(store.check_pin("alice", &pin).unwrap(), PinCheck::LockedOut);
+        store.unlock(id).unwrap();
+        assert_eq!(
+            store.check_pin("alice", &pin).unwrap(),
+            PinCheck::OkMustChange
+        );
+        let m = store.mailbox_by_id(id).unwrap().unwrap();
+        assert_eq!((m.failed_logon_count, m.locked_out), (0, false));
+    }
+
+    #[test]
+    fn outbox_rows_grow_in_order_and_are_removed() {
+        let (_dir, store) = store();
+        let id = store.add_mailbox(alice()).unwrap();
+        let (a, _) = queue(&store, id, ResetReason::Requested);
+        let (b, _) = queue(&store, id, ResetReason::Requested);
+        assert!(b.id > a.id && a.key != b.key);
+        assert_eq!(store.outbox_len().unwrap(), 2);
+        store.outbox_record_failure(a.id).unwrap();
+        let pending = store.outbox_pending(0, 10).unwrap();
+        assert_eq!(pending[0].attempts, 1);
+        assert_eq!(pending[1], b);
+        assert!(store.outbox_remove(a.id).unwrap());
+        assert!(!store.outbox_remove(a.id).unwrap());
+        let (c, _) = queue(&store, id, ResetReason::Requested);
+        assert!(store.outbox_remove(b.id).unwrap());
+        assert!(store.outbox_remove(c.id).unwrap());
+        let (d, _) = queue(&store, id, ResetReason::Requested);
+        assert!(d.id > c.id, "ids are never reused");
+    }
+
+    #[test]
+    fn change_pin_enforces_the_policy_and_clears_must_change() {
+        let (_dir, store) = store();
+        let id = store.add_mailbox(alice()).unwrap();
+        let first = store.reset_pin(id, &mut rng()).unwrap();
+        let refused = |old: &str, new: &str| match store.change_pin("alice", old, new) {
+            Err(ChangePinError::Rejected { source }) => source,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(refused(&first, "12a456"), PinRejected::NotDigits);
+        assert_eq!(refused(&first, "2468"), PinRejected::TooShort { min: 6 });
+        assert_eq!(
+            refused(&first, &"5".repeat(25)),
+            PinRejected::TooLong { max: 24 }
+        );
+        assert_eq!(refused(&first, "777777"), PinRejected::AllSameDigit);
+        assert_eq!(refused(&first, "345678"), PinRejected::ConsecutiveDigits);
+        assert_eq!(refused(&first, "3669712"), PinRejected::StartsWithExtension);
+        assert_eq!(refused(&first, &first), PinRejected::InHistory { count: 5 });
+        let err = store.change_pin("alice", &first, "777777").unwrap_err();
+        assert!(err.to_string().contains("AllowCommonPatterns"), "{err}");
+        assert!(!err.to_string().contains("777777"));
+
+        assert!(matches!(
+            store.change_pin("alice", "000000", "480151"),
+            Err(ChangePinError::OldPinRefused(PinCheck::Wrong {
+                failures: 1,
+                ..
+            }))
+        ));
+        store.change_pin("alice", &first, "480151").unwrap();
+        let m = store.mailbox_by_id(id).unwrap().unwrap();
+        assert!(!m.pin_must_change);
+        assert_eq!(m.failed_logon_count, 0);
+        assert_eq!(store.check_pin("alice", "480151").unwrap(), PinCheck::Ok);
+        assert_eq!(
+            refused("480151", &first),
+            PinRejected::InHistory { count: 5 }
+        );
+        // A new policy applies at the next change.
+        let lax = PinPolicy {
+            min_pin_length: 4,
+            allow_common_patterns: true,
+            ..PinPolicy::default()
+        };
+        store.set_policy("Lax", &lax).unwrap();
+        store.set_mailbox_policy(id, "lax").unwrap();
+        store.change_pin("alice", "480151", "1111").unwrap();
+        assert_eq!(store.mailbox_by_id(id).unwrap().unwrap().policy_name, "Lax");
+        assert!(matches!(
+            store.set_mailbox_policy(id, "nope"),
+            Err(StoreError::UnknownPolicy { .. })
+        ));
+        assert!(matches!(
+            store.change_pin("bob", "1111", "2222"),
+            Err(ChangePinError::OldPinRefused(PinCheck::UnknownUser))
+        ));
+        let names: Vec<String> = store.policies().unwrap().into_iter().map(|p| p.0).collect();
+        assert_eq!(names, ["Default", "Lax"]);
+    }
+
+    #[test]
+    fn pin_record_lines_up_history_and_current() {
+        let (_dir, store) = store();
+        let id = store.add_mailbox(alice()).unwrap();
+        let mut rng = rng();
+        let pins: Vec<String> = (0..4)
+            .map(|_| store.reset_pin(id, &mut rng).unwrap())
+            .collect();
+        let all: Vec<&str> = pins.iter().map(String::as_str).collect();
+        let m = store.match_pin_record(id, &all).unwrap();
+        assert!(m.is_exact(), "{m:?}");
+        let m = store.match_pin_record(id, &[all[1], all[3]]).unwrap();
+        assert_eq!(m.positions, vec![Some(1), Some(3)]);
+        assert!(!m.is_exact());
+        let m = store.match_pin_record(id, &[all[3], all[0]]).unwrap();
+        assert_eq!(m.positions, vec![Some(3), None], "order matters");
+    }
+
+    #[test]
+    fn resets_of_one_mailbox_serialise_and_others_overlap() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Barrier, Condvar};
+        // Four mailboxes reset at once: each reset blocks in the hook until all four are in it.
+        // Were PIN work serialised behind one lock, this would never finish (the wait times
+        // out and the test fails).
+        let arrived = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let in_hook = Arc::new(AtomicUsize::new(0));
+        let hook: PinWorkHook = {
+            let arrived = Arc::clone(&arrived);
+            Arc::new(move |_| {
+                let (count, cv) = &*arrived;
+                let mut n = count.lock().unwrap();
+                *n += 1;
+                cv.notify_all();
+                let (n, timeout) = cv
+                    .wait_timeout_while(n, Duration::from_secs(20), |n| *n < 4)
+                    .unwrap();
+                assert!(!timeout.timed_out(), "only {} resets overlapped", *n);
+            })
+        };
+        let (_dir, store) = store();
+        let store = store.with_pin_work_hook(hook);
+        let ids: Vec<MailboxId> = (0..4)
+            .map(|i| {
+                let mut new = alice();
+                new.user = format!("user{i}");
+                store.add_mailbox(new).unwrap()
+            })
+            .collect();
+        let start = Barrier::new(4);
+        std::thread::scope(|s| {
+            for &id in &ids {
+                let (store, start) = (store.clone(), &start);
+                s.spawn(move || {
+                    start.wait();
+                    store.reset_pin(id, &mut rand::rngs::OsRng).unwrap();
+                });
+            }
+        });
+
+        // One mailbox, eight threads: never two in its PIN work at once, every reset lands.
+        let (_dir, store) = self::store();
+        let hook: PinWorkHook = {
+            let in_hook = Arc::clone(&in_hook);
+            Arc::new(move |_| {
+                assert_eq!(in_hook.fetch_add(1, Ordering::SeqCst), 0, "overlap");
+                std::thread::sleep(Duration::from_millis(5));
+                in_hook.fetch_sub(1, Ordering::SeqCst);
+            })
+        };
+        let store = store.with_pin_work_hook(hook);
+        let id = store.add_mailbox(alice()).unwrap();
+        let policy = PinPolicy {
+            pin_history_count: 20,
+            ..PinPolicy::default()
+        };
+        store.set_policy(DEFAULT_POLICY_NAME, &policy).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                let store = store.clone();
+                s.spawn(move || {
+                    for _ in 0..2 {
+                        store.reset_pin(id, &mut rand::rngs::OsRng).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(history_len(&store, id), 15);
+        assert!(store.shared.pin_locks.lock().unwrap().len() <= 1);
     }
 }
