@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -12,8 +13,6 @@ use rand::Rng;
 
 use umws::config::{FileConfig, ServeConfig};
 use umws::fault::ErrorChain;
-use std::sync::Arc;
-
 use umws::mail::{Delivery, Maildir, Outbox, ResetPinMailer};
 use umws::phone::{self, PinChange};
 use umws::pin_policy::PinPolicy;
@@ -460,7 +459,11 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     print_banner(scheme, addr, &config.data, demo.as_ref());
     let served = match tls {
-        Some(tls) => server.serve_tls(listener, tls, umws::app::shutdown_signal()).await,
+        Some(tls) => {
+            server
+                .serve_tls(listener, tls, umws::app::shutdown_signal())
+                .await
+        }
         None => server.serve(listener, umws::app::shutdown_signal()).await,
     };
     served.map_err(|source| CliError::Listen {
@@ -665,7 +668,10 @@ fn pin_set(data: &Path, user: &str, old: &str, new: &str) -> Result<ExitCode, Cl
         }
         PinChange::OldPinRefused(logon) => {
             let (code, message) = refusal(logon.check);
-            println!("PIN not changed: old {}", message.trim_start_matches("PIN "));
+            println!(
+                "PIN not changed: old {}",
+                message.trim_start_matches("PIN ")
+            );
             print_auto_reset(&logon);
             Ok(ExitCode::from(code))
         }
@@ -698,12 +704,11 @@ fn policy(cmd: PolicyCommand) -> Result<(), CliError> {
             let store = Store::open(&args.data)?;
             let mut p = match &args.file {
                 Some(path) => {
-                    let text = std::fs::read_to_string(path).map_err(|source| {
-                        CliError::PolicyFile {
+                    let text =
+                        std::fs::read_to_string(path).map_err(|source| CliError::PolicyFile {
                             path: path.clone(),
                             message: source.to_string(),
-                        }
-                    })?;
+                        })?;
                     toml::from_str::<PinPolicy>(&text).map_err(|e| CliError::PolicyFile {
                         path: path.clone(),
                         message: e.message().to_owned(),
@@ -733,7 +738,10 @@ fn policy(cmd: PolicyCommand) -> Result<(), CliError> {
                 p.reset_pin_text = text;
             }
             store.set_policy(&args.name, &p)?;
-            println!("policy {} saved; it applies from the next PIN reset or change", args.name);
+            println!(
+                "policy {} saved; it applies from the next PIN reset or change",
+                args.name
+            );
             print_policy(&args.name, &p)
         }
         PolicyCommand::Show { data, name } => {
