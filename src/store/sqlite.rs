@@ -1074,6 +1074,17 @@ impl Store {
         })
     }
 
+    /// How many times the PIN of mailbox `id` was set (resets and changes), ever: history
+    /// entries are numbered on and only the oldest are trimmed, so the newest number survives.
+    pub fn pin_changes(&self, id: MailboxId) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        let row = row_by_id(&conn, id)?.ok_or(StoreError::UnknownMailbox(id))?;
+        let newest: u64 = conn
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM pin_history WHERE mailbox_id = ?1")?
+            .query_row([id.0], |r| r.get(0))?;
+        Ok(newest + u64::from(row.pin_hash.is_some()))
+    }
+
     /// Up to `limit` mails of the outbox with a row id above `after` (0: from the start),
     /// oldest first.
     pub fn outbox_pending(&self, after: i64, limit: u32) -> Result<Vec<OutboxMail>, StoreError> {
@@ -1559,6 +1570,7 @@ mod tests {
             assert!(!pins.iter().rev().take(4).any(|p| p == &pin), "repeat");
             pins.push(pin);
             assert_eq!(history_len(&store, id), i64::from(i.min(3)));
+            assert_eq!(store.pin_changes(id).unwrap(), u64::from(i) + 1);
         }
     }
 
@@ -1831,6 +1843,7 @@ mod tests {
             .map(|_| store.reset_pin(id, &mut rng).unwrap())
             .collect();
         let all: Vec<&str> = pins.iter().map(String::as_str).collect();
+        assert_eq!(store.pin_changes(id).unwrap(), 4);
         let m = store.match_pin_record(id, &all).unwrap();
         assert!(m.is_exact(), "{m:?}");
         let m = store.match_pin_record(id, &[all[1], all[3]]).unwrap();

@@ -234,3 +234,160 @@ pub fn basic(user: &str, password: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     )
 }
+
+// ---- Helpers for the crash and concurrency tests (PIN lifecycle). ----
+
+/// Runs `umws` with `args` and returns its output.
+pub fn run_umws(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_umws"))
+        .args(args)
+        .env("UMWS_LOG", "warn")
+        .output()
+        .expect("run umws")
+}
+
+/// `umws ... --data DIR` with `DIR` spliced in after the subcommand words; panics unless it
+/// exits with `code`, returns stdout + stderr.
+pub fn umws_in(data: &Path, words: &[&str], rest: &[&str], code: i32) -> String {
+    let data = data.to_str().expect("utf-8 temp path");
+    let mut args: Vec<&str> = words.to_vec();
+    args.extend(["--data", data]);
+    args.extend(rest);
+    let out = run_umws(&args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(code), "umws {args:?}: {text}");
+    text
+}
+
+/// The ResetPIN request body (http namespace).
+pub const RESET_PIN_BODY: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
+<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>\
+<ResetPIN xmlns=\"http://schemas.microsoft.com/exchange/services/2006/messages\" />\
+</soap:Body></soap:Envelope>";
+
+/// A `umws serve` process on an existing data directory, killed (SIGKILL) on drop; unlike
+/// [`Server`] it does not own the directory, so it can be killed and restarted on it.
+pub struct Serve {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl Serve {
+    /// Starts `umws serve --no-demo` on `data` and waits for its address.
+    pub fn start(data: &Path) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_umws"))
+            .args(["serve", "--no-demo", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("UMWS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn umws serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = match lines.next() {
+                Some(Ok(l)) => l,
+                _ => panic!("server exited before printing its address"),
+            };
+            if let Some(rest) = line.strip_prefix("umws: serving the UM web service on ") {
+                let url = rest.trim();
+                let end = url.find("/UnifiedMessaging").expect("path in banner");
+                break url[..end].to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        Serve { child, base }
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What became of a request sent to a server that may die at any moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// No connection: the request never reached a server.
+    NotConnected,
+    /// Connected, but no complete answer: the request may or may not have taken effect.
+    NoAnswer,
+    /// The HTTP status of the answer.
+    Status(u16),
+}
+
+/// POSTs a ResetPIN for `user` to `base`, without panicking when the server dies.
+pub fn try_reset_pin(base: &str, user: &str, password: &str) -> Sent {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return Sent::NotConnected;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+    let req = format!(
+        "POST /UnifiedMessaging/Service.asmx HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: text/xml; charset=utf-8\r\nAuthorization: {}\r\n\
+         Content-Length: {}\r\n\r\n{RESET_PIN_BODY}",
+        basic(user, password),
+        RESET_PIN_BODY.len()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return Sent::NoAnswer;
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let (status, headers, body) = parse_response(&out);
+    let complete = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .is_some_and(|n| n == body.len());
+    if status == 0 || !complete {
+        Sent::NoAnswer
+    } else {
+        Sent::Status(status)
+    }
+}
+
+/// The mails in `user`'s Maildir under `data` (`new/` and `cur/`), by file name (the order in
+/// which their PIN changes were committed): (name, text).
+pub fn maildir_mails(data: &Path, user: &str) -> Vec<(String, String)> {
+    let mut mails = Vec::new();
+    for sub in ["new", "cur"] {
+        let dir = data.join("mail").join(user).join(sub);
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                mails.push((name, std::fs::read_to_string(e.path()).unwrap()));
+            }
+        }
+    }
+    mails.sort();
+    mails
+}
+
+/// Polls until `done` holds, at most `limit`; false on time-out.
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done()
+}
