@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::store::{normalize_user, CredentialStamp, MailboxId, Store, StoreError};
+use crate::store::{normalize_user, CredentialStamp, Mailbox, MailboxId, Store, StoreError};
 
 /// How long a verified credential is trusted without a new argon2 verification.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
@@ -135,6 +135,13 @@ impl Authenticator {
     /// need a full verification (which this does not do). Costs one SHA-256 and, on a fresh
     /// entry, one indexed database read.
     pub fn cached(&self, user: &str, password: &str) -> Result<Option<MailboxId>, AuthError> {
+        Ok(self.cached_mailbox(user, password)?.map(|m| m.id))
+    }
+
+    /// Like [`cached`](Self::cached), returning the mailbox as read for the
+    /// check (one indexed read of the whole record, so a request needs no
+    /// second read to know its caller).
+    pub fn cached_mailbox(&self, user: &str, password: &str) -> Result<Option<Mailbox>, AuthError> {
         let key = normalize_user(user);
         let digest = self.digest(&key, password);
         let found = {
@@ -151,9 +158,10 @@ impl Authenticator {
         let Some((id, stamp)) = found else {
             return Ok(None);
         };
-        if self.inner.store.credential_stamp(user)? == Some((id, stamp)) {
+        let mailbox = self.inner.store.mailbox(user)?;
+        if let Some(m) = mailbox.filter(|m| m.id == id && m.credential_stamp() == stamp) {
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
-            Ok(Some(id))
+            Ok(Some(m))
         } else {
             // Password changed or mailbox gone since the entry was made.
             self.invalidate(user);
@@ -162,7 +170,7 @@ impl Authenticator {
     }
 
     /// The slow path: one argon2 verification; caches a success.
-    fn verify_and_cache(&self, user: &str, password: &str) -> Result<Option<MailboxId>, AuthError> {
+    fn verify_and_cache(&self, user: &str, password: &str) -> Result<Option<Mailbox>, AuthError> {
         self.inner.slow.fetch_add(1, Ordering::Relaxed);
         let Some(mailbox) = self.inner.store.verify_password(user, password)? else {
             return Ok(None);
@@ -191,7 +199,7 @@ impl Authenticator {
             }
             cache.insert(key, entry);
         }
-        Ok(Some(mailbox.id))
+        Ok(Some(mailbox))
     }
 
     /// Checks `user`'s `password`: `Ok(Some(id))` if right, `Ok(None)` if wrong or unknown.
@@ -203,7 +211,7 @@ impl Authenticator {
         if let Some(id) = self.cached(user, password)? {
             return Ok(Some(id));
         }
-        self.verify_and_cache(user, password)
+        Ok(self.verify_and_cache(user, password)?.map(|m| m.id))
     }
 
     /// [`authenticate`](Self::authenticate) for async callers: a hit is answered inline, a miss
@@ -213,8 +221,18 @@ impl Authenticator {
         user: &str,
         password: &str,
     ) -> Result<Option<MailboxId>, AuthError> {
-        if let Some(id) = self.cached(user, password)? {
-            return Ok(Some(id));
+        Ok(self.authenticate_mailbox(user, password).await?.map(|m| m.id))
+    }
+
+    /// [`authenticate_async`](Self::authenticate_async), returning the
+    /// caller's mailbox as read for the check.
+    pub async fn authenticate_mailbox(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Option<Mailbox>, AuthError> {
+        if let Some(m) = self.cached_mailbox(user, password)? {
+            return Ok(Some(m));
         }
         let this = self.clone();
         let user = user.to_owned();

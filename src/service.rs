@@ -24,6 +24,9 @@ pub struct Caller {
     pub mailbox: MailboxId,
     /// The user name the caller logged on with.
     pub user: String,
+    /// The caller's mailbox as read while authenticating this request: the
+    /// read-only operations answer from it without a second read.
+    pub record: Mailbox,
 }
 
 /// The UM service over a [`Store`] and a mail delivery.
@@ -70,10 +73,24 @@ impl UmService {
         tokio::task::spawn_blocking(move || f(&store)).await?
     }
 
+    /// The caller's mailbox as read while authenticating this request.
+    /// Reading it again would cost a blocking-pool round trip per request
+    /// (see BENCHMARKS.md) and could not be fresher in any useful way.
+    fn record(ctx: &CallContext) -> Result<&Mailbox, UmError> {
+        ctx.extensions
+            .get::<Caller>()
+            .map(|c| &c.record)
+            .ok_or(UmError::InvalidPrincipal)
+    }
+
     /// The caller's mailbox, which must be UM-enabled.
     async fn um_mailbox(&self, ctx: &CallContext) -> Result<Mailbox, UmError> {
-        let id = Self::caller(ctx)?;
-        self.blocking(move |store| enabled_mailbox(store, id)).await
+        let mailbox = Self::record(ctx)?;
+        if mailbox.um_enabled {
+            Ok(mailbox.clone())
+        } else {
+            Err(UmError::NotUmEnabled)
+        }
     }
 
     /// Runs a setter on the caller's UM-enabled mailbox.
@@ -142,12 +159,8 @@ impl UmServiceSoap for UmService {
         ctx: &CallContext,
         _request: types::IsUmEnabled,
     ) -> Result<types::IsUmEnabledResponse, SoapFault> {
-        let id = Self::caller(ctx)?;
-        let mailbox = self
-            .blocking(move |store| store.mailbox_by_id(id)?.ok_or(UmError::InvalidPrincipal))
-            .await?;
         Ok(types::IsUmEnabledResponse {
-            is_um_enabled_response: mailbox.um_enabled,
+            is_um_enabled_response: Self::record(ctx)?.um_enabled,
         })
     }
 
