@@ -98,15 +98,16 @@ impl umws_soap::server::Authenticator for MailboxAuth {
         }
         match self
             .inner
-            .authenticate_async(&credentials.user, &credentials.password)
+            .authenticate_mailbox(&credentials.user, &credentials.password)
             .await?
         {
             Some(mailbox) => {
                 self.throttle.succeeded(&credentials.user);
                 let mut ext = http::Extensions::new();
                 ext.insert(Caller {
-                    mailbox,
+                    mailbox: mailbox.id,
                     user: credentials.user,
+                    record: mailbox,
                 });
                 Ok(AuthDecision::Allow(ext))
             }
@@ -149,6 +150,7 @@ pub fn build_server(store: Store, data: &Path, config: &ServeConfig) -> Result<U
         accept_aliases: !config.strict_namespaces,
         realm: REALM.into(),
         wsdl: Some(wsdl_documents()),
+        tls: config.tls.is_some(),
         ..ServerConfig::default()
     };
     Ok(SoapServer::new(

@@ -1,0 +1,1290 @@
+//! Load generator: the real UM server next to fixed-bytes servers (the ceiling), in one run.
+//!
+//! `cargo bench --bench load` (see BENCHMARKS.md for the method and the numbers).
+//!
+//! Everything runs in this process on three kinds of threads: the servers on one tokio runtime
+//! (threads `umws-srv`, workers and blocking pool, like `umws serve`), the load generator on
+//! another (threads `umws-cli`), and this main thread, which only orchestrates. The CPU time
+//! of each group is read from `/proc/self/task/*/schedstat` around the measured window, so the
+//! table shows server CPU per request next to throughput: on a small shared machine that is
+//! the steadier number.
+//!
+//! Targets, each driven by the same client over HTTP/1.1 keep-alive connections:
+//! - `umws`: `umws::app::build_server` over a fresh store, served by `SoapServer::serve`;
+//! - `umws, access log on`: the same with a `tracing` fmt subscriber writing the per-request
+//!   access log line (into a sink, so formatting is measured, not the terminal);
+//! - `umws, trusted auth`: the same service and server with an authenticator that trusts the
+//!   caller (no cache lookup, no SQLite read), to show what authentication costs;
+//! - `umws, inline read`: the real service and authentication, but IsUMEnabled reads the
+//!   mailbox on the async worker instead of through `spawn_blocking` (a proposed change);
+//! - `hyper fixed`: a hyper 1 HTTP/1.1 server whose service reads the body and answers the
+//!   bytes the real server answered (same status, content type, body);
+//! - `raw fixed`: tokio TCP reading a request head and body and writing the exact response the
+//!   real server sent (head included): the floor of any HTTP server on this machine.
+//!
+//! Settings (environment variables): `UMWS_LOAD_SECS` (5), `UMWS_LOAD_WARMUP_SECS` (1),
+//! `UMWS_LOAD_CONNECTIONS` (`64`, comma-separated list), `UMWS_LOAD_RESET_CONNECTIONS` (`4,16`),
+//! `UMWS_LOAD_RESET_SECS` (10), `UMWS_LOAD_RESET_WARMUP_SECS` (2), `UMWS_LOAD_ROUNDS` (2),
+//! `UMWS_LOAD_SERVER_THREADS` (the number of CPUs, like `umws serve`),
+//! `UMWS_LOAD_CLIENT_THREADS` (1), `UMWS_LOAD_ONLY` (`is-um-enabled`, `reset-pin` or `phases`),
+//! `UMWS_LOAD_TARGETS` (comma-separated subset of `umws,log,trusted,inline,hyper,raw`),
+//! `UMWS_LOAD_MAX_BLOCKING` (the server runtime's blocking pool limit; tokio's default 512).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+
+use umws::app::{MailboxAuth, UmServer};
+use umws::config::ServeConfig;
+use umws::mail::{MailDelivery, Maildir, ResetPinMailer};
+use umws::namespaces::MESSAGES;
+use umws::service::{Caller, UmService};
+use umws::store::{MailboxId, NewMailbox, ResetPinOutcome, Store};
+use umws::types;
+use umws::um_service_soap::{actions, UmServiceSoap, UmServiceSoapServer};
+use umws_soap::envelope::{self, ParseOptions};
+use umws_soap::namespace::NamespaceAliases;
+use umws_soap::server::{AuthDecision, Credentials, ServerConfig, SoapServer};
+
+const PATH: &str = "/UnifiedMessaging/Service.asmx";
+const DEMO_USER: &str = "demo";
+const DEMO_PASSWORD: &str = "bench-password-0123";
+
+/// Whether the access log subscriber formats events (see [`install_log_switch`]).
+static LOG_ON: AtomicBool = AtomicBool::new(false);
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+struct Settings {
+    secs: f64,
+    warmup: f64,
+    connections: Vec<usize>,
+    reset_connections: Vec<usize>,
+    reset_secs: f64,
+    reset_warmup: f64,
+    rounds: usize,
+    server_threads: usize,
+    client_threads: usize,
+    only: Option<String>,
+    targets: Option<Vec<String>>,
+    max_blocking: Option<usize>,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .filter(|n| *n > 0)
+                .collect::<Vec<_>>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        Self {
+            secs: env_or("UMWS_LOAD_SECS", 5.0),
+            warmup: env_or("UMWS_LOAD_WARMUP_SECS", 1.0),
+            connections: env_list("UMWS_LOAD_CONNECTIONS", &[64]),
+            reset_connections: env_list("UMWS_LOAD_RESET_CONNECTIONS", &[4, 16]),
+            reset_secs: env_or("UMWS_LOAD_RESET_SECS", 10.0),
+            reset_warmup: env_or("UMWS_LOAD_RESET_WARMUP_SECS", 2.0),
+            rounds: env_or("UMWS_LOAD_ROUNDS", 2usize).max(1),
+            server_threads: env_or("UMWS_LOAD_SERVER_THREADS", cpus).max(1),
+            client_threads: env_or("UMWS_LOAD_CLIENT_THREADS", 1usize).max(1),
+            only: std::env::var("UMWS_LOAD_ONLY")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            targets: std::env::var("UMWS_LOAD_TARGETS")
+                .ok()
+                .map(|v| v.split(',').map(|t| t.trim().to_owned()).collect()),
+            max_blocking: std::env::var("UMWS_LOAD_MAX_BLOCKING")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|n| *n > 0),
+        }
+    }
+
+    fn targets(&self, key: &str) -> bool {
+        self.targets
+            .as_ref()
+            .is_none_or(|t| t.iter().any(|k| k == key))
+    }
+
+    fn runs(&self, part: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| o == part)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+fn basic(user: &str, password: &str) -> String {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
+fn envelope_for(element: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+         <soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">\n  \
+         <soap:Body>\n    <{element} xmlns=\"{MESSAGES}\" />\n  </soap:Body>\n</soap:Envelope>\n"
+    )
+}
+
+/// A complete HTTP/1.1 request, as a SOAP client sends it.
+fn http_request(addr: SocketAddr, action: &str, body: &str, user: &str, password: &str) -> Vec<u8> {
+    let head = format!(
+        "POST {PATH} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/xml; charset=utf-8\r\n\
+         SOAPAction: \"{action}\"\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
+        basic(user, password),
+        body.len()
+    );
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body.as_bytes());
+    bytes
+}
+
+/// The requests of one operation: one per user.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    IsUmEnabled,
+    ResetPin,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Self::IsUmEnabled => "IsUMEnabled",
+            Self::ResetPin => "ResetPIN",
+        }
+    }
+
+    fn request(self, addr: SocketAddr, user: &str, password: &str) -> Vec<u8> {
+        let (action, body) = match self {
+            Self::IsUmEnabled => (actions::IS_UM_ENABLED, envelope_for("IsUMEnabled")),
+            Self::ResetPin => (actions::RESET_PIN, envelope_for("ResetPIN")),
+        };
+        http_request(addr, action, &body, user, password)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/1.1 framing for the client and the raw server (Content-Length only, no pipelining)
+
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+fn content_length(head: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(head);
+    text.split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads one message (head and Content-Length body) into `buf`; returns its length, or `None`
+/// at a clean end of stream.
+async fn read_message(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    buf.clear();
+    let total = loop {
+        if let Some(end) = head_end(buf) {
+            break end + content_length(&buf[..end]);
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+    };
+    while buf.len() < total {
+        if stream.read_buf(buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(Some(total))
+}
+
+fn status_of(response: &[u8]) -> u16 {
+    response
+        .split(|b| *b == b' ')
+        .nth(1)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One request over a fresh connection; the whole response.
+async fn exchange(addr: SocketAddr, request: &[u8]) -> io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(request).await?;
+    let mut buf = Vec::with_capacity(4096);
+    let n = read_message(&mut stream, &mut buf)
+        .await?
+        .ok_or(io::ErrorKind::UnexpectedEof)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ceilings
+
+/// A response body of fixed bytes.
+struct Fixed(Option<Bytes>);
+
+impl Body for Fixed {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.take().map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.0.as_ref().map_or(0, |b| b.len() as u64))
+    }
+}
+
+/// A tokio stream as hyper IO, without `unsafe` (so reads copy once through a buffer; the
+/// copy is of a few hundred bytes per request).
+struct Io {
+    stream: TcpStream,
+    buf: Box<[u8]>,
+}
+
+impl hyper::rt::Read for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut cursor: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let n = cursor.remaining().min(this.buf.len());
+        let mut rb = ReadBuf::new(&mut this.buf[..n]);
+        match Pin::new(&mut this.stream).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => {
+                cursor.put_slice(rb.filled());
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl hyper::rt::Write for Io {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, b)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// Reads a request body to its end (as the real server does); returns its length.
+async fn drain(mut body: Incoming) -> usize {
+    let mut n = 0;
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        match frame {
+            Ok(f) => n += f.data_ref().map_or(0, Bytes::len),
+            Err(_) => break,
+        }
+    }
+    n
+}
+
+/// hyper 1, HTTP/1.1, keep-alive, a service answering `status` with `body` as `text/xml`.
+async fn serve_hyper_fixed(listener: TcpListener, status: u16, body: Bytes) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let body = body.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let body = body.clone();
+            async move {
+                drain(req.into_body()).await;
+                let mut response = hyper::Response::new(Fixed(Some(body)));
+                *response.status_mut() = http::StatusCode::from_u16(status)
+                    .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/xml; charset=utf-8"),
+                );
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let io = Io {
+            stream,
+            buf: vec![0; 8192].into_boxed_slice(),
+        };
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
+
+/// Raw tokio: read a request, write `response` (a complete HTTP response), repeat.
+async fn serve_raw_fixed(listener: TcpListener, response: Bytes) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let response = response.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(4096);
+            while let Ok(Some(_)) = read_message(&mut stream, &mut buf).await {
+                if stream.write_all(&response).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real server and its variants
+
+/// An authenticator that lets everyone in as `caller` (for the "trusted auth" row only).
+struct Trusted(Caller);
+
+impl umws_soap::server::Authenticator for Trusted {
+    async fn authenticate(
+        &self,
+        _credentials: Option<Credentials>,
+        _remote_addr: Option<SocketAddr>,
+    ) -> Result<AuthDecision, Box<dyn std::error::Error + Send + Sync>> {
+        let mut ext = http::Extensions::new();
+        ext.insert(self.0.clone());
+        Ok(AuthDecision::Allow(ext))
+    }
+}
+
+type TrustedServer = SoapServer<UmServiceSoapServer<UmService>, Trusted>;
+
+/// `build_server`'s server with [`Trusted`] authentication.
+fn trusted_server(store: Store, data: &Path, caller: Caller) -> TrustedServer {
+    let mailer = ResetPinMailer::new(Box::new(Maildir::in_data_dir(data)) as Box<dyn MailDelivery>);
+    SoapServer::new(
+        UmServiceSoapServer::new(UmService::new(store, mailer)),
+        Trusted(caller),
+        umws::fault::ExchangeFaults,
+        server_config(),
+    )
+}
+
+/// [`UmService`] with IsUMEnabled's mailbox read done inline on the async worker instead of
+/// on the blocking pool (a few microseconds of SQLite; the "inline read" rows). Everything else
+/// is delegated.
+struct InlineReads {
+    inner: UmService,
+    store: Store,
+}
+
+macro_rules! delegate {
+    ($($name:ident($req:ident) -> $resp:ident;)*) => {$(
+        async fn $name(
+            &self,
+            ctx: &umws_soap::CallContext,
+            request: types::$req,
+        ) -> Result<types::$resp, umws_soap::SoapFault> {
+            self.inner.$name(ctx, request).await
+        }
+    )*};
+}
+
+impl UmServiceSoap for InlineReads {
+    async fn is_um_enabled(
+        &self,
+        ctx: &umws_soap::CallContext,
+        _request: types::IsUmEnabled,
+    ) -> Result<types::IsUmEnabledResponse, umws_soap::SoapFault> {
+        let unavailable = || umws_soap::SoapFault::server("unavailable");
+        let id = ctx
+            .extensions
+            .get::<Caller>()
+            .map(|c| c.mailbox)
+            .ok_or_else(unavailable)?;
+        let mailbox = self
+            .store
+            .mailbox_by_id(id)
+            .map_err(|_| unavailable())?
+            .ok_or_else(unavailable)?;
+        Ok(types::IsUmEnabledResponse {
+            is_um_enabled_response: mailbox.um_enabled,
+        })
+    }
+
+    delegate! {
+        get_um_properties(GetUmProperties) -> GetUmPropertiesResponse;
+        set_oof_status(SetOofStatus) -> SetOofStatusResponse;
+        set_play_on_phone_dial_string(SetPlayOnPhoneDialString) -> SetPlayOnPhoneDialStringResponse;
+        set_telephone_access_folder_email(SetTelephoneAccessFolderEmail) -> SetTelephoneAccessFolderEmailResponse;
+        set_missed_call_notification_enabled(SetMissedCallNotificationEnabled) -> SetMissedCallNotificationEnabledResponse;
+        reset_pin(ResetPin) -> ResetPinResponse;
+        play_on_phone(PlayOnPhone) -> PlayOnPhoneResponse;
+        get_call_info(GetCallInfo) -> GetCallInfoResponse;
+        disconnect(Disconnect) -> DisconnectResponse;
+        play_on_phone_greeting(PlayOnPhoneGreeting) -> PlayOnPhoneGreetingResponse;
+    }
+}
+
+type InlineServer = SoapServer<UmServiceSoapServer<InlineReads>, MailboxAuth>;
+
+/// `build_server`'s server (same authentication) over [`InlineReads`].
+fn inline_server(store: Store, data: &Path) -> InlineServer {
+    let mailer = ResetPinMailer::new(Box::new(Maildir::in_data_dir(data)) as Box<dyn MailDelivery>);
+    SoapServer::new(
+        UmServiceSoapServer::new(InlineReads {
+            inner: UmService::new(store.clone(), mailer),
+            store: store.clone(),
+        }),
+        MailboxAuth::new(store),
+        umws::fault::ExchangeFaults,
+        server_config(),
+    )
+}
+
+/// The settings `build_server` uses with the default `ServeConfig`.
+fn server_config() -> ServerConfig {
+    ServerConfig {
+        paths: umws::app::PATHS.iter().map(|p| (*p).to_owned()).collect(),
+        aliases: aliases(),
+        realm: umws::app::REALM.into(),
+        wsdl: Some(umws::app::wsdl_documents()),
+        ..ServerConfig::default()
+    }
+}
+
+fn aliases() -> NamespaceAliases {
+    NamespaceAliases::none().with(umws::app::HTTPS_ALIAS.0, umws::app::HTTPS_ALIAS.1)
+}
+
+/// A `tracing` subscriber that formats every event into a sink while [`LOG_ON`] is set, like
+/// `umws serve` does into stderr at its default `info` level.
+fn install_log_switch() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::Layer as _;
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(io::sink)
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            LOG_ON.load(Ordering::Relaxed) && *meta.level() <= tracing::Level::INFO
+        }));
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    store: Store,
+    umws: SocketAddr,
+    trusted: SocketAddr,
+    inline: SocketAddr,
+    /// Ids of `user0..userN`, for ResetPIN (one mailbox per connection).
+    reset_users: Vec<MailboxId>,
+    demo: MailboxId,
+    _stop: Vec<oneshot::Sender<()>>,
+}
+
+fn start_world(server_rt: &Runtime, reset_users: usize) -> World {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let store = Store::create(&data).expect("store");
+    let add = |user: &str| {
+        store
+            .add_mailbox(NewMailbox {
+                user: user.into(),
+                password: DEMO_PASSWORD.into(),
+                um_enabled: true,
+                extension: Some("12345".into()),
+                email: Some(format!("{user}@localhost")),
+            })
+            .expect("add mailbox")
+    };
+    let demo = add(DEMO_USER);
+    let reset_ids = (0..reset_users).map(|i| add(&format!("user{i}"))).collect();
+
+    let server: UmServer =
+        umws::app::build_server(store.clone(), &data, &ServeConfig::default()).expect("server");
+    let caller = Caller {
+        mailbox: demo,
+        user: DEMO_USER.into(),
+        record: store.mailbox_by_id(demo).expect("read").expect("demo mailbox"),
+    };
+    let trusted = trusted_server(store.clone(), &data, caller);
+    let inline = inline_server(store.clone(), &data);
+    let (c, stop_c) = oneshot::channel::<()>();
+    let (a, stop_a) = oneshot::channel::<()>();
+    let (b, stop_b) = oneshot::channel::<()>();
+    let (umws, trusted_addr, inline_addr) = server_rt.block_on(async {
+        let bind = || async {
+            let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let a = l.local_addr().expect("addr");
+            (l, a)
+        };
+        let ((l1, a1), (l2, a2), (l3, a3)) = (bind().await, bind().await, bind().await);
+        tokio::spawn(server.serve(l1, async {
+            let _ = stop_a.await;
+        }));
+        tokio::spawn(trusted.serve(l2, async {
+            let _ = stop_b.await;
+        }));
+        tokio::spawn(inline.serve(l3, async {
+            let _ = stop_c.await;
+        }));
+        (a1, a2, a3)
+    });
+    World {
+        dir,
+        store,
+        umws,
+        trusted: trusted_addr,
+        inline: inline_addr,
+        reset_users: reset_ids,
+        demo,
+        _stop: vec![a, b, c],
+    }
+}
+
+/// Starts the two fixed-bytes servers answering like `real` (a complete response of the real
+/// server); returns (hyper, raw) addresses.
+fn start_ceilings(server_rt: &Runtime, real: &[u8]) -> (SocketAddr, SocketAddr) {
+    let head = head_end(real).expect("a complete response");
+    let status = status_of(real);
+    let body = Bytes::copy_from_slice(&real[head..]);
+    let whole = Bytes::copy_from_slice(real);
+    server_rt.block_on(async {
+        let h = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let r = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addrs = (h.local_addr().expect("addr"), r.local_addr().expect("addr"));
+        tokio::spawn(serve_hyper_fixed(h, status, body));
+        tokio::spawn(serve_raw_fixed(r, whole));
+        addrs
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU accounting per thread group
+
+/// Nanoseconds on CPU so far of each live thread whose name starts with `prefix`, by thread id.
+fn cpu_ns(prefix: &str) -> BTreeMap<u64, u64> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return BTreeMap::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix))
+        })
+        .filter_map(|t| {
+            let tid = t.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            Some((tid, stat.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The CPU time the threads spent between two [`cpu_ns`] snapshots (threads born in between
+/// count from zero; the server runtime keeps idle threads alive so none dies in between).
+fn cpu_delta(before: &BTreeMap<u64, u64>, after: &BTreeMap<u64, u64>) -> u64 {
+    after
+        .iter()
+        .map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load
+
+#[derive(Default)]
+struct ConnStats {
+    latencies_us: Vec<u32>,
+    non_ok: u64,
+    error: Option<String>,
+}
+
+struct RunResult {
+    requests: usize,
+    secs: f64,
+    latencies_us: Vec<u32>,
+    non_ok: u64,
+    errors: Vec<String>,
+    server_cpu_ns: u64,
+    client_cpu_ns: u64,
+    server_threads: usize,
+}
+
+impl RunResult {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.secs
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+
+    fn server_us_per_request(&self) -> f64 {
+        self.server_cpu_ns as f64 / 1000.0 / self.requests.max(1) as f64
+    }
+
+    fn client_us_per_request(&self) -> f64 {
+        self.client_cpu_ns as f64 / 1000.0 / self.requests.max(1) as f64
+    }
+}
+
+/// One keep-alive connection sending `request` until `end`, recording the latency of every
+/// response that completes inside `[start, end)`.
+async fn connection(
+    addr: SocketAddr,
+    request: Arc<[u8]>,
+    start: Instant,
+    end: Instant,
+) -> ConnStats {
+    let mut stats = ConnStats::default();
+    let mut stream = match TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            stats.error = Some(format!("connect: {e}"));
+            return stats;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::with_capacity(4096);
+    while Instant::now() < end {
+        let t0 = Instant::now();
+        if let Err(e) = stream.write_all(&request).await {
+            stats.error = Some(format!("write: {e}"));
+            break;
+        }
+        let n = match read_message(&mut stream, &mut buf).await {
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                stats.error = Some("server closed the connection".into());
+                break;
+            }
+            Err(e) => {
+                stats.error = Some(format!("read: {e}"));
+                break;
+            }
+        };
+        let t1 = Instant::now();
+        if t1 >= start && t1 < end {
+            stats
+                .latencies_us
+                .push(u32::try_from((t1 - t0).as_micros()).unwrap_or(u32::MAX));
+            if status_of(&buf[..n]) != 200 {
+                stats.non_ok += 1;
+            }
+        }
+    }
+    stats
+}
+
+/// Drives `target` with one connection per request in `requests` for `warmup + secs`.
+fn run(
+    client_rt: &Runtime,
+    target: SocketAddr,
+    requests: &[Arc<[u8]>],
+    warmup: f64,
+    secs: f64,
+) -> RunResult {
+    client_rt.block_on(async {
+        let start = Instant::now() + Duration::from_secs_f64(warmup);
+        let end = start + Duration::from_secs_f64(secs);
+        let tasks: Vec<_> = requests
+            .iter()
+            .map(|r| tokio::spawn(connection(target, Arc::clone(r), start, end)))
+            .collect();
+        tokio::time::sleep_until(start.into()).await;
+        let (srv0, cli0) = (cpu_ns("umws-srv"), cpu_ns("umws-cli"));
+        tokio::time::sleep_until(end.into()).await;
+        let (srv1, cli1) = (cpu_ns("umws-srv"), cpu_ns("umws-cli"));
+        let server_threads = srv1.len();
+        let mut result = RunResult {
+            requests: 0,
+            secs,
+            latencies_us: Vec::new(),
+            non_ok: 0,
+            errors: Vec::new(),
+            server_cpu_ns: cpu_delta(&srv0, &srv1),
+            client_cpu_ns: cpu_delta(&cli0, &cli1),
+            server_threads,
+        };
+        for t in tasks {
+            let stats = t.await.unwrap_or_default();
+            result.latencies_us.extend(stats.latencies_us);
+            result.non_ok += stats.non_ok;
+            result.errors.extend(stats.error);
+        }
+        result.requests = result.latencies_us.len();
+        result.latencies_us.sort_unstable();
+        result
+    })
+}
+
+fn print_header() {
+    println!(
+        "{:<11} {:<22} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>11} {:>11} {:>7} {:>6}",
+        "operation",
+        "target",
+        "conns",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "srv µs/req",
+        "cli µs/req",
+        "srv thr",
+        "non200"
+    );
+}
+
+fn print_row(op: Operation, target: &str, conns: usize, r: &RunResult) {
+    println!(
+        "{:<11} {:<22} {:>5} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>11.1} {:>11.1} {:>7} {:>6}",
+        op.name(),
+        target,
+        conns,
+        r.rate(),
+        r.percentile_ms(0.5),
+        r.percentile_ms(0.9),
+        r.percentile_ms(0.99),
+        r.percentile_ms(1.0),
+        r.server_us_per_request(),
+        r.client_us_per_request(),
+        r.server_threads,
+        r.non_ok,
+    );
+    if !r.errors.is_empty() {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in &r.errors {
+            *counts.entry(e.as_str()).or_default() += 1;
+        }
+        println!("    connection errors: {counts:?}");
+    }
+}
+
+fn ratio_line(what: &str, num: &RunResult, den: &RunResult) {
+    println!(
+        "    {what}: throughput {:.2}x, server CPU per request {:.2}x",
+        num.rate() / den.rate(),
+        den.server_us_per_request() / num.server_us_per_request(),
+    );
+}
+
+fn is_um_enabled_load(s: &Settings, server_rt: &Runtime, client_rt: &Runtime, world: &World) {
+    let op = Operation::IsUmEnabled;
+    let real = client_rt
+        .block_on(exchange(
+            world.umws,
+            &op.request(world.umws, DEMO_USER, DEMO_PASSWORD),
+        ))
+        .expect("IsUMEnabled answers");
+    assert_eq!(status_of(&real), 200, "{}", String::from_utf8_lossy(&real));
+    assert!(String::from_utf8_lossy(&real).contains("<IsUMEnabledResponse>true"));
+    let (hyper_addr, raw_addr) = start_ceilings(server_rt, &real);
+    println!(
+        "\n## IsUMEnabled, Basic auth (one mailbox), response {} bytes ({} of body)",
+        real.len(),
+        real.len() - head_end(&real).unwrap_or(0)
+    );
+    for &conns in &s.connections {
+        for round in 1..=s.rounds {
+            println!(
+                "\nround {round}/{}, {conns} connections, {}s after {}s warm-up",
+                s.rounds, s.secs, s.warmup
+            );
+            print_header();
+            let mut results = BTreeMap::new();
+            let targets = [
+                ("umws", "umws", world.umws, false),
+                ("log", "umws, access log on", world.umws, true),
+                ("trusted", "umws, trusted auth", world.trusted, false),
+                ("inline", "umws, inline read", world.inline, false),
+                ("hyper", "hyper fixed", hyper_addr, false),
+                ("raw", "raw fixed", raw_addr, false),
+            ];
+            for (key, name, addr, log) in targets {
+                if !s.targets(key) {
+                    continue;
+                }
+                let request: Arc<[u8]> = op.request(addr, DEMO_USER, DEMO_PASSWORD).into();
+                // Fill the server's credentials cache first: a cold cache makes every
+                // connection pay an argon2 verification at once.
+                let _ = client_rt.block_on(exchange(addr, &request));
+                let requests = vec![request; conns];
+                LOG_ON.store(log, Ordering::Relaxed);
+                let r = run(client_rt, addr, &requests, s.warmup, s.secs);
+                LOG_ON.store(false, Ordering::Relaxed);
+                print_row(op, name, conns, &r);
+                results.insert(key, r);
+            }
+            for (num, den, what) in [
+                ("umws", "hyper", "umws / hyper fixed"),
+                ("umws", "raw", "umws / raw fixed"),
+                ("log", "hyper", "umws with access log / hyper fixed"),
+                ("trusted", "hyper", "umws with trusted auth / hyper fixed"),
+                ("inline", "hyper", "umws with inline read / hyper fixed"),
+            ] {
+                if let (Some(n), Some(d)) = (results.get(num), results.get(den)) {
+                    ratio_line(what, n, d);
+                }
+            }
+        }
+    }
+}
+
+fn reset_pin_load(s: &Settings, server_rt: &Runtime, client_rt: &Runtime, world: &World) {
+    let op = Operation::ResetPin;
+    // Fill the credentials cache of every user (IsUMEnabled is cheap), so that the runs
+    // measure resets, not first logons.
+    for i in 0..world.reset_users.len() {
+        let user = format!("user{i}");
+        let request = Operation::IsUmEnabled.request(world.umws, &user, DEMO_PASSWORD);
+        let _ = client_rt.block_on(exchange(world.umws, &request));
+    }
+    let first = client_rt
+        .block_on(exchange(
+            world.umws,
+            &op.request(world.umws, "user0", DEMO_PASSWORD),
+        ))
+        .expect("ResetPIN answers");
+    assert_eq!(
+        status_of(&first),
+        200,
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
+    let (hyper_addr, raw_addr) = start_ceilings(server_rt, &first);
+    println!(
+        "\n## ResetPIN, Basic auth, one mailbox per connection (production argon2 cost), response {} bytes",
+        first.len()
+    );
+    for &conns in &s.reset_connections {
+        let conns = conns.min(world.reset_users.len());
+        for round in 1..=s.rounds {
+            println!(
+                "\nround {round}/{}, {conns} connections, {}s after {}s warm-up",
+                s.rounds, s.reset_secs, s.reset_warmup
+            );
+            print_header();
+            let mut results = BTreeMap::new();
+            let targets = [
+                ("umws", "umws", world.umws),
+                ("hyper", "hyper fixed", hyper_addr),
+                ("raw", "raw fixed", raw_addr),
+            ];
+            for (key, name, addr) in targets {
+                if !s.targets(key) {
+                    continue;
+                }
+                let requests: Vec<Arc<[u8]>> = (0..conns)
+                    .map(|i| op.request(addr, &format!("user{i}"), DEMO_PASSWORD).into())
+                    .collect();
+                let r = run(client_rt, addr, &requests, s.reset_warmup, s.reset_secs);
+                print_row(op, name, conns, &r);
+                results.insert(key, r);
+            }
+            if let (Some(n), Some(d)) = (results.get("umws"), results.get("hyper")) {
+                ratio_line("umws / hyper fixed", n, d);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases: what each step costs alone, sequentially on one thread
+
+/// Runs `f` for at least `min_iters` times and about `budget`, and prints the mean and median
+/// time per call.
+fn phase(name: &str, min_iters: usize, budget: Duration, mut f: impl FnMut()) {
+    f();
+    let mut samples = Vec::new();
+    let began = Instant::now();
+    while samples.len() < min_iters || (began.elapsed() < budget && samples.len() < 1_000_000) {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed());
+    }
+    samples.sort_unstable();
+    let mean = samples.iter().sum::<Duration>() / u32::try_from(samples.len()).unwrap_or(u32::MAX);
+    let median = samples[samples.len() / 2];
+    println!(
+        "{name:<58} {:>12.1} {:>12.1} {:>8}",
+        mean.as_secs_f64() * 1e6,
+        median.as_secs_f64() * 1e6,
+        samples.len()
+    );
+}
+
+/// An in-process request to [`SoapServer::handle`].
+fn in_process_request(op: Operation, user: &str) -> hyper::Request<Fixed> {
+    let element = match op {
+        Operation::IsUmEnabled => "IsUMEnabled",
+        Operation::ResetPin => "ResetPIN",
+    };
+    let action = match op {
+        Operation::IsUmEnabled => actions::IS_UM_ENABLED,
+        Operation::ResetPin => actions::RESET_PIN,
+    };
+    let body = envelope_for(element);
+    hyper::Request::builder()
+        .method("POST")
+        .uri(PATH)
+        .header("host", "127.0.0.1")
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("soapaction", format!("\"{action}\""))
+        .header("authorization", basic(user, DEMO_PASSWORD))
+        .header("content-length", body.len())
+        .body(Fixed(Some(Bytes::from(body))))
+        .expect("a valid request")
+}
+
+fn block<F: Future>(rt: &Runtime, f: F) -> F::Output {
+    rt.block_on(f)
+}
+
+fn phases(server_rt: &Runtime, world: &World) {
+    let fast = Duration::from_millis(700);
+    let slow = Duration::from_secs(3);
+    let store = &world.store;
+    let data = world.dir.path().join("data");
+    println!("\n## Phases, one at a time on one thread (µs)");
+    println!("{:<58} {:>12} {:>12} {:>8}", "step", "mean", "median", "n");
+
+    println!("-- IsUMEnabled path");
+    let request = envelope_for("IsUMEnabled");
+    let aliases = aliases();
+    phase("envelope::parse (IsUMEnabled request)", 1000, fast, || {
+        envelope::parse(request.as_bytes(), ParseOptions::new(&aliases)).expect("parses");
+    });
+    let auth = umws::auth::Authenticator::new(store.clone());
+    auth.authenticate(DEMO_USER, DEMO_PASSWORD)
+        .expect("auth")
+        .expect("known");
+    phase(
+        "Authenticator::cached (hit: SHA-256, lock, SQLite read)",
+        1000,
+        fast,
+        || {
+            auth.cached(DEMO_USER, DEMO_PASSWORD)
+                .expect("auth")
+                .expect("hit");
+        },
+    );
+    phase(
+        "Store::credential_stamp (the SQLite read of a hit)",
+        1000,
+        fast,
+        || {
+            store
+                .credential_stamp(DEMO_USER)
+                .expect("read")
+                .expect("found");
+        },
+    );
+    phase(
+        "Store::mailbox_by_id (IsUMEnabled's read)",
+        1000,
+        fast,
+        || {
+            store
+                .mailbox_by_id(world.demo)
+                .expect("read")
+                .expect("found");
+        },
+    );
+    phase(
+        "tokio spawn_blocking round trip (empty closure)",
+        1000,
+        fast,
+        || {
+            block(server_rt, async {
+                tokio::task::spawn_blocking(|| ()).await.expect("joined");
+            });
+        },
+    );
+    let server =
+        umws::app::build_server(store.clone(), &data, &ServeConfig::default()).expect("server");
+    phase(
+        "SoapServer::handle IsUMEnabled, in process (no TCP/HTTP)",
+        1000,
+        fast,
+        || {
+            let r = block(
+                server_rt,
+                server.handle(in_process_request(Operation::IsUmEnabled, DEMO_USER), None),
+            );
+            assert_eq!(r.status(), 200);
+        },
+    );
+    let caller = Caller {
+        mailbox: world.demo,
+        user: DEMO_USER.into(),
+        record: store.mailbox_by_id(world.demo).expect("read").expect("demo mailbox"),
+    };
+    let trusted = trusted_server(store.clone(), &data, caller);
+    phase(
+        "  same, trusted auth (no SHA-256, no SQLite read in auth)",
+        1000,
+        fast,
+        || {
+            let r = block(
+                server_rt,
+                trusted.handle(in_process_request(Operation::IsUmEnabled, DEMO_USER), None),
+            );
+            assert_eq!(r.status(), 200);
+        },
+    );
+    let inline = inline_server(store.clone(), &data);
+    phase(
+        "  same, inline mailbox read (no spawn_blocking)",
+        1000,
+        fast,
+        || {
+            let r = block(
+                server_rt,
+                inline.handle(in_process_request(Operation::IsUmEnabled, DEMO_USER), None),
+            );
+            assert_eq!(r.status(), 200);
+        },
+    );
+    LOG_ON.store(true, Ordering::Relaxed);
+    phase(
+        "  same, full auth, access log formatted (into a sink)",
+        1000,
+        fast,
+        || {
+            let r = block(
+                server_rt,
+                server.handle(in_process_request(Operation::IsUmEnabled, DEMO_USER), None),
+            );
+            assert_eq!(r.status(), 200);
+        },
+    );
+    LOG_ON.store(false, Ordering::Relaxed);
+
+    println!("-- ResetPIN steps (production argon2id: m=19456 KiB, t=2, p=1)");
+    let params = argon2::Params::new(19_456, 2, 1, None).expect("params");
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = argon2::password_hash::SaltString::generate(&mut rand::rngs::OsRng);
+    let phc = {
+        use argon2::PasswordHasher as _;
+        argon
+            .hash_password(b"123456", &salt)
+            .expect("hash")
+            .to_string()
+    };
+    phase("argon2id hash (one PIN or password)", 5, slow, || {
+        use argon2::PasswordHasher as _;
+        argon.hash_password(b"123456", &salt).expect("hash");
+    });
+    phase(
+        "argon2id verify (one candidate against one old PIN)",
+        5,
+        slow,
+        || {
+            use argon2::PasswordVerifier as _;
+            let parsed = argon2::PasswordHash::new(&phc).expect("phc");
+            let _ = argon2::Argon2::default().verify_password(b"654321", &parsed);
+        },
+    );
+    phase(
+        "Store::verify_password (a cache miss in auth)",
+        5,
+        slow,
+        || {
+            store
+                .verify_password(DEMO_USER, DEMO_PASSWORD)
+                .expect("verify")
+                .expect("ok");
+        },
+    );
+    let mut flag = false;
+    phase(
+        "Store::set_oof_status (one write transaction, fsync'd)",
+        50,
+        fast,
+        || {
+            flag = !flag;
+            store.set_oof_status(world.demo, flag).expect("write");
+        },
+    );
+    // Fill the PIN history to its steady state (PINHistoryCount = 5) first.
+    let id = world.demo;
+    for _ in 0..6 {
+        store.reset_pin(id, &mut rand::rngs::OsRng).expect("reset");
+    }
+    phase(
+        "Store::reset_pin, no mail (history full: 6 verifies + 1 hash)",
+        3,
+        slow,
+        || {
+            store.reset_pin(id, &mut rand::rngs::OsRng).expect("reset");
+        },
+    );
+    let outcome = ResetPinOutcome {
+        mailbox_id: id,
+        pin: "740291".into(),
+        user: DEMO_USER.into(),
+        email: Some("demo@localhost".into()),
+        extension: Some("12345".into()),
+        reset_pin_text: String::new(),
+        telephone_access_numbers: None,
+        pin_set_at: 0,
+    };
+    let from = umws::mail::default_from();
+    phase(
+        "reset_pin_message + formatted (build the mail)",
+        200,
+        fast,
+        || {
+            let m = umws::mail::reset_pin_message(&outcome, &from).expect("mail");
+            std::hint::black_box(m.formatted());
+        },
+    );
+    let message = umws::mail::reset_pin_message(&outcome, &from)
+        .expect("mail")
+        .formatted();
+    let maildir = Maildir::new(world.dir.path().join("phase-mail"));
+    phase(
+        "Maildir::deliver_bytes (write, fsync, rename, fsync dir)",
+        50,
+        fast,
+        || {
+            maildir
+                .deliver_bytes(DEMO_USER, &message)
+                .expect("delivered");
+        },
+    );
+    phase(
+        "SoapServer::handle ResetPIN, in process (all of the above)",
+        3,
+        slow,
+        || {
+            let r = block(
+                server_rt,
+                server.handle(in_process_request(Operation::ResetPin, DEMO_USER), None),
+            );
+            assert_eq!(r.status(), 200);
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn runtime(name: &str, threads: usize, max_blocking: Option<usize>) -> Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
+        .worker_threads(threads)
+        .thread_name(name)
+        // Idle blocking threads stay, so that no thread's CPU time leaves the sums mid-run.
+        .thread_keep_alive(Duration::from_secs(3600))
+        .enable_all();
+    if let Some(n) = max_blocking {
+        builder.max_blocking_threads(n);
+    }
+    builder.build().expect("runtime")
+}
+
+fn main() {
+    let s = Settings::from_env();
+    // `cargo bench` passes `--bench`; a name filter is not supported (use UMWS_LOAD_ONLY).
+    install_log_switch();
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_default();
+    println!("# umws load generator");
+    println!(
+        "machine: {cpus} CPUs ({model}); server runtime {} worker threads (blocking pool max {}), \
+         client runtime {}",
+        s.server_threads,
+        s.max_blocking
+            .map_or("512, tokio's default".to_owned(), |n| n.to_string()),
+        s.client_threads
+    );
+    let server_rt = runtime("umws-srv", s.server_threads, s.max_blocking);
+    let client_rt = runtime("umws-cli", s.client_threads, None);
+    let reset_users = s.reset_connections.iter().copied().max().unwrap_or(0);
+    let world = start_world(&server_rt, reset_users.max(1));
+
+    if s.runs("is-um-enabled") {
+        is_um_enabled_load(&s, &server_rt, &client_rt, &world);
+    }
+    if s.runs("reset-pin") {
+        reset_pin_load(&s, &server_rt, &client_rt, &world);
+    }
+    if s.runs("phases") {
+        phases(&server_rt, &world);
+    }
+}
