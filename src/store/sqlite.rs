@@ -1570,7 +1570,10 @@ mod tests {
             assert!(!pins.iter().rev().take(4).any(|p| p == &pin), "repeat");
             pins.push(pin);
             assert_eq!(history_len(&store, id), i64::from(i.min(3)));
-            assert_eq!(store.pin_changes(id).unwrap(), u64::from(i) + 1);
+            assert_eq!(
+                store.pin_changes(id).unwrap(),
+                u64::try_from(i).unwrap() + 1
+            );
         }
     }
 
