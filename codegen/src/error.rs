@@ -29,8 +29,21 @@ pub enum Error {
         /// What is not supported and why.
         reason: String,
     },
-    /// A message part names an element the schemas do not define (or
-    /// xsd-parser named its type differently than expected).
+    /// A message part names an element that no schema defines.
+    #[error("{}: {element}: its message names the element {{{namespace}}}{local}, which no schema defines", file.display())]
+    UnknownElement {
+        /// The WSDL file.
+        file: PathBuf,
+        /// The WSDL element whose message names the schema element, e.g.
+        /// `<wsdl:operation name="X">`.
+        element: String,
+        /// The schema element's namespace.
+        namespace: String,
+        /// The schema element's local name.
+        local: String,
+    },
+    /// A schema defines the element a message part names, but xsd-parser
+    /// generated no Rust type of its own for it (e.g. a built-in type).
     #[error("{}: {element}: no Rust type {expected} was generated for {{{namespace}}}{local}", file.display())]
     MissingType {
         /// The WSDL file.

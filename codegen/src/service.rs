@@ -245,18 +245,31 @@ fn doc_lines(text: &Option<String>) -> Vec<TokenStream> {
         .collect()
 }
 
+/// The Rust type xsd-parser generated for the element `q` that operation
+/// `op` names.
 fn type_path(model: &Model, types: &Types, q: &QName, op: &str) -> Result<syn::Ident, Error> {
-    let name = type_name(&q.local);
-    if !types.has(&name) {
-        return Err(Error::MissingType {
-            file: model.file.clone(),
-            element: format!("<wsdl:operation name=\"{op}\">"),
-            namespace: q.namespace.clone().unwrap_or_default(),
-            local: q.local.clone(),
-            expected: name,
-        });
+    let element = format!("<wsdl:operation name=\"{op}\">");
+    if let Some(ident) = types.elements.get(q) {
+        return Ok(ident.clone());
     }
-    Ok(format_ident!("{}", name))
+    let namespace = q.namespace.clone().unwrap_or_default();
+    let local = q.local.clone();
+    Err(if types.defined.contains(q) {
+        Error::MissingType {
+            file: model.file.clone(),
+            element,
+            namespace,
+            expected: type_name(&local),
+            local,
+        }
+    } else {
+        Error::UnknownElement {
+            file: model.file.clone(),
+            element,
+            namespace,
+            local,
+        }
+    })
 }
 
 fn emit_port_type(
