@@ -221,7 +221,10 @@ impl Authenticator {
         user: &str,
         password: &str,
     ) -> Result<Option<MailboxId>, AuthError> {
-        Ok(self.authenticate_mailbox(user, password).await?.map(|m| m.id))
+        Ok(self
+            .authenticate_mailbox(user, password)
+            .await?
+            .map(|m| m.id))
     }
 
     /// [`authenticate_async`](Self::authenticate_async), returning the

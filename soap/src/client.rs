@@ -116,7 +116,9 @@ impl Transport {
         match (uri.scheme_str(), &tls) {
             (Some("http"), _) | (Some("https"), Some(_)) => {}
             (Some("https"), None) => {
-                return Err(invalid("an https:// URL needs a TLS setting (a trusted CA)"))
+                return Err(invalid(
+                    "an https:// URL needs a TLS setting (a trusted CA)",
+                ))
             }
             _ => return Err(invalid("the URL must start with http:// or https://")),
         }

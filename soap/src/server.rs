@@ -351,14 +351,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
             );
         };
         match text {
-            Some(Ok(text)) => {
-                let mut r = Response::new(Full::new(Bytes::from(text)));
-                r.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/xml; charset=utf-8"),
-                );
-                r
-            }
+            Some(Ok(text)) => xml_response(StatusCode::OK, text.into_bytes()),
             Some(Err(error)) => {
                 tracing::error!(%error, "cannot render the WSDL");
                 plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
@@ -736,34 +729,31 @@ fn base_url<B>(req: &Request<B>, scheme: &str) -> String {
     format!("{scheme}://{host}{}", req.uri().path())
 }
 
-fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
-    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> HttpResponse {
+    let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
+}
+
+fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
+    response(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(text.as_bytes()),
+    )
 }
 
 fn payload_too_large(limit: usize) -> HttpResponse {
-    let mut r = Response::new(Full::new(Bytes::from(format!(
-        "the request body is larger than {limit} bytes\n"
-    ))));
-    *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
+    let text = format!("the request body is larger than {limit} bytes\n");
+    response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "text/plain; charset=utf-8",
+        Bytes::from(text),
+    )
 }
 
 fn xml_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/xml; charset=utf-8"),
-    );
-    r
+    response(status, "text/xml; charset=utf-8", Bytes::from(body))
 }
