@@ -112,13 +112,19 @@ fn assert_exception(status: u16, body: &str, name: &str) {
     );
 }
 
-/// The server's log (at debug level) holds neither the PIN nor the
-/// password: no digit run of the log equals the PIN (timestamps, the first
+/// The server's log (at the most verbose level, `trace`, which
+/// `tests/common` sets) holds neither the PIN nor the password: no digit run of the log equals the PIN (timestamps, the first
 /// field of each line, are left out), and the password appears nowhere.
 fn assert_no_secret_in_log(server: &Server, pin: &str) {
     let log = server.log();
     assert!(!log.is_empty());
     assert!(!log.contains(&server.demo_password));
+    let credentials = basic("demo", &server.demo_password);
+    let token = credentials.trim_start_matches("Basic ");
+    assert!(
+        !log.contains(token),
+        "the log never holds the Basic credentials"
+    );
     for line in log.lines() {
         let rest = line.split_once(' ').map_or("", |(_, r)| r);
         assert!(

@@ -6,7 +6,7 @@
 //! operations on different mailboxes do not queue behind one lock; SQLite itself serialises the
 //! writers (with a busy timeout). Argon2 hashing is never done while holding the pool lock, and
 //! never inside a write transaction except for the rare re-checks described on
-//! [`Store::reset_pin_with`].
+//! [`Store::reset_pin_queued`].
 //!
 //! The schema version is kept in SQLite's `user_version`; [`MIGRATIONS`] are applied in order
 //! when the file is opened, and a file from a newer program is refused.

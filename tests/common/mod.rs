@@ -41,7 +41,7 @@ impl Server {
             .arg("--data")
             .arg(data.path())
             .args(extra)
-            .env("UMWS_LOG", "debug")
+            .env("UMWS_LOG", "trace")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
