@@ -13,7 +13,7 @@ use crate::auth::Authenticator;
 use crate::config::ServeConfig;
 use crate::fault::ExchangeFaults;
 use crate::generated::um_service_soap::UmServiceSoapServer;
-use crate::mail::{MailDelivery, Maildir, ResetPinMailer};
+use crate::mail::{default_from, MailDelivery, MailError, Maildir, ResetPinMailer, SmtpRelay};
 use crate::service::{Caller, UmService};
 use crate::store::Store;
 use crate::throttle::{Throttle, ThrottlePolicy};
@@ -129,18 +129,31 @@ pub enum AppError {
     /// The sender address is invalid.
     #[error("invalid mail_from address")]
     MailFrom(#[source] lettre::address::AddressError),
+    /// The SMTP relay settings cannot be used.
+    #[error("invalid SMTP relay settings")]
+    Smtp(#[source] MailError),
 }
 
 /// Builds the server over an open store and its data directory. Inside a tokio runtime this
 /// also starts the outbox delivery: mails queued by an earlier run are delivered at once,
-/// failed ones retried every [`OUTBOX_RETRY_INTERVAL`].
+/// failed ones retried with the configured backoff (checked every [`OUTBOX_RETRY_INTERVAL`] or
+/// every backoff base, when shorter). Mails go to the SMTP relay of `config.smtp` when set, else
+/// into the Maildirs under `data`.
 pub fn build_server(store: Store, data: &Path, config: &ServeConfig) -> Result<UmServer, AppError> {
-    let delivery: Box<dyn MailDelivery> = Box::new(Maildir::in_data_dir(data));
-    let mut mailer = ResetPinMailer::new(delivery);
-    if let Some(from) = &config.mail_from {
-        mailer = mailer.with_from(from.parse().map_err(AppError::MailFrom)?);
-    }
-    let service = UmService::new(store.clone(), mailer);
+    let from = match &config.mail_from {
+        Some(from) => from.parse().map_err(AppError::MailFrom)?,
+        None => default_from(),
+    };
+    let delivery: Box<dyn MailDelivery> = match &config.smtp {
+        Some(smtp) => {
+            let relay = SmtpRelay::new(smtp, &from).map_err(AppError::Smtp)?;
+            tracing::info!(relay = %relay.relay(), starttls = ?smtp.starttls, "PIN mails go to an SMTP relay");
+            Box::new(relay)
+        }
+        None => Box::new(Maildir::in_data_dir(data)),
+    };
+    let mailer = ResetPinMailer::new(delivery).with_from(from);
+    let service = UmService::with_backoff(store.clone(), mailer, config.backoff);
     // Deliver what a previous run left in the outbox, then keep retrying what fails.
     Arc::clone(service.outbox()).spawn_drain(OUTBOX_RETRY_INTERVAL);
     let server_config = ServerConfig {

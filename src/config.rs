@@ -2,8 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::mail::smtp::{Secret, SmtpSettings, StartTls, DEFAULT_TIMEOUT};
+use crate::mail::Backoff;
 
 /// The address served when nothing else is said.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -25,6 +29,19 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// allow_plain_http = false       # Basic auth over plain HTTP off loopback
 /// tls_cert = "cert.pem"          # with tls_key: serve HTTPS
 /// tls_key = "key.pem"
+///
+/// [smtp]                         # deliver PIN mails to a relay instead of the Maildir
+/// host = "mail.example.com"
+/// port = 587                     # default 25
+/// starttls = "required"          # "required" (default), "opportunistic" or "off"
+/// username = "umws"              # AUTH, with password or password_env
+/// password_env = "UMWS_SMTP_PASSWORD"
+/// from = "bounces@example.com"   # envelope sender; default: the mail_from address
+/// timeout_secs = 10
+///
+/// [outbox]                       # retries of failed deliveries: base * 2^(n-1), capped
+/// retry_base_ms = 1000
+/// retry_max_ms = 300000
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +64,105 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     /// The TLS private key (PEM).
     pub tls_key: Option<PathBuf>,
+    /// Delivery to an SMTP relay.
+    pub smtp: Option<SmtpFile>,
+    /// Retries of the outbox.
+    pub outbox: Option<OutboxFile>,
+}
+
+/// The `[smtp]` table of the config file.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpFile {
+    /// The relay's host name.
+    pub host: String,
+    /// The relay's port (default 25).
+    pub port: Option<u16>,
+    /// `STARTTLS`: required (default), opportunistic or off.
+    pub starttls: Option<StartTls>,
+    /// The `AUTH` user name.
+    pub username: Option<String>,
+    /// The `AUTH` password (prefer `password_env`).
+    pub password: Option<String>,
+    /// The environment variable holding the `AUTH` password.
+    pub password_env: Option<String>,
+    /// The envelope sender (`MAIL FROM`).
+    pub from: Option<String>,
+    /// The time limit of one SMTP command, seconds.
+    pub timeout_secs: Option<u64>,
+}
+
+impl std::fmt::Debug for SmtpFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpFile")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("starttls", &self.starttls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| ".."))
+            .field("password_env", &self.password_env)
+            .field("from", &self.from)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+/// The `[outbox]` table of the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxFile {
+    /// The wait after the first failed delivery, milliseconds (default 1000).
+    pub retry_base_ms: Option<u64>,
+    /// The longest wait between attempts, milliseconds (default 300000).
+    pub retry_max_ms: Option<u64>,
+}
+
+/// Where the `AUTH` password of the relay comes from.
+pub fn smtp_password_from_env(var: &str) -> Result<Secret, ConfigError> {
+    std::env::var(var)
+        .map(Secret)
+        .map_err(|_| ConfigError::Invalid {
+            key: "smtp.password_env",
+            reason: format!("the environment variable {var} is not set"),
+        })
+}
+
+impl SmtpFile {
+    /// The settings this table describes.
+    pub fn settings(self) -> Result<SmtpSettings, ConfigError> {
+        let password = match (self.password, self.password_env) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "smtp.password",
+                    reason: "give password or password_env, not both".into(),
+                })
+            }
+            (Some(p), None) => Some(Secret(p)),
+            (None, Some(var)) => Some(smtp_password_from_env(&var)?),
+            (None, None) => None,
+        };
+        let credentials = match (self.username, password) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "smtp.username",
+                    reason: "username and a password go together".into(),
+                })
+            }
+        };
+        Ok(SmtpSettings {
+            host: self.host,
+            port: self.port.unwrap_or(25),
+            starttls: self.starttls.unwrap_or_default(),
+            credentials,
+            envelope_from: self.from,
+            timeout: self
+                .timeout_secs
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_TIMEOUT),
+        })
+    }
 }
 
 /// A config file could not be used.
@@ -112,6 +228,10 @@ pub struct ServeConfig {
     pub allow_plain_http: bool,
     /// The TLS certificate chain and private key (PEM files): HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Deliver PIN mails to this SMTP relay (`None`: into the Maildirs of the data directory).
+    pub smtp: Option<SmtpSettings>,
+    /// The retry backoff of failed mail deliveries.
+    pub backoff: Backoff,
 }
 
 impl Default for ServeConfig {
@@ -127,6 +247,8 @@ impl Default for ServeConfig {
             demo_mailbox: true,
             allow_plain_http: false,
             tls: None,
+            smtp: None,
+            backoff: Backoff::default(),
         }
     }
 }
@@ -153,6 +275,16 @@ impl ServeConfig {
                     })
                 }
             },
+            smtp: file.smtp.map(SmtpFile::settings).transpose()?,
+            backoff: match file.outbox {
+                Some(o) => Backoff {
+                    base: o
+                        .retry_base_ms
+                        .map_or(d.backoff.base, Duration::from_millis),
+                    max: o.retry_max_ms.map_or(d.backoff.max, Duration::from_millis),
+                },
+                None => d.backoff,
+            },
         };
         config.validate()?;
         Ok(config)
@@ -165,6 +297,27 @@ impl ServeConfig {
                 key: "max_body_bytes",
                 reason: format!("{} is outside 1024..=67108864", self.max_body_bytes),
             });
+        }
+        if self.backoff.base > self.backoff.max {
+            return Err(ConfigError::Invalid {
+                key: "outbox.retry_base_ms",
+                reason: "the base wait is longer than retry_max_ms".into(),
+            });
+        }
+        if let Some(smtp) = &self.smtp {
+            if smtp.host.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "smtp.host",
+                    reason: "empty".into(),
+                });
+            }
+            if let Some(from) = &smtp.envelope_from {
+                from.parse::<lettre::Address>()
+                    .map_err(|e| ConfigError::Invalid {
+                        key: "smtp.from",
+                        reason: e.to_string(),
+                    })?;
+            }
         }
         if let Some(from) = &self.mail_from {
             from.parse::<lettre::message::Mailbox>()
@@ -195,5 +348,38 @@ mod tests {
             ..FileConfig::default()
         };
         assert!(ServeConfig::from_file(bad).is_err());
+    }
+
+    #[test]
+    fn smtp_and_outbox_tables() {
+        let f: FileConfig = toml::from_str(
+            "[smtp]\nhost = \"relay.example.org\"\nport = 587\nstarttls = \"opportunistic\"\n\
+             username = \"u\"\npassword = \"hunter2\"\nfrom = \"b@example.org\"\n\
+             [outbox]\nretry_base_ms = 50\nretry_max_ms = 200\n",
+        )
+        .unwrap();
+        assert!(!format!("{f:?}").contains("hunter2"));
+        let c = ServeConfig::from_file(f).unwrap();
+        let smtp = c.smtp.clone().unwrap();
+        assert_eq!((smtp.host.as_str(), smtp.port), ("relay.example.org", 587));
+        assert_eq!(smtp.starttls, StartTls::Opportunistic);
+        assert_eq!(smtp.credentials.unwrap().1 .0, "hunter2");
+        assert_eq!(c.backoff.base, Duration::from_millis(50));
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let f: FileConfig = toml::from_str("[smtp]\nhost = \"h\"\n").unwrap();
+        let smtp = ServeConfig::from_file(f).unwrap().smtp.unwrap();
+        assert_eq!((smtp.port, smtp.starttls), (25, StartTls::Required));
+        for bad in [
+            "[smtp]\nhost = \"h\"\nstarttls = \"yes\"\n",
+            "[smtp]\nhost = \"h\"\nusername = \"u\"\n",
+            "[smtp]\nhost = \"h\"\npassword_env = \"UMWS_TEST_SURELY_UNSET_VAR\"\nusername = \"u\"\n",
+            "[outbox]\nretry_base_ms = 5\nretry_max_ms = 1\n",
+        ] {
+            let parsed = toml::from_str::<FileConfig>(bad);
+            assert!(
+                parsed.is_err() || ServeConfig::from_file(parsed.unwrap()).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

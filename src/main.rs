@@ -76,6 +76,19 @@ struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Deliver PIN mails to this SMTP relay (HOST:PORT) instead of the Maildirs; more settings
+    /// in the config file's [smtp] table.
+    #[arg(long, value_name = "HOST:PORT")]
+    smtp_relay: Option<String>,
+    /// STARTTLS to the relay: required (default), opportunistic or off.
+    #[arg(long, value_name = "MODE")]
+    smtp_starttls: Option<umws::mail::StartTls>,
+    /// The relay's AUTH user name; needs --smtp-password-env.
+    #[arg(long, requires = "smtp_password_env")]
+    smtp_user: Option<String>,
+    /// The environment variable holding the relay's AUTH password.
+    #[arg(long, value_name = "VAR", requires = "smtp_user")]
+    smtp_password_env: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -411,6 +424,45 @@ fn init_logging() {
         .try_init();
 }
 
+/// The `--smtp-*` flags over the config file's `[smtp]` table.
+fn apply_smtp_flags(
+    config: &mut ServeConfig,
+    relay: Option<String>,
+    starttls: Option<umws::mail::StartTls>,
+    auth: Option<(String, String)>,
+) -> Result<(), CliError> {
+    if let Some(relay) = relay {
+        let (host, port) = relay
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+            .filter(|(h, _)| !h.is_empty())
+            .ok_or_else(|| CliError::Usage(format!("--smtp-relay {relay:?} is not HOST:PORT")))?;
+        let mut settings = config
+            .smtp
+            .take()
+            .unwrap_or_else(|| umws::mail::SmtpSettings::new(host, port));
+        settings.host = host.to_owned();
+        settings.port = port;
+        config.smtp = Some(settings);
+    }
+    let flags_without_relay = starttls.is_some() || auth.is_some();
+    let Some(settings) = config.smtp.as_mut() else {
+        if flags_without_relay {
+            return Err(CliError::Usage(
+                "--smtp-starttls and --smtp-user need --smtp-relay (or an [smtp] table)".into(),
+            ));
+        }
+        return Ok(());
+    };
+    if let Some(mode) = starttls {
+        settings.starttls = mode;
+    }
+    if let Some((user, var)) = auth {
+        settings.credentials = Some((user, umws::config::smtp_password_from_env(&var)?));
+    }
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let file = match &args.config {
         Some(path) => FileConfig::load(path)?,
@@ -429,6 +481,12 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = Some((cert, key));
     }
+    apply_smtp_flags(
+        &mut config,
+        args.smtp_relay,
+        args.smtp_starttls,
+        args.smtp_user.zip(args.smtp_password_env),
+    )?;
     config.validate()?;
     let tls = match &config.tls {
         Some((cert, key)) => Some(umws_soap::tls::server_config(cert, key)?),

@@ -13,7 +13,7 @@ use umws_soap::{CallContext, SoapFault};
 use crate::fault::UmError;
 use crate::generated::types;
 use crate::generated::um_service_soap::{operations, UmServiceSoap};
-use crate::mail::{Delivery, MailDelivery, Outbox, ResetPinMailer};
+use crate::mail::{Backoff, Delivery, MailDelivery, Outbox, ResetPinMailer};
 use crate::store::{Mailbox, MailboxId, ResetReason, Store};
 
 /// The authenticated caller, put into [`CallContext::extensions`] by
@@ -46,7 +46,16 @@ impl UmService {
     /// Mails left queued (by a crash or a failed delivery) are delivered by
     /// [`Outbox::deliver_pending`]; see [`outbox`](Self::outbox).
     pub fn new(store: Store, mailer: ResetPinMailer<Box<dyn MailDelivery>>) -> Self {
-        let outbox = Arc::new(Outbox::new(store.clone(), Arc::new(mailer)));
+        Self::with_backoff(store, mailer, Backoff::default())
+    }
+
+    /// [`new`](Self::new) with the retry [`Backoff`] of failed mail deliveries.
+    pub fn with_backoff(
+        store: Store,
+        mailer: ResetPinMailer<Box<dyn MailDelivery>>,
+        backoff: Backoff,
+    ) -> Self {
+        let outbox = Arc::new(Outbox::new(store.clone(), Arc::new(mailer)).with_backoff(backoff));
         Self { store, outbox }
     }
 

@@ -1,6 +1,5 @@
 //! The ResetPIN mail: building it (RFC 5322, with lettre) and delivering it through a
-//! [`MailDelivery`], of which [`Maildir`] is the implementation (a later SMTP one plugs in the
-//! same way).
+//! [`MailDelivery`]: into a local [`Maildir`] (the default) or to an SMTP relay ([`SmtpRelay`]).
 //!
 //! PIN mails go through the durable [`outbox`]: the store queues the rendered mail in the
 //! transaction that changes the PIN, and the outbox delivers it afterwards (at once, and again
@@ -14,6 +13,7 @@
 
 pub mod maildir;
 pub mod outbox;
+pub mod smtp;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -25,7 +25,8 @@ use lettre::Message;
 use crate::store::{OutboxMail, OutgoingMail, ResetPinOutcome};
 
 pub use maildir::Maildir;
-pub use outbox::{Delivery, DrainReport, Outbox, OutboxError};
+pub use outbox::{Backoff, Delivery, DrainReport, Outbox, OutboxError};
+pub use smtp::{SmtpRelay, SmtpSettings, StartTls};
 
 /// The subject of the ResetPIN mail.
 pub const RESET_PIN_SUBJECT: &str = "Your voice mail PIN has been reset";
@@ -85,7 +86,7 @@ pub enum MailError {
     /// A sender or recipient address is not a valid email address.
     #[error("invalid {which} address")]
     Address {
-        /// `"From"` or `"To"`.
+        /// `"From"`, `"To"` or `"envelope From"`.
         which: &'static str,
         /// The parse error.
         #[source]
@@ -105,6 +106,10 @@ pub enum MailError {
         #[source]
         source: std::io::Error,
     },
+    /// The SMTP relay could not be reached or did not accept the mail (its reply, never the
+    /// message, is in the source).
+    #[error("SMTP delivery failed")]
+    Smtp(#[source] lettre::transport::smtp::Error),
 }
 
 /// This machine's host name, reduced to the characters a mail domain may hold (letters, digits,

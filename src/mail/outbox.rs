@@ -10,11 +10,20 @@
 //!
 //! So after a reset returns, the PIN is durable and its mail is delivered or durably queued; a
 //! crash before the commit leaves the old PIN and no mail; a crash after it leaves the new PIN
-//! and a queued mail that is delivered exactly once. The rows hold the PIN in clear (like any
+//! and a queued mail that is delivered exactly once by an idempotent delivery (the Maildir), at
+//! least once by SMTP (see [`smtp`](super::smtp): a crash between the relay's acceptance and the
+//! removal of the row sends it again, with the same Message-ID).
+//!
+//! A mail whose delivery failed is retried with exponential [`Backoff`] by its `attempts`
+//! (1 s, 2 s, 4 s, ... up to 5 min by default); the background delivery skips mails that are not
+//! due yet. After a restart every queued mail is due at once. Within this process a mail is
+//! delivered by one caller at a time (the reset's own attempt or the background one), never two
+//! concurrently. The rows hold the PIN in clear (like any
 //! mail queue): they are deleted once delivered and their bodies are never logged.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rand::{CryptoRng, RngCore};
 
@@ -23,6 +32,35 @@ use crate::store::{MailboxId, OutboxMail, ResetPinError, ResetReason, Store, Sto
 
 /// How many rows [`Outbox::deliver_pending`] reads at a time.
 const BATCH: u32 = 64;
+
+/// How long a mail waits after a failed delivery: `base * 2^(attempts - 1)`, at most `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The wait after the first failure.
+    pub base: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after `attempts` failed deliveries (none for 0).
+    pub fn delay(&self, attempts: u32) -> Duration {
+        if attempts == 0 {
+            return Duration::ZERO;
+        }
+        let factor = 1u32 << (attempts - 1).min(20);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
 
 /// What became of the mail of a PIN reset.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +78,8 @@ pub struct DrainReport {
     pub delivered: u64,
     /// Mails whose delivery failed; they stay queued.
     pub failed: u64,
+    /// Mails left for later: not due yet after a failure, or being delivered by another caller.
+    pub deferred: u64,
 }
 
 /// A failure to deliver an outbox mail. Messages never contain the PIN.
@@ -54,6 +94,12 @@ pub enum OutboxError {
         #[source]
         source: MailError,
     },
+    /// Another caller of this process is delivering the mail right now.
+    #[error("queued mail {key} is being delivered already")]
+    InFlight {
+        /// The mail's key.
+        key: String,
+    },
     /// The store failed.
     #[error("outbox store error")]
     Store(#[from] StoreError),
@@ -63,6 +109,34 @@ pub enum OutboxError {
 pub struct Outbox<D> {
     store: Store,
     mailer: Arc<ResetPinMailer<D>>,
+    backoff: Backoff,
+    state: Mutex<Retries>,
+}
+
+/// Which mails are being delivered, and when failed ones are due again (by row id).
+#[derive(Debug, Default)]
+struct Retries {
+    in_flight: HashSet<i64>,
+    due: HashMap<i64, Instant>,
+}
+
+/// The claim of one caller on one mail; released on drop.
+struct Claim<'a> {
+    state: &'a Mutex<Retries>,
+    id: i64,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        lock(self.state).in_flight.remove(&self.id);
+    }
+}
+
+/// The retry state; a poisoned lock only means a panic elsewhere, the sets stay consistent.
+fn lock(state: &Mutex<Retries>) -> std::sync::MutexGuard<'_, Retries> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl<D> std::fmt::Debug for Outbox<D> {
@@ -76,7 +150,39 @@ impl<D> std::fmt::Debug for Outbox<D> {
 impl<D: MailDelivery> Outbox<D> {
     /// An outbox over `store`, rendering and delivering with `mailer`.
     pub fn new(store: Store, mailer: Arc<ResetPinMailer<D>>) -> Self {
-        Self { store, mailer }
+        Self {
+            store,
+            mailer,
+            backoff: Backoff::default(),
+            state: Mutex::new(Retries::default()),
+        }
+    }
+
+    /// Replaces the retry [`Backoff`].
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The retry backoff.
+    pub fn backoff(&self) -> Backoff {
+        self.backoff
+    }
+
+    /// Claims `mail` for delivery by this caller: `None` when another caller has it, or when
+    /// `only_due` and it is waiting out its backoff.
+    fn claim(&self, mail: &OutboxMail, only_due: bool) -> Option<Claim<'_>> {
+        let mut state = lock(&self.state);
+        if only_due && state.due.get(&mail.id).is_some_and(|t| *t > Instant::now()) {
+            return None;
+        }
+        if !state.in_flight.insert(mail.id) {
+            return None;
+        }
+        Some(Claim {
+            state: &self.state,
+            id: mail.id,
+        })
     }
 
     /// The store.
@@ -104,6 +210,7 @@ impl<D: MailDelivery> Outbox<D> {
             })?;
         match self.deliver(&mail) {
             Ok(receipt) => Ok(Delivery::Delivered(receipt)),
+            Err(OutboxError::InFlight { .. }) => Ok(Delivery::Queued),
             Err(e) => {
                 tracing::warn!(
                     mailbox = %id,
@@ -115,15 +222,32 @@ impl<D: MailDelivery> Outbox<D> {
         }
     }
 
-    /// Delivers one outbox mail and removes it from the outbox. On failure the attempt is
-    /// counted and the mail stays queued.
+    /// Delivers one outbox mail now (due or not) and removes it from the outbox. On failure the
+    /// attempt is counted, the mail stays queued and is due again after its backoff.
     pub fn deliver(&self, mail: &OutboxMail) -> Result<DeliveryReceipt, OutboxError> {
+        let claim = self
+            .claim(mail, false)
+            .ok_or_else(|| OutboxError::InFlight {
+                key: mail.key.clone(),
+            })?;
+        self.deliver_claimed(mail, claim)
+    }
+
+    fn deliver_claimed(
+        &self,
+        mail: &OutboxMail,
+        _claim: Claim<'_>,
+    ) -> Result<DeliveryReceipt, OutboxError> {
         match self.mailer.delivery().deliver_queued(mail) {
             Ok(receipt) => {
+                // Only now, after the delivery (the relay's acceptance), does the row go.
                 self.store.outbox_remove(mail.id)?;
+                lock(&self.state).due.remove(&mail.id);
                 Ok(receipt)
             }
             Err(source) => {
+                let wait = self.backoff.delay(mail.attempts.saturating_add(1));
+                lock(&self.state).due.insert(mail.id, Instant::now() + wait);
                 self.store.outbox_record_failure(mail.id)?;
                 Err(OutboxError::Deliver {
                     key: mail.key.clone(),
@@ -133,8 +257,8 @@ impl<D: MailDelivery> Outbox<D> {
         }
     }
 
-    /// Delivers every mail queued when it is called (oldest first); failures stay queued and are
-    /// counted. Only a store failure is an error.
+    /// Delivers every due mail queued when it is called (oldest first); failures stay queued and
+    /// are counted, mails not due or in flight are skipped. Only a store failure is an error.
     pub fn deliver_pending(&self) -> Result<DrainReport, StoreError> {
         let mut report = DrainReport::default();
         let mut after = 0;
@@ -145,9 +269,14 @@ impl<D: MailDelivery> Outbox<D> {
             };
             after = last.id;
             for mail in &batch {
-                match self.deliver(mail) {
+                let Some(claim) = self.claim(mail, true) else {
+                    report.deferred += 1;
+                    continue;
+                };
+                match self.deliver_claimed(mail, claim) {
                     Ok(_) => report.delivered += 1,
                     Err(OutboxError::Store(e)) => return Err(e),
+                    Err(OutboxError::InFlight { .. }) => report.deferred += 1,
                     Err(e) => {
                         report.failed += 1;
                         tracing::warn!(
@@ -166,9 +295,13 @@ impl<D: MailDelivery> Outbox<D> {
 
 impl<D: MailDelivery + 'static> Outbox<D> {
     /// Starts the background delivery on the current tokio runtime: everything pending now,
-    /// then whatever is queued every `interval`. `None` outside a runtime.
+    /// then whatever is queued and due every `interval` (or every backoff base, when shorter).
+    /// `None` outside a runtime.
     pub fn spawn_drain(self: Arc<Self>, interval: Duration) -> Option<tokio::task::JoinHandle<()>> {
         let handle = tokio::runtime::Handle::try_current().ok()?;
+        let interval = interval
+            .min(self.backoff.base)
+            .max(Duration::from_millis(100));
         Some(handle.spawn(async move {
             loop {
                 let outbox = Arc::clone(&self);
@@ -180,10 +313,11 @@ impl<D: MailDelivery + 'static> Outbox<D> {
                 })
                 .await;
                 match drained {
-                    Ok(Ok(report)) if report != DrainReport::default() => {
+                    Ok(Ok(report)) if report.delivered + report.failed > 0 => {
                         tracing::info!(
                             delivered = report.delivered,
                             failed = report.failed,
+                            deferred = report.deferred,
                             "outbox drained"
                         );
                     }
@@ -247,7 +381,11 @@ mod tests {
             inner: Maildir::in_data_dir(dir.path()),
             down: AtomicBool::new(false),
         };
-        let outbox = Outbox::new(store, Arc::new(ResetPinMailer::new(flaky)));
+        let outbox =
+            Outbox::new(store, Arc::new(ResetPinMailer::new(flaky))).with_backoff(Backoff {
+                base: Duration::ZERO,
+                max: Duration::ZERO,
+            });
         (dir, outbox, id)
     }
 
@@ -260,6 +398,45 @@ mod tests {
             .iter()
             .map(|p| std::fs::read_to_string(p).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let b = Backoff::default();
+        let secs: Vec<u64> = (0..12).map(|n| b.delay(n).as_secs()).collect();
+        assert_eq!(secs, [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn a_failed_mail_waits_out_its_backoff_and_is_not_delivered_twice_at_once() {
+        let (dir, outbox, id) = setup();
+        let outbox = outbox.with_backoff(Backoff {
+            base: Duration::from_millis(300),
+            max: Duration::from_secs(1),
+        });
+        outbox.mailer.delivery().down.store(true, Ordering::SeqCst);
+        let d = outbox
+            .reset_pin(id, &mut rand::rngs::OsRng, ResetReason::Requested)
+            .unwrap();
+        assert_eq!(d, Delivery::Queued);
+        outbox.mailer.delivery().down.store(false, Ordering::SeqCst);
+        // Not due yet: skipped.
+        let report = outbox.deliver_pending().unwrap();
+        assert_eq!((report.delivered, report.deferred), (0, 1));
+        // Claimed by another caller: skipped too, even when due.
+        let mail = outbox.store().outbox_pending(0, 1).unwrap().remove(0);
+        std::thread::sleep(Duration::from_millis(350));
+        {
+            let _claim = outbox.claim(&mail, false).unwrap();
+            assert!(matches!(
+                outbox.deliver(&mail),
+                Err(OutboxError::InFlight { .. })
+            ));
+            assert_eq!(outbox.deliver_pending().unwrap().deferred, 1);
+        }
+        assert_eq!(outbox.deliver_pending().unwrap().delivered, 1);
+        assert_eq!(new_mails(&dir).len(), 1);
     }
 
     #[test]
@@ -291,7 +468,8 @@ mod tests {
             outbox.deliver_pending().unwrap(),
             DrainReport {
                 delivered: 0,
-                failed: 3
+                failed: 3,
+                deferred: 0
             }
         );
         let pending = outbox.store().outbox_pending(0, 10).unwrap();
@@ -310,7 +488,8 @@ mod tests {
             outbox.deliver_pending().unwrap(),
             DrainReport {
                 delivered: 3,
-                failed: 0
+                failed: 0,
+                deferred: 0
             }
         );
         assert_eq!(outbox.store().outbox_len().unwrap(), 0);
