@@ -515,14 +515,13 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         })?;
     let addr = listener.local_addr().unwrap_or(config.listen);
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // Signal handlers first: a SIGTERM right after the banner must stop
+    // the server gracefully, not kill it.
+    let shutdown = umws::app::shutdown_signal();
     print_banner(scheme, addr, &config.data, demo.as_ref());
     let served = match tls {
-        Some(tls) => {
-            server
-                .serve_tls(listener, tls, umws::app::shutdown_signal())
-                .await
-        }
-        None => server.serve(listener, umws::app::shutdown_signal()).await,
+        Some(tls) => server.serve_tls(listener, tls, shutdown).await,
+        None => server.serve(listener, shutdown).await,
     };
     served.map_err(|source| CliError::Listen {
         addr: config.listen,
