@@ -93,10 +93,10 @@ impl UmService {
     }
 
     /// The caller's mailbox, which must be UM-enabled.
-    async fn um_mailbox(&self, ctx: &CallContext) -> Result<Mailbox, UmError> {
+    fn um_mailbox(ctx: &CallContext) -> Result<&Mailbox, UmError> {
         let mailbox = Self::record(ctx)?;
         if mailbox.um_enabled {
-            Ok(mailbox.clone())
+            Ok(mailbox)
         } else {
             Err(UmError::NotUmEnabled)
         }
@@ -178,14 +178,14 @@ impl UmServiceSoap for UmService {
         ctx: &CallContext,
         _request: types::GetUmProperties,
     ) -> Result<types::GetUmPropertiesResponse, SoapFault> {
-        let m = self.um_mailbox(ctx).await?;
+        let m = Self::um_mailbox(ctx)?;
         Ok(types::GetUmPropertiesResponse {
             get_um_properties_response: types::UmPropertiesType {
                 oof_status: m.oof_status,
                 missed_call_notification_enabled: m.missed_call_notification_enabled,
-                play_on_phone_dial_string: m.play_on_phone_dial_string,
-                telephone_access_numbers: m.telephone_access_numbers,
-                telephone_access_folder_email: m.telephone_access_folder_email,
+                play_on_phone_dial_string: m.play_on_phone_dial_string.clone(),
+                telephone_access_numbers: m.telephone_access_numbers.clone(),
+                telephone_access_folder_email: m.telephone_access_folder_email.clone(),
             },
         })
     }
@@ -280,7 +280,7 @@ impl UmServiceSoap for UmService {
         ctx: &CallContext,
         request: types::PlayOnPhone,
     ) -> Result<types::PlayOnPhoneResponse, SoapFault> {
-        self.um_mailbox(ctx).await?;
+        Self::um_mailbox(ctx)?;
         check_object_id(request.entry_id.as_deref().unwrap_or(""))?;
         check_dial_string(request.dial_string.as_deref().unwrap_or(""))?;
         Err(UmError::NoCallBackend {
@@ -294,7 +294,7 @@ impl UmServiceSoap for UmService {
         ctx: &CallContext,
         request: types::GetCallInfo,
     ) -> Result<types::GetCallInfoResponse, SoapFault> {
-        self.um_mailbox(ctx).await?;
+        Self::um_mailbox(ctx)?;
         check_call_id(request.call_id.as_deref().unwrap_or(""))?;
         // No call was ever placed by this server, so no call id is known.
         Err(UmError::InvalidCallId.into())
@@ -305,7 +305,7 @@ impl UmServiceSoap for UmService {
         ctx: &CallContext,
         request: types::Disconnect,
     ) -> Result<types::DisconnectResponse, SoapFault> {
-        self.um_mailbox(ctx).await?;
+        Self::um_mailbox(ctx)?;
         check_call_id(request.call_id.as_deref().unwrap_or(""))?;
         Err(UmError::InvalidCallId.into())
     }
@@ -315,7 +315,7 @@ impl UmServiceSoap for UmService {
         ctx: &CallContext,
         request: types::PlayOnPhoneGreeting,
     ) -> Result<types::PlayOnPhoneGreetingResponse, SoapFault> {
-        self.um_mailbox(ctx).await?;
+        Self::um_mailbox(ctx)?;
         check_dial_string(request.dial_string.as_deref().unwrap_or(""))?;
         Err(UmError::NoCallBackend {
             operation: operations::PLAY_ON_PHONE_GREETING,

@@ -692,13 +692,11 @@ impl<'a> EnvelopeWriter<'a> {
 
     /// Writes a fault as the body content.
     pub fn write_fault(&mut self, fault: &SoapFault) {
-        let env_ns = self.version.envelope_ns();
         self.write_event(Event::Start(BytesStart::new("soap:Fault")));
         let mut code = BytesStart::new("faultcode");
         let code_text = match &fault.code {
             FaultCode::Soap(c) => format!("soap:{}", c.local_name()),
             FaultCode::Qualified { namespace, local } => {
-                let _ = env_ns;
                 code.push_attribute(("xmlns:a", namespace.as_str()));
                 format!("a:{local}")
             }
