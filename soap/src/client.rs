@@ -183,12 +183,7 @@ impl Transport {
         Req: WithSerializer,
         Resp: WithDeserializer,
     {
-        let mut out = EnvelopeWriter::new(SoapVersion::Soap11, None);
-        crate::xml::write_body(request, &mut out).map_err(ClientError::Serialize)?;
-        let body = out.finish();
-        let (status, bytes) = tokio::time::timeout(self.timeout, self.exchange(action, body))
-            .await
-            .map_err(|_| ClientError::Timeout(self.timeout))??;
+        let (status, bytes) = self.send(action, request).await?;
         read_response(status, &bytes)
     }
 
@@ -198,13 +193,22 @@ impl Transport {
     where
         Req: WithSerializer,
     {
+        let (status, bytes) = self.send(action, request).await?;
+        read_envelope(status, &bytes).map(|_| ())
+    }
+
+    /// Writes `request` into an envelope and exchanges it within the timeout.
+    async fn send<Req: WithSerializer>(
+        &self,
+        action: &str,
+        request: &Req,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let mut out = EnvelopeWriter::new(SoapVersion::Soap11, None);
         crate::xml::write_body(request, &mut out).map_err(ClientError::Serialize)?;
         let body = out.finish();
-        let (status, bytes) = tokio::time::timeout(self.timeout, self.exchange(action, body))
+        tokio::time::timeout(self.timeout, self.exchange(action, body))
             .await
-            .map_err(|_| ClientError::Timeout(self.timeout))??;
-        read_envelope(status, &bytes).map(|_| ())
+            .map_err(|_| ClientError::Timeout(self.timeout))?
     }
 
     async fn exchange(

@@ -104,14 +104,23 @@ pub const MIGRATIONS: &[&str] = &[
 ];
 
 /// The columns read into a [`MailboxRow`], in the order [`read_row`] expects.
-const SELECT_MAILBOX: &str = "SELECT m.id, m.user_name, m.um_enabled, m.extension, m.email,
+/// A macro so that the queries below are built once, at compile time
+/// (`row_by_user` runs on every authenticated request).
+macro_rules! select_mailbox {
+    ($tail:literal) => {
+        concat!(
+            "SELECT m.id, m.user_name, m.um_enabled, m.extension, m.email,
         p.name, p.min_pin_length, p.pin_lifetime_days, p.pin_history_count,
         p.allow_common_patterns, p.logon_failures_before_pin_reset, p.max_logon_attempts,
         p.reset_pin_text,
         m.pin_hash, m.pin_set_at, m.pin_must_change, m.failed_logon_count, m.locked_out,
         m.oof_status, m.missed_call_notification_enabled, m.play_on_phone_dial_string,
         m.telephone_access_folder_email, m.telephone_access_numbers, m.password_hash
-    FROM mailboxes m JOIN policies p ON p.id = m.policy_id";
+    FROM mailboxes m JOIN policies p ON p.id = m.policy_id ",
+            $tail
+        )
+    };
+}
 
 /// A mailbox with the hashes that [`Mailbox`] does not expose.
 struct MailboxRow {
@@ -159,17 +168,15 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<MailboxRow> {
 }
 
 fn row_by_user(conn: &Connection, user: &str) -> Result<Option<MailboxRow>, StoreError> {
-    let sql = format!("{SELECT_MAILBOX} WHERE m.user_key = ?1");
     Ok(conn
-        .prepare_cached(&sql)?
+        .prepare_cached(select_mailbox!("WHERE m.user_key = ?1"))?
         .query_row([normalize_user(user)], read_row)
         .optional()?)
 }
 
 fn row_by_id(conn: &Connection, id: MailboxId) -> Result<Option<MailboxRow>, StoreError> {
-    let sql = format!("{SELECT_MAILBOX} WHERE m.id = ?1");
     Ok(conn
-        .prepare_cached(&sql)?
+        .prepare_cached(select_mailbox!("WHERE m.id = ?1"))?
         .query_row([id.0], read_row)
         .optional()?)
 }
@@ -550,8 +557,7 @@ impl Store {
     /// All mailboxes, ordered by id.
     pub fn mailboxes(&self) -> Result<Vec<Mailbox>, StoreError> {
         let conn = self.conn()?;
-        let sql = format!("{SELECT_MAILBOX} ORDER BY m.id");
-        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut stmt = conn.prepare_cached(select_mailbox!("ORDER BY m.id"))?;
         let rows = stmt
             .query_map([], |r| read_row(r).map(|row| row.mailbox))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
