@@ -567,10 +567,12 @@ fn start_world(server_rt: &Runtime, reset_users: usize) -> World {
     let caller = Caller {
         mailbox: demo,
         user: DEMO_USER.into(),
-        record: store
-            .mailbox_by_id(demo)
-            .expect("read")
-            .expect("demo mailbox"),
+        record: Arc::new(
+            store
+                .mailbox_by_id(demo)
+                .expect("read")
+                .expect("demo mailbox"),
+        ),
     };
     let trusted = trusted_server(store.clone(), &data, caller);
     let inline = inline_server(store.clone(), &data);
@@ -1087,10 +1089,12 @@ fn phases(server_rt: &Runtime, world: &World) {
     let caller = Caller {
         mailbox: world.demo,
         user: DEMO_USER.into(),
-        record: store
-            .mailbox_by_id(world.demo)
-            .expect("read")
-            .expect("demo mailbox"),
+        record: Arc::new(
+            store
+                .mailbox_by_id(world.demo)
+                .expect("read")
+                .expect("demo mailbox"),
+        ),
     };
     let trusted = trusted_server(store.clone(), &data, caller);
     phase(

@@ -3,13 +3,18 @@
 //!
 //! The cache maps a normalised user name to a keyed SHA-256 digest of the password (the key is
 //! 32 random bytes drawn per [`Authenticator`], so the digests are useless outside this process),
-//! the mailbox id, the [`CredentialStamp`] of the password hash it was verified against, and when
-//! it was inserted. A request is a **hit** when an entry exists, is younger than the TTL, its
-//! digest equals the presented password's (compared in constant time), and the store still has
-//! the same password hash for that user — one indexed SQLite read, no hashing. So a password
-//! changed by another process (the `mailbox` command) takes effect on the next request, not
-//! after the TTL. Anything else is a **miss**: a full argon2 verification through
-//! [`Store::verify_password`], whose success (only) is cached.
+//! the mailbox record as read when the entry was made or last refreshed, the store's
+//! [`change_version`](Store::change_version) read just before that record, and when the entry
+//! was inserted. A request is a **hit** when an entry exists, is younger than the TTL, and its
+//! digest equals the presented password's (compared in constant time). If the store's change
+//! version is still the entry's, the cached record is current and the hit costs one SHA-256, a
+//! lock and an atomic load; otherwise the record is read again (one indexed SQLite read) and the
+//! hit stands only if the store still has the same password hash ([`CredentialStamp`]) for the
+//! same mailbox. So a password changed through this process's store takes effect on the next
+//! request, and one changed by another process (the `mailbox` command) within the store's
+//! external poll interval (100 ms by default), not after the TTL. Anything else is a **miss**: a
+//! full argon2 verification through [`Store::verify_password`], whose success (only) is
+//! cached.
 //!
 //! [`Authenticator::authenticate`] is synchronous and may block for the argon2 verification;
 //! async callers use [`Authenticator::authenticate_async`], which answers hits inline and runs
@@ -23,7 +28,7 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::store::{normalize_user, CredentialStamp, Mailbox, MailboxId, Store, StoreError};
+use crate::store::{normalize_user, Mailbox, MailboxId, Store, StoreError};
 
 /// How long a verified credential is trusted without a new argon2 verification.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
@@ -53,8 +58,9 @@ pub struct AuthStats {
 
 struct Entry {
     digest: [u8; 32],
-    id: MailboxId,
-    stamp: CredentialStamp,
+    /// The mailbox as read at `version`.
+    mailbox: Arc<Mailbox>,
+    version: u64,
     inserted: Instant,
 }
 
@@ -132,18 +138,23 @@ impl Authenticator {
     }
 
     /// The fast path alone: `Some(id)` when the credentials are a cache hit, `None` when they
-    /// need a full verification (which this does not do). Costs one SHA-256 and, on a fresh
-    /// entry, one indexed database read.
+    /// need a full verification (which this does not do). Costs one SHA-256, and one indexed
+    /// database read only when the store changed since the entry's record was read.
     pub fn cached(&self, user: &str, password: &str) -> Result<Option<MailboxId>, AuthError> {
         Ok(self.cached_mailbox(user, password)?.map(|m| m.id))
     }
 
-    /// Like [`cached`](Self::cached), returning the mailbox as read for the
-    /// check (one indexed read of the whole record, so a request needs no
-    /// second read to know its caller).
-    pub fn cached_mailbox(&self, user: &str, password: &str) -> Result<Option<Mailbox>, AuthError> {
+    /// Like [`cached`](Self::cached), returning the caller's mailbox record, current as of
+    /// the check (so a request needs no read of its own to know its caller).
+    pub fn cached_mailbox(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Option<Arc<Mailbox>>, AuthError> {
         let key = normalize_user(user);
         let digest = self.digest(&key, password);
+        // Before any read of the record below: a change after this is seen next time.
+        let version = self.inner.store.change_version()?;
         let found = {
             let mut cache = self.cache();
             match cache.get(&key) {
@@ -151,36 +162,59 @@ impl Authenticator {
                     cache.remove(&key);
                     None
                 }
-                Some(e) if digests_equal(&e.digest, &digest) => Some((e.id, e.stamp)),
+                Some(e) if digests_equal(&e.digest, &digest) => {
+                    Some((Arc::clone(&e.mailbox), e.version))
+                }
                 _ => None,
             }
         };
-        let Some((id, stamp)) = found else {
+        let Some((cached, seen)) = found else {
             return Ok(None);
         };
-        let mailbox = self.inner.store.mailbox(user)?;
-        if let Some(m) = mailbox.filter(|m| m.id == id && m.credential_stamp() == stamp) {
+        if seen == version {
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
-            Ok(Some(m))
-        } else {
+            return Ok(Some(cached));
+        }
+        let fresh = self
+            .inner
+            .store
+            .mailbox(user)?
+            .filter(|m| m.id == cached.id && m.credential_stamp() == cached.credential_stamp());
+        let Some(fresh) = fresh else {
             // Password changed or mailbox gone since the entry was made.
             self.invalidate(user);
-            Ok(None)
+            return Ok(None);
+        };
+        let fresh = Arc::new(fresh);
+        if let Some(e) = self.cache().get_mut(&key) {
+            // Unless another request replaced the entry meanwhile.
+            if digests_equal(&e.digest, &digest) && e.mailbox.id == fresh.id {
+                e.mailbox = Arc::clone(&fresh);
+                e.version = version;
+            }
         }
+        self.inner.hits.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(fresh))
     }
 
     /// The slow path: one argon2 verification; caches a success.
-    fn verify_and_cache(&self, user: &str, password: &str) -> Result<Option<Mailbox>, AuthError> {
+    fn verify_and_cache(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Option<Arc<Mailbox>>, AuthError> {
         self.inner.slow.fetch_add(1, Ordering::Relaxed);
+        let version = self.inner.store.change_version()?;
         let Some(mailbox) = self.inner.store.verify_password(user, password)? else {
             return Ok(None);
         };
+        let mailbox = Arc::new(mailbox);
         if self.inner.capacity > 0 && !self.inner.ttl.is_zero() {
             let key = normalize_user(user);
             let entry = Entry {
                 digest: self.digest(&key, password),
-                id: mailbox.id,
-                stamp: mailbox.credential_stamp(),
+                mailbox: Arc::clone(&mailbox),
+                version,
                 inserted: Instant::now(),
             };
             let mut cache = self.cache();
@@ -233,7 +267,7 @@ impl Authenticator {
         &self,
         user: &str,
         password: &str,
-    ) -> Result<Option<Mailbox>, AuthError> {
+    ) -> Result<Option<Arc<Mailbox>>, AuthError> {
         if let Some(m) = self.cached_mailbox(user, password)? {
             return Ok(Some(m));
         }
@@ -340,6 +374,63 @@ mod tests {
         assert_eq!(auth.authenticate("alice", "new-pw").unwrap(), Some(id));
         assert_eq!(auth.authenticate("alice", "new-pw").unwrap(), Some(id));
         assert_eq!(auth.stats(), stats(1, 3));
+    }
+
+    #[test]
+    fn a_hit_answers_from_memory_until_the_store_changes() {
+        let (_dir, store) = setup(&["alice", "bob"]);
+        let auth = Authenticator::new(store.clone());
+        let first = auth.cached_mailbox("alice", "alice-pw").unwrap();
+        assert!(first.is_none(), "nothing cached yet");
+        auth.authenticate("alice", "alice-pw").unwrap().unwrap();
+        let a = auth.cached_mailbox("alice", "alice-pw").unwrap().unwrap();
+        let b = auth.cached_mailbox("alice", "alice-pw").unwrap().unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "no commit in between: the same record");
+        assert!(!a.oof_status);
+
+        // A write through any clone of the store is seen by the next hit.
+        store.set_oof_status(a.id, true).unwrap();
+        let c = auth.cached_mailbox("alice", "alice-pw").unwrap().unwrap();
+        assert!(c.oof_status, "the record was read again after the commit");
+        let d = auth.cached_mailbox("alice", "alice-pw").unwrap().unwrap();
+        assert!(Arc::ptr_eq(&c, &d));
+
+        // A write to another mailbox costs a re-read, not a verification.
+        let bob = store.mailbox("bob").unwrap().unwrap().id;
+        store.set_oof_status(bob, true).unwrap();
+        assert!(
+            auth.cached_mailbox("alice", "alice-pw")
+                .unwrap()
+                .unwrap()
+                .oof_status
+        );
+        assert_eq!(auth.stats(), stats(5, 1));
+    }
+
+    #[test]
+    fn another_process_is_seen_within_the_poll_interval() {
+        let (dir, store) = setup(&["alice"]);
+        let id = store.mailbox("alice").unwrap().unwrap().id;
+        // Polls on every call.
+        let auth = Authenticator::new(store.clone().with_external_poll(Duration::ZERO));
+        assert!(auth.authenticate("alice", "alice-pw").unwrap().is_some());
+        // Another Store on the same file stands for another process (its commits are not
+        // counted by this one's hooks).
+        let other = Store::open(dir.path())
+            .unwrap()
+            .with_hash_cost(HashCost::Test);
+        other.set_oof_status(id, true).unwrap();
+        let seen = auth.cached_mailbox("alice", "alice-pw").unwrap().unwrap();
+        assert!(seen.oof_status);
+        other.set_password(id, "changed").unwrap();
+        assert_eq!(auth.cached("alice", "alice-pw").unwrap(), None);
+
+        // With the default interval, a change is seen once the interval has passed.
+        let auth = Authenticator::new(store.clone());
+        assert!(auth.authenticate("alice", "changed").unwrap().is_some());
+        other.set_password(id, "again").unwrap();
+        std::thread::sleep(crate::store::DEFAULT_EXTERNAL_POLL + Duration::from_millis(50));
+        assert_eq!(auth.cached("alice", "changed").unwrap(), None);
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct Caller {
     pub user: String,
     /// The caller's mailbox as read while authenticating this request: the
     /// read-only operations answer from it without a second read.
-    pub record: Mailbox,
+    pub record: Arc<Mailbox>,
 }
 
 /// The UM service over a [`Store`] and a mail delivery.
@@ -88,7 +88,7 @@ impl UmService {
     fn record(ctx: &CallContext) -> Result<&Mailbox, UmError> {
         ctx.extensions
             .get::<Caller>()
-            .map(|c| &c.record)
+            .map(|c| &*c.record)
             .ok_or(UmError::InvalidPrincipal)
     }
 

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::pin_policy::{PinGenerationError, PinPolicy, PinRejected, PolicyError};
 
-pub use sqlite::{PinWorkHook, Store};
+pub use sqlite::{PinWorkHook, Store, DEFAULT_EXTERNAL_POLL};
 
 /// The database id of a mailbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

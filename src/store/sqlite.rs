@@ -15,8 +15,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, TryLockError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::{CryptoRng, RngCore};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
@@ -36,6 +37,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many idle connections the pool keeps.
 const MAX_IDLE_CONNECTIONS: usize = 8;
+
+/// How often [`Store::change_version`] looks for commits by other processes (by default).
+pub const DEFAULT_EXTERNAL_POLL: Duration = Duration::from_millis(100);
 
 /// How often a PIN reset or change starts over when the PIN state changed between its
 /// preparation and its transaction (possible only through another process, since one process
@@ -235,6 +239,23 @@ struct Shared {
     dummy_hash: OnceLock<String>,
     /// One lock per mailbox with a PIN change in flight (see [`Store::reset_pin_queued`]).
     pin_locks: Mutex<HashMap<MailboxId, Arc<Mutex<()>>>>,
+    /// Write commits by this process's connections, counted (before they complete) by a
+    /// commit hook on every pooled connection.
+    commits: Arc<AtomicU64>,
+    /// The change version of [`Store::change_version`].
+    version: AtomicU64,
+    /// Looks for commits by other processes.
+    watcher: Mutex<Watcher>,
+}
+
+/// The connection that answers [`Store::data_version`] (it never writes, so its
+/// `PRAGMA data_version` changes exactly when another connection commits), with what it last
+/// saw.
+#[derive(Default)]
+struct Watcher {
+    conn: Option<Connection>,
+    last: Option<u64>,
+    polled: Option<Instant>,
 }
 
 /// A test hook called by every PIN reset and change once its slow hashing is done, while it
@@ -246,6 +267,8 @@ pub type PinWorkHook = Arc<dyn Fn(MailboxId) + Send + Sync>;
 struct PooledConnection<'a> {
     conn: Option<Connection>,
     shared: &'a Shared,
+    /// `shared.commits` when the connection was taken.
+    commits: u64,
 }
 
 impl Deref for PooledConnection<'_> {
@@ -265,6 +288,12 @@ impl DerefMut for PooledConnection<'_> {
 
 impl Drop for PooledConnection<'_> {
     fn drop(&mut self) {
+        // Whatever this connection committed is complete now (a transaction borrows the
+        // connection, so it has ended). Bumping the version only after that means a reader
+        // that sees the new version also sees the commit.
+        if self.shared.commits.load(Ordering::Acquire) != self.commits {
+            self.shared.version.fetch_add(1, Ordering::AcqRel);
+        }
         if let Some(conn) = self.conn.take() {
             let mut idle = self
                 .shared
@@ -278,8 +307,19 @@ impl Drop for PooledConnection<'_> {
     }
 }
 
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+fn open_connection(
+    path: &Path,
+    commits: Option<&Arc<AtomicU64>>,
+) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
+    if let Some(commits) = commits {
+        let commits = Arc::clone(commits);
+        // Runs for write transactions only, just before they commit.
+        conn.commit_hook(Some(move || {
+            commits.fetch_add(1, Ordering::AcqRel);
+            false
+        }));
+    }
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -314,6 +354,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 pub struct Store {
     shared: Arc<Shared>,
     cost: HashCost,
+    external_poll: Duration,
     pin_work_hook: Option<PinWorkHook>,
 }
 
@@ -336,7 +377,8 @@ impl Store {
             });
         }
         let path = data_dir.join(DATABASE_FILE);
-        let mut conn = open_connection(&path)?;
+        let commits = Arc::new(AtomicU64::new(0));
+        let mut conn = open_connection(&path, Some(&commits))?;
         migrate(&mut conn)?;
         Ok(Store {
             shared: Arc::new(Shared {
@@ -344,8 +386,12 @@ impl Store {
                 idle: Mutex::new(vec![conn]),
                 dummy_hash: OnceLock::new(),
                 pin_locks: Mutex::new(HashMap::new()),
+                commits,
+                version: AtomicU64::new(0),
+                watcher: Mutex::new(Watcher::default()),
             }),
             cost: HashCost::default(),
+            external_poll: DEFAULT_EXTERNAL_POLL,
             pin_work_hook: None,
         })
     }
@@ -375,6 +421,13 @@ impl Store {
         self
     }
 
+    /// Sets how often [`change_version`](Self::change_version) of this handle looks for
+    /// commits by other processes (default [`DEFAULT_EXTERNAL_POLL`]; zero: on every call).
+    pub fn with_external_poll(mut self, every: Duration) -> Store {
+        self.external_poll = every;
+        self
+    }
+
     /// The path of the database file.
     pub fn path(&self) -> &Path {
         &self.shared.path
@@ -387,14 +440,80 @@ impl Store {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
+        // Read before the connection can commit anything.
+        let commits = self.shared.commits.load(Ordering::Acquire);
         let conn = match idle {
             Some(conn) => conn,
-            None => open_connection(&self.shared.path)?,
+            None => open_connection(&self.shared.path, Some(&self.shared.commits))?,
         };
         Ok(PooledConnection {
             conn: Some(conn),
             shared: &self.shared,
+            commits,
         })
+    }
+
+    /// A number that changes whenever any connection to the database file, in this process or
+    /// another, commits a change: SQLite's `PRAGMA data_version`, read on a connection of its
+    /// own that never writes. Equal numbers mean no commit in between, so a record read after
+    /// one call is still current while later calls return the same number. Costs no disk I/O
+    /// (it reads the WAL index in shared memory).
+    pub fn data_version(&self) -> Result<u64, StoreError> {
+        let mut watcher = self
+            .shared
+            .watcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Self::read_data_version(&self.shared.path, &mut watcher)
+    }
+
+    fn read_data_version(path: &Path, watcher: &mut Watcher) -> Result<u64, StoreError> {
+        let conn = match &mut watcher.conn {
+            Some(conn) => conn,
+            slot => slot.insert(open_connection(path, None)?),
+        };
+        let version: i64 = conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        Ok(version as u64)
+    }
+
+    /// A number that changes after every commit to the database: at once for commits through
+    /// this [`Store`] (any clone; counted when the connection that committed is given back), and
+    /// within the [`with_external_poll`](Self::with_external_poll) interval for commits by other
+    /// processes (found through [`data_version`](Self::data_version) on the first call after the
+    /// interval). So a record read after a call that returned `v` is current as long as later
+    /// calls return `v`. Almost always one atomic load: no lock, no SQLite call.
+    pub fn change_version(&self) -> Result<u64, StoreError> {
+        let shared = &*self.shared;
+        // Another thread polling now answers for this one too.
+        let watcher = match shared.watcher.try_lock() {
+            Ok(watcher) => Some(watcher),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut watcher) = watcher {
+            let due = watcher
+                .polled
+                .is_none_or(|at| at.elapsed() >= self.external_poll);
+            if due {
+                let seen = match Self::read_data_version(&shared.path, &mut watcher) {
+                    Ok(seen) => seen,
+                    Err(error) => {
+                        // A new connection next time; its numbering starts afresh.
+                        *watcher = Watcher::default();
+                        return Err(error);
+                    }
+                };
+                // Only the watcher's own numbers compare; the first one is a baseline.
+                if watcher.last.is_some_and(|last| last != seen) {
+                    shared.version.fetch_add(1, Ordering::AcqRel);
+                }
+                watcher.last = Some(seen);
+                watcher.polled = Some(Instant::now());
+            }
+        }
+        Ok(shared.version.load(Ordering::Acquire))
     }
 
     /// Spends one hash verification on a dummy, so that an unknown user costs as much time as a
@@ -1248,6 +1367,36 @@ mod tests {
 
     fn rng() -> StdRng {
         StdRng::seed_from_u64(99)
+    }
+
+    #[test]
+    fn change_version_moves_with_commits_only() {
+        let (dir, store) = store();
+        let id = store.add_mailbox(alice()).unwrap();
+        let v0 = store.change_version().unwrap();
+        // Reads and rolled-back transactions are not changes.
+        store.mailbox("alice").unwrap().unwrap();
+        store.mailboxes().unwrap();
+        store.verify_password("alice", "wrong").unwrap();
+        {
+            let mut conn = store.conn().unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute("UPDATE mailboxes SET oof_status = 1", [])
+                .unwrap();
+            tx.rollback().unwrap();
+        }
+        assert_eq!(store.change_version().unwrap(), v0);
+        // A commit through any clone is seen at once.
+        store.clone().set_oof_status(id, true).unwrap();
+        let v1 = store.change_version().unwrap();
+        assert_ne!(v1, v0);
+        assert_eq!(store.change_version().unwrap(), v1);
+        // A commit by another handle on the file (another process) is seen by the poll.
+        let polling = store.clone().with_external_poll(Duration::ZERO);
+        let v2 = polling.change_version().unwrap();
+        let other = Store::open(dir.path()).unwrap();
+        other.set_oof_status(id, false).unwrap();
+        assert_ne!(polling.change_version().unwrap(), v2);
     }
 
     fn history_len(store: &Store, id: MailboxId) -> i64 {
