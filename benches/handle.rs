@@ -20,6 +20,10 @@ use umws_soap::envelope::{self, EnvelopeWriter, ParseOptions, SoapVersion};
 use umws_soap::namespace::NamespaceAliases;
 use umws_soap::xml;
 
+/// The allocator of the `umws` binary, so that the servers here run as `umws serve` does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USER: &str = "demo";
 const PASSWORD: &str = "demo-password";
 
@@ -70,6 +74,10 @@ fn handle(c: &mut Criterion) {
     let first = rt.block_on(server.handle(request(&body), None));
     assert_eq!(first.status(), 200);
 
+    println!(
+        "size of the SoapServer::handle future: {} bytes",
+        std::mem::size_of_val(&server.handle(request(&body), None))
+    );
     let mut group = c.benchmark_group("handle");
     group.bench_function("IsUMEnabled, Basic auth (cache hit)", |b| {
         b.iter(|| {
@@ -108,6 +116,19 @@ fn handle(c: &mut Criterion) {
     let aliases = NamespaceAliases::none().with(umws::app::HTTPS_ALIAS.0, umws::app::HTTPS_ALIAS.1);
     group.bench_function("envelope::parse IsUMEnabled", |b| {
         b.iter(|| envelope::parse(black_box(&body), ParseOptions::new(&aliases)).expect("parses"))
+    });
+    group.bench_function("quick_xml NsReader, all events (floor)", |b| {
+        b.iter(|| {
+            let text = std::str::from_utf8(black_box(&body)).expect("utf-8");
+            let mut reader = quick_xml::NsReader::from_str(text);
+            let mut n = 0usize;
+            loop {
+                match reader.read_resolved_event().expect("well-formed") {
+                    (_, quick_xml::events::Event::Eof) => break n,
+                    _ => n += 1,
+                }
+            }
+        })
     });
     let answer = IsUmEnabledResponse {
         is_um_enabled_response: true,

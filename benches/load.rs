@@ -62,6 +62,10 @@ use umws_soap::envelope::{self, ParseOptions};
 use umws_soap::namespace::NamespaceAliases;
 use umws_soap::server::{AuthDecision, Credentials, ServerConfig, SoapServer};
 
+/// The allocator of the `umws` binary, so that the servers here run as `umws serve` does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PATH: &str = "/UnifiedMessaging/Service.asmx";
 const DEMO_USER: &str = "demo";
 const DEMO_PASSWORD: &str = "bench-password-0123";

@@ -71,6 +71,10 @@ impl Throttle {
     /// How long an attempt by `user` from `addr` waits at `now`.
     pub fn delay(&self, user: &str, addr: Option<IpAddr>, now: Instant) -> Duration {
         let map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.is_empty() {
+            // The usual case: no failures anywhere, nothing to look up.
+            return Duration::ZERO;
+        }
         let count = |key: &Key| {
             map.get(key)
                 .filter(|f| now.duration_since(f.last) < self.policy.forget_after)
@@ -122,7 +126,9 @@ impl Throttle {
     /// Records a successful attempt: the user's counter is cleared.
     pub fn succeeded(&self, user: &str) {
         let mut map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        map.remove(&Key::User(normalize_user(user)));
+        if !map.is_empty() {
+            map.remove(&Key::User(normalize_user(user)));
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::name::{Namespace, ResolveResult};
 use quick_xml::{NsReader, Writer};
 
@@ -171,27 +171,40 @@ type Binding = (Vec<u8>, Vec<u8>);
 
 struct Reader<'i, 'o> {
     inner: NsReader<&'i [u8]>,
+    /// The whole message: fragments are copied out of it.
+    input: &'i [u8],
     opts: ParseOptions<'o>,
     alias: Option<usize>,
 }
 
 impl<'i> Reader<'i, '_> {
+    /// The next event with, for a start tag, the namespace name of its element in canonical
+    /// spelling.
     fn next(&mut self) -> Result<(Option<String>, Event<'i>), EnvelopeError> {
-        let position = self.inner.buffer_position();
-        let (resolved, event) = self
-            .inner
-            .read_resolved_event()
-            .map_err(|source| EnvelopeError::Xml { position, source })?;
-        let ns = match resolved {
-            ResolveResult::Bound(Namespace(ns)) => Some(String::from_utf8_lossy(ns).into_owned()),
-            ResolveResult::Unbound => None,
-            ResolveResult::Unknown(prefix) => {
-                return Err(EnvelopeError::UnboundPrefix(
-                    String::from_utf8_lossy(&prefix).into_owned(),
-                ))
-            }
+        let event = self.next_event()?;
+        let ns = match &event {
+            Event::Start(s) | Event::Empty(s) => self.element_namespace(s)?,
+            _ => None,
         };
+        Ok((ns, event))
+    }
+
+    /// The next event, checked (no DOCTYPE, UTF-8 only, predefined entities only, no
+    /// undeclared element prefix) but without namespace names: allocates nothing.
+    fn next_event(&mut self) -> Result<Event<'i>, EnvelopeError> {
+        let position = self.inner.buffer_position();
+        let event = self
+            .inner
+            .read_event()
+            .map_err(|source| EnvelopeError::Xml { position, source })?;
         match &event {
+            Event::Start(s) | Event::Empty(s) => {
+                if let (ResolveResult::Unknown(prefix), _) = self.inner.resolve_element(s.name()) {
+                    return Err(EnvelopeError::UnboundPrefix(
+                        String::from_utf8_lossy(&prefix).into_owned(),
+                    ));
+                }
+            }
             Event::DocType(_) => return Err(EnvelopeError::DocType),
             Event::Decl(decl) => {
                 if let Some(Ok(enc)) = decl.encoding() {
@@ -207,11 +220,29 @@ impl<'i> Reader<'i, '_> {
             }
             _ => {}
         }
-        let ns = match ns {
-            Some(ns) => Some(self.canonical(ns)?),
-            None => None,
+        Ok(event)
+    }
+
+    /// The namespace name of an element just read, in canonical spelling.
+    fn element_namespace(
+        &mut self,
+        start: &BytesStart<'_>,
+    ) -> Result<Option<String>, EnvelopeError> {
+        let ns = match self.inner.resolve_element(start.name()).0 {
+            ResolveResult::Bound(Namespace(ns)) => String::from_utf8_lossy(ns).into_owned(),
+            ResolveResult::Unbound => return Ok(None),
+            ResolveResult::Unknown(prefix) => {
+                return Err(EnvelopeError::UnboundPrefix(
+                    String::from_utf8_lossy(&prefix).into_owned(),
+                ))
+            }
         };
-        Ok((ns, event))
+        self.canonical(ns).map(Some)
+    }
+
+    /// Where the reader is in [`input`](Self::input).
+    fn position(&self) -> usize {
+        usize::try_from(self.inner.buffer_position()).unwrap_or(usize::MAX)
     }
 
     /// The canonical spelling of a namespace name, recording the alias used.
@@ -293,11 +324,14 @@ fn is_blank(text: &BytesText<'_>) -> bool {
 /// one `Body` with at most one element.
 pub fn parse(bytes: &[u8], opts: ParseOptions<'_>) -> Result<Envelope, EnvelopeError> {
     let text = std::str::from_utf8(bytes).map_err(|_| EnvelopeError::Encoding)?;
+    // Without the byte order mark, the reader's positions are offsets into `text`.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut inner = NsReader::from_str(text);
     inner.config_mut().check_end_names = true;
     inner.config_mut().check_comments = true;
     let mut r = Reader {
         inner,
+        input: text.as_bytes(),
         opts,
         alias: None,
     };
@@ -505,6 +539,10 @@ fn read_body(
 }
 
 /// Copies the element that starts with `first` into a standalone fragment.
+///
+/// The root's start tag is written anew (with the declarations in scope); the rest is copied
+/// byte for byte from the message, except start tags that declare a namespace in an alias
+/// spelling, which are rewritten in canonical spelling.
 fn copy_element<'i>(
     r: &mut Reader<'i, '_>,
     scope: &[Binding],
@@ -543,23 +581,27 @@ fn copy_element<'i>(
         write(&mut writer, Event::Start(root))?;
         let mut depth = 1usize;
         while depth > 0 {
-            let (_, event) = r.next()?;
+            let from = r.position();
+            let event = r.next_event()?;
+            let raw = r.input.get(from..r.position()).unwrap_or_default();
             match event {
                 Event::Start(s) => {
                     depth += 1;
                     if depth > r.opts.max_depth {
                         return Err(EnvelopeError::TooDeep(r.opts.max_depth));
                     }
-                    let copy = rewrite_start(r, &s)?;
-                    write(&mut writer, Event::Start(copy))?;
+                    match checked_start(r, &s)? {
+                        Some(copy) => write(&mut writer, Event::Start(copy))?,
+                        None => writer.get_mut().extend_from_slice(raw),
+                    }
                 }
-                Event::Empty(s) => {
-                    let copy = rewrite_start(r, &s)?;
-                    write(&mut writer, Event::Empty(copy))?;
-                }
-                Event::End(e) => {
+                Event::Empty(s) => match checked_start(r, &s)? {
+                    Some(copy) => write(&mut writer, Event::Empty(copy))?,
+                    None => writer.get_mut().extend_from_slice(raw),
+                },
+                Event::End(_) => {
                     depth -= 1;
-                    write(&mut writer, Event::End(e))?;
+                    writer.get_mut().extend_from_slice(raw);
                 }
                 Event::Eof => {
                     return Err(EnvelopeError::UnexpectedContent(
@@ -571,12 +613,39 @@ fn copy_element<'i>(
                         "an XML declaration inside an element".into(),
                     ))
                 }
-                other => write(&mut writer, other)?,
+                _ => writer.get_mut().extend_from_slice(raw),
             }
         }
     }
     let xml = String::from_utf8(writer.into_inner()).map_err(|_| EnvelopeError::Encoding)?;
     Ok((ns.unwrap_or_default(), local_name, xml))
+}
+
+/// Checks the attributes of a start tag inside a fragment (well-formed, no duplicates) and
+/// returns a rewritten copy when a namespace declaration on it uses an alias spelling (`None`:
+/// copy the tag as it is).
+fn checked_start<'a>(
+    r: &mut Reader<'_, '_>,
+    start: &BytesStart<'a>,
+) -> Result<Option<BytesStart<'a>>, EnvelopeError> {
+    let mut aliased = false;
+    for attr in start.attributes().with_checks(true) {
+        let attr = attr.map_err(|e| EnvelopeError::Xml {
+            position: r.inner.buffer_position(),
+            source: e.into(),
+        })?;
+        let key = attr.key.as_ref();
+        if key == b"xmlns" || key.starts_with(b"xmlns:") {
+            aliased |= matches!(r.canonical_bytes(attr.value)?, Cow::Owned(_));
+        }
+    }
+    if !aliased {
+        return Ok(None);
+    }
+    let mut copy = start.to_owned();
+    copy.clear_attributes();
+    copy_attributes(r, start, &mut copy)?;
+    Ok(Some(copy))
 }
 
 fn xml_io_error(e: std::io::Error) -> EnvelopeError {
@@ -618,18 +687,22 @@ fn copy_attributes(
     Ok(())
 }
 
-fn rewrite_start<'a>(
-    r: &mut Reader<'_, '_>,
-    start: &BytesStart<'a>,
-) -> Result<BytesStart<'a>, EnvelopeError> {
-    if r.opts.aliases.is_empty() {
-        return Ok(start.clone());
-    }
-    let mut copy = start.to_owned();
-    copy.clear_attributes();
-    copy_attributes(r, start, &mut copy)?;
-    Ok(copy)
+macro_rules! envelope_head {
+    ($ns:literal) => {
+        concat!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>",
+            "<soap:Envelope xmlns:soap=\"",
+            $ns,
+            "\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" ",
+            "xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\"><soap:Body>"
+        )
+    };
 }
+
+/// What every SOAP 1.1 envelope we write starts with.
+const ENVELOPE_HEAD_11: &str = envelope_head!("http://schemas.xmlsoap.org/soap/envelope/");
+/// What every SOAP 1.2 envelope we write starts with.
+const ENVELOPE_HEAD_12: &str = envelope_head!("http://www.w3.org/2003/05/soap-envelope");
 
 /// Writes a response envelope around body content.
 ///
@@ -654,17 +727,14 @@ impl std::fmt::Debug for EnvelopeWriter<'_> {
 impl<'a> EnvelopeWriter<'a> {
     /// Starts an envelope: XML declaration, `Envelope` and `Body` start tags.
     pub fn new(version: SoapVersion, alias: Option<(&'a NamespaceAliases, usize)>) -> Self {
-        let mut writer = Writer::new(Vec::with_capacity(512));
-        let mut env = BytesStart::new("soap:Envelope");
-        env.push_attribute(("xmlns:soap", version.envelope_ns()));
-        env.push_attribute(("xmlns:xsi", XSI_NS));
-        env.push_attribute(("xmlns:xsd", XSD_NS));
-        // Writing into a Vec cannot fail.
-        let _ = writer.write_event(Event::Decl(BytesDecl::new("1.0", Some("utf-8"), None)));
-        let _ = writer.write_event(Event::Start(env));
-        let _ = writer.write_event(Event::Start(BytesStart::new("soap:Body")));
+        let head = match version {
+            SoapVersion::Soap11 => ENVELOPE_HEAD_11,
+            SoapVersion::Soap12 => ENVELOPE_HEAD_12,
+        };
+        let mut buffer = Vec::with_capacity(512);
+        buffer.extend_from_slice(head.as_bytes());
         Self {
-            writer,
+            writer: Writer::new(buffer),
             version,
             alias,
         }
@@ -734,14 +804,10 @@ impl<'a> EnvelopeWriter<'a> {
     }
 
     /// Closes `Body` and `Envelope` and returns the bytes.
-    pub fn finish(mut self) -> Vec<u8> {
-        let _ = self
-            .writer
-            .write_event(Event::End(BytesEnd::new("soap:Body")));
-        let _ = self
-            .writer
-            .write_event(Event::End(BytesEnd::new("soap:Envelope")));
-        self.writer.into_inner()
+    pub fn finish(self) -> Vec<u8> {
+        let mut bytes = self.writer.into_inner();
+        bytes.extend_from_slice(b"</soap:Body></soap:Envelope>");
+        bytes
     }
 }
 
@@ -967,6 +1033,48 @@ mod tests {
     }
 
     #[test]
+    fn inner_content_is_copied_verbatim_except_alias_declarations() {
+        let a = aliases();
+        let xml = "\u{feff}<?xml version=\"1.0\"?><soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><Op xmlns=\"urn:m\"><a  x='1'>t &lt; <![CDATA[<raw>]]><!-- c --></a><b xmlns=\"https://schemas.microsoft.com/t\"><c/></b><d xmlns:q=\"urn:q\" q:y=\"2\"/></Op></soap:Body></soap:Envelope>";
+        let env = parse(xml.as_bytes(), ParseOptions::new(&a)).unwrap();
+        assert_eq!(env.alias, Some(0));
+        assert_eq!(
+            env.body.unwrap().xml,
+            "<Op xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns=\"urn:m\"><a  x='1'>t &lt; <![CDATA[<raw>]]><!-- c --></a><b xmlns=\"http://schemas.microsoft.com/t\"><c/></b><d xmlns:q=\"urn:q\" q:y=\"2\"/></Op>"
+        );
+        let mut strict = ParseOptions::new(&a);
+        strict.accept_aliases = false;
+        assert!(matches!(
+            parse(xml.as_bytes(), strict),
+            Err(EnvelopeError::AliasRefused(_))
+        ));
+    }
+
+    #[test]
+    fn inner_elements_are_checked() {
+        let a = aliases();
+        let o = ParseOptions::new(&a);
+        let wrap = |inner: &str| {
+            format!(
+                r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><Op xmlns="urn:m">{inner}</Op></soap:Body></soap:Envelope>"#
+            )
+        };
+        for (inner, what) in [
+            (r#"<a x="1" x="2"/>"#, "a duplicate attribute"),
+            (r#"<p:a/>"#, "an undeclared prefix"),
+            (r#"<a>&nope;</a>"#, "an undefined entity"),
+            (r#"<a></b>"#, "a mismatched end tag"),
+            (r#"<a x=1/>"#, "an unquoted attribute"),
+        ] {
+            assert!(
+                parse(wrap(inner).as_bytes(), o).is_err(),
+                "{what} was accepted"
+            );
+        }
+        assert!(parse(wrap("<a x=\"1\">ok</a>").as_bytes(), o).is_ok());
+    }
+
+    #[test]
     fn refuses_doctype_entities_and_junk() {
         let a = NamespaceAliases::none();
         let o = ParseOptions::new(&a);
@@ -1041,6 +1149,21 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(back, fault);
+    }
+
+    #[test]
+    fn envelope_heads_use_the_namespace_constants() {
+        for version in [SoapVersion::Soap11, SoapVersion::Soap12] {
+            let bytes = EnvelopeWriter::new(version, None).finish();
+            let text = String::from_utf8(bytes).unwrap();
+            for ns in [version.envelope_ns(), XSI_NS, XSD_NS] {
+                assert!(text.contains(&format!("\"{ns}\"")), "{text}");
+            }
+            let a = NamespaceAliases::none();
+            let env = parse(text.as_bytes(), ParseOptions::new(&a)).unwrap();
+            assert_eq!(env.version, version);
+            assert!(env.body.is_none());
+        }
     }
 
     #[test]

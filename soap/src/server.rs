@@ -6,6 +6,7 @@
 //! side (paths, `?wsdl`, Basic authentication, body limit, content type,
 //! `SOAPAction`) and turns every problem into exactly one response.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, HOST, WWW_AU
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
@@ -290,19 +291,26 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         B: Body + Send,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let started = Instant::now();
-        let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        // The access log line; what it needs is kept only when it is written.
+        let log = tracing::enabled!(target: "umws_soap::access", tracing::Level::INFO).then(|| {
+            (
+                Instant::now(),
+                req.method().clone(),
+                req.uri().path().to_owned(),
+            )
+        });
         let (response, op) = self.route(req, remote_addr).await;
-        tracing::info!(
-            target: "umws_soap::access",
-            %method,
-            path = %path,
-            operation = op.unwrap_or("-"),
-            status = response.status().as_u16(),
-            micros = started.elapsed().as_micros() as u64,
-            remote = ?remote_addr,
-        );
+        if let Some((started, method, path)) = log {
+            tracing::info!(
+                target: "umws_soap::access",
+                %method,
+                path = %path,
+                operation = op.unwrap_or("-"),
+                status = response.status().as_u16(),
+                micros = started.elapsed().as_micros() as u64,
+                remote = ?remote_addr,
+            );
+        }
         response
     }
 
@@ -378,8 +386,10 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let mut params = content_type.split(';').map(str::trim);
-        let mime = params.next().unwrap_or("").to_ascii_lowercase();
-        if mime != "text/xml" && mime != "application/soap+xml" {
+        let mime = params.next().unwrap_or("");
+        if !mime.eq_ignore_ascii_case("text/xml")
+            && !mime.eq_ignore_ascii_case("application/soap+xml")
+        {
             return (
                 plain(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -618,7 +628,8 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
         let graceful = GracefulShutdown::new();
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // SOAP is HTTP/1.1 (keep-alive, pipelining allowed); no HTTP/2 sniffing per connection.
+        let builder = hyper::server::conn::http1::Builder::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -646,7 +657,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
                         let result = match tls {
                             None => {
                                 let conn = builder.serve_connection(TokioIo::new(stream), service);
-                                watcher.watch(conn.into_owned()).await
+                                watcher.watch(conn).await
                             }
                             Some(acceptor) => {
                                 let handshake = tokio::time::timeout(
@@ -665,7 +676,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
                                     }
                                 };
                                 let conn = builder.serve_connection(TokioIo::new(stream), service);
-                                watcher.watch(conn.into_owned()).await
+                                watcher.watch(conn).await
                             }
                         };
                         if let Err(error) = result {
@@ -687,11 +698,11 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
     }
 }
 
-fn canonical_action(aliases: &NamespaceAliases, action: &str) -> String {
-    aliases
-        .to_canonical(action)
-        .map(|(_, c)| c)
-        .unwrap_or_else(|| action.to_owned())
+fn canonical_action<'a>(aliases: &NamespaceAliases, action: &'a str) -> Cow<'a, str> {
+    match aliases.to_canonical(action) {
+        Some((_, canonical)) => Cow::Owned(canonical),
+        None => Cow::Borrowed(action),
+    }
 }
 
 fn basic_credentials<B>(req: &Request<B>) -> Result<Option<Credentials>, ()> {
