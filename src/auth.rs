@@ -90,6 +90,19 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
+/// The cache key of `user`: [`normalize_user`], without an allocation when the name is
+/// normalised already (the usual case).
+fn user_key(user: &str) -> std::borrow::Cow<'_, str> {
+    if user
+        .bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+    {
+        std::borrow::Cow::Borrowed(user)
+    } else {
+        std::borrow::Cow::Owned(normalize_user(user))
+    }
+}
+
 /// Compares two digests in time independent of where they differ.
 fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
@@ -151,15 +164,16 @@ impl Authenticator {
         user: &str,
         password: &str,
     ) -> Result<Option<Arc<Mailbox>>, AuthError> {
-        let key = normalize_user(user);
-        let digest = self.digest(&key, password);
+        let key = user_key(user);
+        let key: &str = key.as_ref();
+        let digest = self.digest(key, password);
         // Before any read of the record below: a change after this is seen next time.
         let version = self.inner.store.change_version()?;
         let found = {
             let mut cache = self.cache();
-            match cache.get(&key) {
+            match cache.get(key) {
                 Some(e) if e.inserted.elapsed() >= self.inner.ttl => {
-                    cache.remove(&key);
+                    cache.remove(key);
                     None
                 }
                 Some(e) if digests_equal(&e.digest, &digest) => {
@@ -186,7 +200,7 @@ impl Authenticator {
             return Ok(None);
         };
         let fresh = Arc::new(fresh);
-        if let Some(e) = self.cache().get_mut(&key) {
+        if let Some(e) = self.cache().get_mut(key) {
             // Unless another request replaced the entry meanwhile.
             if digests_equal(&e.digest, &digest) && e.mailbox.id == fresh.id {
                 e.mailbox = Arc::clone(&fresh);

@@ -180,7 +180,7 @@ struct Reader<'i, 'o> {
 impl<'i> Reader<'i, '_> {
     /// The next event with, for a start tag, the namespace name of its element in canonical
     /// spelling.
-    fn next(&mut self) -> Result<(Option<String>, Event<'i>), EnvelopeError> {
+    fn next(&mut self) -> Result<(Option<Cow<'static, str>>, Event<'i>), EnvelopeError> {
         let event = self.next_event()?;
         let ns = match &event {
             Event::Start(s) | Event::Empty(s) => self.element_namespace(s)?,
@@ -223,13 +223,22 @@ impl<'i> Reader<'i, '_> {
         Ok(event)
     }
 
-    /// The namespace name of an element just read, in canonical spelling.
+    /// The namespace name of an element just read, in canonical spelling (borrowed for the
+    /// envelope namespaces, which every message uses).
     fn element_namespace(
         &mut self,
         start: &BytesStart<'_>,
-    ) -> Result<Option<String>, EnvelopeError> {
+    ) -> Result<Option<Cow<'static, str>>, EnvelopeError> {
         let ns = match self.inner.resolve_element(start.name()).0 {
-            ResolveResult::Bound(Namespace(ns)) => String::from_utf8_lossy(ns).into_owned(),
+            ResolveResult::Bound(Namespace(ns)) => match ns {
+                b"http://schemas.xmlsoap.org/soap/envelope/" => {
+                    return Ok(Some(Cow::Borrowed(SOAP11_ENVELOPE_NS)))
+                }
+                b"http://www.w3.org/2003/05/soap-envelope" => {
+                    return Ok(Some(Cow::Borrowed(SOAP12_ENVELOPE_NS)))
+                }
+                other => String::from_utf8_lossy(other).into_owned(),
+            },
             ResolveResult::Unbound => return Ok(None),
             ResolveResult::Unknown(prefix) => {
                 return Err(EnvelopeError::UnboundPrefix(
@@ -237,7 +246,7 @@ impl<'i> Reader<'i, '_> {
                 ))
             }
         };
-        self.canonical(ns).map(Some)
+        self.canonical(ns).map(|ns| Some(Cow::Owned(ns)))
     }
 
     /// Where the reader is in [`input`](Self::input).
@@ -278,7 +287,18 @@ impl<'i> Reader<'i, '_> {
 
     /// Namespace declarations on a start tag, in canonical spelling.
     fn declarations(&mut self, start: &BytesStart<'_>) -> Result<Vec<Binding>, EnvelopeError> {
+        Ok(self.declarations_and_alias(start)?.0)
+    }
+
+    /// [`declarations`](Self::declarations), and whether one of them was in an alias
+    /// spelling (so the tag must be rewritten to be read in canonical spelling). Checks every
+    /// attribute of the tag on the way (well-formed, no duplicates).
+    fn declarations_and_alias(
+        &mut self,
+        start: &BytesStart<'_>,
+    ) -> Result<(Vec<Binding>, bool), EnvelopeError> {
         let mut out = Vec::new();
+        let mut aliased = false;
         for attr in start.attributes().with_checks(true) {
             let attr = attr.map_err(|e| EnvelopeError::Xml {
                 position: self.inner.buffer_position(),
@@ -293,9 +313,10 @@ impl<'i> Reader<'i, '_> {
                 continue;
             };
             let value = self.canonical_bytes(attr.value)?;
+            aliased |= matches!(value, Cow::Owned(_));
             out.push((prefix, value.into_owned()));
         }
-        Ok(out)
+        Ok((out, aliased))
     }
 }
 
@@ -394,8 +415,12 @@ pub fn parse(bytes: &[u8], opts: ParseOptions<'_>) -> Result<Envelope, EnvelopeE
             Event::Text(t) if is_blank(&t) => {}
             Event::Start(ref s) | Event::Empty(ref s) if ns.as_deref() == Some(env_ns) => {
                 let empty = matches!(event, Event::Empty(_));
-                let mut inner_scope = scope.clone();
-                inner_scope.extend(r.declarations(s)?);
+                let own = r.declarations(s)?;
+                let inner_scope: Cow<'_, [Binding]> = if own.is_empty() {
+                    Cow::Borrowed(&scope)
+                } else {
+                    Cow::Owned(scope.iter().cloned().chain(own).collect())
+                };
                 match s.local_name().as_ref() {
                     b"Header" if !seen_body && headers.is_empty() => {
                         if !empty {
@@ -546,7 +571,7 @@ fn read_body(
 fn copy_element<'i>(
     r: &mut Reader<'i, '_>,
     scope: &[Binding],
-    ns: Option<String>,
+    ns: Option<Cow<'static, str>>,
     first: Event<'i>,
 ) -> Result<(String, String, String), EnvelopeError> {
     let (start, empty) = match first {
@@ -560,25 +585,61 @@ fn copy_element<'i>(
     };
     let local_name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
     let mut writer = Writer::new(Vec::with_capacity(256));
+    let write = |w: &mut Writer<Vec<u8>>, e: Event<'_>| w.write_event(e).map_err(xml_io_error);
 
-    // The root: its own attributes (namespace names in canonical spelling)
-    // plus every declaration in scope that it does not redeclare.
-    let own = r.declarations(&start)?;
-    let name = String::from_utf8_lossy(start.name().as_ref()).into_owned();
-    let mut root = BytesStart::new(name);
-    let mut declared: Vec<Vec<u8>> = own.iter().map(|(p, _)| p.clone()).collect();
-    for (prefix, value) in scope.iter().rev() {
-        if !declared.contains(prefix) {
-            declared.push(prefix.clone());
-            push_xmlns(&mut root, prefix, value);
+    // The root: every declaration in scope that it does not redeclare, then its own attributes
+    // (namespace names in canonical spelling).
+    let (own, aliased) = r.declarations_and_alias(&start)?;
+    let out = writer.get_mut();
+    out.push(b'<');
+    out.extend_from_slice(start.name().as_ref());
+    for (i, (prefix, value)) in scope.iter().enumerate().rev() {
+        let shadowed =
+            own.iter().any(|(p, _)| p == prefix) || scope[i + 1..].iter().any(|(p, _)| p == prefix);
+        if !shadowed {
+            out.extend_from_slice(b" xmlns");
+            if !prefix.is_empty() {
+                out.push(b':');
+                out.extend_from_slice(prefix);
+            }
+            out.extend_from_slice(b"=\"");
+            // The value as it was written, escaped; only a quote needs care here.
+            for &b in value.iter() {
+                match b {
+                    b'"' => out.extend_from_slice(b"&quot;"),
+                    _ => out.push(b),
+                }
+            }
+            out.push(b'"');
         }
     }
-    copy_attributes(r, &start, &mut root)?;
-    let write = |w: &mut Writer<Vec<u8>>, e: Event<'_>| w.write_event(e).map_err(xml_io_error);
+    match aliased
+        .then(|| checked_start(r, &start))
+        .transpose()?
+        .flatten()
+    {
+        None => {
+            // `attributes_raw` keeps the separating whitespace.
+            out.extend_from_slice(start.attributes_raw());
+        }
+        Some(rewritten) => {
+            let mut attrs = Vec::new();
+            Writer::new(&mut attrs)
+                .write_event(Event::Empty(rewritten))
+                .map_err(xml_io_error)?;
+            // `<name attrs/>`: keep ` attrs`.
+            let from = 1 + start.name().as_ref().len();
+            out.extend_from_slice(
+                attrs
+                    .get(from..attrs.len().saturating_sub(2))
+                    .unwrap_or_default(),
+            );
+        }
+    }
     if empty {
-        write(&mut writer, Event::Empty(root))?;
+        out.extend_from_slice(b"/>");
     } else {
-        write(&mut writer, Event::Start(root))?;
+        out.push(b'>');
         let mut depth = 1usize;
         while depth > 0 {
             let from = r.position();
@@ -618,7 +679,7 @@ fn copy_element<'i>(
         }
     }
     let xml = String::from_utf8(writer.into_inner()).map_err(|_| EnvelopeError::Encoding)?;
-    Ok((ns.unwrap_or_default(), local_name, xml))
+    Ok((ns.map(Cow::into_owned).unwrap_or_default(), local_name, xml))
 }
 
 /// Checks the attributes of a start tag inside a fragment (well-formed, no duplicates) and
@@ -653,15 +714,6 @@ fn xml_io_error(e: std::io::Error) -> EnvelopeError {
         position: 0,
         source: quick_xml::Error::Io(e.into()),
     }
-}
-
-fn push_xmlns(start: &mut BytesStart<'_>, prefix: &[u8], value: &[u8]) {
-    let mut key = b"xmlns".to_vec();
-    if !prefix.is_empty() {
-        key.push(b':');
-        key.extend_from_slice(prefix);
-    }
-    start.push_attribute((key.as_slice(), value));
 }
 
 /// Copies all attributes of `from` onto `to`, namespace declarations in
@@ -1048,6 +1100,21 @@ mod tests {
             parse(xml.as_bytes(), strict),
             Err(EnvelopeError::AliasRefused(_))
         ));
+    }
+
+    #[test]
+    fn root_declarations_are_rewritten_in_canonical_spelling() {
+        let a = aliases();
+        let xml = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="urn:outer"><s:Body xmlns:q='urn:"q"'><m:Op xmlns="https://schemas.microsoft.com/m" xmlns:m="urn:m" a='x'><b/></m:Op></s:Body></s:Envelope>"#;
+        let body = parse(xml.as_bytes(), ParseOptions::new(&a))
+            .unwrap()
+            .body
+            .unwrap();
+        assert_eq!(body.namespace, "urn:m");
+        assert_eq!(
+            body.xml,
+            r#"<m:Op xmlns:q="urn:&quot;q&quot;" xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns="http://schemas.microsoft.com/m" xmlns:m="urn:m" a="x"><b/></m:Op>"#
+        );
     }
 
     #[test]

@@ -35,8 +35,15 @@ impl XmlError {
 
 /// Reads a value of a generated type from a standalone XML fragment.
 pub fn from_fragment<T: WithDeserializer>(xml: &str) -> Result<T, XmlError> {
-    let mut reader = SliceReader::new(xml).with_error_info();
-    T::deserialize(&mut reader).map_err(XmlError::new)
+    // Tracking the element path costs an allocation per element; it is only needed to
+    // describe a failure, so a failed read is repeated with it.
+    match T::deserialize(&mut SliceReader::new(xml)) {
+        Ok(value) => Ok(value),
+        Err(_) => {
+            let mut reader = SliceReader::new(xml).with_error_info();
+            T::deserialize(&mut reader).map_err(XmlError::new)
+        }
+    }
 }
 
 /// Writes a value of a generated type as the root element of a fragment,
