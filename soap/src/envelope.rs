@@ -170,14 +170,42 @@ impl<'a> ParseOptions<'a> {
 type Binding = (Vec<u8>, Vec<u8>);
 
 struct Reader<'i, 'o> {
-    inner: NsReader<&'i [u8]>,
+    inner: quick_xml::Reader<&'i [u8]>,
     /// The whole message: fragments are copied out of it.
     input: &'i [u8],
     opts: ParseOptions<'o>,
     alias: Option<usize>,
+    /// The namespace declarations in scope, innermost last, in canonical spelling.
+    bindings: Vec<Binding>,
+    /// How many of `bindings` each open element declared, innermost last.
+    frames: Vec<usize>,
+    /// The last event was an empty-element tag, whose declarations go out of scope before
+    /// the next event.
+    pending_pop: bool,
+    /// Whether a declaration of the last start tag used an alias spelling.
+    last_aliased: bool,
 }
 
-impl<'i> Reader<'i, '_> {
+/// The namespace name bound to the `xml` prefix.
+const XML_NS: &[u8] = b"http://www.w3.org/XML/1998/namespace";
+
+impl<'i, 'o> Reader<'i, 'o> {
+    fn new(text: &'i str, opts: ParseOptions<'o>) -> Self {
+        let mut inner = quick_xml::Reader::from_str(text);
+        inner.config_mut().check_end_names = true;
+        inner.config_mut().check_comments = true;
+        Self {
+            inner,
+            input: text.as_bytes(),
+            opts,
+            alias: None,
+            bindings: Vec::new(),
+            frames: Vec::new(),
+            pending_pop: false,
+            last_aliased: false,
+        }
+    }
+
     /// The next event with, for a start tag, the namespace name of its element in canonical
     /// spelling.
     fn next(&mut self) -> Result<(Option<Cow<'static, str>>, Event<'i>), EnvelopeError> {
@@ -189,9 +217,13 @@ impl<'i> Reader<'i, '_> {
         Ok((ns, event))
     }
 
-    /// The next event, checked (no DOCTYPE, UTF-8 only, predefined entities only, no
-    /// undeclared element prefix) but without namespace names: allocates nothing.
+    /// The next event, checked (no DOCTYPE, UTF-8 only, predefined entities only, attributes
+    /// well-formed and unique, no undeclared element prefix), with the namespace declarations
+    /// of a start tag taken into scope. Allocates only for declarations.
     fn next_event(&mut self) -> Result<Event<'i>, EnvelopeError> {
+        if std::mem::take(&mut self.pending_pop) {
+            self.pop_frame();
+        }
         let position = self.inner.buffer_position();
         let event = self
             .inner
@@ -199,12 +231,11 @@ impl<'i> Reader<'i, '_> {
             .map_err(|source| EnvelopeError::Xml { position, source })?;
         match &event {
             Event::Start(s) | Event::Empty(s) => {
-                if let (ResolveResult::Unknown(prefix), _) = self.inner.resolve_element(s.name()) {
-                    return Err(EnvelopeError::UnboundPrefix(
-                        String::from_utf8_lossy(&prefix).into_owned(),
-                    ));
-                }
+                self.push_frame(s)?;
+                self.pending_pop = matches!(event, Event::Empty(_));
+                self.resolve_prefix(s.name().prefix().map(|p| p.into_inner()))?;
             }
+            Event::End(_) => self.pop_frame(),
             Event::DocType(_) => return Err(EnvelopeError::DocType),
             Event::Decl(decl) => {
                 if let Some(Ok(enc)) = decl.encoding() {
@@ -223,47 +254,78 @@ impl<'i> Reader<'i, '_> {
         Ok(event)
     }
 
+    /// Checks the attributes of a start tag and takes its namespace declarations into scope.
+    fn push_frame(&mut self, start: &BytesStart<'_>) -> Result<(), EnvelopeError> {
+        let before = self.bindings.len();
+        let mut aliased = false;
+        for attr in start.attributes().with_checks(true) {
+            let attr = attr.map_err(|e| EnvelopeError::Xml {
+                position: self.inner.buffer_position(),
+                source: e.into(),
+            })?;
+            let key = attr.key.as_ref();
+            let prefix = if key == b"xmlns" {
+                &[][..]
+            } else if let Some(p) = key.strip_prefix(b"xmlns:") {
+                p
+            } else {
+                continue;
+            };
+            let value = self.canonical_bytes(attr.value)?;
+            aliased |= matches!(value, Cow::Owned(_));
+            self.bindings.push((prefix.to_vec(), value.into_owned()));
+        }
+        self.frames.push(self.bindings.len() - before);
+        self.last_aliased = aliased;
+        Ok(())
+    }
+
+    fn pop_frame(&mut self) {
+        let declared = self.frames.pop().unwrap_or(0);
+        self.bindings
+            .truncate(self.bindings.len().saturating_sub(declared));
+    }
+
+    /// The namespace name bound to `prefix` (`None`: the default namespace) in the current
+    /// scope; `None` when an unprefixed name has no namespace.
+    fn resolve_prefix(&self, prefix: Option<&[u8]>) -> Result<Option<&[u8]>, EnvelopeError> {
+        let key = prefix.unwrap_or_default();
+        if key == b"xml" {
+            return Ok(Some(XML_NS));
+        }
+        match self.bindings.iter().rev().find(|(p, _)| p == key) {
+            Some((_, ns)) if !ns.is_empty() => Ok(Some(ns)),
+            _ if prefix.is_none() => Ok(None),
+            _ => Err(EnvelopeError::UnboundPrefix(
+                String::from_utf8_lossy(key).into_owned(),
+            )),
+        }
+    }
+
     /// The namespace name of an element just read, in canonical spelling (borrowed for the
     /// envelope namespaces, which every message uses).
     fn element_namespace(
         &mut self,
         start: &BytesStart<'_>,
     ) -> Result<Option<Cow<'static, str>>, EnvelopeError> {
-        let ns = match self.inner.resolve_element(start.name()).0 {
-            ResolveResult::Bound(Namespace(ns)) => match ns {
-                b"http://schemas.xmlsoap.org/soap/envelope/" => {
-                    return Ok(Some(Cow::Borrowed(SOAP11_ENVELOPE_NS)))
+        let name = start.name();
+        Ok(
+            match self.resolve_prefix(name.prefix().map(|p| p.into_inner()))? {
+                None => None,
+                Some(b"http://schemas.xmlsoap.org/soap/envelope/") => {
+                    Some(Cow::Borrowed(SOAP11_ENVELOPE_NS))
                 }
-                b"http://www.w3.org/2003/05/soap-envelope" => {
-                    return Ok(Some(Cow::Borrowed(SOAP12_ENVELOPE_NS)))
+                Some(b"http://www.w3.org/2003/05/soap-envelope") => {
+                    Some(Cow::Borrowed(SOAP12_ENVELOPE_NS))
                 }
-                other => String::from_utf8_lossy(other).into_owned(),
+                Some(other) => Some(Cow::Owned(String::from_utf8_lossy(other).into_owned())),
             },
-            ResolveResult::Unbound => return Ok(None),
-            ResolveResult::Unknown(prefix) => {
-                return Err(EnvelopeError::UnboundPrefix(
-                    String::from_utf8_lossy(&prefix).into_owned(),
-                ))
-            }
-        };
-        self.canonical(ns).map(|ns| Some(Cow::Owned(ns)))
+        )
     }
 
     /// Where the reader is in [`input`](Self::input).
     fn position(&self) -> usize {
         usize::try_from(self.inner.buffer_position()).unwrap_or(usize::MAX)
-    }
-
-    /// The canonical spelling of a namespace name, recording the alias used.
-    fn canonical(&mut self, ns: String) -> Result<String, EnvelopeError> {
-        match self.opts.aliases.to_canonical(&ns) {
-            None => Ok(ns),
-            Some(_) if !self.opts.accept_aliases => Err(EnvelopeError::AliasRefused(ns)),
-            Some((index, canonical)) => {
-                self.alias.get_or_insert(index);
-                Ok(canonical)
-            }
-        }
     }
 
     fn canonical_bytes<'v>(
@@ -285,38 +347,17 @@ impl<'i> Reader<'i, '_> {
         }
     }
 
-    /// Namespace declarations on a start tag, in canonical spelling.
-    fn declarations(&mut self, start: &BytesStart<'_>) -> Result<Vec<Binding>, EnvelopeError> {
-        Ok(self.declarations_and_alias(start)?.0)
+    /// The namespace declarations of the start tag just read, in canonical spelling.
+    fn declarations(&self) -> Vec<Binding> {
+        self.declarations_and_alias().0
     }
 
     /// [`declarations`](Self::declarations), and whether one of them was in an alias
-    /// spelling (so the tag must be rewritten to be read in canonical spelling). Checks every
-    /// attribute of the tag on the way (well-formed, no duplicates).
-    fn declarations_and_alias(
-        &mut self,
-        start: &BytesStart<'_>,
-    ) -> Result<(Vec<Binding>, bool), EnvelopeError> {
-        let mut out = Vec::new();
-        let mut aliased = false;
-        for attr in start.attributes().with_checks(true) {
-            let attr = attr.map_err(|e| EnvelopeError::Xml {
-                position: self.inner.buffer_position(),
-                source: e.into(),
-            })?;
-            let key = attr.key.as_ref();
-            let prefix = if key == b"xmlns" {
-                Vec::new()
-            } else if let Some(p) = key.strip_prefix(b"xmlns:") {
-                p.to_vec()
-            } else {
-                continue;
-            };
-            let value = self.canonical_bytes(attr.value)?;
-            aliased |= matches!(value, Cow::Owned(_));
-            out.push((prefix, value.into_owned()));
-        }
-        Ok((out, aliased))
+    /// spelling (so the tag must be rewritten to be read in canonical spelling).
+    fn declarations_and_alias(&self) -> (Vec<Binding>, bool) {
+        let own = self.frames.last().copied().unwrap_or(0);
+        let from = self.bindings.len().saturating_sub(own);
+        (self.bindings[from..].to_vec(), self.last_aliased)
     }
 }
 
@@ -347,15 +388,7 @@ pub fn parse(bytes: &[u8], opts: ParseOptions<'_>) -> Result<Envelope, EnvelopeE
     let text = std::str::from_utf8(bytes).map_err(|_| EnvelopeError::Encoding)?;
     // Without the byte order mark, the reader's positions are offsets into `text`.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut inner = NsReader::from_str(text);
-    inner.config_mut().check_end_names = true;
-    inner.config_mut().check_comments = true;
-    let mut r = Reader {
-        inner,
-        input: text.as_bytes(),
-        opts,
-        alias: None,
-    };
+    let mut r = Reader::new(text, opts);
 
     // Prolog, up to the root element.
     let (version, scope, root_empty) = loop {
@@ -385,7 +418,7 @@ pub fn parse(bytes: &[u8], opts: ParseOptions<'_>) -> Result<Envelope, EnvelopeE
                         found: qname_display(ns.as_deref(), local.as_ref()),
                     });
                 }
-                let scope = r.declarations(s)?;
+                let scope = r.declarations();
                 break (version, scope, matches!(event, Event::Empty(_)));
             }
             Event::Eof => {
@@ -415,7 +448,7 @@ pub fn parse(bytes: &[u8], opts: ParseOptions<'_>) -> Result<Envelope, EnvelopeE
             Event::Text(t) if is_blank(&t) => {}
             Event::Start(ref s) | Event::Empty(ref s) if ns.as_deref() == Some(env_ns) => {
                 let empty = matches!(event, Event::Empty(_));
-                let own = r.declarations(s)?;
+                let own = r.declarations();
                 let inner_scope: Cow<'_, [Binding]> = if own.is_empty() {
                     Cow::Borrowed(&scope)
                 } else {
@@ -520,10 +553,14 @@ fn must_understand(
     env_ns: &str,
 ) -> Result<bool, EnvelopeError> {
     for attr in start.attributes().flatten() {
-        let (resolved, local) = r.inner.resolve_attribute(attr.key);
+        // Unprefixed attributes are in no namespace.
+        let Some(prefix) = attr.key.prefix() else {
+            continue;
+        };
+        // (`xmlns:p` declarations have no binding to find.)
         let in_env =
-            matches!(resolved, ResolveResult::Bound(Namespace(ns)) if ns == env_ns.as_bytes());
-        if in_env && local.as_ref() == b"mustUnderstand" {
+            r.resolve_prefix(Some(prefix.into_inner())).ok().flatten() == Some(env_ns.as_bytes());
+        if in_env && attr.key.local_name().as_ref() == b"mustUnderstand" {
             return Ok(matches!(attr.value.as_ref(), b"1" | b"true"));
         }
     }
@@ -589,7 +626,7 @@ fn copy_element<'i>(
 
     // The root: every declaration in scope that it does not redeclare, then its own attributes
     // (namespace names in canonical spelling).
-    let (own, aliased) = r.declarations_and_alias(&start)?;
+    let (own, aliased) = r.declarations_and_alias();
     let out = writer.get_mut();
     out.push(b'<');
     out.extend_from_slice(start.name().as_ref());
@@ -682,25 +719,14 @@ fn copy_element<'i>(
     Ok((ns.map(Cow::into_owned).unwrap_or_default(), local_name, xml))
 }
 
-/// Checks the attributes of a start tag inside a fragment (well-formed, no duplicates) and
-/// returns a rewritten copy when a namespace declaration on it uses an alias spelling (`None`:
-/// copy the tag as it is).
+/// A rewritten copy of the start tag just read when a namespace declaration on it uses an
+/// alias spelling (`None`: copy the tag as it is).
 fn checked_start<'a>(
     r: &mut Reader<'_, '_>,
     start: &BytesStart<'a>,
 ) -> Result<Option<BytesStart<'a>>, EnvelopeError> {
-    let mut aliased = false;
-    for attr in start.attributes().with_checks(true) {
-        let attr = attr.map_err(|e| EnvelopeError::Xml {
-            position: r.inner.buffer_position(),
-            source: e.into(),
-        })?;
-        let key = attr.key.as_ref();
-        if key == b"xmlns" || key.starts_with(b"xmlns:") {
-            aliased |= matches!(r.canonical_bytes(attr.value)?, Cow::Owned(_));
-        }
-    }
-    if !aliased {
+    // The reader checked the attributes when it read the tag.
+    if !r.last_aliased {
         return Ok(None);
     }
     let mut copy = start.to_owned();
@@ -1115,6 +1141,40 @@ mod tests {
             body.xml,
             r#"<m:Op xmlns:q="urn:&quot;q&quot;" xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns="http://schemas.microsoft.com/m" xmlns:m="urn:m" a="x"><b/></m:Op>"#
         );
+    }
+
+    #[test]
+    fn namespace_scopes_follow_the_elements() {
+        let a = NamespaceAliases::none();
+        let o = ParseOptions::new(&a);
+        let env = |body: &str| {
+            format!(
+                r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>{body}</s:Body></s:Envelope>"#
+            )
+        };
+        // A prefix declared on a sibling is out of scope.
+        let out_of_scope = env(r#"<m:Op xmlns:m="urn:m"><a xmlns:p="urn:p"/><p:b/></m:Op>"#);
+        assert!(matches!(
+            parse(out_of_scope.as_bytes(), o),
+            Err(EnvelopeError::UnboundPrefix(p)) if p == "p"
+        ));
+        // Redeclared inside, undeclared default, the xml prefix.
+        let fine = env(
+            r#"<m:Op xmlns:m="urn:m" xmlns="urn:d"><m:a xmlns:m="urn:other" xml:lang="en"/><b xmlns=""/></m:Op>"#,
+        );
+        let body = parse(fine.as_bytes(), o).unwrap().body.unwrap();
+        assert_eq!(body.namespace, "urn:m");
+        // The Body's namespace after a header block that redeclared the prefix.
+        let header = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="urn:m"><s:Header><m:H xmlns:m="urn:h" s:mustUnderstand="true"/></s:Header><s:Body><m:Op/></s:Body></s:Envelope>"#;
+        let parsed = parse(header.as_bytes(), o).unwrap();
+        assert_eq!(parsed.headers[0].namespace, "urn:h");
+        assert!(parsed.headers[0].must_understand);
+        assert_eq!(parsed.body.unwrap().namespace, "urn:m");
+        // A prefix used on the envelope itself before any declaration.
+        assert!(matches!(
+            parse(b"<x:Envelope><x:Body/></x:Envelope>", o),
+            Err(EnvelopeError::UnboundPrefix(_))
+        ));
     }
 
     #[test]

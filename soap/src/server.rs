@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -458,11 +458,8 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         if too_large {
             return (payload_too_large(config.max_body_bytes), None);
         }
-        let bytes = match Limited::new(req.into_body(), config.max_body_bytes)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
+        let bytes = match read_body(req.into_body(), config.max_body_bytes).await {
+            Ok(bytes) => bytes,
             Err(error) => {
                 if error
                     .downcast_ref::<http_body_util::LengthLimitError>()
@@ -705,6 +702,42 @@ fn canonical_action<'a>(aliases: &NamespaceAliases, action: &'a str) -> Cow<'a, 
     }
 }
 
+/// The whole body, at most `limit` bytes. A body that arrives in one frame (the usual case)
+/// is returned as it is, without a copy.
+async fn read_body<B>(
+    body: B,
+    limit: usize,
+) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>>
+where
+    B: Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let mut body = std::pin::pin!(Limited::new(body, limit));
+    let mut first: Option<Bytes> = None;
+    let mut more: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(mut data) = frame?.into_data() else {
+            continue; // trailers
+        };
+        // Free for `Bytes` (hyper's body chunks): no copy.
+        let data = data.copy_to_bytes(data.remaining());
+        match &first {
+            None => first = Some(data),
+            Some(head) => {
+                if more.is_empty() {
+                    more.extend_from_slice(head);
+                }
+                more.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(if more.is_empty() {
+        first.unwrap_or_default()
+    } else {
+        Bytes::from(more)
+    })
+}
+
 fn basic_credentials<B>(req: &Request<B>) -> Result<Option<Credentials>, ()> {
     let Some(value) = req.headers().get(AUTHORIZATION) else {
         return Ok(None);
@@ -767,4 +800,55 @@ fn payload_too_large(limit: usize) -> HttpResponse {
 
 fn xml_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     response(status, "text/xml; charset=utf-8", Bytes::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use hyper::body::Frame;
+
+    use super::*;
+
+    /// A body that arrives in the given chunks, then trailers.
+    struct Chunks(VecDeque<Frame<Bytes>>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+
+    fn chunks(parts: &[&'static str]) -> Chunks {
+        let mut frames: VecDeque<_> = parts
+            .iter()
+            .map(|p| Frame::data(Bytes::from_static(p.as_bytes())))
+            .collect();
+        frames.push_back(Frame::trailers(http::HeaderMap::new()));
+        Chunks(frames)
+    }
+
+    #[tokio::test]
+    async fn bodies_are_joined_and_limited() {
+        let one = read_body(chunks(&["<a/>"]), 100).await.unwrap();
+        assert_eq!(&one[..], b"<a/>");
+        let three = read_body(chunks(&["<a>", "x", "</a>"]), 100).await.unwrap();
+        assert_eq!(&three[..], b"<a>x</a>");
+        let empty = read_body(chunks(&[]), 100).await.unwrap();
+        assert!(empty.is_empty());
+        let error = read_body(chunks(&["<a>", "xxxxxxxx", "</a>"]), 8)
+            .await
+            .unwrap_err();
+        assert!(error
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some());
+    }
 }

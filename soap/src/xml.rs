@@ -3,7 +3,8 @@
 use quick_xml::events::Event;
 use quick_xml::Writer;
 use xsd_parser_types::quick_xml::{
-    DeserializeSync, Serializer as _, SliceReader, WithDeserializer, WithSerializer, XmlReader,
+    DeserializeSync, Error as ReadError, Serializer as _, SliceReader, WithDeserializer,
+    WithSerializer, XmlReader, XmlReaderSync,
 };
 
 use crate::envelope::EnvelopeWriter;
@@ -37,12 +38,40 @@ impl XmlError {
 pub fn from_fragment<T: WithDeserializer>(xml: &str) -> Result<T, XmlError> {
     // Tracking the element path costs an allocation per element; it is only needed to
     // describe a failure, so a failed read is repeated with it.
-    match T::deserialize(&mut SliceReader::new(xml)) {
+    match T::deserialize(&mut FragmentReader::new(xml)) {
         Ok(value) => Ok(value),
         Err(_) => {
             let mut reader = SliceReader::new(xml).with_error_info();
             T::deserialize(&mut reader).map_err(XmlError::new)
         }
+    }
+}
+
+/// The events of a fragment for a generated deserializer. Unlike xsd-parser's `SliceReader`
+/// it does not resolve namespaces (the deserializer keeps its own scope, so a second one
+/// would be work thrown away) and adds no position to errors (a failed read is repeated
+/// with `SliceReader` to describe the failure).
+struct FragmentReader<'a> {
+    inner: quick_xml::Reader<&'a [u8]>,
+}
+
+impl<'a> FragmentReader<'a> {
+    fn new(xml: &'a str) -> Self {
+        Self {
+            inner: quick_xml::Reader::from_str(xml),
+        }
+    }
+}
+
+impl XmlReader for FragmentReader<'_> {
+    fn extend_error(&self, error: ReadError) -> ReadError {
+        error
+    }
+}
+
+impl<'a> XmlReaderSync<'a> for FragmentReader<'a> {
+    fn read_event(&mut self) -> Result<Event<'a>, ReadError> {
+        self.inner.read_event().map_err(ReadError::from)
     }
 }
 
