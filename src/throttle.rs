@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,9 @@ struct Failures {
 pub struct Throttle {
     policy: ThrottlePolicy,
     failures: Mutex<HashMap<Key, Failures>>,
+    /// `failures.len()`, readable without the lock: when nothing has failed (the usual
+    /// case), a logon costs no lock at all.
+    entries: AtomicUsize,
 }
 
 impl Throttle {
@@ -65,16 +69,16 @@ impl Throttle {
         Self {
             policy,
             failures: Mutex::new(HashMap::new()),
+            entries: AtomicUsize::new(0),
         }
     }
 
     /// How long an attempt by `user` from `addr` waits at `now`.
     pub fn delay(&self, user: &str, addr: Option<IpAddr>, now: Instant) -> Duration {
-        let map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.is_empty() {
-            // The usual case: no failures anywhere, nothing to look up.
+        if self.entries.load(Ordering::Acquire) == 0 {
             return Duration::ZERO;
         }
+        let map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         let count = |key: &Key| {
             map.get(key)
                 .filter(|f| now.duration_since(f.last) < self.policy.forget_after)
@@ -121,14 +125,17 @@ impl Throttle {
             entry.count = entry.count.saturating_add(1);
             entry.last = now;
         }
+        self.entries.store(map.len(), Ordering::Release);
     }
 
     /// Records a successful attempt: the user's counter is cleared.
     pub fn succeeded(&self, user: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        if !map.is_empty() {
-            map.remove(&Key::User(normalize_user(user)));
+        if self.entries.load(Ordering::Acquire) == 0 {
+            return;
         }
+        let mut map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        map.remove(&Key::User(normalize_user(user)));
+        self.entries.store(map.len(), Ordering::Release);
     }
 }
 

@@ -246,6 +246,16 @@ struct Shared {
     version: AtomicU64,
     /// Looks for commits by other processes.
     watcher: Mutex<Watcher>,
+    /// When the watcher last polled, in nanoseconds since `epoch` ([`NEVER_POLLED`] before
+    /// the first poll), so that most calls need no lock to know no poll is due.
+    polled_at: AtomicU64,
+    epoch: Instant,
+}
+
+const NEVER_POLLED: u64 = u64::MAX;
+
+fn nanos_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
 }
 
 /// The connection that answers [`Store::data_version`] (it never writes, so its
@@ -389,6 +399,8 @@ impl Store {
                 commits,
                 version: AtomicU64::new(0),
                 watcher: Mutex::new(Watcher::default()),
+                polled_at: AtomicU64::new(NEVER_POLLED),
+                epoch: Instant::now(),
             }),
             cost: HashCost::default(),
             external_poll: DEFAULT_EXTERNAL_POLL,
@@ -486,6 +498,13 @@ impl Store {
     /// calls return `v`. Almost always one atomic load: no lock, no SQLite call.
     pub fn change_version(&self) -> Result<u64, StoreError> {
         let shared = &*self.shared;
+        // Without a lock first: is a poll due at all?
+        let now = nanos_since(shared.epoch);
+        let polled = shared.polled_at.load(Ordering::Acquire);
+        let interval = u64::try_from(self.external_poll.as_nanos()).unwrap_or(u64::MAX);
+        if polled != NEVER_POLLED && now.saturating_sub(polled) < interval {
+            return Ok(shared.version.load(Ordering::Acquire));
+        }
         // Another thread polling now answers for this one too.
         let watcher = match shared.watcher.try_lock() {
             Ok(watcher) => Some(watcher),
@@ -511,6 +530,9 @@ impl Store {
                 }
                 watcher.last = Some(seen);
                 watcher.polled = Some(Instant::now());
+                shared
+                    .polled_at
+                    .store(nanos_since(shared.epoch), Ordering::Release);
             }
         }
         Ok(shared.version.load(Ordering::Acquire))
