@@ -1035,7 +1035,7 @@ fn phases(server_rt: &Runtime, world: &World) {
         .expect("auth")
         .expect("known");
     phase(
-        "Authenticator::cached (hit: SHA-256, lock, SQLite read)",
+        "Authenticator::cached (hit: SHA-256, lock, change version)",
         1000,
         fast,
         || {
@@ -1045,7 +1045,7 @@ fn phases(server_rt: &Runtime, world: &World) {
         },
     );
     phase(
-        "Store::credential_stamp (the SQLite read of a hit)",
+        "Store::credential_stamp (one indexed SQLite read)",
         1000,
         fast,
         || {
@@ -1056,7 +1056,7 @@ fn phases(server_rt: &Runtime, world: &World) {
         },
     );
     phase(
-        "Store::mailbox_by_id (IsUMEnabled's read)",
+        "Store::mailbox_by_id (the read of a hit after a change)",
         1000,
         fast,
         || {
