@@ -422,6 +422,46 @@ mod tests {
     }
 
     #[test]
+    fn a_write_that_returned_is_seen_by_every_later_hit() {
+        // A writer counts up through a clone of the store while readers authenticate from the
+        // cache: a reader that starts after write n returned must see n or a later write,
+        // never an earlier one.
+        let (_dir, store) = setup(&["alice"]);
+        let id = store.mailbox("alice").unwrap().unwrap().id;
+        let auth = Authenticator::new(store.clone());
+        auth.authenticate("alice", "alice-pw").unwrap().unwrap();
+        const WRITES: u64 = 40;
+        let written = Arc::new(AtomicU64::new(0));
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                let auth = auth.clone();
+                let written = Arc::clone(&written);
+                scope.spawn(move || loop {
+                    let returned = written.load(Ordering::SeqCst);
+                    let m = auth.cached_mailbox("alice", "alice-pw").unwrap().unwrap();
+                    let seen: u64 = m
+                        .play_on_phone_dial_string
+                        .as_deref()
+                        .map_or(0, |s| s.parse().unwrap());
+                    assert!(
+                        seen >= returned,
+                        "read {seen} after write {returned} returned"
+                    );
+                    if returned == WRITES {
+                        break;
+                    }
+                });
+            }
+            for n in 1..=WRITES {
+                store
+                    .set_play_on_phone_dial_string(id, Some(&n.to_string()))
+                    .unwrap();
+                written.store(n, Ordering::SeqCst);
+            }
+        });
+    }
+
+    #[test]
     fn another_process_is_seen_within_the_poll_interval() {
         let (dir, store) = setup(&["alice"]);
         let id = store.mailbox("alice").unwrap().unwrap().id;
