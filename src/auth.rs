@@ -9,7 +9,7 @@
 //! digest equals the presented password's (compared in constant time). If the store's change
 //! version is still the entry's, the cached record is current and the hit costs one SHA-256, a
 //! lock and an atomic load; otherwise the record is read again (one indexed SQLite read) and the
-//! hit stands only if the store still has the same password hash ([`CredentialStamp`]) for the
+//! hit stands only if the store still has the same password hash ([`CredentialStamp`](crate::store::CredentialStamp)) for the
 //! same mailbox. So a password changed through this process's store takes effect on the next
 //! request, and one changed by another process (the `mailbox` command) within the store's
 //! external poll interval (100 ms by default), not after the TTL. Anything else is a **miss**: a
