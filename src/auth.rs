@@ -70,8 +70,36 @@ struct Inner {
     ttl: Duration,
     capacity: usize,
     cache: Mutex<HashMap<String, Entry>>,
+    /// One gate per (user, password digest) with a verification in flight (see
+    /// [`Authenticator::authenticate_mailbox`]).
+    inflight: Mutex<HashMap<FlightKey, Arc<tokio::sync::Mutex<()>>>>,
     hits: AtomicU64,
     slow: AtomicU64,
+}
+
+type FlightKey = (String, [u8; 32]);
+
+/// A turn at verifying one (user, password) pair; gives its gate back on drop, also when the
+/// request is cancelled while waiting.
+struct Flight<'a> {
+    auth: &'a Authenticator,
+    key: FlightKey,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let mut inflight = self
+            .auth
+            .inner
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Clones are only made under this lock: the map's and ours mean nobody else waits.
+        if Arc::strong_count(&self.gate) <= 2 {
+            inflight.remove(&self.key);
+        }
+    }
 }
 
 /// Checks HTTP Basic credentials against the [`Store`], caching successes (see the module
@@ -127,6 +155,7 @@ impl Authenticator {
                 ttl,
                 capacity,
                 cache: Mutex::new(HashMap::new()),
+                inflight: Mutex::new(HashMap::new()),
                 hits: AtomicU64::new(0),
                 slow: AtomicU64::new(0),
             }),
@@ -277,11 +306,36 @@ impl Authenticator {
 
     /// [`authenticate_async`](Self::authenticate_async), returning the
     /// caller's mailbox as read for the check.
+    ///
+    /// Misses are single-flight: while one request verifies a (user, password) pair, others
+    /// with the same pair wait for it and then find its result in the cache, so a cold cache
+    /// under many concurrent requests costs one argon2 verification, not one per request.
+    /// (Wrong passwords are not cached, so their waiters verify one after another.)
     pub async fn authenticate_mailbox(
         &self,
         user: &str,
         password: &str,
     ) -> Result<Option<Arc<Mailbox>>, AuthError> {
+        if let Some(m) = self.cached_mailbox(user, password)? {
+            return Ok(Some(m));
+        }
+        let user_key = normalize_user(user);
+        let digest = self.digest(&user_key, password);
+        let key = (user_key, digest);
+        let flight = {
+            let mut inflight = self
+                .inner
+                .inflight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let gate = Arc::clone(inflight.entry(key.clone()).or_default());
+            Flight {
+                auth: self,
+                key,
+                gate,
+            }
+        };
+        let _turn = flight.gate.lock().await;
         if let Some(m) = self.cached_mailbox(user, password)? {
             return Ok(Some(m));
         }
@@ -530,6 +584,58 @@ mod tests {
         assert!(digests_equal(&a, &b));
         b[31] ^= 1;
         assert!(!digests_equal(&a, &b));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_verify_once() {
+        let (_dir, store) = setup(&["alice"]);
+        let auth = Authenticator::new(store);
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(async move { auth.authenticate_mailbox("alice", "alice-pw").await })
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.unwrap().unwrap().is_some());
+        }
+        assert_eq!(
+            auth.stats().slow_verifications,
+            1,
+            "one argon2 for 16 requests"
+        );
+        assert_eq!(auth.stats().hits, 15);
+        // Wrong passwords are not shared: each is verified (one after another).
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(async move { auth.authenticate_mailbox("alice", "guess").await })
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.unwrap().unwrap().is_none());
+        }
+        assert_eq!(auth.stats().slow_verifications, 4);
+        assert!(
+            auth.inner.inflight.lock().unwrap().is_empty(),
+            "no gate is left behind"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_wait_leaves_no_gate() {
+        let (_dir, store) = setup(&["alice"]);
+        let auth = Authenticator::new(store);
+        let waiting = auth.authenticate_mailbox("alice", "alice-pw");
+        // Dropped before it finished (the client went away).
+        let _ = tokio::time::timeout(Duration::from_micros(1), waiting).await;
+        // Let a blocking verification that may have started finish.
+        assert!(auth
+            .authenticate_mailbox("alice", "alice-pw")
+            .await
+            .unwrap()
+            .is_some());
+        assert!(auth.inner.inflight.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

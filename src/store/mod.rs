@@ -16,6 +16,8 @@ pub mod sqlite;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -70,6 +72,7 @@ impl HashCost {
 /// Hashes `secret` with a fresh random salt; returns the PHC string.
 pub(crate) fn hash_secret(cost: HashCost, secret: &[u8]) -> Result<String, StoreError> {
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, cost.params()?);
+    let _permit = Argon2Permits::global().acquire();
     let salt = SaltString::generate(&mut OsRng);
     argon
         .hash_password(secret, &salt)
@@ -81,11 +84,71 @@ pub(crate) fn hash_secret(cost: HashCost, secret: &[u8]) -> Result<String, Store
 /// is an error.
 pub(crate) fn verify_secret(phc: &str, secret: &[u8]) -> Result<bool, StoreError> {
     let parsed = PasswordHash::new(phc).map_err(StoreError::Hash)?;
+    let _permit = Argon2Permits::global().acquire();
     match Argon2::default().verify_password(secret, &parsed) {
         Ok(()) => Ok(true),
         Err(argon2::password_hash::Error::Password) => Ok(false),
         Err(e) => Err(StoreError::Hash(e)),
     }
+}
+
+/// Bounds how many argon2 computations run at once in the process: each takes a CPU and its
+/// memory cost (19 MiB in production), so with more of them at once (a burst of ResetPINs,
+/// many logons on a cold credentials cache) none is faster and memory grows per request.
+/// The others wait, blocking their (blocking-pool) thread.
+struct Argon2Permits {
+    free: Mutex<usize>,
+    freed: Condvar,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// A turn at argon2; the next waiter goes on drop.
+struct Argon2Permit(&'static Argon2Permits);
+
+impl Argon2Permits {
+    /// The process's permits: as many as the machine has CPUs.
+    fn global() -> &'static Argon2Permits {
+        static PERMITS: OnceLock<Argon2Permits> = OnceLock::new();
+        PERMITS.get_or_init(|| Argon2Permits {
+            free: Mutex::new(argon2_concurrency()),
+            freed: Condvar::new(),
+            running: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        })
+    }
+
+    fn acquire(&'static self) -> Argon2Permit {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        let running = self.running.fetch_add(1, Ordering::AcqRel) + 1;
+        self.peak.fetch_max(running, Ordering::AcqRel);
+        Argon2Permit(self)
+    }
+}
+
+impl Drop for Argon2Permit {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// How many argon2 computations may run at once: the number of CPUs.
+pub fn argon2_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+/// The most argon2 computations that have run at once in this process (for tests).
+pub fn argon2_peak() -> usize {
+    Argon2Permits::global().peak.load(Ordering::Acquire)
 }
 
 /// An opaque fingerprint of a mailbox's stored password hash: it changes whenever the password
@@ -537,5 +600,28 @@ mod tests {
             email: None,
         };
         assert!(!format!("{n:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn argon2_runs_at_most_one_per_cpu() {
+        let permits = argon2_concurrency();
+        let threads = permits + 4;
+        let start = std::sync::Barrier::new(threads);
+        std::thread::scope(|scope| {
+            for i in 0..threads {
+                let start = &start;
+                scope.spawn(move || {
+                    start.wait();
+                    let hash = hash_secret(HashCost::Production, &[i as u8; 8]).unwrap();
+                    assert!(verify_secret(&hash, &[i as u8; 8]).unwrap());
+                });
+            }
+        });
+        let peak = argon2_peak();
+        assert!(peak >= 1);
+        assert!(
+            peak <= permits,
+            "{peak} argon2 at once with {permits} permits"
+        );
     }
 }
