@@ -7,6 +7,7 @@
 //! on its own. [`EnvelopeWriter`] writes an answer around body content.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::name::{Namespace, ResolveResult};
@@ -349,15 +350,9 @@ impl<'i, 'o> Reader<'i, 'o> {
 
     /// The namespace declarations of the start tag just read, in canonical spelling.
     fn declarations(&self) -> Vec<Binding> {
-        self.declarations_and_alias().0
-    }
-
-    /// [`declarations`](Self::declarations), and whether one of them was in an alias
-    /// spelling (so the tag must be rewritten to be read in canonical spelling).
-    fn declarations_and_alias(&self) -> (Vec<Binding>, bool) {
         let own = self.frames.last().copied().unwrap_or(0);
         let from = self.bindings.len().saturating_sub(own);
-        (self.bindings[from..].to_vec(), self.last_aliased)
+        self.bindings[from..].to_vec()
     }
 }
 
@@ -527,7 +522,7 @@ fn read_header_blocks(
             Event::End(_) => return Ok(blocks),
             Event::Start(_) | Event::Empty(_) => {
                 let must_understand = match &event {
-                    Event::Start(s) | Event::Empty(s) => must_understand(r, s, env_ns)?,
+                    Event::Start(s) | Event::Empty(s) => must_understand(r, s, env_ns),
                     _ => false,
                 };
                 let (namespace, local_name, xml) = copy_element(r, scope, ns, event)?;
@@ -547,11 +542,7 @@ fn read_header_blocks(
     }
 }
 
-fn must_understand(
-    r: &Reader<'_, '_>,
-    start: &BytesStart<'_>,
-    env_ns: &str,
-) -> Result<bool, EnvelopeError> {
+fn must_understand(r: &Reader<'_, '_>, start: &BytesStart<'_>, env_ns: &str) -> bool {
     for attr in start.attributes().flatten() {
         // Unprefixed attributes are in no namespace.
         let Some(prefix) = attr.key.prefix() else {
@@ -561,10 +552,10 @@ fn must_understand(
         let in_env =
             r.resolve_prefix(Some(prefix.into_inner())).ok().flatten() == Some(env_ns.as_bytes());
         if in_env && attr.key.local_name().as_ref() == b"mustUnderstand" {
-            return Ok(matches!(attr.value.as_ref(), b"1" | b"true"));
+            return matches!(attr.value.as_ref(), b"1" | b"true");
         }
     }
-    Ok(false)
+    false
 }
 
 fn read_body(
@@ -626,7 +617,7 @@ fn copy_element<'i>(
 
     // The root: every declaration in scope that it does not redeclare, then its own attributes
     // (namespace names in canonical spelling).
-    let (own, aliased) = r.declarations_and_alias();
+    let own = r.declarations();
     let out = writer.get_mut();
     out.push(b'<');
     out.extend_from_slice(start.name().as_ref());
@@ -650,28 +641,10 @@ fn copy_element<'i>(
             out.push(b'"');
         }
     }
-    match aliased
-        .then(|| checked_start(r, &start))
-        .transpose()?
-        .flatten()
-    {
-        None => {
-            // `attributes_raw` keeps the separating whitespace.
-            out.extend_from_slice(start.attributes_raw());
-        }
-        Some(rewritten) => {
-            let mut attrs = Vec::new();
-            Writer::new(&mut attrs)
-                .write_event(Event::Empty(rewritten))
-                .map_err(xml_io_error)?;
-            // `<name attrs/>`: keep ` attrs`.
-            let from = 1 + start.name().as_ref().len();
-            out.extend_from_slice(
-                attrs
-                    .get(from..attrs.len().saturating_sub(2))
-                    .unwrap_or_default(),
-            );
-        }
+    // `attributes_raw` keeps the separating whitespace.
+    match checked_start(r, &start)? {
+        None => out.extend_from_slice(start.attributes_raw()),
+        Some(rewritten) => out.extend_from_slice(rewritten.attributes_raw()),
     }
     if empty {
         out.extend_from_slice(b"/>");
@@ -765,22 +738,23 @@ fn copy_attributes(
     Ok(())
 }
 
-macro_rules! envelope_head {
-    ($ns:literal) => {
-        concat!(
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?>",
-            "<soap:Envelope xmlns:soap=\"",
-            $ns,
-            "\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" ",
-            "xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\"><soap:Body>"
+/// What every envelope of `version` we write starts with: the XML declaration, `Envelope`
+/// (declaring `soap`, `xsi` and `xsd`) and `Body`, built once.
+fn envelope_head(version: SoapVersion) -> &'static str {
+    fn build(version: SoapVersion) -> String {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><soap:Envelope xmlns:soap=\"{}\" \
+             xmlns:xsi=\"{XSI_NS}\" xmlns:xsd=\"{XSD_NS}\"><soap:Body>",
+            version.envelope_ns()
         )
-    };
+    }
+    static SOAP11: LazyLock<String> = LazyLock::new(|| build(SoapVersion::Soap11));
+    static SOAP12: LazyLock<String> = LazyLock::new(|| build(SoapVersion::Soap12));
+    match version {
+        SoapVersion::Soap11 => &SOAP11,
+        SoapVersion::Soap12 => &SOAP12,
+    }
 }
-
-/// What every SOAP 1.1 envelope we write starts with.
-const ENVELOPE_HEAD_11: &str = envelope_head!("http://schemas.xmlsoap.org/soap/envelope/");
-/// What every SOAP 1.2 envelope we write starts with.
-const ENVELOPE_HEAD_12: &str = envelope_head!("http://www.w3.org/2003/05/soap-envelope");
 
 /// Writes a response envelope around body content.
 ///
@@ -805,12 +779,8 @@ impl std::fmt::Debug for EnvelopeWriter<'_> {
 impl<'a> EnvelopeWriter<'a> {
     /// Starts an envelope: XML declaration, `Envelope` and `Body` start tags.
     pub fn new(version: SoapVersion, alias: Option<(&'a NamespaceAliases, usize)>) -> Self {
-        let head = match version {
-            SoapVersion::Soap11 => ENVELOPE_HEAD_11,
-            SoapVersion::Soap12 => ENVELOPE_HEAD_12,
-        };
         let mut buffer = Vec::with_capacity(512);
-        buffer.extend_from_slice(head.as_bytes());
+        buffer.extend_from_slice(envelope_head(version).as_bytes());
         Self {
             writer: Writer::new(buffer),
             version,
