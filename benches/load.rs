@@ -568,17 +568,7 @@ fn start_world(server_rt: &Runtime, reset_users: usize) -> World {
 
     let server: UmServer =
         umws::app::build_server(store.clone(), &data, &ServeConfig::default()).expect("server");
-    let caller = Caller {
-        mailbox: demo,
-        user: DEMO_USER.into(),
-        record: Arc::new(
-            store
-                .mailbox_by_id(demo)
-                .expect("read")
-                .expect("demo mailbox"),
-        ),
-    };
-    let trusted = trusted_server(store.clone(), &data, caller);
+    let trusted = trusted_server(store.clone(), &data, demo_caller(&store, demo));
     let inline = inline_server(store.clone(), &data);
     let (c, stop_c) = oneshot::channel::<()>();
     let (a, stop_a) = oneshot::channel::<()>();
@@ -1012,6 +1002,35 @@ fn in_process_request(op: Operation, user: &str) -> hyper::Request<Fixed> {
         .expect("a valid request")
 }
 
+/// The caller the trusted-auth server lets in: the demo mailbox.
+fn demo_caller(store: &Store, demo: MailboxId) -> Caller {
+    Caller {
+        mailbox: demo,
+        user: DEMO_USER.into(),
+        record: Arc::new(
+            store
+                .mailbox_by_id(demo)
+                .expect("read")
+                .expect("demo mailbox"),
+        ),
+    }
+}
+
+/// A phase that answers one IsUMEnabled request with `server`, in process.
+fn handle_phase<S, A>(rt: &Runtime, name: &str, budget: Duration, server: &SoapServer<S, A>)
+where
+    S: umws_soap::server::SoapService,
+    A: umws_soap::server::Authenticator,
+{
+    phase(name, 1000, budget, || {
+        let r = block(
+            rt,
+            server.handle(in_process_request(Operation::IsUmEnabled, DEMO_USER), None),
+        );
+        assert_eq!(r.status(), 200);
+    });
+}
+
 fn block<F: Future>(rt: &Runtime, f: F) -> F::Output {
     rt.block_on(f)
 }
@@ -1045,17 +1064,6 @@ fn phases(server_rt: &Runtime, world: &World) {
         },
     );
     phase(
-        "Store::credential_stamp (one indexed SQLite read)",
-        1000,
-        fast,
-        || {
-            store
-                .credential_stamp(DEMO_USER)
-                .expect("read")
-                .expect("found");
-        },
-    );
-    phase(
         "Store::mailbox_by_id (the read of a hit after a change)",
         1000,
         fast,
@@ -1078,66 +1086,32 @@ fn phases(server_rt: &Runtime, world: &World) {
     );
     let server =
         umws::app::build_server(store.clone(), &data, &ServeConfig::default()).expect("server");
-    phase(
+    handle_phase(
+        server_rt,
         "SoapServer::handle IsUMEnabled, in process (no TCP/HTTP)",
-        1000,
         fast,
-        || {
-            let r = block(
-                server_rt,
-                server.handle(in_process_request(Operation::IsUmEnabled, DEMO_USER), None),
-            );
-            assert_eq!(r.status(), 200);
-        },
+        &server,
     );
-    let caller = Caller {
-        mailbox: world.demo,
-        user: DEMO_USER.into(),
-        record: Arc::new(
-            store
-                .mailbox_by_id(world.demo)
-                .expect("read")
-                .expect("demo mailbox"),
-        ),
-    };
-    let trusted = trusted_server(store.clone(), &data, caller);
-    phase(
+    let trusted = trusted_server(store.clone(), &data, demo_caller(store, world.demo));
+    handle_phase(
+        server_rt,
         "  same, trusted auth (no SHA-256, no SQLite read in auth)",
-        1000,
         fast,
-        || {
-            let r = block(
-                server_rt,
-                trusted.handle(in_process_request(Operation::IsUmEnabled, DEMO_USER), None),
-            );
-            assert_eq!(r.status(), 200);
-        },
+        &trusted,
     );
     let inline = inline_server(store.clone(), &data);
-    phase(
+    handle_phase(
+        server_rt,
         "  same, inline mailbox read (no spawn_blocking)",
-        1000,
         fast,
-        || {
-            let r = block(
-                server_rt,
-                inline.handle(in_process_request(Operation::IsUmEnabled, DEMO_USER), None),
-            );
-            assert_eq!(r.status(), 200);
-        },
+        &inline,
     );
     LOG_ON.store(true, Ordering::Relaxed);
-    phase(
+    handle_phase(
+        server_rt,
         "  same, full auth, access log formatted (into a sink)",
-        1000,
         fast,
-        || {
-            let r = block(
-                server_rt,
-                server.handle(in_process_request(Operation::IsUmEnabled, DEMO_USER), None),
-            );
-            assert_eq!(r.status(), 200);
-        },
+        &server,
     );
     LOG_ON.store(false, Ordering::Relaxed);
 

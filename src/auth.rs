@@ -118,19 +118,6 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
-/// The cache key of `user`: [`normalize_user`], without an allocation when the name is
-/// normalised already (the usual case).
-fn user_key(user: &str) -> std::borrow::Cow<'_, str> {
-    if user
-        .bytes()
-        .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
-    {
-        std::borrow::Cow::Borrowed(user)
-    } else {
-        std::borrow::Cow::Owned(normalize_user(user))
-    }
-}
-
 /// Compares two digests in time independent of where they differ.
 fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
@@ -193,7 +180,7 @@ impl Authenticator {
         user: &str,
         password: &str,
     ) -> Result<Option<Arc<Mailbox>>, AuthError> {
-        let key = user_key(user);
+        let key = normalize_user(user);
         let key: &str = key.as_ref();
         let digest = self.digest(key, password);
         // Before any read of the record below: a change after this is seen next time.
@@ -253,7 +240,7 @@ impl Authenticator {
         };
         let mailbox = Arc::new(mailbox);
         if self.inner.capacity > 0 && !self.inner.ttl.is_zero() {
-            let key = normalize_user(user);
+            let key = normalize_user(user).into_owned();
             let entry = Entry {
                 digest: self.digest(&key, password),
                 mailbox: Arc::clone(&mailbox),
@@ -319,7 +306,7 @@ impl Authenticator {
         if let Some(m) = self.cached_mailbox(user, password)? {
             return Ok(Some(m));
         }
-        let user_key = normalize_user(user);
+        let user_key = normalize_user(user).into_owned();
         let digest = self.digest(&user_key, password);
         let key = (user_key, digest);
         let flight = {
@@ -349,7 +336,7 @@ impl Authenticator {
 
     /// Forgets the cached credentials of `user`; call it when the password changes.
     pub fn invalidate(&self, user: &str) {
-        self.cache().remove(&normalize_user(user));
+        self.cache().remove(normalize_user(user).as_ref());
     }
 
     /// Forgets all cached credentials.

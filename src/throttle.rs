@@ -84,8 +84,8 @@ impl Throttle {
                 .filter(|f| now.duration_since(f.last) < self.policy.forget_after)
                 .map_or(0, |f| f.count)
         };
-        let n =
-            count(&Key::User(normalize_user(user))).max(addr.map_or(0, |a| count(&Key::Addr(a))));
+        let n = count(&Key::User(normalize_user(user).into_owned()))
+            .max(addr.map_or(0, |a| count(&Key::Addr(a))));
         if n == 0 {
             return Duration::ZERO;
         }
@@ -113,7 +113,8 @@ impl Throttle {
                 map.remove(&oldest);
             }
         }
-        let keys = std::iter::once(Key::User(normalize_user(user))).chain(addr.map(Key::Addr));
+        let keys = std::iter::once(Key::User(normalize_user(user).into_owned()))
+            .chain(addr.map(Key::Addr));
         for key in keys {
             let entry = map.entry(key).or_insert(Failures {
                 count: 0,
@@ -134,7 +135,7 @@ impl Throttle {
             return;
         }
         let mut map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        map.remove(&Key::User(normalize_user(user)));
+        map.remove(&Key::User(normalize_user(user).into_owned()));
         self.entries.store(map.len(), Ordering::Release);
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod sqlite;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,9 +43,17 @@ impl fmt::Display for MailboxId {
 pub const DEFAULT_POLICY_NAME: &str = "Default";
 
 /// The key under which a user name is looked up: user names match case-insensitively (like
-/// Windows accounts), by Unicode lower-casing.
-pub fn normalize_user(user: &str) -> String {
-    user.to_lowercase()
+/// Windows accounts), by Unicode lower-casing. Borrowed, without an allocation, when the
+/// name is lower-case ASCII already (the usual case).
+pub fn normalize_user(user: &str) -> Cow<'_, str> {
+    if user
+        .bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+    {
+        Cow::Borrowed(user)
+    } else {
+        Cow::Owned(user.to_lowercase())
+    }
 }
 
 /// The cost of the argon2id hashes the store creates. Verification always uses the parameters
@@ -97,9 +106,9 @@ pub(crate) fn verify_secret(phc: &str, secret: &[u8]) -> Result<bool, StoreError
 /// many logons on a cold credentials cache) none is faster and memory grows per request.
 /// The others wait, blocking their (blocking-pool) thread.
 struct Argon2Permits {
+    permits: usize,
     free: Mutex<usize>,
     freed: Condvar,
-    running: AtomicUsize,
     peak: AtomicUsize,
 }
 
@@ -111,9 +120,9 @@ impl Argon2Permits {
     fn global() -> &'static Argon2Permits {
         static PERMITS: OnceLock<Argon2Permits> = OnceLock::new();
         PERMITS.get_or_init(|| Argon2Permits {
+            permits: argon2_concurrency(),
             free: Mutex::new(argon2_concurrency()),
             freed: Condvar::new(),
-            running: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
         })
     }
@@ -127,15 +136,13 @@ impl Argon2Permits {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         *free -= 1;
-        let running = self.running.fetch_add(1, Ordering::AcqRel) + 1;
-        self.peak.fetch_max(running, Ordering::AcqRel);
+        self.peak.fetch_max(self.permits - *free, Ordering::AcqRel);
         Argon2Permit(self)
     }
 }
 
 impl Drop for Argon2Permit {
     fn drop(&mut self) {
-        self.0.running.fetch_sub(1, Ordering::AcqRel);
         *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
         self.0.freed.notify_one();
     }
@@ -152,8 +159,8 @@ pub fn argon2_peak() -> usize {
 }
 
 /// An opaque fingerprint of a mailbox's stored password hash: it changes whenever the password
-/// changes, so a cache of verified credentials can tell that an entry is stale with one cheap
-/// read (see [`Store::credential_stamp`]).
+/// changes, so a cache of verified credentials can tell that an entry is stale
+/// ([`Mailbox::credential_stamp`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct CredentialStamp([u8; 32]);
 
