@@ -7282,10 +7282,12 @@ pub mod um_service_soap {
             async move {
                 match op {
                     0 => {
-                        let request: types::IsUmEnabled = ::umws_soap::xml::from_fragment(
-                                &body.xml,
-                            )
-                            .map_err(::umws_soap::server::CallError::InvalidRequest)?;
+                        let request: types::IsUmEnabled = if body.bare {
+                            types::IsUmEnabled {}
+                        } else {
+                            ::umws_soap::xml::from_fragment(&body.xml)
+                                .map_err(::umws_soap::server::CallError::InvalidRequest)?
+                        };
                         let response = self.inner.is_um_enabled(ctx, request).await?;
                         ::core::result::Result::Ok(
                             ::std::boxed::Box::new(response)
@@ -7293,10 +7295,12 @@ pub mod um_service_soap {
                         )
                     }
                     1 => {
-                        let request: types::GetUmProperties = ::umws_soap::xml::from_fragment(
-                                &body.xml,
-                            )
-                            .map_err(::umws_soap::server::CallError::InvalidRequest)?;
+                        let request: types::GetUmProperties = if body.bare {
+                            types::GetUmProperties {}
+                        } else {
+                            ::umws_soap::xml::from_fragment(&body.xml)
+                                .map_err(::umws_soap::server::CallError::InvalidRequest)?
+                        };
                         let response = self.inner.get_um_properties(ctx, request).await?;
                         ::core::result::Result::Ok(
                             ::std::boxed::Box::new(response)
@@ -7357,10 +7361,12 @@ pub mod um_service_soap {
                         )
                     }
                     6 => {
-                        let request: types::ResetPin = ::umws_soap::xml::from_fragment(
-                                &body.xml,
-                            )
-                            .map_err(::umws_soap::server::CallError::InvalidRequest)?;
+                        let request: types::ResetPin = if body.bare {
+                            types::ResetPin {}
+                        } else {
+                            ::umws_soap::xml::from_fragment(&body.xml)
+                                .map_err(::umws_soap::server::CallError::InvalidRequest)?
+                        };
                         let response = self.inner.reset_pin(ctx, request).await?;
                         ::core::result::Result::Ok(
                             ::std::boxed::Box::new(response)

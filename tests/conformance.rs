@@ -277,6 +277,14 @@ fn malformed_requests_get_error_invalid_request() {
                 r#"<ResetPIN xmlns="{M}"><mailbox>other</mailbox></ResetPIN>"#
             )),
         ),
+        (
+            "unexpected attribute",
+            envelope(&format!(r#"<ResetPIN xmlns="{M}" mailbox="other"/>"#)),
+        ),
+        (
+            "unexpected text",
+            envelope(&format!(r#"<ResetPIN xmlns="{M}">other</ResetPIN>"#)),
+        ),
         ("empty body", envelope("")),
         (
             "two body elements",

@@ -52,6 +52,31 @@ fn empty_and_fixed_messages_round_trip() {
     );
 }
 
+/// The dispatcher builds the value of a request type without data itself when the element is
+/// bare; the deserializer must read every bare form to that same value.
+#[test]
+fn bare_elements_of_types_without_data_read_as_the_dispatcher_builds_them() {
+    fn check<T>(local: &str, built: T)
+    where
+        T: xsd_parser_types::quick_xml::WithDeserializer + std::fmt::Debug + PartialEq,
+    {
+        let ns = "http://schemas.microsoft.com/exchange/services/2006/messages";
+        for xml in [
+            format!(r#"<{local} xmlns="{ns}"/>"#),
+            format!(r#"<{local} xmlns="{ns}"></{local}>"#),
+            format!(
+                r#"<m:{local} xmlns:m="{ns}" xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"/>"#
+            ),
+        ] {
+            let read: T = from_fragment(&xml).unwrap_or_else(|e| panic!("{xml}: {e}"));
+            assert_eq!(read, built, "{xml}");
+        }
+    }
+    check("IsUMEnabled", types::IsUmEnabled {});
+    check("GetUMProperties", types::GetUmProperties {});
+    check("ResetPIN", types::ResetPin {});
+}
+
 #[test]
 fn every_enumeration_value_round_trips() {
     use types::{UmCallStateType as S, UmEventCauseType as C};

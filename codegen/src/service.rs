@@ -389,10 +389,25 @@ fn emit_port_type(
         } else {
             quote!(self.transport.call_one_way(#action_str, request).await)
         };
+        // A type that carries no data has one value; a bare element needs no deserializer.
+        let read = if types.unit.contains(&op.input) {
+            quote! {
+                if body.bare {
+                    types::#req_ty {}
+                } else {
+                    #rt::xml::from_fragment(&body.xml)
+                        .map_err(#rt::server::CallError::InvalidRequest)?
+                }
+            }
+        } else {
+            quote! {
+                #rt::xml::from_fragment(&body.xml)
+                    .map_err(#rt::server::CallError::InvalidRequest)?
+            }
+        };
         arms.push(quote! {
             #index_lit => {
-                let request: types::#req_ty = #rt::xml::from_fragment(&body.xml)
-                    .map_err(#rt::server::CallError::InvalidRequest)?;
+                let request: types::#req_ty = #read;
                 #reply
             }
         });

@@ -14,7 +14,7 @@ use xsd_parser::config::{
     Generate, GeneratorFlags, IdentQuadruple, Namespace, NamespaceIdent, OptimizerFlags,
     ParserFlags, RendererFlags, Schema, SchemaIdent, TypePostfix,
 };
-use xsd_parser::models::data::{ComplexData, DataTypeVariant};
+use xsd_parser::models::data::{ComplexData, DataTypeVariant, DataTypes, Occurs};
 use xsd_parser::models::meta::{MetaTypeVariant, MetaTypes};
 use xsd_parser::models::schema::Schemas;
 use xsd_parser::pipeline::interpreter::Error as InterpreterError;
@@ -61,6 +61,9 @@ pub(crate) struct Types {
     pub defined: BTreeSet<QName>,
     /// The Rust type xsd-parser generated for each of them.
     pub elements: BTreeMap<QName, syn::Ident>,
+    /// The message elements whose type carries no data (a unit struct: no attributes, no
+    /// content), so that a bare element can be read without a deserializer.
+    pub unit: BTreeSet<QName>,
     /// The namespace names of the schemas (not XML's own).
     pub namespaces: Vec<String>,
 }
@@ -135,6 +138,11 @@ pub(crate) fn generate(defs: &Definitions, model: &Model) -> Result<Types, Error
     )
     .map_err(schema_error)?;
     let defined = wanted.iter().map(|(q, _)| q.clone()).collect();
+    let unit = wanted
+        .iter()
+        .filter(|(_, ident)| is_unit(&data_types, ident))
+        .map(|(q, _)| q.clone())
+        .collect();
     let elements = wanted
         .into_iter()
         .filter_map(|(q, ident)| {
@@ -161,6 +169,7 @@ pub(crate) fn generate(defs: &Definitions, model: &Model) -> Result<Types, Error
         },
         defined,
         elements,
+        unit,
         namespaces,
     })
 }
@@ -322,6 +331,32 @@ fn defines_namespace(schemas: &Schemas, namespace: &str) -> bool {
     schemas
         .get_namespace_info_by_namespace(&Some(Namespace::new(namespace.as_bytes().to_vec())))
         .is_some_and(|info| !info.schemas.is_empty())
+}
+
+/// Whether the type `ident` is a unit struct (no attributes, no content, neither mixed nor
+/// dynamic), directly or through plain references (exactly once, not nillable). Its
+/// deserializer accepts a bare element (`<x/>`, no attributes but namespace declarations)
+/// and returns the only value there is, which the dispatcher can then build itself.
+fn is_unit(data_types: &DataTypes<'_>, ident: &TypeIdent) -> bool {
+    let mut ident = ident;
+    // References to references are followed, within reason.
+    for _ in 0..8 {
+        let Some(ty) = data_types.items.get(ident) else {
+            return false;
+        };
+        match &ty.variant {
+            DataTypeVariant::Reference(r) if r.occurs == Occurs::Single && !r.meta.nillable => {
+                ident = &r.meta.type_;
+            }
+            DataTypeVariant::Complex(ComplexData::Struct { type_, .. }) => {
+                return type_.is_unit_struct()
+                    && !type_.base.is_mixed()
+                    && !type_.base.is_dynamic();
+            }
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// The name of the Rust item xsd-parser emits for a type.

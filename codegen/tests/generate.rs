@@ -21,8 +21,9 @@ const EWS_WSDL: &str = concat!(
 );
 
 /// The fixtures the generator accepts.
-const GOOD: [&str; 6] = [
+const GOOD: [&str; 7] = [
     "wrapped.wsdl",
+    "empty_types.wsdl",
     "multi.wsdl",
     "soap12_only.wsdl",
     "dual_binding.wsdl",
@@ -563,6 +564,45 @@ fn server_and_client_are_emitted() {
         .map(|f| f.sig.ident.to_string())
         .collect();
     assert_eq!(client, ["new", "transport", "add", "negate", "reset"]);
+}
+
+/// For each request element the dispatcher reads: its type, and whether a bare element is
+/// answered without the deserializer.
+fn request_reads(code: &str) -> Vec<(String, bool)> {
+    code.split("let request: types::")
+        .skip(1)
+        .map(|rest| {
+            let (name, after) = rest.split_once(' ').expect("a type name");
+            (name.to_owned(), after.starts_with("= if body.bare {"))
+        })
+        .collect()
+}
+
+#[test]
+fn bare_requests_of_types_without_data_skip_the_deserializer() {
+    let generated = generate("empty_types.wsdl");
+    let reads = request_reads(&generated.code);
+    assert_eq!(
+        reads,
+        [
+            ("Anonymous".to_owned(), true),
+            ("Named".to_owned(), true),
+            ("EmptySequence".to_owned(), true),
+            ("WithAttribute".to_owned(), false),
+            ("Mixed".to_owned(), false),
+            ("WithChild".to_owned(), false),
+        ]
+    );
+    // The value built for a bare element is the unit value, through the element's own name.
+    assert!(generated.code.contains("types::Named {}"));
+    // The UM schema: the operations whose request carries nothing.
+    let um = generate_with(&configure(), Path::new(UM_WSDL));
+    let bare: Vec<String> = request_reads(&um.code)
+        .into_iter()
+        .filter(|(_, bare)| *bare)
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(bare, ["IsUmEnabled", "GetUmProperties", "ResetPin"]);
 }
 
 #[test]

@@ -71,6 +71,9 @@ pub struct BodyElement {
     pub local_name: String,
     /// The element as standalone XML, namespaces in canonical spelling.
     pub xml: String,
+    /// Whether the element is bare: no attributes besides namespace declarations and no
+    /// content at all (`<x/>` or `<x></x>`; whitespace or a comment inside is content).
+    pub bare: bool,
 }
 
 /// A parsed envelope.
@@ -525,12 +528,12 @@ fn read_header_blocks(
                     Event::Start(s) | Event::Empty(s) => must_understand(r, s, env_ns),
                     _ => false,
                 };
-                let (namespace, local_name, xml) = copy_element(r, scope, ns, event)?;
+                let copy = copy_element(r, scope, ns, event)?;
                 blocks.push(HeaderBlock {
-                    namespace,
-                    local_name,
+                    namespace: copy.namespace,
+                    local_name: copy.local_name,
                     must_understand,
-                    xml,
+                    xml: copy.xml,
                 });
             }
             _ => {
@@ -570,11 +573,12 @@ fn read_body(
             Event::Text(t) if is_blank(&t) => {}
             Event::End(_) => return Ok(body),
             Event::Start(_) | Event::Empty(_) if body.is_none() => {
-                let (namespace, local_name, xml) = copy_element(r, scope, ns, event)?;
+                let copy = copy_element(r, scope, ns, event)?;
                 body = Some(BodyElement {
-                    namespace,
-                    local_name,
-                    xml,
+                    namespace: copy.namespace,
+                    local_name: copy.local_name,
+                    xml: copy.xml,
+                    bare: copy.bare,
                 });
             }
             Event::Start(_) | Event::Empty(_) => {
@@ -591,6 +595,15 @@ fn read_body(
     }
 }
 
+/// An element copied out of a message by [`copy_element`].
+struct Copied {
+    namespace: String,
+    local_name: String,
+    xml: String,
+    /// No attributes but namespace declarations, no content.
+    bare: bool,
+}
+
 /// Copies the element that starts with `first` into a standalone fragment.
 ///
 /// The root's start tag is written anew (with the declarations in scope); the rest is copied
@@ -601,7 +614,7 @@ fn copy_element<'i>(
     scope: &[Binding],
     ns: Option<Cow<'static, str>>,
     first: Event<'i>,
-) -> Result<(String, String, String), EnvelopeError> {
+) -> Result<Copied, EnvelopeError> {
     let (start, empty) = match first {
         Event::Start(s) => (s, false),
         Event::Empty(s) => (s, true),
@@ -646,12 +659,19 @@ fn copy_element<'i>(
         None => out.extend_from_slice(start.attributes_raw()),
         Some(rewritten) => out.extend_from_slice(rewritten.attributes_raw()),
     }
+    // (The reader checked the attributes when it read the tag.)
+    let mut bare = !start.attributes().flatten().any(|a| {
+        let key = a.key.as_ref();
+        key != b"xmlns" && !key.starts_with(b"xmlns:")
+    });
     if empty {
         out.extend_from_slice(b"/>");
     } else {
         out.push(b'>');
         let mut depth = 1usize;
+        let mut events = 0usize;
         while depth > 0 {
+            events += 1;
             let from = r.position();
             let event = r.next_event()?;
             let raw = r.input.get(from..r.position()).unwrap_or_default();
@@ -687,9 +707,16 @@ fn copy_element<'i>(
                 _ => writer.get_mut().extend_from_slice(raw),
             }
         }
+        // Only the end tag came.
+        bare &= events == 1;
     }
     let xml = String::from_utf8(writer.into_inner()).map_err(|_| EnvelopeError::Encoding)?;
-    Ok((ns.map(Cow::into_owned).unwrap_or_default(), local_name, xml))
+    Ok(Copied {
+        namespace: ns.map(Cow::into_owned).unwrap_or_default(),
+        local_name,
+        xml,
+        bare,
+    })
 }
 
 /// A rewritten copy of the start tag just read when a namespace declaration on it uses an
@@ -1078,6 +1105,40 @@ mod tests {
             body.xml,
             r#"<m:Op xmlns:m="urn:m" xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><m:a>1 &amp; 2</m:a></m:Op>"#
         );
+    }
+
+    #[test]
+    fn bare_body_elements_are_marked() {
+        let a = NamespaceAliases::none();
+        let body = |inner: &str| {
+            let xml = format!(
+                r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:p="urn:p"><s:Body>{inner}</s:Body></s:Envelope>"#
+            );
+            parse(xml.as_bytes(), ParseOptions::new(&a))
+                .unwrap()
+                .body
+                .unwrap()
+        };
+        for bare in [
+            "<x/>",
+            "<x></x>",
+            r#"<x xmlns="urn:m"/>"#,
+            r#"<q:x xmlns:q="urn:q" xmlns="urn:m"></q:x>"#,
+        ] {
+            assert!(body(bare).bare, "{bare}");
+        }
+        for not_bare in [
+            r#"<x a="1"/>"#,
+            r#"<x p:a="1"></x>"#,
+            "<x> </x>",
+            "<x>text</x>",
+            "<x><!-- c --></x>",
+            "<x><?pi?></x>",
+            "<x><![CDATA[]]></x>",
+            "<x><y/></x>",
+        ] {
+            assert!(!body(not_bare).bare, "{not_bare}");
+        }
     }
 
     #[test]
