@@ -826,11 +826,39 @@ fn print_row(op: Operation, target: &str, conns: usize, r: &RunResult) {
     }
 }
 
-fn ratio_line(what: &str, num: &RunResult, den: &RunResult) {
-    println!(
-        "    {what}: throughput {:.2}x, server CPU per request {:.2}x",
+/// Prints the ratios of one round and returns them (throughput, server CPU per request).
+fn ratio_line(what: &str, num: &RunResult, den: &RunResult) -> (f64, f64) {
+    let ratios = (
         num.rate() / den.rate(),
         den.server_us_per_request() / num.server_us_per_request(),
+    );
+    println!(
+        "    {what}: throughput {:.2}x, server CPU per request {:.2}x",
+        ratios.0, ratios.1
+    );
+    ratios
+}
+
+/// Prints the median, lowest and highest of each ratio over the rounds.
+fn ratio_summary(what: &str, rounds: &[(f64, f64)]) {
+    fn spread(mut v: Vec<f64>) -> String {
+        v.sort_by(f64::total_cmp);
+        let median = if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        };
+        let all: Vec<String> = v.iter().map(|x| format!("{x:.2}")).collect();
+        format!("median {median:.2}x (sorted: {})", all.join(" "))
+    }
+    if rounds.is_empty() {
+        return;
+    }
+    println!(
+        "{what}, {} rounds: throughput {}; server CPU per request {}",
+        rounds.len(),
+        spread(rounds.iter().map(|r| r.0).collect()),
+        spread(rounds.iter().map(|r| r.1).collect()),
     );
 }
 
@@ -850,7 +878,15 @@ fn is_um_enabled_load(s: &Settings, server_rt: &Runtime, client_rt: &Runtime, wo
         real.len(),
         real.len() - head_end(&real).unwrap_or(0)
     );
+    let pairs = [
+        ("umws", "hyper", "umws / hyper fixed"),
+        ("umws", "raw", "umws / raw fixed"),
+        ("log", "hyper", "umws with access log / hyper fixed"),
+        ("trusted", "hyper", "umws with trusted auth / hyper fixed"),
+        ("inline", "hyper", "umws with inline read / hyper fixed"),
+    ];
     for &conns in &s.connections {
+        let mut history: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
         for round in 1..=s.rounds {
             println!(
                 "\nround {round}/{}, {conns} connections, {}s after {}s warm-up",
@@ -858,7 +894,7 @@ fn is_um_enabled_load(s: &Settings, server_rt: &Runtime, client_rt: &Runtime, wo
             );
             print_header();
             let mut results = BTreeMap::new();
-            let targets = [
+            let mut targets = vec![
                 ("umws", "umws", world.umws, false),
                 ("log", "umws, access log on", world.umws, true),
                 ("trusted", "umws, trusted auth", world.trusted, false),
@@ -866,6 +902,11 @@ fn is_um_enabled_load(s: &Settings, server_rt: &Runtime, client_rt: &Runtime, wo
                 ("hyper", "hyper fixed", hyper_addr, false),
                 ("raw", "raw fixed", raw_addr, false),
             ];
+            // Every other round in reverse order, so that a drift of the machine's load
+            // does not always favour the same target.
+            if round % 2 == 0 {
+                targets.reverse();
+            }
             for (key, name, addr, log) in targets {
                 if !s.targets(key) {
                     continue;
@@ -881,15 +922,20 @@ fn is_um_enabled_load(s: &Settings, server_rt: &Runtime, client_rt: &Runtime, wo
                 print_row(op, name, conns, &r);
                 results.insert(key, r);
             }
-            for (num, den, what) in [
-                ("umws", "hyper", "umws / hyper fixed"),
-                ("umws", "raw", "umws / raw fixed"),
-                ("log", "hyper", "umws with access log / hyper fixed"),
-                ("trusted", "hyper", "umws with trusted auth / hyper fixed"),
-                ("inline", "hyper", "umws with inline read / hyper fixed"),
-            ] {
+            for (num, den, what) in pairs {
                 if let (Some(n), Some(d)) = (results.get(num), results.get(den)) {
-                    ratio_line(what, n, d);
+                    history
+                        .entry(what)
+                        .or_default()
+                        .push(ratio_line(what, n, d));
+                }
+            }
+        }
+        if s.rounds > 1 {
+            println!();
+            for (_, _, what) in pairs {
+                if let Some(rounds) = history.get(what) {
+                    ratio_summary(&format!("{what} at {conns} connections"), rounds);
                 }
             }
         }
@@ -948,7 +994,7 @@ fn reset_pin_load(s: &Settings, server_rt: &Runtime, client_rt: &Runtime, world:
                 results.insert(key, r);
             }
             if let (Some(n), Some(d)) = (results.get("umws"), results.get("hyper")) {
-                ratio_line("umws / hyper fixed", n, d);
+                let _ = ratio_line("umws / hyper fixed", n, d);
             }
         }
     }

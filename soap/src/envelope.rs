@@ -170,8 +170,9 @@ impl<'a> ParseOptions<'a> {
 }
 
 /// One namespace declaration in scope: prefix (empty for the default
-/// namespace) and namespace name, already in canonical spelling.
-type Binding = (Vec<u8>, Vec<u8>);
+/// namespace) and namespace name, already in canonical spelling; borrowed from the message
+/// unless the name was rewritten from an alias spelling.
+type Binding<'i> = (Cow<'i, [u8]>, Cow<'i, [u8]>);
 
 struct Reader<'i, 'o> {
     inner: quick_xml::Reader<&'i [u8]>,
@@ -180,7 +181,7 @@ struct Reader<'i, 'o> {
     opts: ParseOptions<'o>,
     alias: Option<usize>,
     /// The namespace declarations in scope, innermost last, in canonical spelling.
-    bindings: Vec<Binding>,
+    bindings: Vec<Binding<'i>>,
     /// How many of `bindings` each open element declared, innermost last.
     frames: Vec<usize>,
     /// The last event was an empty-element tag, whose declarations go out of scope before
@@ -269,15 +270,20 @@ impl<'i, 'o> Reader<'i, 'o> {
             })?;
             let key = attr.key.as_ref();
             let prefix = if key == b"xmlns" {
-                &[][..]
+                Cow::Borrowed(&[][..])
             } else if let Some(p) = key.strip_prefix(b"xmlns:") {
-                p
+                self.keep(p)
             } else {
                 continue;
             };
-            let value = self.canonical_bytes(attr.value)?;
-            aliased |= matches!(value, Cow::Owned(_));
-            self.bindings.push((prefix.to_vec(), value.into_owned()));
+            let value = match self.canonical_bytes(attr.value)? {
+                Cow::Borrowed(v) => self.keep(v),
+                Cow::Owned(v) => {
+                    aliased = true;
+                    Cow::Owned(v)
+                }
+            };
+            self.bindings.push((prefix, value));
         }
         self.frames.push(self.bindings.len() - before);
         self.last_aliased = aliased;
@@ -297,7 +303,7 @@ impl<'i, 'o> Reader<'i, 'o> {
         if key == b"xml" {
             return Ok(Some(XML_NS));
         }
-        match self.bindings.iter().rev().find(|(p, _)| p == key) {
+        match self.bindings.iter().rev().find(|(p, _)| p.as_ref() == key) {
             Some((_, ns)) if !ns.is_empty() => Ok(Some(ns)),
             _ if prefix.is_none() => Ok(None),
             _ => Err(EnvelopeError::UnboundPrefix(
@@ -327,6 +333,19 @@ impl<'i, 'o> Reader<'i, 'o> {
         )
     }
 
+    /// `part`, a slice of an event read from [`input`](Self::input), kept beyond the event:
+    /// borrowed as the slice of the input it is (no copy), copied only if it is not one.
+    fn keep(&self, part: &[u8]) -> Cow<'i, [u8]> {
+        let in_input = (part.as_ptr() as usize)
+            .checked_sub(self.input.as_ptr() as usize)
+            .and_then(|start| self.input.get(start..start.checked_add(part.len())?))
+            .filter(|s| s.as_ptr() == part.as_ptr());
+        match in_input {
+            Some(slice) => Cow::Borrowed(slice),
+            None => Cow::Owned(part.to_vec()),
+        }
+    }
+
     /// Where the reader is in [`input`](Self::input).
     fn position(&self) -> usize {
         usize::try_from(self.inner.buffer_position()).unwrap_or(usize::MAX)
@@ -351,11 +370,12 @@ impl<'i, 'o> Reader<'i, 'o> {
         }
     }
 
-    /// The namespace declarations of the start tag just read, in canonical spelling.
-    fn declarations(&self) -> Vec<Binding> {
+    /// The namespace declarations in scope at the start tag just read: those of the enclosing
+    /// elements, and the tag's own (in canonical spelling, innermost last).
+    fn scope(&self) -> (&[Binding<'i>], &[Binding<'i>]) {
         let own = self.frames.last().copied().unwrap_or(0);
-        let from = self.bindings.len().saturating_sub(own);
-        self.bindings[from..].to_vec()
+        self.bindings
+            .split_at(self.bindings.len().saturating_sub(own))
     }
 }
 
@@ -389,7 +409,7 @@ pub fn parse(bytes: &[u8], opts: ParseOptions<'_>) -> Result<Envelope, EnvelopeE
     let mut r = Reader::new(text, opts);
 
     // Prolog, up to the root element.
-    let (version, scope, root_empty) = loop {
+    let (version, root_empty) = loop {
         let (ns, event) = r.next()?;
         match event {
             Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
@@ -416,8 +436,7 @@ pub fn parse(bytes: &[u8], opts: ParseOptions<'_>) -> Result<Envelope, EnvelopeE
                         found: qname_display(ns.as_deref(), local.as_ref()),
                     });
                 }
-                let scope = r.declarations();
-                break (version, scope, matches!(event, Event::Empty(_)));
+                break (version, matches!(event, Event::Empty(_)));
             }
             Event::Eof => {
                 return Err(EnvelopeError::UnexpectedContent(
@@ -446,22 +465,16 @@ pub fn parse(bytes: &[u8], opts: ParseOptions<'_>) -> Result<Envelope, EnvelopeE
             Event::Text(t) if is_blank(&t) => {}
             Event::Start(ref s) | Event::Empty(ref s) if ns.as_deref() == Some(env_ns) => {
                 let empty = matches!(event, Event::Empty(_));
-                let own = r.declarations();
-                let inner_scope: Cow<'_, [Binding]> = if own.is_empty() {
-                    Cow::Borrowed(&scope)
-                } else {
-                    Cow::Owned(scope.iter().cloned().chain(own).collect())
-                };
                 match s.local_name().as_ref() {
                     b"Header" if !seen_body && headers.is_empty() => {
                         if !empty {
-                            headers = read_header_blocks(&mut r, &inner_scope, env_ns)?;
+                            headers = read_header_blocks(&mut r, env_ns)?;
                         }
                     }
                     b"Body" if !seen_body => {
                         seen_body = true;
                         if !empty {
-                            body = read_body(&mut r, &inner_scope)?;
+                            body = read_body(&mut r)?;
                         }
                     }
                     other => {
@@ -513,7 +526,6 @@ pub fn parse(bytes: &[u8], opts: ParseOptions<'_>) -> Result<Envelope, EnvelopeE
 
 fn read_header_blocks(
     r: &mut Reader<'_, '_>,
-    scope: &[Binding],
     env_ns: &str,
 ) -> Result<Vec<HeaderBlock>, EnvelopeError> {
     let mut blocks = Vec::new();
@@ -528,7 +540,7 @@ fn read_header_blocks(
                     Event::Start(s) | Event::Empty(s) => must_understand(r, s, env_ns),
                     _ => false,
                 };
-                let copy = copy_element(r, scope, ns, event)?;
+                let copy = copy_element(r, ns, event)?;
                 blocks.push(HeaderBlock {
                     namespace: copy.namespace,
                     local_name: copy.local_name,
@@ -561,10 +573,7 @@ fn must_understand(r: &Reader<'_, '_>, start: &BytesStart<'_>, env_ns: &str) -> 
     false
 }
 
-fn read_body(
-    r: &mut Reader<'_, '_>,
-    scope: &[Binding],
-) -> Result<Option<BodyElement>, EnvelopeError> {
+fn read_body(r: &mut Reader<'_, '_>) -> Result<Option<BodyElement>, EnvelopeError> {
     let mut body = None;
     loop {
         let (ns, event) = r.next()?;
@@ -573,7 +582,7 @@ fn read_body(
             Event::Text(t) if is_blank(&t) => {}
             Event::End(_) => return Ok(body),
             Event::Start(_) | Event::Empty(_) if body.is_none() => {
-                let copy = copy_element(r, scope, ns, event)?;
+                let copy = copy_element(r, ns, event)?;
                 body = Some(BodyElement {
                     namespace: copy.namespace,
                     local_name: copy.local_name,
@@ -611,7 +620,6 @@ struct Copied {
 /// spelling, which are rewritten in canonical spelling.
 fn copy_element<'i>(
     r: &mut Reader<'i, '_>,
-    scope: &[Binding],
     ns: Option<Cow<'static, str>>,
     first: Event<'i>,
 ) -> Result<Copied, EnvelopeError> {
@@ -630,7 +638,7 @@ fn copy_element<'i>(
 
     // The root: every declaration in scope that it does not redeclare, then its own attributes
     // (namespace names in canonical spelling).
-    let own = r.declarations();
+    let (scope, own) = r.scope();
     let out = writer.get_mut();
     out.push(b'<');
     out.extend_from_slice(start.name().as_ref());
@@ -660,7 +668,7 @@ fn copy_element<'i>(
         Some(rewritten) => out.extend_from_slice(rewritten.attributes_raw()),
     }
     // (The reader checked the attributes when it read the tag.)
-    let mut bare = !start.attributes().flatten().any(|a| {
+    let mut bare = !start.attributes().with_checks(false).flatten().any(|a| {
         let key = a.key.as_ref();
         key != b"xmlns" && !key.starts_with(b"xmlns:")
     });
@@ -1105,6 +1113,40 @@ mod tests {
             body.xml,
             r#"<m:Op xmlns:m="urn:m" xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><m:a>1 &amp; 2</m:a></m:Op>"#
         );
+    }
+
+    #[test]
+    fn declarations_are_borrowed_from_the_message_unless_rewritten() {
+        let a = aliases();
+        let xml = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns="https://schemas.microsoft.com/x" xmlns:p="urn:p">"#;
+        let mut r = Reader::new(xml, ParseOptions::new(&a));
+        assert!(matches!(r.next_event().unwrap(), Event::Start(_)));
+        let kinds: Vec<(&[u8], bool, bool)> = r
+            .bindings
+            .iter()
+            .map(|(p, v)| {
+                (
+                    p.as_ref(),
+                    matches!(p, Cow::Borrowed(_)),
+                    matches!(v, Cow::Borrowed(_)),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (&b"s"[..], true, true),
+                (&b""[..], true, false),
+                (&b"p"[..], true, true)
+            ]
+        );
+        assert_eq!(r.bindings[1].1.as_ref(), b"http://schemas.microsoft.com/x");
+        // Bytes from elsewhere are copied.
+        assert!(matches!(r.keep(b"urn:p"), Cow::Owned(_)));
+        assert!(matches!(
+            r.keep(&xml.as_bytes()[3..8]),
+            Cow::Borrowed(b"Envel")
+        ));
     }
 
     #[test]
