@@ -442,7 +442,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
 
         let soap_action = req
             .headers()
-            .get("soapaction")
+            .get(&SOAP_ACTION)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim().trim_matches('"').to_owned())
             .or(action_param)
@@ -695,6 +695,9 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
     }
 }
 
+/// The `SOAPAction` header (header names are compared in lower case).
+static SOAP_ACTION: http::HeaderName = http::HeaderName::from_static("soapaction");
+
 fn canonical_action<'a>(aliases: &NamespaceAliases, action: &'a str) -> Cow<'a, str> {
     match aliases.to_canonical(action) {
         Some((_, canonical)) => Cow::Owned(canonical),
@@ -750,12 +753,11 @@ fn basic_credentials<B>(req: &Request<B>) -> Result<Option<Credentials>, ()> {
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(token.trim())
         .map_err(|_| ())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| ())?;
-    let (user, password) = decoded.split_once(':').ok_or(())?;
-    Ok(Some(Credentials {
-        user: user.to_owned(),
-        password: password.to_owned(),
-    }))
+    let mut user = String::from_utf8(decoded).map_err(|_| ())?;
+    let colon = user.find(':').ok_or(())?;
+    let password = user[colon + 1..].to_owned();
+    user.truncate(colon);
+    Ok(Some(Credentials { user, password }))
 }
 
 fn base_url<B>(req: &Request<B>, scheme: &str) -> String {
@@ -834,6 +836,47 @@ mod tests {
             .collect();
         frames.push_back(Frame::trailers(http::HeaderMap::new()));
         Chunks(frames)
+    }
+
+    #[test]
+    fn basic_credentials_are_decoded_and_checked() {
+        let with = |value: &str| {
+            let req = Request::builder()
+                .header(AUTHORIZATION, value)
+                .body(())
+                .unwrap();
+            basic_credentials(&req).map(|c| c.map(|c| (c.user, c.password)))
+        };
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let pair = |u: &str, p: &str| Ok(Some((u.to_owned(), p.to_owned())));
+        assert_eq!(
+            with(&format!("Basic {}", b64("demo:pw"))),
+            pair("demo", "pw")
+        );
+        // The password may contain colons; the user name ends at the first.
+        assert_eq!(
+            with(&format!("basic  {} ", b64("demo:a:b:"))),
+            pair("demo", "a:b:")
+        );
+        assert_eq!(with(&format!("Basic {}", b64(":"))), pair("", ""));
+        assert_eq!(
+            with(&format!("Basic {}", b64("Jürgen:pässwort"))),
+            pair("Jürgen", "pässwort")
+        );
+        for bad in [
+            format!("Basic {}", b64("no colon")),
+            format!("Bearer {}", b64("demo:pw")),
+            "Basic not*base64".to_owned(),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode([0xff, b':', 0xfe])
+            ),
+            "Basic".to_owned(),
+        ] {
+            assert_eq!(with(&bad), Err(()), "{bad}");
+        }
+        let none = Request::builder().body(()).unwrap();
+        assert!(matches!(basic_credentials(&none), Ok(None)));
     }
 
     #[tokio::test]
