@@ -7,10 +7,12 @@
 //! `SOAPAction`) and turns every problem into exactly one response.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -20,8 +22,9 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Notify};
 
 use crate::context::CallContext;
 use crate::envelope::{
@@ -624,7 +627,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         tls: Option<tokio_rustls::TlsAcceptor>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
-        let graceful = GracefulShutdown::new();
+        let connections = Arc::new(Connections::default());
         // SOAP is HTTP/1.1 (keep-alive, pipelining allowed); no HTTP/2 sniffing per connection.
         let builder = hyper::server::conn::http1::Builder::new();
         tokio::pin!(shutdown);
@@ -644,7 +647,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
                     let _ = stream.set_nodelay(true);
                     let server = self.clone();
                     let builder = builder.clone();
-                    let watcher = graceful.watcher();
+                    let registration = connections.register();
                     let tls = tls.clone();
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
@@ -654,7 +657,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
                         let result = match tls {
                             None => {
                                 let conn = builder.serve_connection(TokioIo::new(stream), service);
-                                watcher.watch(conn).await
+                                registration.drive(conn).await
                             }
                             Some(acceptor) => {
                                 let handshake = tokio::time::timeout(
@@ -673,7 +676,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
                                     }
                                 };
                                 let conn = builder.serve_connection(TokioIo::new(stream), service);
-                                watcher.watch(conn).await
+                                registration.drive(conn).await
                             }
                         };
                         if let Err(error) = result {
@@ -685,13 +688,121 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
             }
         }
         drop(listener);
+        connections.close_all();
         tokio::select! {
-            () = graceful.shutdown() => {}
+            () = connections.all_closed() => {}
             () = tokio::time::sleep(self.inner.config.shutdown_grace) => {
                 tracing::warn!("connections still open after the grace period; closing");
             }
         }
         Ok(())
+    }
+}
+
+/// The open connections of a server, each with a stop signal of its own.
+///
+/// Polling a connection touches nothing the others share: hyper-util's `GracefulShutdown`
+/// polls one watch channel from every connection on every wake-up, a lock shared by all
+/// connections on all cores. Here a connection polls its own `oneshot` receiver, and the
+/// shared state is locked only when a connection opens or ends.
+#[derive(Default)]
+struct Connections {
+    state: Mutex<ConnectionsState>,
+    /// Woken when the last connection ends.
+    idle: Notify,
+}
+
+#[derive(Default)]
+struct ConnectionsState {
+    next_id: u64,
+    /// The stop signals not sent yet, by connection.
+    signals: HashMap<u64, oneshot::Sender<()>>,
+    /// Connections registered and not ended (signalled or not).
+    live: usize,
+    closing: bool,
+}
+
+impl Connections {
+    fn state(&self) -> std::sync::MutexGuard<'_, ConnectionsState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new connection; it counts as open until the registration is dropped.
+    fn register(self: &Arc<Self>) -> Registration {
+        let (tx, stop) = oneshot::channel();
+        let mut state = self.state();
+        let id = state.next_id;
+        state.next_id += 1;
+        state.live += 1;
+        if state.closing {
+            let _ = tx.send(());
+        } else {
+            state.signals.insert(id, tx);
+        }
+        Registration {
+            connections: Arc::clone(self),
+            id,
+            stop,
+        }
+    }
+
+    /// Asks every open connection to finish: the request in progress is answered, then the
+    /// connection closes.
+    fn close_all(&self) {
+        let mut state = self.state();
+        state.closing = true;
+        for (_, tx) in state.signals.drain() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Completes when no connection is open.
+    async fn all_closed(&self) {
+        loop {
+            let idle = self.idle.notified();
+            let mut idle = std::pin::pin!(idle);
+            // Registered before the check, so that a connection ending in between wakes it.
+            idle.as_mut().enable();
+            if self.state().live == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+/// One connection of [`Connections`].
+struct Registration {
+    connections: Arc<Connections>,
+    id: u64,
+    stop: oneshot::Receiver<()>,
+}
+
+impl Registration {
+    /// Serves `conn` to its end, shutting it down gracefully when the server stops.
+    async fn drive<C: GracefulConnection>(mut self, conn: C) -> Result<(), C::Error> {
+        let mut conn = std::pin::pin!(conn);
+        let mut stopping = false;
+        std::future::poll_fn(|cx| {
+            // (A received or dropped signal is never polled again.)
+            if !stopping && Pin::new(&mut self.stop).poll(cx).is_ready() {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            conn.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut state = self.connections.state();
+        state.signals.remove(&self.id);
+        state.live -= 1;
+        if state.live == 0 {
+            self.connections.idle.notify_waiters();
+        }
     }
 }
 
@@ -836,6 +947,139 @@ mod tests {
             .collect();
         frames.push_back(Frame::trailers(http::HeaderMap::new()));
         Chunks(frames)
+    }
+
+    /// One operation, `{urn:t}Wait`, answered after `delay`.
+    struct Slow {
+        delay: Duration,
+    }
+
+    static WAIT: [OperationInfo; 1] = [OperationInfo {
+        name: "Wait",
+        request_namespace: "urn:t",
+        request_element: "Wait",
+        response_namespace: "urn:t",
+        response_element: "WaitResponse",
+        soap_action: None,
+        understood_headers: &[],
+    }];
+
+    impl SoapService for Slow {
+        fn operations(&self) -> &'static [OperationInfo] {
+            &WAIT
+        }
+
+        fn call<'a>(
+            &'a self,
+            _ctx: &'a CallContext,
+            _op: usize,
+            _body: &'a BodyElement,
+        ) -> impl Future<Output = Result<Reply, CallError>> + Send + 'a {
+            async move {
+                tokio::time::sleep(self.delay).await;
+                Ok(Box::new(EmptyReply) as Reply)
+            }
+        }
+    }
+
+    /// A `Slow` server on 127.0.0.1:0; `stop` shuts it down, the task ends when `serve` returns.
+    async fn slow_server(
+        delay: Duration,
+        grace: Duration,
+    ) -> (
+        SocketAddr,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        let config = ServerConfig {
+            shutdown_grace: grace,
+            ..ServerConfig::default()
+        };
+        let server = SoapServer::new(Slow { delay }, NoAuthentication, PlainFaults, config);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        (addr, stop, task)
+    }
+
+    async fn send_wait(addr: SocketAddr) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt as _;
+        let body = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><Wait xmlns="urn:t"/></s:Body></s:Envelope>"#;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream
+    }
+
+    /// Everything the server sends until it closes the connection.
+    async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+        use tokio::io::AsyncReadExt as _;
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut out))
+            .await
+            .expect("the server closes the connection")
+            .unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn shutdown_answers_requests_in_progress_and_closes_idle_connections() {
+        let (addr, stop, task) =
+            slow_server(Duration::from_millis(300), Duration::from_secs(60)).await;
+        let mut busy = send_wait(addr).await;
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // Both connections are served before the stop.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        let answer = read_to_close(&mut busy).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.ends_with("</soap:Envelope>"), "{answer}");
+        assert_eq!(read_to_close(&mut idle).await, "");
+        // Well inside the grace period: serve returns once both connections are gone.
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("serve returns when the connections are closed")
+            .unwrap()
+            .unwrap();
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn shutdown_gives_up_after_the_grace_period() {
+        let (addr, stop, task) =
+            slow_server(Duration::from_secs(3600), Duration::from_millis(200)).await;
+        let _busy = send_wait(addr).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("serve returns after the grace period")
+            .unwrap()
+            .unwrap();
+    }
+
+    #[test]
+    fn connections_count_until_their_registration_ends() {
+        let connections = Arc::new(Connections::default());
+        let mut first = connections.register();
+        let second = connections.register();
+        assert_eq!(connections.state().live, 2);
+        drop(second);
+        assert_eq!(connections.state().live, 1);
+        connections.close_all();
+        assert!(first.stop.try_recv().is_ok(), "the open one is signalled");
+        // One registered while closing is signalled at once.
+        let mut late = connections.register();
+        assert!(late.stop.try_recv().is_ok());
+        drop((first, late));
+        let state = connections.state();
+        assert_eq!((state.live, state.signals.len()), (0, 0));
     }
 
     #[test]
