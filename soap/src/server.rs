@@ -969,16 +969,14 @@ mod tests {
             &WAIT
         }
 
-        fn call<'a>(
-            &'a self,
-            _ctx: &'a CallContext,
+        async fn call(
+            &self,
+            _ctx: &CallContext,
             _op: usize,
-            _body: &'a BodyElement,
-        ) -> impl Future<Output = Result<Reply, CallError>> + Send + 'a {
-            async move {
-                tokio::time::sleep(self.delay).await;
-                Ok(Box::new(EmptyReply) as Reply)
-            }
+            _body: &BodyElement,
+        ) -> Result<Reply, CallError> {
+            tokio::time::sleep(self.delay).await;
+            Ok(Box::new(EmptyReply) as Reply)
         }
     }
 
