@@ -189,6 +189,8 @@ struct Reader<'i, 'o> {
     pending_pop: bool,
     /// Whether a declaration of the last start tag used an alias spelling.
     last_aliased: bool,
+    /// Whether the last start tag had attributes other than namespace declarations.
+    last_had_attributes: bool,
 }
 
 /// The namespace name bound to the `xml` prefix.
@@ -199,6 +201,9 @@ impl<'i, 'o> Reader<'i, 'o> {
         let mut inner = quick_xml::Reader::from_str(text);
         inner.config_mut().check_end_names = true;
         inner.config_mut().check_comments = true;
+        // Whitespace-only text between tags is no event (the positions still cover it, so
+        // fragments copied by position keep it).
+        inner.config_mut().trim_text_start = true;
         Self {
             inner,
             input: text.as_bytes(),
@@ -208,6 +213,7 @@ impl<'i, 'o> Reader<'i, 'o> {
             frames: Vec::new(),
             pending_pop: false,
             last_aliased: false,
+            last_had_attributes: false,
         }
     }
 
@@ -263,6 +269,7 @@ impl<'i, 'o> Reader<'i, 'o> {
     fn push_frame(&mut self, start: &BytesStart<'_>) -> Result<(), EnvelopeError> {
         let before = self.bindings.len();
         let mut aliased = false;
+        let mut plain = false;
         for attr in start.attributes().with_checks(true) {
             let attr = attr.map_err(|e| EnvelopeError::Xml {
                 position: self.inner.buffer_position(),
@@ -274,6 +281,7 @@ impl<'i, 'o> Reader<'i, 'o> {
             } else if let Some(p) = key.strip_prefix(b"xmlns:") {
                 self.keep(p)
             } else {
+                plain = true;
                 continue;
             };
             let value = match self.canonical_bytes(attr.value)? {
@@ -287,6 +295,7 @@ impl<'i, 'o> Reader<'i, 'o> {
         }
         self.frames.push(self.bindings.len() - before);
         self.last_aliased = aliased;
+        self.last_had_attributes = plain;
         Ok(())
     }
 
@@ -328,7 +337,7 @@ impl<'i, 'o> Reader<'i, 'o> {
                 Some(b"http://www.w3.org/2003/05/soap-envelope") => {
                     Some(Cow::Borrowed(SOAP12_ENVELOPE_NS))
                 }
-                Some(other) => Some(Cow::Owned(String::from_utf8_lossy(other).into_owned())),
+                Some(other) => Some(Cow::Owned(utf8_string(other))),
             },
         )
     }
@@ -376,6 +385,16 @@ impl<'i, 'o> Reader<'i, 'o> {
         let own = self.frames.last().copied().unwrap_or(0);
         self.bindings
             .split_at(self.bindings.len().saturating_sub(own))
+    }
+}
+
+/// A name or namespace name read from the message as a `String`. The message is UTF-8 and
+/// names end at ASCII delimiters, so the lossy conversion never replaces anything; it is only
+/// the slower path.
+fn utf8_string(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
     }
 }
 
@@ -632,7 +651,7 @@ fn copy_element<'i>(
             ))
         }
     };
-    let local_name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
+    let local_name = utf8_string(start.local_name().as_ref());
     let mut writer = Writer::new(Vec::with_capacity(256));
     let write = |w: &mut Writer<Vec<u8>>, e: Event<'_>| w.write_event(e).map_err(xml_io_error);
 
@@ -667,19 +686,18 @@ fn copy_element<'i>(
         None => out.extend_from_slice(start.attributes_raw()),
         Some(rewritten) => out.extend_from_slice(rewritten.attributes_raw()),
     }
-    // (The reader checked the attributes when it read the tag.)
-    let mut bare = !start.attributes().with_checks(false).flatten().any(|a| {
-        let key = a.key.as_ref();
-        key != b"xmlns" && !key.starts_with(b"xmlns:")
-    });
+    let mut bare = !r.last_had_attributes;
     if empty {
         out.extend_from_slice(b"/>");
     } else {
         out.push(b'>');
         let mut depth = 1usize;
-        let mut events = 0usize;
+        // Anything but the end tag right after the start tag (whitespace included, which the
+        // reader reports as no event) is content.
+        let mut content = false;
+        let mut first = true;
         while depth > 0 {
-            events += 1;
+            content |= !std::mem::take(&mut first);
             let from = r.position();
             let event = r.next_event()?;
             let raw = r.input.get(from..r.position()).unwrap_or_default();
@@ -700,6 +718,7 @@ fn copy_element<'i>(
                 },
                 Event::End(_) => {
                     depth -= 1;
+                    content |= !raw.starts_with(b"</");
                     writer.get_mut().extend_from_slice(raw);
                 }
                 Event::Eof => {
@@ -715,8 +734,7 @@ fn copy_element<'i>(
                 _ => writer.get_mut().extend_from_slice(raw),
             }
         }
-        // Only the end tag came.
-        bare &= events == 1;
+        bare &= !content;
     }
     let xml = String::from_utf8(writer.into_inner()).map_err(|_| EnvelopeError::Encoding)?;
     Ok(Copied {
@@ -1199,6 +1217,30 @@ mod tests {
             parse(xml.as_bytes(), strict),
             Err(EnvelopeError::AliasRefused(_))
         ));
+    }
+
+    #[test]
+    fn whitespace_inside_fragments_is_kept() {
+        let a = NamespaceAliases::none();
+        let inner = "\n  <a>  leading and trailing  </a>\n\t<b> <c/> </b>\r\n  <d>\n</d>  ";
+        let xml = format!(
+            "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\">\n \
+             <s:Header>\n  <h xmlns=\"urn:h\">  x </h>\n </s:Header>\n \
+             <s:Body>\n  <Op xmlns=\"urn:m\">{inner}</Op>\n </s:Body>\n</s:Envelope>\n"
+        );
+        let env = parse(xml.as_bytes(), ParseOptions::new(&a)).unwrap();
+        assert_eq!(
+            env.headers[0].xml,
+            r#"<h xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:h">  x </h>"#
+        );
+        let body = env.body.unwrap();
+        assert_eq!(
+            body.xml,
+            format!(
+                r#"<Op xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:m">{inner}</Op>"#
+            )
+        );
+        assert!(!body.bare);
     }
 
     #[test]
