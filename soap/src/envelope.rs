@@ -270,12 +270,24 @@ impl<'i, 'o> Reader<'i, 'o> {
         let before = self.bindings.len();
         let mut aliased = false;
         let mut plain = false;
-        for attr in start.attributes().with_checks(true) {
-            let attr = attr.map_err(|e| EnvelopeError::Xml {
-                position: self.inner.buffer_position(),
-                source: e.into(),
-            })?;
-            let key = attr.key.as_ref();
+        // Keys are checked for uniqueness here, without quick-xml's list on the heap per tag;
+        // quick-xml's check reports a duplicate, and checks tags with more attributes.
+        let mut keys: [&[u8]; 8] = [&[]; 8];
+        let mut count = 0usize;
+        for attr in start.attributes().with_checks(false) {
+            let attr = attr.map_err(|e| self.attribute_error(e))?;
+            let key = attr.key.into_inner();
+            if let Some(slot) = keys.get_mut(count) {
+                *slot = key;
+                if keys[..count].contains(&key) {
+                    return self
+                        .check_unique(start)
+                        .and(Err(EnvelopeError::UnexpectedContent(
+                            "an attribute appears twice in a tag".into(),
+                        )));
+                }
+            }
+            count += 1;
             let prefix = if key == b"xmlns" {
                 Cow::Borrowed(&[][..])
             } else if let Some(p) = key.strip_prefix(b"xmlns:") {
@@ -293,10 +305,29 @@ impl<'i, 'o> Reader<'i, 'o> {
             };
             self.bindings.push((prefix, value));
         }
+        if count > keys.len() {
+            self.check_unique(start)?;
+        }
         self.frames.push(self.bindings.len() - before);
         self.last_aliased = aliased;
         self.last_had_attributes = plain;
         Ok(())
+    }
+
+    /// quick-xml's check that the keys of `start` are unique (its error names the positions
+    /// of both).
+    fn check_unique(&self, start: &BytesStart<'_>) -> Result<(), EnvelopeError> {
+        for attr in start.attributes().with_checks(true) {
+            attr.map_err(|e| self.attribute_error(e))?;
+        }
+        Ok(())
+    }
+
+    fn attribute_error(&self, error: quick_xml::events::attributes::AttrError) -> EnvelopeError {
+        EnvelopeError::Xml {
+            position: self.inner.buffer_position(),
+            source: error.into(),
+        }
     }
 
     fn pop_frame(&mut self) {
@@ -1314,6 +1345,40 @@ mod tests {
             );
         }
         assert!(parse(wrap("<a x=\"1\">ok</a>").as_bytes(), o).is_ok());
+    }
+
+    #[test]
+    fn duplicate_attributes_are_reported_by_quick_xml_on_any_tag() {
+        let a = NamespaceAliases::none();
+        let o = ParseOptions::new(&a);
+        let attrs = |n: usize| (0..n).map(|i| format!(" a{i}=\"{i}\"")).collect::<String>();
+        let wrap = |tag: &str| {
+            format!(
+                r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>{tag}</soap:Body></soap:Envelope>"#
+            )
+        };
+        for n in [0, 1, 7, 8, 9, 20] {
+            // Unique keys, fewer or more than the reader checks itself.
+            let ok = wrap(&format!("<Op{}/>", attrs(n)));
+            assert!(parse(ok.as_bytes(), o).is_ok(), "{ok}");
+            // A repeated key (also as a repeated declaration), early and late in the tag.
+            let n = n.max(1);
+            for dup in [" a0=\"x\"", " xmlns:p=\"urn:p\""] {
+                for tag in [
+                    format!("<Op xmlns:p=\"urn:p\"{}{dup}/>", attrs(n)),
+                    format!("<Op{dup}{} xmlns:p=\"urn:p\" a0=\"y\"/>", attrs(n)),
+                ] {
+                    let dup_xml = wrap(&tag);
+                    match parse(dup_xml.as_bytes(), o) {
+                        Err(EnvelopeError::Xml { source, .. }) => {
+                            let message = source.to_string();
+                            assert!(message.contains("duplicated"), "{dup_xml}: {message}");
+                        }
+                        other => panic!("{dup_xml}: {other:?}"),
+                    }
+                }
+            }
+        }
     }
 
     #[test]
