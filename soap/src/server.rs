@@ -268,6 +268,23 @@ struct Inner<S, A> {
 
 type HttpResponse = Response<Full<Bytes>>;
 
+/// A request after its synchronous checks.
+enum Routed<B> {
+    /// Answered already (wrong path or method, `?wsdl`, bad headers).
+    Answer(HttpResponse),
+    /// A POST whose headers passed.
+    Post(Post<B>),
+}
+
+/// What a POST needs once its headers are checked.
+struct Post<B> {
+    credentials: Option<Credentials>,
+    soap_action: String,
+    /// `Content-Length` declares more than the limit.
+    too_large: bool,
+    body: B,
+}
+
 impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
     /// A server for `service`, checking callers with `auth` and reporting
     /// unreadable requests in `faults` style.
@@ -289,9 +306,17 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
 
     /// Answers one HTTP request. Never panics on any input; every problem
     /// becomes a status code or a fault.
-    pub async fn handle<B>(&self, req: Request<B>, remote_addr: Option<SocketAddr>) -> HttpResponse
+    ///
+    /// The checks that need no waiting run before the returned future is built, so that it
+    /// holds only what the waiting steps need (authentication, the body, the operation),
+    /// not the request: hyper keeps the future of every request in progress.
+    pub fn handle<'s, B>(
+        &'s self,
+        req: Request<B>,
+        remote_addr: Option<SocketAddr>,
+    ) -> impl Future<Output = HttpResponse> + Send + 's
     where
-        B: Body + Send,
+        B: Body + Send + 's,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         // The access log line; what it needs is kept only when it is written.
@@ -302,43 +327,45 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
                 req.uri().path().to_owned(),
             )
         });
-        let (response, op) = self.route(req, remote_addr).await;
-        if let Some((started, method, path)) = log {
-            tracing::info!(
-                target: "umws_soap::access",
-                %method,
-                path = %path,
-                operation = op.unwrap_or("-"),
-                status = response.status().as_u16(),
-                micros = started.elapsed().as_micros() as u64,
-                remote = ?remote_addr,
-            );
+        let routed = self.route(req);
+        async move {
+            let (response, op) = match routed {
+                Routed::Answer(response) => (response, None),
+                Routed::Post(post) => self.post(post, remote_addr).await,
+            };
+            if let Some((started, method, path)) = log {
+                tracing::info!(
+                    target: "umws_soap::access",
+                    %method,
+                    path = %path,
+                    operation = op.unwrap_or("-"),
+                    status = response.status().as_u16(),
+                    micros = started.elapsed().as_micros() as u64,
+                    remote = ?remote_addr,
+                );
+            }
+            response
         }
-        response
     }
 
-    async fn route<B>(
-        &self,
-        req: Request<B>,
-        remote_addr: Option<SocketAddr>,
-    ) -> (HttpResponse, Option<&'static str>)
-    where
-        B: Body + Send,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
+    /// Path, method and, for a POST, the headers: an answer, or what the POST needs.
+    fn route<B>(&self, req: Request<B>) -> Routed<B> {
         let config = &self.inner.config;
         let path = req.uri().path();
         if !config.paths.iter().any(|p| p.eq_ignore_ascii_case(path)) {
-            return (plain(StatusCode::NOT_FOUND, "not found\n"), None);
+            return Routed::Answer(plain(StatusCode::NOT_FOUND, "not found\n"));
         }
         match *req.method() {
-            Method::GET => (self.get(&req), None),
-            Method::POST => self.post(req, remote_addr).await,
+            Method::GET => Routed::Answer(self.get(&req)),
+            Method::POST => match self.post_headers(req) {
+                Ok(post) => Routed::Post(post),
+                Err(response) => Routed::Answer(response),
+            },
             _ => {
                 let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "use POST, or GET ?wsdl\n");
                 r.headers_mut()
                     .insert(ALLOW, HeaderValue::from_static("GET, POST"));
-                (r, None)
+                Routed::Answer(r)
             }
         }
     }
@@ -371,15 +398,8 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         }
     }
 
-    async fn post<B>(
-        &self,
-        req: Request<B>,
-        remote_addr: Option<SocketAddr>,
-    ) -> (HttpResponse, Option<&'static str>)
-    where
-        B: Body + Send,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
+    /// The headers of a POST: content type, credentials, `SOAPAction`, declared length.
+    fn post_headers<B>(&self, req: Request<B>) -> Result<Post<B>, HttpResponse> {
         let config = &self.inner.config;
         // Content type: text/xml for SOAP 1.1; application/soap+xml is SOAP
         // 1.2, which is read only to answer a version mismatch.
@@ -393,13 +413,10 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         if !mime.eq_ignore_ascii_case("text/xml")
             && !mime.eq_ignore_ascii_case("application/soap+xml")
         {
-            return (
-                plain(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "a SOAP 1.1 request needs Content-Type: text/xml; charset=utf-8\n",
-                ),
-                None,
-            );
+            return Err(plain(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "a SOAP 1.1 request needs Content-Type: text/xml; charset=utf-8\n",
+            ));
         }
         let mut action_param = None;
         for p in params {
@@ -409,25 +426,55 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
                     && !v.eq_ignore_ascii_case("utf-8")
                     && !v.eq_ignore_ascii_case("utf8")
                 {
-                    return (
-                        plain(
-                            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                            "only charset=utf-8 is supported\n",
-                        ),
-                        None,
-                    );
+                    return Err(plain(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "only charset=utf-8 is supported\n",
+                    ));
                 }
                 if k.trim().eq_ignore_ascii_case("action") {
                     action_param = Some(v.to_owned());
                 }
             }
         }
+        let credentials = basic_credentials(&req).map_err(|()| self.unauthorized())?;
+        let soap_action = req
+            .headers()
+            .get(&SOAP_ACTION)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().trim_matches('"').to_owned())
+            .or(action_param)
+            .unwrap_or_default();
+        let too_large = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > config.max_body_bytes as u64);
+        Ok(Post {
+            credentials,
+            soap_action,
+            too_large,
+            body: req.into_body(),
+        })
+    }
 
-        // Authentication before reading the body.
-        let credentials = match basic_credentials(&req) {
-            Ok(c) => c,
-            Err(()) => return (self.unauthorized(), None),
-        };
+    /// A POST: authentication before reading the body, then the operation.
+    async fn post<B>(
+        &self,
+        post: Post<B>,
+        remote_addr: Option<SocketAddr>,
+    ) -> (HttpResponse, Option<&'static str>)
+    where
+        B: Body + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let config = &self.inner.config;
+        let Post {
+            credentials,
+            soap_action,
+            too_large,
+            body,
+        } = post;
         let extensions = match self.inner.auth.authenticate(credentials, remote_addr).await {
             Ok(AuthDecision::Allow(ext)) => ext,
             Ok(AuthDecision::Deny) => return (self.unauthorized(), None),
@@ -443,25 +490,11 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
             }
         };
 
-        let soap_action = req
-            .headers()
-            .get(&SOAP_ACTION)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().trim_matches('"').to_owned())
-            .or(action_param)
-            .unwrap_or_default();
-
         // The body, within the limit.
-        let too_large = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n > config.max_body_bytes as u64);
         if too_large {
             return (payload_too_large(config.max_body_bytes), None);
         }
-        let bytes = match read_body(req.into_body(), config.max_body_bytes).await {
+        let bytes = match read_body(body, config.max_body_bytes).await {
             Ok(bytes) => bytes,
             Err(error) => {
                 if error
