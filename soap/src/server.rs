@@ -357,10 +357,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         }
         match *req.method() {
             Method::GET => Routed::Answer(self.get(&req)),
-            Method::POST => match self.post_headers(req) {
-                Ok(post) => Routed::Post(post),
-                Err(response) => Routed::Answer(response),
-            },
+            Method::POST => self.post_headers(req),
             _ => {
                 let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "use POST, or GET ?wsdl\n");
                 r.headers_mut()
@@ -399,7 +396,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
     }
 
     /// The headers of a POST: content type, credentials, `SOAPAction`, declared length.
-    fn post_headers<B>(&self, req: Request<B>) -> Result<Post<B>, HttpResponse> {
+    fn post_headers<B>(&self, req: Request<B>) -> Routed<B> {
         let config = &self.inner.config;
         // Content type: text/xml for SOAP 1.1; application/soap+xml is SOAP
         // 1.2, which is read only to answer a version mismatch.
@@ -413,7 +410,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         if !mime.eq_ignore_ascii_case("text/xml")
             && !mime.eq_ignore_ascii_case("application/soap+xml")
         {
-            return Err(plain(
+            return Routed::Answer(plain(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "a SOAP 1.1 request needs Content-Type: text/xml; charset=utf-8\n",
             ));
@@ -426,7 +423,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
                     && !v.eq_ignore_ascii_case("utf-8")
                     && !v.eq_ignore_ascii_case("utf8")
                 {
-                    return Err(plain(
+                    return Routed::Answer(plain(
                         StatusCode::UNSUPPORTED_MEDIA_TYPE,
                         "only charset=utf-8 is supported\n",
                     ));
@@ -436,7 +433,9 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
                 }
             }
         }
-        let credentials = basic_credentials(&req).map_err(|()| self.unauthorized())?;
+        let Ok(credentials) = basic_credentials(&req) else {
+            return Routed::Answer(self.unauthorized());
+        };
         let soap_action = req
             .headers()
             .get(&SOAP_ACTION)
@@ -450,7 +449,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|n| n > config.max_body_bytes as u64);
-        Ok(Post {
+        Routed::Post(Post {
             credentials,
             soap_action,
             too_large,
