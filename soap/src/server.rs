@@ -418,7 +418,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         let mut action_param = None;
         for p in params {
             if let Some((k, v)) = p.split_once('=') {
-                let v = v.trim().trim_matches('"');
+                let v = unquote(v);
                 if k.trim().eq_ignore_ascii_case("charset")
                     && !v.eq_ignore_ascii_case("utf-8")
                     && !v.eq_ignore_ascii_case("utf8")
@@ -440,7 +440,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
             .headers()
             .get(&SOAP_ACTION)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().trim_matches('"').to_owned())
+            .map(|v| unquote(v).to_owned())
             .or(action_param)
             .unwrap_or_default();
         let too_large = req
@@ -838,6 +838,19 @@ impl Drop for Registration {
     }
 }
 
+/// `value` without surrounding whitespace and double quotes (all of them, balanced or not:
+/// what `str::trim_matches('"')` does, without its general pattern search).
+fn unquote(value: &str) -> &str {
+    let bytes = value.trim().as_bytes();
+    let start = bytes.iter().position(|&b| b != b'"').unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b'"')
+        .map_or(start, |i| i + 1);
+    // Quotes are ASCII: the cuts are on character boundaries.
+    std::str::from_utf8(&bytes[start..end]).unwrap_or_default()
+}
+
 /// The `SOAPAction` header (header names are compared in lower case).
 static SOAP_ACTION: http::HeaderName = http::HeaderName::from_static("soapaction");
 
@@ -1110,6 +1123,23 @@ mod tests {
         drop((first, late));
         let state = connections.state();
         assert_eq!((state.live, state.signals.len()), (0, 0));
+    }
+
+    #[test]
+    fn unquote_trims_like_trim_matches() {
+        for value in [
+            "",
+            "\"\"",
+            "\"",
+            "  \"urn:a/B\"  ",
+            "urn:a/B",
+            "\"\"urn:\"x\"\"",
+            "\"unbalanced",
+            "tail\"",
+            " \"Jürgen\" ",
+        ] {
+            assert_eq!(unquote(value), value.trim().trim_matches('"'), "{value:?}");
+        }
     }
 
     #[test]
