@@ -839,7 +839,7 @@ fn ratio_line(what: &str, num: &RunResult, den: &RunResult) -> (f64, f64) {
     ratios
 }
 
-/// Prints the median, lowest and highest of each ratio over the rounds.
+/// Prints, for each ratio, its median over the rounds and all rounds sorted.
 fn ratio_summary(what: &str, rounds: &[(f64, f64)]) {
     fn spread(mut v: Vec<f64>) -> String {
         v.sort_by(f64::total_cmp);

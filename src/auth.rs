@@ -573,19 +573,30 @@ mod tests {
         assert!(!digests_equal(&a, &b));
     }
 
+    /// `n` concurrent logons of alice with `password`: whether each was let in.
+    async fn concurrent_logons(
+        auth: &Authenticator,
+        password: &'static str,
+        n: usize,
+    ) -> Vec<bool> {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(async move { auth.authenticate_mailbox("alice", password).await })
+            })
+            .collect();
+        let mut allowed = Vec::new();
+        for task in tasks {
+            allowed.push(task.await.unwrap().unwrap().is_some());
+        }
+        allowed
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_misses_verify_once() {
         let (_dir, store) = setup(&["alice"]);
         let auth = Authenticator::new(store);
-        let tasks: Vec<_> = (0..16)
-            .map(|_| {
-                let auth = auth.clone();
-                tokio::spawn(async move { auth.authenticate_mailbox("alice", "alice-pw").await })
-            })
-            .collect();
-        for task in tasks {
-            assert!(task.await.unwrap().unwrap().is_some());
-        }
+        assert_eq!(concurrent_logons(&auth, "alice-pw", 16).await, [true; 16]);
         assert_eq!(
             auth.stats().slow_verifications,
             1,
@@ -593,15 +604,7 @@ mod tests {
         );
         assert_eq!(auth.stats().hits, 15);
         // Wrong passwords are not shared: each is verified (one after another).
-        let tasks: Vec<_> = (0..3)
-            .map(|_| {
-                let auth = auth.clone();
-                tokio::spawn(async move { auth.authenticate_mailbox("alice", "guess").await })
-            })
-            .collect();
-        for task in tasks {
-            assert!(task.await.unwrap().unwrap().is_none());
-        }
+        assert_eq!(concurrent_logons(&auth, "guess", 3).await, [false; 3]);
         assert_eq!(auth.stats().slow_verifications, 4);
         assert!(
             auth.inner.inflight.lock().unwrap().is_empty(),

@@ -390,20 +390,14 @@ fn emit_port_type(
             quote!(self.transport.call_one_way(#action_str, request).await)
         };
         // A type that carries no data has one value; a bare element needs no deserializer.
+        let deserialize = quote! {
+            #rt::xml::from_fragment(&body.xml)
+                .map_err(#rt::server::CallError::InvalidRequest)?
+        };
         let read = if types.unit.contains(&op.input) {
-            quote! {
-                if body.bare {
-                    types::#req_ty {}
-                } else {
-                    #rt::xml::from_fragment(&body.xml)
-                        .map_err(#rt::server::CallError::InvalidRequest)?
-                }
-            }
+            quote!(if body.bare { types::#req_ty {} } else { #deserialize })
         } else {
-            quote! {
-                #rt::xml::from_fragment(&body.xml)
-                    .map_err(#rt::server::CallError::InvalidRequest)?
-            }
+            deserialize
         };
         arms.push(quote! {
             #index_lit => {

@@ -119,11 +119,14 @@ impl Argon2Permits {
     /// The process's permits: as many as the machine has CPUs.
     fn global() -> &'static Argon2Permits {
         static PERMITS: OnceLock<Argon2Permits> = OnceLock::new();
-        PERMITS.get_or_init(|| Argon2Permits {
-            permits: argon2_concurrency(),
-            free: Mutex::new(argon2_concurrency()),
-            freed: Condvar::new(),
-            peak: AtomicUsize::new(0),
+        PERMITS.get_or_init(|| {
+            let permits = argon2_concurrency();
+            Argon2Permits {
+                permits,
+                free: Mutex::new(permits),
+                freed: Condvar::new(),
+                peak: AtomicUsize::new(0),
+            }
         })
     }
 

@@ -497,11 +497,13 @@ impl Store {
     /// calls return `v`. Almost always one atomic load: no lock, no SQLite call.
     pub fn change_version(&self) -> Result<u64, StoreError> {
         let shared = &*self.shared;
-        // Without a lock first: is a poll due at all?
-        let now = nanos_since(shared.epoch);
-        let polled = shared.polled_at.load(Ordering::Acquire);
         let interval = u64::try_from(self.external_poll.as_nanos()).unwrap_or(u64::MAX);
-        if polled != NEVER_POLLED && now.saturating_sub(polled) < interval {
+        let poll_due = || {
+            let polled = shared.polled_at.load(Ordering::Acquire);
+            polled == NEVER_POLLED || nanos_since(shared.epoch).saturating_sub(polled) >= interval
+        };
+        // Without a lock first: is a poll due at all?
+        if !poll_due() {
             return Ok(shared.version.load(Ordering::Acquire));
         }
         // Another thread polling now answers for this one too.
@@ -512,10 +514,7 @@ impl Store {
         };
         if let Some(mut watcher) = watcher {
             // Another thread may have polled between the check above and the lock.
-            let polled = shared.polled_at.load(Ordering::Acquire);
-            let due = polled == NEVER_POLLED
-                || nanos_since(shared.epoch).saturating_sub(polled) >= interval;
-            if due {
+            if poll_due() {
                 let seen = match Self::read_data_version(&shared.path, &mut watcher) {
                     Ok(seen) => seen,
                     Err(error) => {
