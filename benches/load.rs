@@ -1287,7 +1287,12 @@ fn runtime(name: &str, threads: usize, max_blocking: Option<usize>) -> Runtime {
 fn main() {
     let s = Settings::from_env();
     // `cargo bench` passes `--bench`; a name filter is not supported (use UMWS_LOAD_ONLY).
-    install_log_switch();
+    // Only the access-log rows need a subscriber: without one, the rows without the log pay
+    // for a disabled `tracing::enabled!` as `UMWS_LOG=warn umws serve` does, not for a
+    // dynamic filter asked on every request.
+    if s.targets("log") {
+        install_log_switch();
+    }
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

@@ -91,29 +91,33 @@ impl umws_soap::server::Authenticator for MailboxAuth {
             return Ok(AuthDecision::Deny);
         };
         let ip = remote_addr.map(|a| a.ip());
-        let delay = self.throttle.delay(&credentials.user, ip, Instant::now());
+        let delay = if self.throttle.remembers_failures() {
+            self.throttle.delay(credentials.user(), ip, Instant::now())
+        } else {
+            Duration::ZERO
+        };
         if !delay.is_zero() {
-            tracing::debug!(user = %credentials.user, delay_ms = delay.as_millis() as u64, "slowing a logon after failures");
+            tracing::debug!(user = %credentials.user(), delay_ms = delay.as_millis() as u64, "slowing a logon after failures");
             tokio::time::sleep(delay).await;
         }
         match self
             .inner
-            .authenticate_mailbox(&credentials.user, &credentials.password)
+            .authenticate_mailbox(credentials.user(), credentials.password())
             .await?
         {
             Some(mailbox) => {
-                self.throttle.succeeded(&credentials.user);
+                self.throttle.succeeded(credentials.user());
                 let mut ext = http::Extensions::new();
                 ext.insert(Caller {
                     mailbox: mailbox.id,
-                    user: credentials.user,
+                    user: credentials.into_user(),
                     record: mailbox,
                 });
                 Ok(AuthDecision::Allow(ext))
             }
             None => {
-                self.throttle.failed(&credentials.user, ip, Instant::now());
-                tracing::info!(user = %credentials.user, "authentication failed");
+                self.throttle.failed(credentials.user(), ip, Instant::now());
+                tracing::info!(user = %credentials.user(), "authentication failed");
                 Ok(AuthDecision::Deny)
             }
         }

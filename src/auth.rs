@@ -183,12 +183,14 @@ impl Authenticator {
         let key = normalize_user(user);
         let key: &str = key.as_ref();
         let digest = self.digest(key, password);
+        // One clock read for both checks below.
+        let now = Instant::now();
         // Before any read of the record below: a change after this is seen next time.
-        let version = self.inner.store.change_version()?;
+        let version = self.inner.store.change_version_at(now)?;
         let found = {
             let mut cache = self.cache();
             match cache.get(key) {
-                Some(e) if e.inserted.elapsed() >= self.inner.ttl => {
+                Some(e) if now.saturating_duration_since(e.inserted) >= self.inner.ttl => {
                     cache.remove(key);
                     None
                 }

@@ -73,9 +73,15 @@ impl Throttle {
         }
     }
 
+    /// Whether any failure is remembered; when not, every [`delay`](Self::delay) is zero
+    /// (a caller can skip reading the clock for it).
+    pub fn remembers_failures(&self) -> bool {
+        self.entries.load(Ordering::Acquire) != 0
+    }
+
     /// How long an attempt by `user` from `addr` waits at `now`.
     pub fn delay(&self, user: &str, addr: Option<IpAddr>, now: Instant) -> Duration {
-        if self.entries.load(Ordering::Acquire) == 0 {
+        if !self.remembers_failures() {
             return Duration::ZERO;
         }
         let map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
@@ -131,7 +137,7 @@ impl Throttle {
 
     /// Records a successful attempt: the user's counter is cleared.
     pub fn succeeded(&self, user: &str) {
-        if self.entries.load(Ordering::Acquire) == 0 {
+        if !self.remembers_failures() {
             return;
         }
         let mut map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
@@ -158,6 +164,7 @@ mod tests {
         let t = throttle();
         let now = Instant::now();
         let ip: IpAddr = [10, 0, 0, 1].into();
+        assert!(!t.remembers_failures());
         assert_eq!(t.delay("alice", Some(ip), now), Duration::ZERO);
         let mut seen = Vec::new();
         for _ in 0..7 {
@@ -165,6 +172,7 @@ mod tests {
             seen.push(t.delay("alice", Some(ip), now).as_millis());
         }
         assert_eq!(seen, [100, 200, 400, 800, 1600, 2000, 2000]);
+        assert!(t.remembers_failures());
         // Per user, whatever the address; per address, whatever the user.
         assert_eq!(
             t.delay("ALICE", Some([10, 0, 0, 2].into()), now)

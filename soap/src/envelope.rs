@@ -12,6 +12,7 @@ use std::sync::LazyLock;
 use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::name::{Namespace, ResolveResult};
 use quick_xml::{NsReader, Writer};
+use smallvec::SmallVec;
 
 use crate::fault::{DetailEntry, FaultCode, SoapFault};
 use crate::namespace::NamespaceAliases;
@@ -169,10 +170,17 @@ impl<'a> ParseOptions<'a> {
     }
 }
 
-/// One namespace declaration in scope: prefix (empty for the default
-/// namespace) and namespace name, already in canonical spelling; borrowed from the message
-/// unless the name was rewritten from an alias spelling.
-type Binding<'i> = (Cow<'i, [u8]>, Cow<'i, [u8]>);
+/// One namespace declaration in scope.
+#[derive(Debug)]
+struct Binding<'i> {
+    /// The prefix; empty for the default namespace. Borrowed from the message.
+    prefix: Cow<'i, [u8]>,
+    /// The namespace name in canonical spelling: borrowed from the message unless it was
+    /// rewritten from an alias spelling.
+    name: Cow<'i, [u8]>,
+    /// The depth of the element that declared it (the root element is 1).
+    depth: usize,
+}
 
 struct Reader<'i, 'o> {
     inner: quick_xml::Reader<&'i [u8]>,
@@ -180,10 +188,11 @@ struct Reader<'i, 'o> {
     input: &'i [u8],
     opts: ParseOptions<'o>,
     alias: Option<usize>,
-    /// The namespace declarations in scope, innermost last, in canonical spelling.
-    bindings: Vec<Binding<'i>>,
-    /// How many of `bindings` each open element declared, innermost last.
-    frames: Vec<usize>,
+    /// The namespace declarations in scope, innermost last, in canonical spelling. A message
+    /// seldom declares more than four, so they usually live on the stack.
+    bindings: SmallVec<[Binding<'i>; 4]>,
+    /// How many elements are open (the start tag just read included).
+    depth: usize,
     /// The last event was an empty-element tag, whose declarations go out of scope before
     /// the next event.
     pending_pop: bool,
@@ -209,8 +218,8 @@ impl<'i, 'o> Reader<'i, 'o> {
             input: text.as_bytes(),
             opts,
             alias: None,
-            bindings: Vec::new(),
-            frames: Vec::new(),
+            bindings: SmallVec::new(),
+            depth: 0,
             pending_pop: false,
             last_aliased: false,
             last_had_attributes: false,
@@ -267,7 +276,7 @@ impl<'i, 'o> Reader<'i, 'o> {
 
     /// Checks the attributes of a start tag and takes its namespace declarations into scope.
     fn push_frame(&mut self, start: &BytesStart<'_>) -> Result<(), EnvelopeError> {
-        let before = self.bindings.len();
+        let depth = self.depth + 1;
         let mut aliased = false;
         let mut plain = false;
         // Keys are checked for uniqueness here, without quick-xml's list on the heap per tag;
@@ -303,12 +312,16 @@ impl<'i, 'o> Reader<'i, 'o> {
                     Cow::Owned(v)
                 }
             };
-            self.bindings.push((prefix, value));
+            self.bindings.push(Binding {
+                prefix,
+                name: value,
+                depth,
+            });
         }
         if count > keys.len() {
             self.check_unique(start)?;
         }
-        self.frames.push(self.bindings.len() - before);
+        self.depth = depth;
         self.last_aliased = aliased;
         self.last_had_attributes = plain;
         Ok(())
@@ -331,9 +344,11 @@ impl<'i, 'o> Reader<'i, 'o> {
     }
 
     fn pop_frame(&mut self) {
-        let declared = self.frames.pop().unwrap_or(0);
-        self.bindings
-            .truncate(self.bindings.len().saturating_sub(declared));
+        let depth = self.depth;
+        let inner = self.bindings.iter().rev().take_while(|b| b.depth >= depth);
+        let keep = self.bindings.len() - inner.count();
+        self.bindings.truncate(keep);
+        self.depth = depth.saturating_sub(1);
     }
 
     /// The namespace name bound to `prefix` (`None`: the default namespace) in the current
@@ -343,8 +358,13 @@ impl<'i, 'o> Reader<'i, 'o> {
         if key == b"xml" {
             return Ok(Some(XML_NS));
         }
-        match self.bindings.iter().rev().find(|(p, _)| p.as_ref() == key) {
-            Some((_, ns)) if !ns.is_empty() => Ok(Some(ns)),
+        match self
+            .bindings
+            .iter()
+            .rev()
+            .find(|b| b.prefix.as_ref() == key)
+        {
+            Some(b) if !b.name.is_empty() => Ok(Some(&b.name)),
             _ if prefix.is_none() => Ok(None),
             _ => Err(EnvelopeError::UnboundPrefix(
                 String::from_utf8_lossy(key).into_owned(),
@@ -413,9 +433,13 @@ impl<'i, 'o> Reader<'i, 'o> {
     /// The namespace declarations in scope at the start tag just read: those of the enclosing
     /// elements, and the tag's own (in canonical spelling, innermost last).
     fn scope(&self) -> (&[Binding<'i>], &[Binding<'i>]) {
-        let own = self.frames.last().copied().unwrap_or(0);
-        self.bindings
-            .split_at(self.bindings.len().saturating_sub(own))
+        let own = self
+            .bindings
+            .iter()
+            .rev()
+            .take_while(|b| b.depth >= self.depth)
+            .count();
+        self.bindings.split_at(self.bindings.len() - own)
     }
 }
 
@@ -692,9 +716,9 @@ fn copy_element<'i>(
     let out = writer.get_mut();
     out.push(b'<');
     out.extend_from_slice(start.name().as_ref());
-    for (i, (prefix, value)) in scope.iter().enumerate().rev() {
-        let shadowed =
-            own.iter().any(|(p, _)| p == prefix) || scope[i + 1..].iter().any(|(p, _)| p == prefix);
+    for (i, Binding { prefix, name, .. }) in scope.iter().enumerate().rev() {
+        let shadowed = own.iter().any(|b| b.prefix == *prefix)
+            || scope[i + 1..].iter().any(|b| b.prefix == *prefix);
         if !shadowed {
             out.extend_from_slice(b" xmlns");
             if !prefix.is_empty() {
@@ -703,7 +727,7 @@ fn copy_element<'i>(
             }
             out.extend_from_slice(b"=\"");
             // The value as it was written, escaped; only a quote needs care here.
-            for &b in value.iter() {
+            for &b in name.iter() {
                 match b {
                     b'"' => out.extend_from_slice(b"&quot;"),
                     _ => out.push(b),
@@ -1173,11 +1197,11 @@ mod tests {
         let kinds: Vec<(&[u8], bool, bool)> = r
             .bindings
             .iter()
-            .map(|(p, v)| {
+            .map(|b| {
                 (
-                    p.as_ref(),
-                    matches!(p, Cow::Borrowed(_)),
-                    matches!(v, Cow::Borrowed(_)),
+                    b.prefix.as_ref(),
+                    matches!(b.prefix, Cow::Borrowed(_)),
+                    matches!(b.name, Cow::Borrowed(_)),
                 )
             })
             .collect();
@@ -1189,7 +1213,10 @@ mod tests {
                 (&b"p"[..], true, true)
             ]
         );
-        assert_eq!(r.bindings[1].1.as_ref(), b"http://schemas.microsoft.com/x");
+        assert_eq!(
+            r.bindings[1].name.as_ref(),
+            b"http://schemas.microsoft.com/x"
+        );
         // Bytes from elsewhere are copied.
         assert!(matches!(r.keep(b"urn:p"), Cow::Owned(_)));
         assert!(matches!(

@@ -91,19 +91,57 @@ pub trait SoapService: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Reply, CallError>> + Send + 'a;
 }
 
-/// Basic credentials of a request.
+/// Basic credentials of a request: a user name and a password (which may contain colons;
+/// the user name cannot). Held in one buffer, as they arrive.
 #[derive(Clone)]
 pub struct Credentials {
+    /// `user:password`.
+    text: String,
+    /// Where the user name ends.
+    colon: usize,
+}
+
+impl Credentials {
+    /// Credentials from their parts; `None` when `user` contains a colon (Basic
+    /// authentication cannot carry it).
+    pub fn new(user: &str, password: &str) -> Option<Self> {
+        if user.contains(':') {
+            return None;
+        }
+        Some(Self {
+            text: format!("{user}:{password}"),
+            colon: user.len(),
+        })
+    }
+
+    /// Credentials from the decoded `user:password` of a Basic `Authorization` header;
+    /// `None` without a colon.
+    pub fn from_pair(text: String) -> Option<Self> {
+        let colon = text.find(':')?;
+        Some(Self { text, colon })
+    }
+
     /// The user name.
-    pub user: String,
+    pub fn user(&self) -> &str {
+        &self.text[..self.colon]
+    }
+
     /// The password. Never log it.
-    pub password: String,
+    pub fn password(&self) -> &str {
+        &self.text[self.colon + 1..]
+    }
+
+    /// The user name, keeping the buffer (the password is cut off).
+    pub fn into_user(mut self) -> String {
+        self.text.truncate(self.colon);
+        self.text
+    }
 }
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
-            .field("user", &self.user)
+            .field("user", &self.user())
             .field("password", &"<redacted>")
             .finish()
     }
@@ -909,11 +947,8 @@ fn basic_credentials<B>(req: &Request<B>) -> Result<Option<Credentials>, ()> {
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(token.trim())
         .map_err(|_| ())?;
-    let mut user = String::from_utf8(decoded).map_err(|_| ())?;
-    let colon = user.find(':').ok_or(())?;
-    let password = user[colon + 1..].to_owned();
-    user.truncate(colon);
-    Ok(Some(Credentials { user, password }))
+    let pair = String::from_utf8(decoded).map_err(|_| ())?;
+    Credentials::from_pair(pair).map(Some).ok_or(())
 }
 
 fn base_url<B>(req: &Request<B>, scheme: &str) -> String {
@@ -1149,7 +1184,8 @@ mod tests {
                 .header(AUTHORIZATION, value)
                 .body(())
                 .unwrap();
-            basic_credentials(&req).map(|c| c.map(|c| (c.user, c.password)))
+            basic_credentials(&req)
+                .map(|c| c.map(|c| (c.user().to_owned(), c.password().to_owned())))
         };
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let pair = |u: &str, p: &str| Ok(Some((u.to_owned(), p.to_owned())));
@@ -1181,6 +1217,21 @@ mod tests {
         }
         let none = Request::builder().body(()).unwrap();
         assert!(matches!(basic_credentials(&none), Ok(None)));
+    }
+
+    #[test]
+    fn credentials_split_at_the_first_colon() {
+        let c = Credentials::new("demo", "a:b").unwrap();
+        assert_eq!((c.user(), c.password()), ("demo", "a:b"));
+        assert_eq!(
+            format!("{c:?}"),
+            r#"Credentials { user: "demo", password: "<redacted>" }"#
+        );
+        assert_eq!(c.into_user(), "demo");
+        assert!(Credentials::new("de:mo", "pw").is_none());
+        let c = Credentials::from_pair("u:".to_owned()).unwrap();
+        assert_eq!((c.user(), c.password()), ("u", ""));
+        assert!(Credentials::from_pair("nocolon".to_owned()).is_none());
     }
 
     #[tokio::test]

@@ -254,8 +254,9 @@ struct Shared {
 
 const NEVER_POLLED: u64 = u64::MAX;
 
-fn nanos_since(epoch: Instant) -> u64 {
-    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+/// Nanoseconds from `epoch` to `now` (0 when `now` is earlier).
+fn nanos_since(epoch: Instant, now: Instant) -> u64 {
+    u64::try_from(now.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX - 1)
 }
 
 /// The connection that answers [`Store::data_version`] (it never writes, so its
@@ -496,11 +497,17 @@ impl Store {
     /// interval). So a record read after a call that returned `v` is current as long as later
     /// calls return `v`. Almost always one atomic load: no lock, no SQLite call.
     pub fn change_version(&self) -> Result<u64, StoreError> {
+        self.change_version_at(Instant::now())
+    }
+
+    /// [`change_version`](Self::change_version) with the time already read by the caller.
+    pub fn change_version_at(&self, now: Instant) -> Result<u64, StoreError> {
         let shared = &*self.shared;
         let interval = u64::try_from(self.external_poll.as_nanos()).unwrap_or(u64::MAX);
         let poll_due = || {
             let polled = shared.polled_at.load(Ordering::Acquire);
-            polled == NEVER_POLLED || nanos_since(shared.epoch).saturating_sub(polled) >= interval
+            polled == NEVER_POLLED
+                || nanos_since(shared.epoch, now).saturating_sub(polled) >= interval
         };
         // Without a lock first: is a poll due at all?
         if !poll_due() {
@@ -530,7 +537,7 @@ impl Store {
                 watcher.last = Some(seen);
                 shared
                     .polled_at
-                    .store(nanos_since(shared.epoch), Ordering::Release);
+                    .store(nanos_since(shared.epoch, now), Ordering::Release);
             }
         }
         Ok(shared.version.load(Ordering::Acquire))
