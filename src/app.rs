@@ -98,7 +98,8 @@ impl umws_soap::server::Authenticator for MailboxAuth {
         };
         if !delay.is_zero() {
             tracing::debug!(user = %credentials.user(), delay_ms = delay.as_millis() as u64, "slowing a logon after failures");
-            tokio::time::sleep(delay).await;
+            // Boxed: rare, and a timer would make the future of every request larger.
+            Box::pin(tokio::time::sleep(delay)).await;
         }
         match self
             .inner

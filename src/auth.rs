@@ -308,6 +308,17 @@ impl Authenticator {
         if let Some(m) = self.cached_mailbox(user, password)? {
             return Ok(Some(m));
         }
+        // Boxed: the future of every request holds only what the hit needs.
+        Box::pin(self.verify_single_flight(user, password)).await
+    }
+
+    /// The miss of [`authenticate_mailbox`](Self::authenticate_mailbox): one verification per
+    /// (user, password) pair at a time.
+    async fn verify_single_flight(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Option<Arc<Mailbox>>, AuthError> {
         let user_key = normalize_user(user).into_owned();
         let digest = self.digest(&user_key, password);
         let key = (user_key, digest);

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::name::{Namespace, ResolveResult};
 use quick_xml::{NsReader, Writer};
 use smallvec::SmallVec;
@@ -257,13 +257,7 @@ impl<'i, 'o> Reader<'i, 'o> {
             }
             Event::End(_) => self.pop_frame(),
             Event::DocType(_) => return Err(EnvelopeError::DocType),
-            Event::Decl(decl) => {
-                if let Some(Ok(enc)) = decl.encoding() {
-                    if !enc.eq_ignore_ascii_case(b"utf-8") && !enc.eq_ignore_ascii_case(b"utf8") {
-                        return Err(EnvelopeError::Encoding);
-                    }
-                }
-            }
+            Event::Decl(decl) if !declares_utf8(decl) => return Err(EnvelopeError::Encoding),
             Event::GeneralRef(r) if !r.is_char_ref() && !is_predefined_entity(r) => {
                 return Err(EnvelopeError::UndefinedEntity(
                     String::from_utf8_lossy(r).into_owned(),
@@ -451,6 +445,25 @@ fn utf8_string(bytes: &[u8]) -> String {
         Ok(text) => text.to_owned(),
         Err(_) => String::from_utf8_lossy(bytes).into_owned(),
     }
+}
+
+/// Whether an XML declaration declares UTF-8 or no encoding. Its first `encoding` is read like
+/// [`BytesDecl::encoding`] does (none when the pseudo-attributes before it are malformed),
+/// without that method's heap list of the keys seen.
+fn declares_utf8(decl: &BytesDecl<'_>) -> bool {
+    let Ok(text) = std::str::from_utf8(decl) else {
+        return true; // (the message was checked as UTF-8 as a whole)
+    };
+    // The declaration's content starts with `xml`, its "name".
+    let content = BytesStart::from_content(text, 3);
+    let encoding = content
+        .attributes()
+        .with_checks(false)
+        .map_while(Result::ok)
+        .find(|a| a.key.as_ref() == b"encoding");
+    encoding.is_none_or(|a| {
+        a.value.eq_ignore_ascii_case(b"utf-8") || a.value.eq_ignore_ascii_case(b"utf8")
+    })
 }
 
 fn is_predefined_entity(name: &[u8]) -> bool {
@@ -1440,6 +1453,32 @@ mod tests {
         assert!(parse(b"", o).is_err());
         let truncated = &SEED.as_bytes()[..SEED.len() - 20];
         assert!(parse(truncated, o).is_err());
+    }
+
+    #[test]
+    fn declared_encoding_is_read_like_quick_xml() {
+        for decl in [
+            r#"<?xml version="1.0"?>"#,
+            r#"<?xml version="1.0" encoding="utf-8"?>"#,
+            r#"<?xml version="1.0" encoding='UTF8' standalone="yes"?>"#,
+            r#"<?xml version="1.0" encoding="ISO-8859-1"?>"#,
+            r#"<?xml encoding="latin1" version="1.0"?>"#,
+            r#"<?xml version="1.0"  encoding = "latin1" ?>"#,
+            r#"<?xml version=1.0 encoding="latin1"?>"#,
+            r#"<?xml version="1.0" encoding="utf-8" encoding="latin1"?>"#,
+            r#"<?xml version="1.0" encoding="latin1" encoding="utf-8"?>"#,
+            r#"<?xml version="1.0" version="1.1" encoding="latin1"?>"#,
+            r#"<?xml version="1.0" encoding?>"#,
+        ] {
+            let mut reader = quick_xml::Reader::from_str(decl);
+            let Ok(Event::Decl(d)) = reader.read_event() else {
+                panic!("{decl}: not a declaration");
+            };
+            let quick = d.encoding().and_then(Result::ok).is_none_or(|e| {
+                e.eq_ignore_ascii_case(b"utf-8") || e.eq_ignore_ascii_case(b"utf8")
+            });
+            assert_eq!(declares_utf8(&d), quick, "{decl}");
+        }
     }
 
     #[test]
