@@ -25,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Notify};
+use zeroize::Zeroize as _;
 
 use crate::context::CallContext;
 use crate::envelope::{
@@ -131,10 +132,20 @@ impl Credentials {
         &self.text[self.colon + 1..]
     }
 
-    /// The user name, keeping the buffer (the password is cut off).
+    /// The user name, keeping the buffer (the password is wiped and cut off).
     pub fn into_user(mut self) -> String {
-        self.text.truncate(self.colon);
-        self.text
+        let mut bytes = std::mem::take(&mut self.text).into_bytes();
+        bytes[self.colon..].zeroize();
+        bytes.truncate(self.colon);
+        // A prefix of UTF-8 ending before an ASCII colon is UTF-8.
+        String::from_utf8(bytes).unwrap_or_default()
+    }
+}
+
+impl Drop for Credentials {
+    /// Wipes this copy of the password (the request's `Authorization` header is hyper's).
+    fn drop(&mut self) {
+        self.text.zeroize();
     }
 }
 
@@ -1228,6 +1239,9 @@ mod tests {
             r#"Credentials { user: "demo", password: "<redacted>" }"#
         );
         assert_eq!(c.into_user(), "demo");
+        let c = Credentials::from_pair("Jürgen:pä:sswort".to_owned()).unwrap();
+        assert_eq!((c.user(), c.password()), ("Jürgen", "pä:sswort"));
+        assert_eq!(c.into_user(), "Jürgen");
         assert!(Credentials::new("de:mo", "pw").is_none());
         let c = Credentials::from_pair("u:".to_owned()).unwrap();
         assert_eq!((c.user(), c.password()), ("u", ""));
