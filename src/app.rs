@@ -91,11 +91,7 @@ impl umws_soap::server::Authenticator for MailboxAuth {
             return Ok(AuthDecision::Deny);
         };
         let ip = remote_addr.map(|a| a.ip());
-        let delay = if self.throttle.remembers_failures() {
-            self.throttle.delay(credentials.user(), ip, Instant::now())
-        } else {
-            Duration::ZERO
-        };
+        let delay = self.throttle.delay(credentials.user(), ip, Instant::now);
         if !delay.is_zero() {
             tracing::debug!(user = %credentials.user(), delay_ms = delay.as_millis() as u64, "slowing a logon after failures");
             // Boxed: rare, and a timer would make the future of every request larger.

@@ -73,17 +73,23 @@ impl Throttle {
         }
     }
 
-    /// Whether any failure is remembered; when not, every [`delay`](Self::delay) is zero
-    /// (a caller can skip reading the clock for it).
+    /// Whether any failure is remembered; when not, every [`delay`](Self::delay) is zero.
     pub fn remembers_failures(&self) -> bool {
         self.entries.load(Ordering::Acquire) != 0
     }
 
-    /// How long an attempt by `user` from `addr` waits at `now`.
-    pub fn delay(&self, user: &str, addr: Option<IpAddr>, now: Instant) -> Duration {
+    /// How long an attempt by `user` from `addr` waits at the time `now` gives. `now` is
+    /// asked only when a failure is remembered (the usual logon reads no clock here).
+    pub fn delay(
+        &self,
+        user: &str,
+        addr: Option<IpAddr>,
+        now: impl FnOnce() -> Instant,
+    ) -> Duration {
         if !self.remembers_failures() {
             return Duration::ZERO;
         }
+        let now = now();
         let map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         let count = |key: &Key| {
             map.get(key)
@@ -165,23 +171,23 @@ mod tests {
         let now = Instant::now();
         let ip: IpAddr = [10, 0, 0, 1].into();
         assert!(!t.remembers_failures());
-        assert_eq!(t.delay("alice", Some(ip), now), Duration::ZERO);
+        assert_eq!(t.delay("alice", Some(ip), || now), Duration::ZERO);
         let mut seen = Vec::new();
         for _ in 0..7 {
             t.failed("alice", Some(ip), now);
-            seen.push(t.delay("alice", Some(ip), now).as_millis());
+            seen.push(t.delay("alice", Some(ip), || now).as_millis());
         }
         assert_eq!(seen, [100, 200, 400, 800, 1600, 2000, 2000]);
         assert!(t.remembers_failures());
         // Per user, whatever the address; per address, whatever the user.
         assert_eq!(
-            t.delay("ALICE", Some([10, 0, 0, 2].into()), now)
+            t.delay("ALICE", Some([10, 0, 0, 2].into()), || now)
                 .as_millis(),
             2000
         );
-        assert_eq!(t.delay("mallory", Some(ip), now).as_millis(), 2000);
+        assert_eq!(t.delay("mallory", Some(ip), || now).as_millis(), 2000);
         assert_eq!(
-            t.delay("bob", Some([10, 0, 0, 2].into()), now),
+            t.delay("bob", Some([10, 0, 0, 2].into()), || now),
             Duration::ZERO
         );
     }
@@ -194,8 +200,8 @@ mod tests {
         t.failed("alice", Some(ip), now);
         t.failed("alice", Some(ip), now);
         t.succeeded("alice");
-        assert_eq!(t.delay("alice", None, now), Duration::ZERO);
-        assert_eq!(t.delay("alice", Some(ip), now).as_millis(), 200);
+        assert_eq!(t.delay("alice", None, || now), Duration::ZERO);
+        assert_eq!(t.delay("alice", Some(ip), || now).as_millis(), 200);
     }
 
     #[test]
@@ -204,7 +210,7 @@ mod tests {
         let now = Instant::now();
         t.failed("alice", None, now);
         let later = now + Duration::from_secs(61);
-        assert_eq!(t.delay("alice", None, later), Duration::ZERO);
+        assert_eq!(t.delay("alice", None, || later), Duration::ZERO);
         for i in 0..100 {
             t.failed(
                 &format!("u{i}"),

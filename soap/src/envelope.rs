@@ -338,11 +338,19 @@ impl<'i, 'o> Reader<'i, 'o> {
     }
 
     fn pop_frame(&mut self) {
+        self.bindings
+            .truncate(self.bindings.len() - self.own_bindings());
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    /// How many of the last `bindings` the innermost open element declared.
+    fn own_bindings(&self) -> usize {
         let depth = self.depth;
-        let inner = self.bindings.iter().rev().take_while(|b| b.depth >= depth);
-        let keep = self.bindings.len() - inner.count();
-        self.bindings.truncate(keep);
-        self.depth = depth.saturating_sub(1);
+        self.bindings
+            .iter()
+            .rev()
+            .take_while(|b| b.depth >= depth)
+            .count()
     }
 
     /// The namespace name bound to `prefix` (`None`: the default namespace) in the current
@@ -427,13 +435,8 @@ impl<'i, 'o> Reader<'i, 'o> {
     /// The namespace declarations in scope at the start tag just read: those of the enclosing
     /// elements, and the tag's own (in canonical spelling, innermost last).
     fn scope(&self) -> (&[Binding<'i>], &[Binding<'i>]) {
-        let own = self
-            .bindings
-            .iter()
-            .rev()
-            .take_while(|b| b.depth >= self.depth)
-            .count();
-        self.bindings.split_at(self.bindings.len() - own)
+        self.bindings
+            .split_at(self.bindings.len() - self.own_bindings())
     }
 }
 
@@ -461,9 +464,12 @@ fn declares_utf8(decl: &BytesDecl<'_>) -> bool {
         .with_checks(false)
         .map_while(Result::ok)
         .find(|a| a.key.as_ref() == b"encoding");
-    encoding.is_none_or(|a| {
-        a.value.eq_ignore_ascii_case(b"utf-8") || a.value.eq_ignore_ascii_case(b"utf8")
-    })
+    encoding.is_none_or(|a| is_utf8_label(&a.value))
+}
+
+/// Whether an encoding name (an XML declaration's `encoding`, an HTTP `charset`) means UTF-8.
+pub(crate) fn is_utf8_label(label: &[u8]) -> bool {
+    label.eq_ignore_ascii_case(b"utf-8") || label.eq_ignore_ascii_case(b"utf8")
 }
 
 fn is_predefined_entity(name: &[u8]) -> bool {

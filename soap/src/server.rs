@@ -117,8 +117,11 @@ impl Credentials {
 
     /// Credentials from the decoded `user:password` of a Basic `Authorization` header;
     /// `None` without a colon.
-    pub fn from_pair(text: String) -> Option<Self> {
-        let colon = text.find(':')?;
+    pub fn from_pair(mut text: String) -> Option<Self> {
+        let Some(colon) = text.find(':') else {
+            text.zeroize();
+            return None;
+        };
         Some(Self { text, colon })
     }
 
@@ -467,17 +470,14 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         let mut action_param = None;
         for p in params {
             if let Some((k, v)) = p.split_once('=') {
-                let v = unquote(v);
-                if k.trim().eq_ignore_ascii_case("charset")
-                    && !v.eq_ignore_ascii_case("utf-8")
-                    && !v.eq_ignore_ascii_case("utf8")
-                {
+                let (k, v) = (k.trim(), unquote(v));
+                if k.eq_ignore_ascii_case("charset") && !envelope::is_utf8_label(v.as_bytes()) {
                     return Routed::Answer(plain(
                         StatusCode::UNSUPPORTED_MEDIA_TYPE,
                         "only charset=utf-8 is supported\n",
                     ));
                 }
-                if k.trim().eq_ignore_ascii_case("action") {
+                if k.eq_ignore_ascii_case("action") {
                     action_param = Some(v.to_owned());
                 }
             }
@@ -958,7 +958,7 @@ fn basic_credentials<B>(req: &Request<B>) -> Result<Option<Credentials>, ()> {
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(token.trim())
         .map_err(|_| ())?;
-    let pair = String::from_utf8(decoded).map_err(|_| ())?;
+    let pair = String::from_utf8(decoded).map_err(|e| e.into_bytes().zeroize())?;
     Credentials::from_pair(pair).map(Some).ok_or(())
 }
 
