@@ -19,6 +19,9 @@
 //!   mailbox on the async worker instead of through `spawn_blocking` (a proposed change);
 //! - `hyper fixed`: a hyper 1 HTTP/1.1 server whose service reads the body and answers the
 //!   bytes the real server answered (same status, content type, body);
+//! - `hand-written`: the issue's reference point, a hyper + quick-xml server for IsUMEnabled
+//!   alone on the ceiling's HTTP stack (checks, Basic with the real credentials cache, a
+//!   quick-xml pass over the envelope, the answer from a template; no schema layer);
 //! - `raw fixed`: tokio TCP reading a request head and body and writing the exact response the
 //!   real server sent (head included): the floor of any HTTP server on this machine.
 //!
@@ -27,7 +30,7 @@
 //! `UMWS_LOAD_RESET_SECS` (10), `UMWS_LOAD_RESET_WARMUP_SECS` (2), `UMWS_LOAD_ROUNDS` (2),
 //! `UMWS_LOAD_SERVER_THREADS` (the number of CPUs, like `umws serve`),
 //! `UMWS_LOAD_CLIENT_THREADS` (1), `UMWS_LOAD_ONLY` (`is-um-enabled`, `reset-pin` or `phases`),
-//! `UMWS_LOAD_TARGETS` (comma-separated subset of `umws,log,trusted,inline,hyper,raw`),
+//! `UMWS_LOAD_TARGETS` (comma-separated subset of `umws,log,trusted,inline,hand,hyper,raw`),
 //! `UMWS_LOAD_MAX_BLOCKING` (the server runtime's blocking pool limit; tokio's default 512).
 
 use std::collections::BTreeMap;
@@ -386,6 +389,130 @@ async fn serve_hyper_fixed(listener: TcpListener, status: u16, body: Bytes) {
     }
 }
 
+/// The issue's reference point: a hand-written hyper + quick-xml server for IsUMEnabled alone,
+/// on the ceiling's HTTP stack. Per request it checks the method, path, content type,
+/// `SOAPAction` and Basic credentials (the real [`umws::auth::Authenticator`], so a cache hit
+/// as in `umws`), reads the body, checks with quick-xml's `NsReader` that it is a SOAP 1.1
+/// envelope whose body holds `IsUMEnabled` in the messages namespace, and writes the answer
+/// from a template around the mailbox's flag (the real server's bytes). No schema layer, no
+/// fault details: it shows what the checks and the XML cost without the generated code.
+async fn serve_hand_written(
+    listener: TcpListener,
+    auth: umws::auth::Authenticator,
+    template: (Bytes, Bytes),
+) {
+    let shared = Arc::new((auth, template));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let shared = Arc::clone(&shared);
+            async move {
+                let (auth, (before, after)) = &*shared;
+                let (status, body) = match hand_written_answer(auth, req).await {
+                    Some(enabled) => {
+                        let flag: &[u8] = if enabled { b"true" } else { b"false" };
+                        let mut out = Vec::with_capacity(before.len() + 5 + after.len());
+                        out.extend_from_slice(before);
+                        out.extend_from_slice(flag);
+                        out.extend_from_slice(after);
+                        (http::StatusCode::OK, Bytes::from(out))
+                    }
+                    None => (http::StatusCode::BAD_REQUEST, Bytes::new()),
+                };
+                let mut response = hyper::Response::new(Fixed(Some(body)));
+                *response.status_mut() = status;
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/xml; charset=utf-8"),
+                );
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let io = Io {
+            stream,
+            buf: vec![0; 8192].into_boxed_slice(),
+        };
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
+
+/// The caller's UM flag when `req` is a well-formed, authenticated IsUMEnabled request.
+async fn hand_written_answer(
+    auth: &umws::auth::Authenticator,
+    req: hyper::Request<Incoming>,
+) -> Option<bool> {
+    use quick_xml::events::Event;
+    use quick_xml::name::ResolveResult;
+
+    if req.method() != http::Method::POST || req.uri().path() != PATH {
+        return None;
+    }
+    let headers = req.headers();
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let mime = header(http::header::CONTENT_TYPE)?.split(';').next()?;
+    if !mime.trim().eq_ignore_ascii_case("text/xml") {
+        return None;
+    }
+    if header(http::HeaderName::from_static("soapaction"))?.trim_matches('"')
+        != actions::IS_UM_ENABLED
+    {
+        return None;
+    }
+    let token = header(http::header::AUTHORIZATION)?.strip_prefix("Basic ")?;
+    let pair = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .ok()?;
+    let (user, password) = std::str::from_utf8(&pair).ok()?.split_once(':')?;
+    let mailbox = auth.authenticate_mailbox(user, password).await.ok()??;
+
+    let mut body = req.into_body();
+    let mut bytes = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        if let Some(data) = frame.ok()?.data_ref() {
+            bytes.extend_from_slice(data);
+        }
+    }
+    let mut reader = quick_xml::NsReader::from_str(std::str::from_utf8(&bytes).ok()?);
+    let expected: [(&[u8], &[u8]); 3] = [
+        (b"http://schemas.xmlsoap.org/soap/envelope/", b"Envelope"),
+        (b"http://schemas.xmlsoap.org/soap/envelope/", b"Body"),
+        (MESSAGES.as_bytes(), b"IsUMEnabled"),
+    ];
+    let mut depth = 0usize;
+    let mut found = false;
+    loop {
+        let (ns, event) = reader.read_resolved_event().ok()?;
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let ResolveResult::Bound(ns) = ns else {
+                    return None;
+                };
+                let (want_ns, want_local) = expected.get(depth)?;
+                if ns.as_ref() != *want_ns || e.local_name().as_ref() != *want_local {
+                    return None;
+                }
+                found |= depth == 2;
+                if matches!(event, Event::Start(_)) {
+                    depth += 1;
+                }
+            }
+            Event::End(_) => depth -= 1,
+            Event::Eof => break,
+            Event::DocType(_) => return None,
+            _ => {}
+        }
+    }
+    found.then_some(mailbox.um_enabled)
+}
+
 /// Raw tokio: read a request, write `response` (a complete HTTP response), repeat.
 async fn serve_raw_fixed(listener: TcpListener, response: Bytes) {
     loop {
@@ -617,6 +744,30 @@ fn start_ceilings(server_rt: &Runtime, real: &[u8]) -> (SocketAddr, SocketAddr) 
         tokio::spawn(serve_hyper_fixed(h, status, body));
         tokio::spawn(serve_raw_fixed(r, whole));
         addrs
+    })
+}
+
+/// Starts the hand-written server ([`serve_hand_written`]) over `store`, answering with the
+/// bytes of `real` (a complete IsUMEnabled response of the real server) around the flag.
+fn start_hand_written(server_rt: &Runtime, store: &Store, real: &[u8]) -> SocketAddr {
+    let body = &real[head_end(real).expect("a complete response")..];
+    let marker = b"<IsUMEnabledResponse>true<";
+    let at = body
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the flag in the response")
+        + marker.len()
+        - 1;
+    let template = (
+        Bytes::copy_from_slice(&body[..at - 4]),
+        Bytes::copy_from_slice(&body[at..]),
+    );
+    let auth = umws::auth::Authenticator::new(store.clone());
+    server_rt.block_on(async {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(serve_hand_written(l, auth, template));
+        addr
     })
 }
 
@@ -873,6 +1024,18 @@ fn is_um_enabled_load(s: &Settings, server_rt: &Runtime, client_rt: &Runtime, wo
     assert_eq!(status_of(&real), 200, "{}", String::from_utf8_lossy(&real));
     assert!(String::from_utf8_lossy(&real).contains("<IsUMEnabledResponse>true"));
     let (hyper_addr, raw_addr) = start_ceilings(server_rt, &real);
+    let hand_addr = start_hand_written(server_rt, &world.store, &real);
+    let hand = client_rt
+        .block_on(exchange(
+            hand_addr,
+            &op.request(hand_addr, DEMO_USER, DEMO_PASSWORD),
+        ))
+        .expect("the hand-written server answers");
+    assert_eq!(
+        hand[head_end(&hand).unwrap_or(0)..],
+        real[head_end(&real).unwrap_or(0)..],
+        "the hand-written server answers the real server's bytes"
+    );
     println!(
         "\n## IsUMEnabled, Basic auth (one mailbox), response {} bytes ({} of body)",
         real.len(),
@@ -884,6 +1047,8 @@ fn is_um_enabled_load(s: &Settings, server_rt: &Runtime, client_rt: &Runtime, wo
         ("log", "hyper", "umws with access log / hyper fixed"),
         ("trusted", "hyper", "umws with trusted auth / hyper fixed"),
         ("inline", "hyper", "umws with inline read / hyper fixed"),
+        ("hand", "hyper", "hand-written / hyper fixed"),
+        ("umws", "hand", "umws / hand-written"),
     ];
     for &conns in &s.connections {
         let mut history: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
@@ -899,6 +1064,7 @@ fn is_um_enabled_load(s: &Settings, server_rt: &Runtime, client_rt: &Runtime, wo
                 ("log", "umws, access log on", world.umws, true),
                 ("trusted", "umws, trusted auth", world.trusted, false),
                 ("inline", "umws, inline read", world.inline, false),
+                ("hand", "hand-written", hand_addr, false),
                 ("hyper", "hyper fixed", hyper_addr, false),
                 ("raw", "raw fixed", raw_addr, false),
             ];
