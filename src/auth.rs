@@ -281,7 +281,8 @@ impl Authenticator {
     }
 
     /// [`authenticate`](Self::authenticate) for async callers: a hit is answered inline, a miss
-    /// runs on `tokio::task::spawn_blocking`. Must be called within a tokio runtime.
+    /// runs on tokio's blocking pool when an argon2 turn is free
+    /// ([`spawn_argon2`](crate::store::spawn_argon2)). Must be called within a tokio runtime.
     pub async fn authenticate_async(
         &self,
         user: &str,
@@ -342,7 +343,7 @@ impl Authenticator {
         let this = self.clone();
         let user = user.to_owned();
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || this.verify_and_cache(&user, &password))
+        crate::store::spawn_argon2(move || this.verify_and_cache(&user, &password))
             .await
             .map_err(AuthError::Task)?
     }

@@ -260,13 +260,21 @@ impl UmServiceSoap for UmService {
         let id = Self::caller(ctx)?;
         let outbox = Arc::clone(&self.outbox);
         // The PIN and its queued mail commit together; an answer is sent only after that
-        // commit, so a success means the mail is delivered or durably queued.
+        // commit, so a success means the mail is delivered or durably queued (a mail left
+        // queued, also when the client goes away in between, is delivered by the outbox).
+        // The reset is argon2-bound (the new PIN against the history, then its hash): it
+        // waits for an argon2 turn without holding a blocking thread, and gives the turn back
+        // before the mail is delivered (an SMTP relay may take its time).
+        let queue = Arc::clone(&outbox);
+        let mail = crate::store::spawn_argon2(move || {
+            queue
+                .queue_reset_pin(id, &mut rand::rngs::OsRng, ResetReason::Requested)
+                .map_err(UmError::ResetPin)
+        })
+        .await
+        .map_err(UmError::from)??;
         let delivery = self
-            .blocking(move |_| {
-                outbox
-                    .reset_pin(id, &mut rand::rngs::OsRng, ResetReason::Requested)
-                    .map_err(UmError::ResetPin)
-            })
+            .blocking(move |_| Ok(outbox.deliver_reset_mail(&mail)))
             .await?;
         match delivery {
             Delivery::Delivered(_) => tracing::info!(mailbox = id.0, "PIN reset and mailed"),

@@ -203,21 +203,41 @@ impl<D: MailDelivery> Outbox<D> {
     where
         R: CryptoRng + RngCore + ?Sized,
     {
-        let mail = self
-            .store
+        let mail = self.queue_reset_pin(id, rng, reason)?;
+        Ok(self.deliver_reset_mail(&mail))
+    }
+
+    /// The first half of [`reset_pin`](Self::reset_pin): the PIN reset and its queued mail,
+    /// committed together (the argon2-bound part).
+    pub fn queue_reset_pin<R>(
+        &self,
+        id: MailboxId,
+        rng: &mut R,
+        reason: ResetReason,
+    ) -> Result<OutboxMail, ResetPinError<MailError>>
+    where
+        R: CryptoRng + RngCore + ?Sized,
+    {
+        self.store
             .reset_pin_queued(id, rng, reason, |outcome, key| {
                 self.mailer.render(outcome, key)
-            })?;
-        match self.deliver(&mail) {
-            Ok(receipt) => Ok(Delivery::Delivered(receipt)),
-            Err(OutboxError::InFlight { .. }) => Ok(Delivery::Queued),
+            })
+    }
+
+    /// The second half of [`reset_pin`](Self::reset_pin): delivers the mail `mail` queued by
+    /// [`queue_reset_pin`](Self::queue_reset_pin). A failed delivery is logged and answered
+    /// [`Delivery::Queued`] (the mail stays queued for the background delivery).
+    pub fn deliver_reset_mail(&self, mail: &OutboxMail) -> Delivery {
+        match self.deliver(mail) {
+            Ok(receipt) => Delivery::Delivered(receipt),
+            Err(OutboxError::InFlight { .. }) => Delivery::Queued,
             Err(e) => {
                 tracing::warn!(
-                    mailbox = %id,
+                    mailbox = %mail.mailbox_id,
                     error = %crate::fault::ErrorChain(&e),
                     "PIN mail queued; delivery failed, will retry"
                 );
-                Ok(Delivery::Queued)
+                Delivery::Queued
             }
         }
     }

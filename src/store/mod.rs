@@ -104,7 +104,8 @@ pub(crate) fn verify_secret(phc: &str, secret: &[u8]) -> Result<bool, StoreError
 /// Bounds how many argon2 computations run at once in the process: each takes a CPU and its
 /// memory cost (19 MiB in production), so with more of them at once (a burst of ResetPINs,
 /// many logons on a cold credentials cache) none is faster and memory grows per request.
-/// The others wait, blocking their (blocking-pool) thread.
+/// The others wait, blocking their thread; requests reach argon2 through [`spawn_argon2`],
+/// which waits for a turn before taking a blocking thread.
 struct Argon2Permits {
     permits: usize,
     free: Mutex<usize>,
@@ -149,6 +150,32 @@ impl Drop for Argon2Permit {
         *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
         self.0.freed.notify_one();
     }
+}
+
+/// Runs `job`, which computes argon2 hashes (a logon on a cold cache, a PIN reset), on tokio's
+/// blocking pool when one of the [`argon2_concurrency`] turns is free.
+///
+/// The wait for a turn is async: requests queued behind a burst of argon2 work (many logons
+/// with wrong passwords, many resets at once) hold no blocking thread while they wait, so the
+/// pool stays free for the short store operations of everyone else and the process does not
+/// grow a thread per waiting request. The turn is held until `job` ends, even when the caller
+/// stops waiting for it. A job computes its hashes one after another, so the per-computation
+/// bound inside (around each hash and verification) never makes a gated job wait.
+pub async fn spawn_argon2<T, F>(job: F) -> Result<T, tokio::task::JoinError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    static TURNS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let turns = TURNS.get_or_init(|| tokio::sync::Semaphore::new(argon2_concurrency()));
+    // The semaphore is never closed; were it, the job would still be bounded by the permits
+    // of each computation.
+    let turn = turns.acquire().await.ok();
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        job()
+    })
+    .await
 }
 
 /// How many argon2 computations may run at once: the number of CPUs.
@@ -610,6 +637,81 @@ mod tests {
             email: None,
         };
         assert!(!format!("{n:?}").contains("hunter2"));
+    }
+
+    /// Jobs waiting for an argon2 turn hold no blocking thread: with a pool of one thread more
+    /// than there are turns and more jobs than turns, a short blocking operation (what every
+    /// store call is) still runs while the jobs hold all the turns.
+    #[test]
+    fn argon2_jobs_wait_for_a_turn_without_a_blocking_thread() {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        /// Lets the stand-in jobs end, also when an assertion fails first (the runtime waits
+        /// for its blocking threads when it is dropped).
+        struct Release(Arc<(Mutex<bool>, Condvar)>);
+        impl Drop for Release {
+            fn drop(&mut self) {
+                let (lock, cvar) = &*self.0;
+                *lock.lock().unwrap_or_else(PoisonError::into_inner) = true;
+                cvar.notify_all();
+            }
+        }
+
+        let turns = argon2_concurrency();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(turns + 1)
+            .enable_all()
+            .build()
+            .unwrap();
+        // The jobs stand in for argon2 work: each runs until it is released.
+        let released = Arc::new((Mutex::new(false), Condvar::new()));
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        rt.block_on(async {
+            let release = Release(Arc::clone(&released));
+            let jobs: Vec<_> = (0..turns + 4)
+                .map(|_| {
+                    let (released, running, most) = (
+                        Arc::clone(&released),
+                        Arc::clone(&running),
+                        Arc::clone(&most),
+                    );
+                    tokio::spawn(spawn_argon2(move || {
+                        let now = running.fetch_add(1, Ordering::AcqRel) + 1;
+                        most.fetch_max(now, Ordering::AcqRel);
+                        let (lock, cvar) = &*released;
+                        let mut go = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                        while !*go {
+                            go = cvar.wait(go).unwrap_or_else(PoisonError::into_inner);
+                        }
+                        running.fetch_sub(1, Ordering::AcqRel);
+                    }))
+                })
+                .collect();
+            // Every turn taken (other tests of this process may hold turns for a moment).
+            while running.load(Ordering::Acquire) < turns {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let other =
+                tokio::time::timeout(Duration::from_secs(30), tokio::task::spawn_blocking(|| 42))
+                    .await;
+            assert_eq!(
+                other
+                    .expect("a blocking thread is free while argon2 jobs wait")
+                    .unwrap(),
+                42
+            );
+            assert_eq!(running.load(Ordering::Acquire), turns);
+            drop(release);
+            for job in jobs {
+                job.await.unwrap().unwrap();
+            }
+        });
+        assert_eq!(most.load(Ordering::Acquire), turns);
     }
 
     #[test]
