@@ -355,38 +355,60 @@ async fn drain(mut body: Incoming) -> usize {
     n
 }
 
-/// hyper 1, HTTP/1.1, keep-alive, a service answering `status` with `body` as `text/xml`.
-async fn serve_hyper_fixed(listener: TcpListener, status: u16, body: Bytes) {
+/// Serves every connection of `listener` with hyper 1, HTTP/1.1 keep-alive, over [`Io`], with
+/// a clone of `service` each.
+async fn serve_http1<S>(listener: TcpListener, service: S)
+where
+    S: hyper::service::Service<
+            hyper::Request<Incoming>,
+            Response = hyper::Response<Fixed>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let body = body.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let body = body.clone();
-            async move {
-                drain(req.into_body()).await;
-                let mut response = hyper::Response::new(Fixed(Some(body)));
-                *response.status_mut() = http::StatusCode::from_u16(status)
-                    .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-                response.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("text/xml; charset=utf-8"),
-                );
-                Ok::<_, Infallible>(response)
-            }
-        });
         let io = Io {
             stream,
             buf: vec![0; 8192].into_boxed_slice(),
         };
+        let service = service.clone();
         tokio::spawn(async move {
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(io, service)
                 .await;
         });
     }
+}
+
+/// A response with `status` and `body` as `text/xml; charset=utf-8`.
+fn xml_answer(status: http::StatusCode, body: Bytes) -> hyper::Response<Fixed> {
+    let mut response = hyper::Response::new(Fixed(Some(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/xml; charset=utf-8"),
+    );
+    response
+}
+
+/// hyper 1, HTTP/1.1, keep-alive, a service answering `status` with `body` as `text/xml`.
+async fn serve_hyper_fixed(listener: TcpListener, status: u16, body: Bytes) {
+    let status =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let body = body.clone();
+        async move {
+            drain(req.into_body()).await;
+            Ok::<_, Infallible>(xml_answer(status, body))
+        }
+    });
+    serve_http1(listener, service).await;
 }
 
 /// The reference point: a hand-written hyper + quick-xml server for IsUMEnabled alone,
@@ -402,46 +424,25 @@ async fn serve_hand_written(
     template: (Bytes, Bytes),
 ) {
     let shared = Arc::new((auth, template));
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let shared = Arc::clone(&shared);
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let shared = Arc::clone(&shared);
-            async move {
-                let (auth, (before, after)) = &*shared;
-                let (status, body) = match hand_written_answer(auth, req).await {
-                    Some(enabled) => {
-                        let flag: &[u8] = if enabled { b"true" } else { b"false" };
-                        let mut out = Vec::with_capacity(before.len() + 5 + after.len());
-                        out.extend_from_slice(before);
-                        out.extend_from_slice(flag);
-                        out.extend_from_slice(after);
-                        (http::StatusCode::OK, Bytes::from(out))
-                    }
-                    None => (http::StatusCode::BAD_REQUEST, Bytes::new()),
-                };
-                let mut response = hyper::Response::new(Fixed(Some(body)));
-                *response.status_mut() = status;
-                response.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("text/xml; charset=utf-8"),
-                );
-                Ok::<_, Infallible>(response)
-            }
-        });
-        let io = Io {
-            stream,
-            buf: vec![0; 8192].into_boxed_slice(),
-        };
-        tokio::spawn(async move {
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
-        });
-    }
+        async move {
+            let (auth, (before, after)) = &*shared;
+            let answer = match hand_written_answer(auth, req).await {
+                Some(enabled) => {
+                    let flag: &[u8] = if enabled { b"true" } else { b"false" };
+                    let mut out = Vec::with_capacity(before.len() + 5 + after.len());
+                    out.extend_from_slice(before);
+                    out.extend_from_slice(flag);
+                    out.extend_from_slice(after);
+                    xml_answer(http::StatusCode::OK, Bytes::from(out))
+                }
+                None => xml_answer(http::StatusCode::BAD_REQUEST, Bytes::new()),
+            };
+            Ok::<_, Infallible>(answer)
+        }
+    });
+    serve_http1(listener, service).await;
 }
 
 /// The caller's UM flag when `req` is a well-formed, authenticated IsUMEnabled request.
