@@ -3,7 +3,8 @@
 //! The Maildir protocol: the message is written to `tmp/<unique>`, flushed to disk, renamed to
 //! `new/<unique>`, and the `new` directory is flushed so that the rename survives a crash. The
 //! unique name is `<secs>.<pid>_<counter>_<random>.<hostname>`. Messages are stored with LF
-//! line endings, as local mail files are.
+//! line endings, as local mail files are. A file a crash left in `tmp/` is removed by a later
+//! delivery to the same Maildir once it is [`STALE_TMP_AGE`] old (the protocol's 36 hours).
 //!
 //! The directory name of a user is [`mailbox_dir_name`]: the case-folded user name with every
 //! byte other than ASCII letters, digits, `-`, `_`, `@`, `+` and (not first) `.` written as
@@ -30,6 +31,10 @@ use crate::store::{normalize_user, OutboxMail};
 
 /// The longest directory name [`mailbox_dir_name`] produces (file systems allow 255 bytes).
 pub const MAX_DIR_NAME_LEN: usize = 200;
+
+/// How old a file in `tmp/` must be before a delivery removes it as left over by a crash:
+/// 36 hours, as the Maildir protocol says (no delivery takes that long).
+pub const STALE_TMP_AGE: std::time::Duration = std::time::Duration::from_secs(36 * 60 * 60);
 
 /// Counts deliveries of this process, for unique names.
 static DELIVERIES: AtomicU64 = AtomicU64::new(0);
@@ -143,6 +148,47 @@ fn sync_dir(dir: &Path) -> Result<(), MailError> {
     Ok(())
 }
 
+/// Creates `tmp` (which must not exist), writes `bytes` into it and flushes it to disk.
+fn write_synced(tmp: &Path, bytes: &[u8]) -> Result<(), MailError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .map_err(io_error("create", tmp))?;
+    file.write_all(bytes).map_err(io_error("write", tmp))?;
+    file.sync_all().map_err(io_error("sync", tmp))
+}
+
+/// Removes the files in `tmp` last modified [`STALE_TMP_AGE`] ago or earlier: deliveries a
+/// crash interrupted between writing and moving. Best effort: a file that cannot be read or
+/// removed is left for the next delivery (the mail itself is still in the outbox until a
+/// delivery succeeds).
+fn remove_stale_tmp(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .ok()
+            .filter(fs::Metadata::is_file)
+            .and_then(|m| m.modified().ok())
+            .and_then(|modified| now.duration_since(modified).ok())
+            .is_some_and(|age| age >= STALE_TMP_AGE);
+        if stale {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %entry.path().display(), "removed a stale file from a Maildir's tmp")
+                }
+                Err(error) => {
+                    tracing::debug!(%error, file = %entry.path().display(), "cannot remove a stale Maildir tmp file")
+                }
+            }
+        }
+    }
+}
+
 /// A tree of per-user Maildirs under one root (`<data>/mail`).
 #[derive(Clone, Debug)]
 pub struct Maildir {
@@ -171,14 +217,16 @@ impl Maildir {
     }
 
     /// Creates `cur`, `new` and `tmp` of `dir` where missing, flushing the parents of anything
-    /// created.
+    /// created; in an existing Maildir, removes what crashes left in `tmp`.
     fn ensure_maildir(&self, dir: &Path) -> Result<(), MailError> {
         let existed = dir.is_dir();
         for sub in ["cur", "new", "tmp"] {
             let path = dir.join(sub);
             fs::create_dir_all(&path).map_err(io_error("create", &path))?;
         }
-        if !existed {
+        if existed {
+            remove_stale_tmp(&dir.join("tmp"));
+        } else {
             sync_dir(dir)?;
             sync_dir(&self.root)?;
         }
@@ -193,16 +241,8 @@ impl Maildir {
         let tmp = dir.join("tmp").join(&unique);
         let new_dir = dir.join("new");
         let new = new_dir.join(&unique);
-        let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .map_err(io_error("create", &tmp))?;
-            file.write_all(message).map_err(io_error("write", &tmp))?;
-            file.sync_all().map_err(io_error("sync", &tmp))?;
-            fs::rename(&tmp, &new).map_err(io_error("rename into", &new))
-        })();
+        let written = write_synced(&tmp, message)
+            .and_then(|()| fs::rename(&tmp, &new).map_err(io_error("rename into", &new)));
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(e);
@@ -239,15 +279,7 @@ impl Maildir {
         ));
         let new_dir = dir.join("new");
         let new = new_dir.join(&name);
-        let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .map_err(io_error("create", &tmp))?;
-            file.write_all(&crlf_to_lf(&mail.message))
-                .map_err(io_error("write", &tmp))?;
-            file.sync_all().map_err(io_error("sync", &tmp))?;
+        let written = write_synced(&tmp, &crlf_to_lf(&mail.message)).and_then(|()| {
             match fs::hard_link(&tmp, &new) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
@@ -257,7 +289,7 @@ impl Maildir {
                     source: e,
                 }),
             }
-        })();
+        });
         let _ = fs::remove_file(&tmp);
         written?;
         sync_dir(&new_dir)?;
@@ -385,6 +417,48 @@ mod tests {
         let maildir = Maildir::in_data_dir(data.path());
         let err = maildir.deliver_bytes("dave", b"x\n").unwrap_err();
         assert!(matches!(err, MailError::Io { op: "create", .. }), "{err:?}");
+    }
+
+    /// What a crash left in `tmp/` goes with the next delivery once it is 36 hours old; a
+    /// younger file (a delivery that may still be running) stays, and so does a directory.
+    #[test]
+    fn stale_tmp_files_are_removed_by_the_next_delivery() {
+        let data = tempfile::tempdir().unwrap();
+        let maildir = Maildir::in_data_dir(data.path());
+        maildir.deliver_bytes("erin", b"first\n").unwrap();
+        let tmp = maildir.user_dir("erin").unwrap().join("tmp");
+        let now = SystemTime::now();
+        let aged = |name: &str, age: std::time::Duration| {
+            let path = tmp.join(name);
+            let file = File::create(&path).unwrap();
+            file.set_modified(now - age).unwrap();
+            path
+        };
+        let stale = aged(
+            "1.crashed",
+            STALE_TMP_AGE + std::time::Duration::from_secs(60),
+        );
+        let young = aged(
+            "2.running",
+            STALE_TMP_AGE - std::time::Duration::from_secs(3600),
+        );
+        let dir = tmp.join("3.dir");
+        fs::create_dir(&dir).unwrap();
+
+        maildir.deliver_bytes("erin", b"second\n").unwrap();
+        assert!(!stale.exists(), "the stale file is removed");
+        assert!(young.exists(), "a younger file stays");
+        assert!(dir.is_dir(), "directories are not touched");
+        assert_eq!(
+            entries(&maildir.user_dir("erin").unwrap().join("new")).len(),
+            2
+        );
+
+        // A queued mail's delivery cleans up too.
+        let stale = aged("4.crashed", STALE_TMP_AGE * 2);
+        maildir.deliver_queued_mail(&queued(9, "erin")).unwrap();
+        assert!(!stale.exists());
+        assert!(young.exists());
     }
 
     #[test]
