@@ -692,7 +692,12 @@ mod tests {
                 })
                 .collect();
             // Every turn taken (other tests of this process may hold turns for a moment).
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             while running.load(Ordering::Acquire) < turns {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the jobs did not take every turn"
+                );
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
