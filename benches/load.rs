@@ -752,16 +752,16 @@ fn start_ceilings(server_rt: &Runtime, real: &[u8]) -> (SocketAddr, SocketAddr) 
 /// bytes of `real` (a complete IsUMEnabled response of the real server) around the flag.
 fn start_hand_written(server_rt: &Runtime, store: &Store, real: &[u8]) -> SocketAddr {
     let body = &real[head_end(real).expect("a complete response")..];
-    let marker = b"<IsUMEnabledResponse>true<";
+    let (open, flag) = (&b"<IsUMEnabledResponse>"[..], &b"true"[..]);
+    let marker = [open, flag].concat();
     let at = body
         .windows(marker.len())
         .position(|w| w == marker)
         .expect("the flag in the response")
-        + marker.len()
-        - 1;
+        + open.len();
     let template = (
-        Bytes::copy_from_slice(&body[..at - 4]),
-        Bytes::copy_from_slice(&body[at..]),
+        Bytes::copy_from_slice(&body[..at]),
+        Bytes::copy_from_slice(&body[at + flag.len()..]),
     );
     let auth = umws::auth::Authenticator::new(store.clone());
     server_rt.block_on(async {
