@@ -281,3 +281,66 @@ fn pin_set_applies_the_policy_rules_and_clears_must_change() {
     set("58039172", "69150283", 0);
     check(&server, "69150283", 0);
 }
+
+/// The reset mail is a MIME message that Python's `email` package (a parser that is not ours)
+/// reads back without defects: `MIME-Version: 1.0`, one `text/plain` part in UTF-8, the
+/// policy's non-ASCII `ResetPINText` decoded intact, and the PIN that `umws pin check` accepts.
+#[test]
+fn the_reset_mail_is_mime_that_a_standard_parser_reads_back() {
+    let server = Server::start();
+    let text = "Llame al servicio de asistencia técnica (¿olvidó su PIN?) ✓";
+    umws_in(
+        server.data_dir(),
+        &["policy", "set"],
+        &["--name", "Default", "--reset-pin-text", text],
+        0,
+    );
+    reset(&server);
+    let mail = server.mails("demo").pop().expect("a mail");
+
+    let script = r#"
+import email, email.policy, sys
+m = email.message_from_bytes(sys.stdin.buffer.read(), policy=email.policy.default)
+print("mime-version:", m["MIME-Version"])
+print("type:", m.get_content_type(), m.get_content_charset())
+print("multipart:", m.is_multipart())
+print("defects:", len(m.defects) + sum(len(p.defects) for p in m.walk()))
+sys.stdout.write("--body--\n" + m.get_content())
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (the tests need it, see README)");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(mail.as_bytes())
+        .expect("write the mail");
+    let out = child.wait_with_output().expect("python3 runs");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (head, body) = stdout.split_once("--body--\n").expect("a body");
+    for line in [
+        "mime-version: 1.0",
+        "type: text/plain utf-8",
+        "multipart: False",
+        "defects: 0",
+    ] {
+        assert!(
+            head.contains(line),
+            "missing {line:?} in\n{head}\nmail:\n{mail}"
+        );
+    }
+    assert!(body.contains(text), "ResetPINText not intact in\n{body}");
+    let out = check(&server, &pin_in_mail(body), 0);
+    assert!(out.contains("PIN accepted"), "{out}");
+}

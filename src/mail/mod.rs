@@ -18,8 +18,8 @@ pub mod smtp;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use lettre::message::header::ContentType;
 use lettre::message::Mailbox as Address;
+use lettre::message::SinglePart;
 use lettre::Message;
 
 use crate::store::{OutboxMail, OutgoingMail, ResetPinOutcome};
@@ -181,7 +181,9 @@ pub fn reset_pin_body(outcome: &ResetPinOutcome) -> String {
 }
 
 /// Builds the ResetPIN mail from `from` to the user (see [`reset_pin_body`]), with Date and
-/// a random Message-ID, as `text/plain; charset=utf-8`.
+/// a random Message-ID: a MIME message (`MIME-Version: 1.0`, RFC 2045) of one
+/// `text/plain; charset=utf-8` part, whose transfer encoding lettre chooses (7bit for ASCII text,
+/// quoted-printable or base64 when the policy's `ResetPINText` is not).
 pub fn reset_pin_message(outcome: &ResetPinOutcome, from: &Address) -> Result<Message, MailError> {
     reset_pin_message_keyed(outcome, from, &uuid::Uuid::new_v4().to_string())
 }
@@ -198,8 +200,7 @@ pub fn reset_pin_message_keyed(
         .subject(RESET_PIN_SUBJECT)
         .date(SystemTime::now())
         .message_id(Some(format!("<{key}@{}>", host_name())))
-        .header(ContentType::TEXT_PLAIN)
-        .body(reset_pin_body(outcome))
+        .singlepart(SinglePart::plain(reset_pin_body(outcome)))
         .map_err(MailError::Build)
 }
 
@@ -285,7 +286,9 @@ mod tests {
             "Subject: Your voice mail PIN has been reset\r\n",
             "Date: ",
             "Message-ID: <",
+            "MIME-Version: 1.0\r\n",
             "Content-Type: text/plain; charset=utf-8\r\n",
+            "Content-Transfer-Encoding: 7bit\r\n",
             "Your new PIN is: 740291",
             "change this PIN the next time",
             "Your extension: 36697",
