@@ -2,6 +2,7 @@
 //! PINs, and call a server through the generated typed client.
 #![forbid(unsafe_code)]
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -413,6 +414,15 @@ fn fail(error: &CliError) -> ExitCode {
             }
             ExitCode::from(1)
         }
+        CliError::Store(StoreError::DataDirMissing { path }) => {
+            // The store's message names its Rust API; a command line user wants the command.
+            eprintln!(
+                "umws: data directory {} does not exist; `umws serve --data DIR` and \
+                 `umws mailbox add --data DIR ...` create one",
+                path.display()
+            );
+            ExitCode::from(2)
+        }
         other => {
             eprintln!("umws: {}", ErrorChain(other));
             ExitCode::from(2)
@@ -423,9 +433,14 @@ fn fail(error: &CliError) -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("UMWS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a terminal, and not when NO_COLOR (no-color.org) is set and not empty:
+    // a log piped into a file or a journal stays plain text.
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }
 

@@ -70,7 +70,13 @@ fn a_missing_data_directory_is_named() {
         "1",
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(err.contains(missing.to_str().unwrap()), "{err}");
+    assert!(
+        err.contains("umws mailbox add --data DIR") && !err.contains("Store::"),
+        "the hint names a command, not the Rust API: {err}"
+    );
     assert!(
         !missing.exists(),
         "pin check never creates a data directory"

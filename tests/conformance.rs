@@ -136,6 +136,18 @@ fn assert_no_secret_in_log(server: &Server, pin: &str) {
     }
 }
 
+/// A log written to a pipe or a file (here: the tests read the server's stderr through a pipe)
+/// carries no terminal colour codes, so that it reads as text in a file or journal.
+#[test]
+fn the_log_has_no_colour_codes_off_a_terminal() {
+    let server = Server::start();
+    let (status, _, body) = soap(&server, PATH, None, SEED_REQUEST);
+    assert_eq!(status, 200, "{body}");
+    let log = server.log();
+    assert!(log.contains(" INFO "), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+}
+
 #[test]
 fn seed_request_returns_seed_response_and_mails_a_pin_that_pin_check_accepts() {
     let server = Server::start();

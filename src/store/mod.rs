@@ -354,7 +354,7 @@ pub enum PinCheck {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The data directory given to [`Store::open`] does not exist.
-    #[error("data directory {} does not exist (create it, or use Store::create)", path.display())]
+    #[error("data directory {} does not exist (Store::create makes one)", path.display())]
     DataDirMissing {
         /// The missing directory.
         path: PathBuf,
