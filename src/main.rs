@@ -290,25 +290,26 @@ enum Operation {
     IsUmEnabled,
     /// GetUMProperties: the caller's UM settings.
     GetUmProperties,
-    /// SetOofStatus.
+    /// SetOofStatus: turn the caller's out-of-office status on or off.
     SetOofStatus {
         /// true or false.
         #[arg(long, action = clap::ArgAction::Set)]
         status: bool,
     },
-    /// SetPlayOnPhoneDialString.
+    /// SetPlayOnPhoneDialString: the number PlayOnPhone calls (omit --dial-string to clear it).
     SetPlayOnPhoneDialString {
         /// The number to dial.
         #[arg(long)]
         dial_string: Option<String>,
     },
-    /// SetTelephoneAccessFolderEmail.
+    /// SetTelephoneAccessFolderEmail: the folder the phone reads email from (base64 folder id;
+    /// omit --folder-id to clear it).
     SetTelephoneAccessFolderEmail {
         /// The base64 folder id.
         #[arg(long)]
         folder_id: Option<String>,
     },
-    /// SetMissedCallNotificationEnabled.
+    /// SetMissedCallNotificationEnabled: turn missed-call notifications on or off.
     SetMissedCallNotificationEnabled {
         /// true or false.
         #[arg(long, action = clap::ArgAction::Set)]
@@ -316,7 +317,7 @@ enum Operation {
     },
     /// ResetPIN: a new random PIN, mailed to the caller.
     ResetPin,
-    /// PlayOnPhone.
+    /// PlayOnPhone: play a voice message on a phone; answers a call id.
     PlayOnPhone {
         /// The base64 entry id of the voice message.
         #[arg(long)]
@@ -325,19 +326,19 @@ enum Operation {
         #[arg(long)]
         dial_string: String,
     },
-    /// GetCallInfo.
+    /// GetCallInfo: the state of a call started by PlayOnPhone or PlayOnPhoneGreeting.
     GetCallInfo {
         /// The call id.
         #[arg(long)]
         call_id: String,
     },
-    /// Disconnect.
+    /// Disconnect: end a call started by PlayOnPhone or PlayOnPhoneGreeting.
     Disconnect {
         /// The call id.
         #[arg(long)]
         call_id: String,
     },
-    /// PlayOnPhoneGreeting.
+    /// PlayOnPhoneGreeting: play the caller's greeting on a phone; answers a call id.
     PlayOnPhoneGreeting {
         /// Which greeting.
         #[arg(long, value_enum)]
