@@ -415,6 +415,15 @@ fn fail(error: &CliError) -> ExitCode {
             }
             ExitCode::from(1)
         }
+        CliError::Client(ClientError::Http { status, .. })
+            if *status == hyper::StatusCode::UNAUTHORIZED =>
+        {
+            eprintln!(
+                "umws: the server did not accept the user name and password \
+                 (HTTP 401 Unauthorized; see --user and --password)"
+            );
+            ExitCode::from(2)
+        }
         CliError::Store(StoreError::DataDirMissing { path }) => {
             // The store's message names its Rust API; a command line user wants the command.
             eprintln!(

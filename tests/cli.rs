@@ -1,7 +1,12 @@
 //! The `umws` command: clear errors for bad arguments, a missing data
-//! directory and an unreachable server; mailbox and PIN commands.
+//! directory and an unreachable server; mailbox and PIN commands; `umws client` against a
+//! real server.
+
+mod common;
 
 use std::process::{Command, Output};
+
+use common::{pin_check, pin_in_mail, Server};
 
 fn umws(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_umws"))
@@ -156,4 +161,76 @@ fn mailboxes_are_added_listed_and_refused_twice() {
         "pin", "check", "--data", d, "--user", "alice", "--pin", "123456",
     ]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// Every kind of `umws client` answer against a real `umws serve`: values printed, settings
+/// that round-trip, ResetPIN's mail, an application fault (exit 1, with its exception name),
+/// and wrong credentials (exit 2, said plainly).
+#[test]
+fn the_client_command_talks_to_a_real_server() {
+    let server = Server::start();
+    let url = server.url();
+    let client = |op: &[&str], password: &str| {
+        let mut args = vec!["client"];
+        args.extend(op);
+        args.extend(["--url", &url, "--user", "demo", "--password", password]);
+        let out = umws(&args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.code(), text, stderr(&out))
+    };
+    let ok = |op: &[&str]| {
+        let (code, out, err) = client(op, &server.demo_password);
+        assert_eq!(code, Some(0), "{op:?}: {out}{err}");
+        out
+    };
+
+    assert_eq!(ok(&["is-um-enabled"]).trim(), "true");
+    ok(&["set-oof-status", "--status", "true"]);
+    ok(&[
+        "set-play-on-phone-dial-string",
+        "--dial-string",
+        "+1 425 555 0199",
+    ]);
+    ok(&["set-missed-call-notification-enabled", "--status", "false"]);
+    let props = ok(&["get-um-properties"]);
+    for line in [
+        "OofStatus: true",
+        "MissedCallNotificationEnabled: false",
+        "PlayOnPhoneDialString: +1 425 555 0199",
+    ] {
+        assert!(props.lines().any(|l| l == line), "{line:?} in\n{props}");
+    }
+    // Leaving the value out clears it.
+    ok(&["set-play-on-phone-dial-string"]);
+    let props = ok(&["get-um-properties"]);
+    assert!(
+        props.lines().any(|l| l == "PlayOnPhoneDialString: "),
+        "{props}"
+    );
+
+    assert!(ok(&["reset-pin"]).starts_with("ok"));
+    let mails = server.mails("demo");
+    assert_eq!(mails.len(), 1);
+    assert_eq!(
+        pin_check(server.data_dir(), "demo", &pin_in_mail(&mails[0])),
+        0
+    );
+
+    // An application fault: exit 1, code and exception named.
+    let (code, _, err) = client(
+        &["get-call-info", "--call-id", "bm90IGEgY2FsbA=="],
+        &server.demo_password,
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("SOAP fault"), "{err}");
+    assert!(err.contains("exception: InvalidCallIdException"), "{err}");
+
+    // Wrong credentials: exit 2 and a plain sentence, no server internals.
+    let (code, out, err) = client(&["is-um-enabled"], "not-the-password");
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("did not accept the user name and password"),
+        "{err}"
+    );
+    assert!(out.is_empty(), "{out}");
 }
