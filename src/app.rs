@@ -160,6 +160,8 @@ pub fn build_server(store: Store, data: &Path, config: &ServeConfig) -> Result<U
     let server_config = ServerConfig {
         paths: PATHS.iter().map(|p| (*p).to_owned()).collect(),
         max_body_bytes: config.max_body_bytes,
+        header_read_timeout: Some(config.header_read_timeout),
+        body_read_timeout: Some(config.body_read_timeout),
         aliases: NamespaceAliases::none().with(HTTPS_ALIAS.0, HTTPS_ALIAS.1),
         accept_aliases: !config.strict_namespaces,
         realm: REALM.into(),

@@ -24,6 +24,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// data = "./umws-data"
 /// strict_namespaces = false      # true: refuse the https:// namespace spelling
 /// max_body_bytes = 65536
+/// header_read_timeout_secs = 30  # request head, and idle keep-alive; then the connection closes
+/// body_read_timeout_secs = 60    # request body after its head; then 408
 /// mail_from = "UM Service <umws@example.com>"
 /// demo_mailbox = true            # create a demo mailbox in an empty store
 /// allow_plain_http = false       # Basic auth over plain HTTP off loopback
@@ -54,6 +56,11 @@ pub struct FileConfig {
     pub strict_namespaces: Option<bool>,
     /// The request body limit in bytes.
     pub max_body_bytes: Option<usize>,
+    /// Seconds a client has to send a request head (also the idle time of a kept-alive
+    /// connection).
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a client has to send a request body once its head has arrived.
+    pub body_read_timeout_secs: Option<u64>,
     /// The sender of ResetPIN mails.
     pub mail_from: Option<String>,
     /// Create a demo mailbox when the store has none.
@@ -220,6 +227,12 @@ pub struct ServeConfig {
     pub strict_namespaces: bool,
     /// The request body limit in bytes.
     pub max_body_bytes: usize,
+    /// How long a client has to send a request head (and the longest a kept-alive connection
+    /// stays idle); the connection is closed after it.
+    pub header_read_timeout: Duration,
+    /// How long a client has to send a request body once its head has arrived; the answer
+    /// is `408 Request Timeout` after it.
+    pub body_read_timeout: Duration,
     /// The sender of ResetPIN mails (`None`: `UM Service <umws@HOST>`).
     pub mail_from: Option<String>,
     /// Create a demo mailbox when the store has none.
@@ -243,6 +256,8 @@ impl Default for ServeConfig {
             data: PathBuf::from(DEFAULT_DATA),
             strict_namespaces: false,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            header_read_timeout: umws_soap::server::DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: umws_soap::server::DEFAULT_BODY_READ_TIMEOUT,
             mail_from: None,
             demo_mailbox: true,
             allow_plain_http: false,
@@ -262,6 +277,12 @@ impl ServeConfig {
             data: file.data.unwrap_or(d.data),
             strict_namespaces: file.strict_namespaces.unwrap_or(d.strict_namespaces),
             max_body_bytes: file.max_body_bytes.unwrap_or(d.max_body_bytes),
+            header_read_timeout: file
+                .header_read_timeout_secs
+                .map_or(d.header_read_timeout, Duration::from_secs),
+            body_read_timeout: file
+                .body_read_timeout_secs
+                .map_or(d.body_read_timeout, Duration::from_secs),
             mail_from: file.mail_from.or(d.mail_from),
             demo_mailbox: file.demo_mailbox.unwrap_or(d.demo_mailbox),
             allow_plain_http: file.allow_plain_http.unwrap_or(d.allow_plain_http),
@@ -298,6 +319,17 @@ impl ServeConfig {
                 reason: format!("{} is outside 1024..=67108864", self.max_body_bytes),
             });
         }
+        for (key, value) in [
+            ("header_read_timeout_secs", self.header_read_timeout),
+            ("body_read_timeout_secs", self.body_read_timeout),
+        ] {
+            if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: format!("{} s is outside 1..=3600", value.as_secs_f64()),
+                });
+            }
+        }
         if self.backoff.base > self.backoff.max {
             return Err(ConfigError::Invalid {
                 key: "outbox.retry_base_ms",
@@ -333,6 +365,28 @@ impl ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_timeouts_come_from_the_file_within_range() {
+        let f: FileConfig =
+            toml::from_str("header_read_timeout_secs = 5\nbody_read_timeout_secs = 120").unwrap();
+        let c = ServeConfig::from_file(f).unwrap();
+        assert_eq!(c.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(c.body_read_timeout, Duration::from_secs(120));
+        let d = ServeConfig::default();
+        assert_eq!(d.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(d.body_read_timeout, Duration::from_secs(60));
+        for (text, key) in [
+            ("header_read_timeout_secs = 0", "header_read_timeout_secs"),
+            ("body_read_timeout_secs = 3601", "body_read_timeout_secs"),
+        ] {
+            let f: FileConfig = toml::from_str(text).unwrap();
+            match ServeConfig::from_file(f) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn file_overrides_defaults_and_unknown_keys_are_refused() {

@@ -1,5 +1,6 @@
 //! Secrets at rest and between mailboxes: stored hashes are salted and
-//! slow, and one mailbox's credentials never reach another mailbox.
+//! slow, and one mailbox's credentials never reach another mailbox. Slow clients do not hold
+//! connections for ever.
 
 mod common;
 
@@ -142,4 +143,46 @@ fn credentials_of_one_mailbox_never_reach_another() {
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("ErrorInvalidRequest"));
     assert!(server.mails("bob").is_empty());
+}
+
+/// `umws serve` with `header_read_timeout_secs` and `body_read_timeout_secs` from its config
+/// file: a client that stops in the middle of its request head loses the connection, one that
+/// stops in the middle of its body is answered 408 and loses it too.
+#[test]
+fn slow_clients_are_cut_off_by_the_configured_timeouts() {
+    use std::io::{Read as _, Write as _};
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        "header_read_timeout_secs = 1\nbody_read_timeout_secs = 1\n",
+    )
+    .unwrap();
+    let server = Server::start_with(&["--config", config.path().to_str().unwrap()]);
+    let addr = server.base.trim_start_matches("http://");
+    let until_closed = |request: &[u8]| {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        // Far beyond the configured second: the test fails rather than hangs.
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(request).unwrap();
+        let mut seen = Vec::new();
+        stream
+            .read_to_end(&mut seen)
+            .expect("the server closes the connection");
+        String::from_utf8_lossy(&seen).into_owned()
+    };
+    let head = until_closed(b"POST /UnifiedMessaging/Service.asmx HTTP/1.1\r\nHost: x\r\n");
+    assert!(!head.contains(" 200 "), "{head}");
+    let auth = basic("demo", &server.demo_password);
+    let request = format!(
+        "POST /UnifiedMessaging/Service.asmx HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: text/xml; charset=utf-8\r\nAuthorization: {auth}\r\n\
+         Content-Length: 500\r\n\r\n<soap:Envelope"
+    );
+    let body = until_closed(request.as_bytes());
+    assert!(
+        body.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{body}"
+    );
 }

@@ -21,7 +21,7 @@ use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, HOST, WWW_AU
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Notify};
@@ -278,9 +278,23 @@ pub struct ServerConfig {
     pub max_depth: usize,
     /// How long a graceful shutdown waits for open connections.
     pub shutdown_grace: Duration,
+    /// How long a client has to send a request's head (request line and headers), counted
+    /// from when the server starts waiting for it, so also the longest a keep-alive
+    /// connection stays idle between requests. The connection is closed when it runs out
+    /// (hyper's `header_read_timeout`). `None`: no limit.
+    pub header_read_timeout: Option<Duration>,
+    /// How long reading a request's body may take once its head has arrived; the answer is
+    /// `408 Request Timeout` and the connection is closed. `None`: no limit.
+    pub body_read_timeout: Option<Duration>,
     /// Whether the server is reached over TLS (for the published address).
     pub tls: bool,
 }
+
+/// The default [`ServerConfig::header_read_timeout`] (hyper's own default).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default [`ServerConfig::body_read_timeout`].
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -293,6 +307,8 @@ impl Default for ServerConfig {
             wsdl: None,
             max_depth: envelope::DEFAULT_MAX_DEPTH,
             shutdown_grace: Duration::from_secs(10),
+            header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
+            body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
             tls: false,
         }
     }
@@ -362,6 +378,9 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
     /// The checks that need no waiting run before the returned future is built, so that it
     /// holds only what the waiting steps need (authentication, the body, the operation),
     /// not the request: hyper keeps the future of every request in progress.
+    ///
+    /// Runs on a tokio runtime with its timer enabled (`enable_time` or `enable_all`) when
+    /// [`ServerConfig::body_read_timeout`] is set, as it is by default.
     pub fn handle<'s, B>(
         &'s self,
         req: Request<B>,
@@ -542,7 +561,25 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         if too_large {
             return (payload_too_large(config.max_body_bytes), None);
         }
-        let bytes = match read_body(body, config.max_body_bytes).await {
+        let read = read_body(body, config.max_body_bytes);
+        let read = match config.body_read_timeout {
+            // The timer is armed only if the body is not complete at the first poll.
+            Some(limit) => match tokio::time::timeout(limit, read).await {
+                Ok(read) => read,
+                Err(_) => {
+                    tracing::debug!(?remote_addr, "request body not received in time");
+                    let mut r = plain(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the request body did not arrive in time\n",
+                    );
+                    r.headers_mut()
+                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                    return (r, None);
+                }
+            },
+            None => read.await,
+        };
+        let bytes = match read {
             Ok(bytes) => bytes,
             Err(error) => {
                 if error
@@ -681,6 +718,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
 
     /// Serves connections from `listener` until `shutdown` completes, then
     /// lets open connections finish (up to the configured grace period).
+    /// Needs a tokio runtime with its timer enabled (`enable_time` or `enable_all`).
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -710,7 +748,12 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
     ) -> std::io::Result<()> {
         let connections = Arc::new(Connections::default());
         // SOAP is HTTP/1.1 (keep-alive, pipelining allowed); no HTTP/2 sniffing per connection.
-        let builder = hyper::server::conn::http1::Builder::new();
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        // A client that never finishes its request head (or idles on a kept-alive connection)
+        // must not hold a connection, and so a file descriptor, for ever.
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.inner.config.header_read_timeout);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -1137,6 +1180,75 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+
+    /// A `Slow` server answering at once, with `config`'s timeouts, on 127.0.0.1:0.
+    async fn timed_server(
+        header_read_timeout: Duration,
+        body_read_timeout: Duration,
+    ) -> (SocketAddr, oneshot::Sender<()>) {
+        let config = ServerConfig {
+            header_read_timeout: Some(header_read_timeout),
+            body_read_timeout: Some(body_read_timeout),
+            ..ServerConfig::default()
+        };
+        let slow = Slow {
+            delay: Duration::ZERO,
+        };
+        let server = SoapServer::new(slow, NoAuthentication, PlainFaults, config);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(server.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
+    }
+
+    #[tokio::test]
+    async fn a_request_head_that_never_ends_and_an_idle_connection_are_closed() {
+        use tokio::io::AsyncWriteExt as _;
+        let (addr, _stop) = timed_server(Duration::from_millis(300), Duration::from_secs(60)).await;
+        // Half a request head, then nothing (a "slowloris" client).
+        let mut partial = tokio::net::TcpStream::connect(addr).await.unwrap();
+        partial
+            .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/")
+            .await
+            .unwrap();
+        // A connection that never sends anything.
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // A kept-alive connection idle after one answered request.
+        let mut idle = send_wait(addr).await;
+        let partial_seen = read_to_close(&mut partial).await;
+        assert!(!partial_seen.contains(" 200 "), "{partial_seen}");
+        assert_eq!(read_to_close(&mut silent).await, "");
+        let answered = read_to_close(&mut idle).await;
+        assert!(answered.starts_with("HTTP/1.1 200 OK\r\n"), "{answered}");
+        assert_eq!(answered.matches("HTTP/1.1").count(), 1, "{answered}");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_arriving_is_answered_408_and_the_connection_closed() {
+        use tokio::io::AsyncWriteExt as _;
+        let (addr, _stop) = timed_server(Duration::from_secs(60), Duration::from_millis(300)).await;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\n\
+                  Content-Length: 200\r\n\r\n<s:Envelope xmlns:s=",
+            )
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut stream).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+            "{answer}"
+        );
+        assert!(answer.contains("connection: close\r\n"), "{answer}");
+        assert!(
+            answer.ends_with("the request body did not arrive in time\n"),
+            "{answer}"
+        );
     }
 
     #[tokio::test]
