@@ -162,6 +162,7 @@ pub fn build_server(store: Store, data: &Path, config: &ServeConfig) -> Result<U
         max_body_bytes: config.max_body_bytes,
         header_read_timeout: Some(config.header_read_timeout),
         body_read_timeout: Some(config.body_read_timeout),
+        max_connections: config.max_connections,
         aliases: NamespaceAliases::none().with(HTTPS_ALIAS.0, HTTPS_ALIAS.1),
         accept_aliases: !config.strict_namespaces,
         realm: REALM.into(),

@@ -26,6 +26,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// max_body_bytes = 65536
 /// header_read_timeout_secs = 30  # request head, and idle keep-alive; then the connection closes
 /// body_read_timeout_secs = 60    # request body after its head; then 408
+/// max_connections = 900          # served at once; more wait in the listen backlog
 /// mail_from = "UM Service <umws@example.com>"
 /// demo_mailbox = true            # create a demo mailbox in an empty store
 /// allow_plain_http = false       # Basic auth over plain HTTP off loopback
@@ -61,6 +62,8 @@ pub struct FileConfig {
     pub header_read_timeout_secs: Option<u64>,
     /// Seconds a client has to send a request body once its head has arrived.
     pub body_read_timeout_secs: Option<u64>,
+    /// The most connections served at once.
+    pub max_connections: Option<usize>,
     /// The sender of ResetPIN mails.
     pub mail_from: Option<String>,
     /// Create a demo mailbox when the store has none.
@@ -233,6 +236,8 @@ pub struct ServeConfig {
     /// How long a client has to send a request body once its head has arrived; the answer
     /// is `408 Request Timeout` after it.
     pub body_read_timeout: Duration,
+    /// The most connections served at once; more wait until one closes.
+    pub max_connections: usize,
     /// The sender of ResetPIN mails (`None`: `UM Service <umws@HOST>`).
     pub mail_from: Option<String>,
     /// Create a demo mailbox when the store has none.
@@ -258,6 +263,7 @@ impl Default for ServeConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             header_read_timeout: umws_soap::server::DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: umws_soap::server::DEFAULT_BODY_READ_TIMEOUT,
+            max_connections: umws_soap::server::DEFAULT_MAX_CONNECTIONS,
             mail_from: None,
             demo_mailbox: true,
             allow_plain_http: false,
@@ -283,6 +289,7 @@ impl ServeConfig {
             body_read_timeout: file
                 .body_read_timeout_secs
                 .map_or(d.body_read_timeout, Duration::from_secs),
+            max_connections: file.max_connections.unwrap_or(d.max_connections),
             mail_from: file.mail_from.or(d.mail_from),
             demo_mailbox: file.demo_mailbox.unwrap_or(d.demo_mailbox),
             allow_plain_http: file.allow_plain_http.unwrap_or(d.allow_plain_http),
@@ -330,6 +337,12 @@ impl ServeConfig {
                 });
             }
         }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(ConfigError::Invalid {
+                key: "max_connections",
+                reason: format!("{} is outside 1..=1000000", self.max_connections),
+            });
+        }
         if self.backoff.base > self.backoff.max {
             return Err(ConfigError::Invalid {
                 key: "outbox.retry_base_ms",
@@ -367,7 +380,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn read_timeouts_come_from_the_file_within_range() {
+    fn connection_limits_come_from_the_file_within_range() {
         let f: FileConfig =
             toml::from_str("header_read_timeout_secs = 5\nbody_read_timeout_secs = 120").unwrap();
         let c = ServeConfig::from_file(f).unwrap();
@@ -376,9 +389,13 @@ mod tests {
         let d = ServeConfig::default();
         assert_eq!(d.header_read_timeout, Duration::from_secs(30));
         assert_eq!(d.body_read_timeout, Duration::from_secs(60));
+        assert_eq!(d.max_connections, 900);
+        let f: FileConfig = toml::from_str("max_connections = 50").unwrap();
+        assert_eq!(ServeConfig::from_file(f).unwrap().max_connections, 50);
         for (text, key) in [
             ("header_read_timeout_secs = 0", "header_read_timeout_secs"),
             ("body_read_timeout_secs = 3601", "body_read_timeout_secs"),
+            ("max_connections = 0", "max_connections"),
         ] {
             let f: FileConfig = toml::from_str(text).unwrap();
             match ServeConfig::from_file(f) {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{basic, post_raw, Server};
+use common::{basic, post_raw, Server, RESET_PIN_BODY};
 
 const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
 
@@ -145,16 +145,18 @@ fn credentials_of_one_mailbox_never_reach_another() {
     assert!(server.mails("bob").is_empty());
 }
 
-/// `umws serve` with `header_read_timeout_secs` and `body_read_timeout_secs` from its config
-/// file: a client that stops in the middle of its request head loses the connection, one that
-/// stops in the middle of its body is answered 408 and loses it too.
+/// `umws serve` with `header_read_timeout_secs`, `body_read_timeout_secs` and
+/// `max_connections` from its config file: a client that stops in the middle of its request
+/// head loses the connection, one that stops in the middle of its body is answered 408 and
+/// loses it too, and while a silent client holds the only connection slot the next client
+/// waits, until the head timeout frees the slot.
 #[test]
 fn slow_clients_are_cut_off_by_the_configured_timeouts() {
     use std::io::{Read as _, Write as _};
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         config.path(),
-        "header_read_timeout_secs = 1\nbody_read_timeout_secs = 1\n",
+        "header_read_timeout_secs = 1\nbody_read_timeout_secs = 1\nmax_connections = 1\n",
     )
     .unwrap();
     let server = Server::start_with(&["--config", config.path().to_str().unwrap()]);
@@ -184,5 +186,22 @@ fn slow_clients_are_cut_off_by_the_configured_timeouts() {
     assert!(
         body.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
         "{body}"
+    );
+
+    // One silent connection holds the only slot; a whole request behind it waits.
+    let _silent = std::net::TcpStream::connect(addr).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let request = format!(
+        "POST /UnifiedMessaging/Service.asmx HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: text/xml; charset=utf-8\r\nAuthorization: {auth}\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n{RESET_PIN_BODY}",
+        RESET_PIN_BODY.len()
+    );
+    let started = std::time::Instant::now();
+    let answer = until_closed(request.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(500),
+        "answered while the silent connection held the only slot"
     );
 }

@@ -286,6 +286,10 @@ pub struct ServerConfig {
     /// How long reading a request's body may take once its head has arrived; the answer is
     /// `408 Request Timeout` and the connection is closed. `None`: no limit.
     pub body_read_timeout: Option<Duration>,
+    /// The most connections served at once. Beyond it the server accepts no more until one
+    /// closes (new ones wait in the listener's backlog), so that a flood of connections
+    /// cannot take every file descriptor of the process.
+    pub max_connections: usize,
     /// Whether the server is reached over TLS (for the published address).
     pub tls: bool,
 }
@@ -295,6 +299,10 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The default [`ServerConfig::body_read_timeout`].
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default [`ServerConfig::max_connections`] (below the usual limit of 1024 open files
+/// per process, leaving room for the files the service itself opens).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 900;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -309,6 +317,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
             body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             tls: false,
         }
     }
@@ -755,7 +764,36 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
             .timer(TokioTimer::new())
             .header_read_timeout(self.inner.config.header_read_timeout);
         tokio::pin!(shutdown);
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            self.inner.config.max_connections.max(1),
+        ));
+        let mut saturated = false;
         loop {
+            // A free connection slot first; while there is none, new connections wait in the
+            // listener's backlog.
+            let slot = match Arc::clone(&slots).try_acquire_owned() {
+                Ok(slot) => {
+                    saturated = false;
+                    slot
+                }
+                Err(_) => {
+                    // Once per episode, not once per connection of a flood.
+                    if !std::mem::replace(&mut saturated, true) {
+                        tracing::warn!(
+                            max = self.inner.config.max_connections,
+                            "connection limit reached; new connections wait"
+                        );
+                    }
+                    tokio::select! {
+                        slot = Arc::clone(&slots).acquire_owned() => match slot {
+                            Ok(slot) => slot,
+                            // The semaphore is never closed.
+                            Err(_) => break,
+                        },
+                        () = &mut shutdown => break,
+                    }
+                }
+            };
             tokio::select! {
                 accepted = listener.accept() => {
                     let (stream, remote) = match accepted {
@@ -774,6 +812,8 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
                     let registration = connections.register();
                     let tls = tls.clone();
                     tokio::spawn(async move {
+                        // Held until the connection ends.
+                        let _slot = slot;
                         let service = hyper::service::service_fn(move |req| {
                             let server = server.clone();
                             async move { Ok::<_, Infallible>(server.handle(req, Some(remote)).await) }
@@ -1187,11 +1227,16 @@ mod tests {
         header_read_timeout: Duration,
         body_read_timeout: Duration,
     ) -> (SocketAddr, oneshot::Sender<()>) {
-        let config = ServerConfig {
+        served(ServerConfig {
             header_read_timeout: Some(header_read_timeout),
             body_read_timeout: Some(body_read_timeout),
             ..ServerConfig::default()
-        };
+        })
+        .await
+    }
+
+    /// A `Slow` server answering at once with `config`, on 127.0.0.1:0.
+    async fn served(config: ServerConfig) -> (SocketAddr, oneshot::Sender<()>) {
         let slow = Slow {
             delay: Duration::ZERO,
         };
@@ -1203,6 +1248,39 @@ mod tests {
             let _ = stopped.await;
         }));
         (addr, stop)
+    }
+
+    #[tokio::test]
+    async fn beyond_max_connections_a_connection_waits_for_a_free_slot() {
+        use tokio::io::AsyncReadExt as _;
+        let (addr, _stop) = served(ServerConfig {
+            max_connections: 1,
+            ..ServerConfig::default()
+        })
+        .await;
+        // The first connection is answered and stays open (keep-alive): it holds the slot.
+        let mut first = send_wait(addr).await;
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(20), first.read(&mut buf))
+            .await
+            .expect("the first connection is answered")
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK\r\n"));
+        // The second is not served while the first is open...
+        let mut second = send_wait(addr).await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), second.read(&mut buf))
+                .await
+                .is_err(),
+            "served beyond the limit"
+        );
+        // ...and is as soon as the first closes.
+        drop(first);
+        let n = tokio::time::timeout(Duration::from_secs(20), second.read(&mut buf))
+            .await
+            .expect("the second connection is served once the slot is free")
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK\r\n"));
     }
 
     #[tokio::test]
