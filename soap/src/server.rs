@@ -765,7 +765,10 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
             .header_read_timeout(self.inner.config.header_read_timeout);
         tokio::pin!(shutdown);
         let slots = Arc::new(tokio::sync::Semaphore::new(
-            self.inner.config.max_connections.max(1),
+            self.inner
+                .config
+                .max_connections
+                .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
         ));
         let mut saturated = false;
         loop {
