@@ -151,7 +151,7 @@ fn credentials_of_one_mailbox_never_reach_another() {
 /// loses it too, and while a silent client holds the only connection slot the next client
 /// waits, until the head timeout frees the slot.
 #[test]
-fn slow_clients_are_cut_off_by_the_configured_timeouts() {
+fn slow_clients_are_cut_off_and_connections_limited_as_configured() {
     use std::io::{Read as _, Write as _};
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
