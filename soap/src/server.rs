@@ -577,13 +577,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
                 Ok(read) => read,
                 Err(_) => {
                     tracing::debug!(?remote_addr, "request body not received in time");
-                    let mut r = plain(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "the request body did not arrive in time\n",
-                    );
-                    r.headers_mut()
-                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-                    return (r, None);
+                    return (request_timeout(), None);
                 }
             },
             None => read.await,
@@ -1088,6 +1082,17 @@ fn payload_too_large(limit: usize) -> HttpResponse {
     )
 }
 
+/// `408`, closing the connection: the rest of the body may still come.
+fn request_timeout() -> HttpResponse {
+    let mut r = plain(
+        StatusCode::REQUEST_TIMEOUT,
+        "the request body did not arrive in time\n",
+    );
+    r.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 fn xml_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     response(status, "text/xml; charset=utf-8", Bytes::from(body))
 }
@@ -1157,7 +1162,7 @@ mod tests {
         }
     }
 
-    /// A `Slow` server on 127.0.0.1:0; `stop` shuts it down, the task ends when `serve` returns.
+    /// A `Slow` server with the shutdown grace period `grace`, see [`slow_server_with`].
     async fn slow_server(
         delay: Duration,
         grace: Duration,
@@ -1170,6 +1175,19 @@ mod tests {
             shutdown_grace: grace,
             ..ServerConfig::default()
         };
+        slow_server_with(delay, config).await
+    }
+
+    /// A `Slow` server with `config` on 127.0.0.1:0; `stop` shuts it down, the task ends when
+    /// `serve` returns.
+    async fn slow_server_with(
+        delay: Duration,
+        config: ServerConfig,
+    ) -> (
+        SocketAddr,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
         let server = SoapServer::new(Slow { delay }, NoAuthentication, PlainFaults, config);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -1225,42 +1243,28 @@ mod tests {
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     }
 
-    /// A `Slow` server answering at once, with `config`'s timeouts, on 127.0.0.1:0.
+    /// A `Slow` server answering at once, with these read timeouts, on 127.0.0.1:0.
     async fn timed_server(
         header_read_timeout: Duration,
         body_read_timeout: Duration,
     ) -> (SocketAddr, oneshot::Sender<()>) {
-        served(ServerConfig {
+        let config = ServerConfig {
             header_read_timeout: Some(header_read_timeout),
             body_read_timeout: Some(body_read_timeout),
             ..ServerConfig::default()
-        })
-        .await
-    }
-
-    /// A `Slow` server answering at once with `config`, on 127.0.0.1:0.
-    async fn served(config: ServerConfig) -> (SocketAddr, oneshot::Sender<()>) {
-        let slow = Slow {
-            delay: Duration::ZERO,
         };
-        let server = SoapServer::new(slow, NoAuthentication, PlainFaults, config);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(server.serve(listener, async {
-            let _ = stopped.await;
-        }));
+        let (addr, stop, _task) = slow_server_with(Duration::ZERO, config).await;
         (addr, stop)
     }
 
     #[tokio::test]
     async fn beyond_max_connections_a_connection_waits_for_a_free_slot() {
         use tokio::io::AsyncReadExt as _;
-        let (addr, _stop) = served(ServerConfig {
+        let config = ServerConfig {
             max_connections: 1,
             ..ServerConfig::default()
-        })
-        .await;
+        };
+        let (addr, _stop, _task) = slow_server_with(Duration::ZERO, config).await;
         // The first connection is answered and stays open (keep-alive): it holds the slot.
         let mut first = send_wait(addr).await;
         let mut buf = [0u8; 1024];
