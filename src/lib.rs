@@ -1,30 +1,20 @@
 //! **umws**: the Exchange Unified Messaging (UM) web service, generated from
 //! its schema.
 //!
-//! `build.rs` runs `umws-codegen` over `schemas/um.wsdl`; the result is
-//! [`generated`]: the XML [`types`], the [`namespaces`], and
+//! `build.rs` runs `umws-codegen` over `schemas/um.wsdl` for the API crate
+//! `umws-api` (`api/`): the XML [`types`], the [`namespaces`], and
 //! [`um_service_soap`] with the async service trait, its server dispatcher
-//! and a typed client. [`service::UmService`] implements the trait over the
-//! mailbox [`store`], [`pin_policy`] and [`mail`]; [`app`] assembles the
-//! server that `umws serve` runs.
+//! and a typed client; this crate re-exports them as [`generated`].
+//! [`service::UmService`] implements the trait over the mailbox [`store`],
+//! [`pin_policy`] and [`mail`]; [`app`] assembles the server that
+//! `umws serve` runs.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-/// The code generated from `schemas/um.wsdl` (see `generated/um.rs` for the
-/// reviewed copy).
-#[allow(
-    missing_docs,
-    dead_code,
-    unused_imports,
-    unused_variables,
-    unused_mut,
-    unreachable_patterns,
-    clippy::all,
-    clippy::pedantic,
-    rustdoc::all
-)]
+/// The code generated from `schemas/um.wsdl`: the API crate `umws-api`
+/// (see `generated/um.rs` for the reviewed copy).
 pub mod generated {
-    include!(concat!(env!("OUT_DIR"), "/um.rs"));
+    pub use umws_api::{namespaces, types, um_service_soap};
 }
 
 pub use generated::{namespaces, types, um_service_soap};
