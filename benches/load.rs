@@ -60,10 +60,12 @@ use umws::namespaces::MESSAGES;
 use umws::service::{Caller, UmService};
 use umws::store::{MailboxId, NewMailbox, ResetPinOutcome, Store};
 use umws::types;
-use umws::um_service_soap::{actions, UmServiceSoap, UmServiceSoapServer};
+use umws::um_service_soap::{actions, operations, UmServiceSoapServer, OPERATIONS};
 use umws_soap::envelope::{self, ParseOptions};
 use umws_soap::namespace::NamespaceAliases;
-use umws_soap::server::{AuthDecision, Credentials, ServerConfig, SoapServer};
+use umws_soap::server::{
+    AuthDecision, CallError, Credentials, Reply, ServerConfig, SoapServer, SoapService,
+};
 
 /// The allocator of the `umws` binary, so that the servers here run as `umws serve` does.
 #[global_allocator]
@@ -565,32 +567,28 @@ fn trusted_server(store: Store, data: &Path, caller: Caller) -> TrustedServer {
 }
 
 /// [`UmService`] with IsUMEnabled's mailbox read done inline on the async worker instead of
-/// on the blocking pool (a few microseconds of SQLite; the "inline read" rows). Everything else
-/// is delegated.
+/// on the blocking pool (a few microseconds of SQLite; the "inline read" rows). Every other
+/// operation goes to the generated dispatcher unchanged, whatever the schema holds.
 struct InlineReads {
-    inner: UmService,
+    inner: UmServiceSoapServer<UmService>,
     store: Store,
 }
 
-macro_rules! delegate {
-    ($($name:ident($req:ident) -> $resp:ident;)*) => {$(
-        async fn $name(
-            &self,
-            ctx: &umws_soap::CallContext,
-            request: types::$req,
-        ) -> Result<types::$resp, umws_soap::SoapFault> {
-            self.inner.$name(ctx, request).await
-        }
-    )*};
-}
+impl SoapService for InlineReads {
+    fn operations(&self) -> &'static [umws_soap::OperationInfo] {
+        self.inner.operations()
+    }
 
-impl UmServiceSoap for InlineReads {
-    async fn is_um_enabled(
-        &self,
-        ctx: &umws_soap::CallContext,
-        _request: types::IsUmEnabled,
-    ) -> Result<types::IsUmEnabledResponse, umws_soap::SoapFault> {
-        let unavailable = || umws_soap::SoapFault::server("unavailable");
+    async fn call<'a>(
+        &'a self,
+        ctx: &'a umws_soap::CallContext,
+        op: usize,
+        body: &'a umws_soap::envelope::BodyElement,
+    ) -> Result<Reply, CallError> {
+        if OPERATIONS.get(op).map(|o| o.name) != Some(operations::IS_UM_ENABLED) {
+            return self.inner.call(ctx, op, body).await;
+        }
+        let unavailable = || CallError::Fault(umws_soap::SoapFault::server("unavailable"));
         let id = ctx
             .extensions
             .get::<Caller>()
@@ -601,35 +599,22 @@ impl UmServiceSoap for InlineReads {
             .mailbox_by_id(id)
             .map_err(|_| unavailable())?
             .ok_or_else(unavailable)?;
-        Ok(types::IsUmEnabledResponse {
+        Ok(Box::new(types::IsUmEnabledResponse {
             is_um_enabled_response: mailbox.um_enabled,
-        })
-    }
-
-    delegate! {
-        get_um_properties(GetUmProperties) -> GetUmPropertiesResponse;
-        set_oof_status(SetOofStatus) -> SetOofStatusResponse;
-        set_play_on_phone_dial_string(SetPlayOnPhoneDialString) -> SetPlayOnPhoneDialStringResponse;
-        set_telephone_access_folder_email(SetTelephoneAccessFolderEmail) -> SetTelephoneAccessFolderEmailResponse;
-        set_missed_call_notification_enabled(SetMissedCallNotificationEnabled) -> SetMissedCallNotificationEnabledResponse;
-        reset_pin(ResetPin) -> ResetPinResponse;
-        play_on_phone(PlayOnPhone) -> PlayOnPhoneResponse;
-        get_call_info(GetCallInfo) -> GetCallInfoResponse;
-        disconnect(Disconnect) -> DisconnectResponse;
-        play_on_phone_greeting(PlayOnPhoneGreeting) -> PlayOnPhoneGreetingResponse;
+        }) as Reply)
     }
 }
 
-type InlineServer = SoapServer<UmServiceSoapServer<InlineReads>, MailboxAuth>;
+type InlineServer = SoapServer<InlineReads, MailboxAuth>;
 
-/// `build_server`'s server (same authentication) over [`InlineReads`].
+/// `build_server`'s server (same authentication) with [`InlineReads`].
 fn inline_server(store: Store, data: &Path) -> InlineServer {
     let mailer = ResetPinMailer::new(Box::new(Maildir::in_data_dir(data)) as Box<dyn MailDelivery>);
     SoapServer::new(
-        UmServiceSoapServer::new(InlineReads {
-            inner: UmService::new(store.clone(), mailer),
+        InlineReads {
+            inner: UmServiceSoapServer::new(UmService::new(store.clone(), mailer)),
             store: store.clone(),
-        }),
+        },
         MailboxAuth::new(store),
         umws::fault::ExchangeFaults,
         server_config(),

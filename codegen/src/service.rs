@@ -299,6 +299,7 @@ fn emit_port_type(
     let mut methods = Vec::new();
     let mut arms = Vec::new();
     let mut client_methods = Vec::new();
+    let mut visits = Vec::new();
     for (index, op) in pt.operations.iter().enumerate() {
         let const_name = format_ident!("{}", constant_case(&op.name));
         let method = ident(&snake_case(&op.name));
@@ -373,6 +374,11 @@ fn emit_port_type(
             ) -> impl ::core::future::Future<Output = ::core::result::Result<#resp_ty, #rt::SoapFault>> + ::core::marker::Send;
         });
         let index_lit = proc_macro2::Literal::usize_unsuffixed(index);
+        visits.push(if op.output.is_some() {
+            quote!(visitor.visit::<types::#req_ty, #resp_ty>(&OPERATIONS[#index_lit]);)
+        } else {
+            quote!(visitor.visit_one_way::<types::#req_ty>(&OPERATIONS[#index_lit]);)
+        });
         let reply = if op.output.is_some() {
             quote! {
                 let response = self.inner.#method(ctx, request).await?;
@@ -538,6 +544,12 @@ fn emit_port_type(
 
             /// The operations, as the server dispatches them.
             pub static OPERATIONS: [#rt::OperationInfo; #count] = [#(#infos),*];
+
+            /// Hands every operation to `visitor` with its request and response
+            /// types, in the order of [`OPERATIONS`].
+            pub fn for_each_operation<V: #rt::OperationVisitor + ?::core::marker::Sized>(visitor: &mut V) {
+                #(#visits)*
+            }
 
             #[doc = #trait_doc]
             #(#pt_docs)*

@@ -26,4 +26,4 @@ pub mod wsdl;
 
 pub use context::CallContext;
 pub use fault::{FaultCode, SoapFault};
-pub use operation::OperationInfo;
+pub use operation::{Message, OperationInfo, OperationVisitor};

@@ -1,4 +1,7 @@
-//! Static descriptions of the operations of a generated service.
+//! Static descriptions of the operations of a generated service, and a typed
+//! walk over them ([`OperationVisitor`]).
+
+use xsd_parser_types::quick_xml::{WithDeserializer, WithSerializer};
 
 /// One operation of a port type, as the generator read it from the WSDL.
 ///
@@ -30,5 +33,41 @@ impl OperationInfo {
     /// as SOAP 1.1 allows.
     pub fn accepts_action(&self, action: &str) -> bool {
         action.is_empty() || self.soap_action.is_none_or(|own| own == action)
+    }
+}
+
+/// A request or response element type of a generated service: it can be
+/// written and read as XML, compared and sent between threads.
+pub trait Message:
+    WithSerializer + WithDeserializer + Clone + std::fmt::Debug + PartialEq + Send + Sync + 'static
+{
+}
+
+impl<T> Message for T where
+    T: WithSerializer
+        + WithDeserializer
+        + Clone
+        + std::fmt::Debug
+        + PartialEq
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Receives every operation of a port type with its request and response
+/// types, from the generated `for_each_operation`.
+///
+/// Code that must handle every operation (a command-line client, example
+/// messages in tests, a benchmark) walks the operations this way instead of
+/// listing them, so that an operation added to the schema reaches it without
+/// an edit, or makes a test say what is missing.
+pub trait OperationVisitor {
+    /// An operation that answers `Resp` to `Req`.
+    fn visit<Req: Message, Resp: Message>(&mut self, op: &'static OperationInfo);
+
+    /// An operation without output (one-way). Ignored unless overridden.
+    fn visit_one_way<Req: Message>(&mut self, op: &'static OperationInfo) {
+        let _ = op;
     }
 }
