@@ -56,8 +56,28 @@ pub enum ClientError {
     #[error(transparent)]
     Fault(Box<SoapFault>),
     /// The answer is not a SOAP envelope holding the expected element.
-    #[error("the response cannot be read: {0}")]
-    InvalidResponse(String),
+    #[error("the response cannot be read")]
+    InvalidResponse {
+        /// What is wrong with it.
+        #[source]
+        cause: ResponseError,
+        /// The response body as it arrived (at most [`MAX_RESPONSE_BYTES`]).
+        body: Bytes,
+    },
+}
+
+/// Why a response could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseError {
+    /// The body is not a SOAP envelope (or its fault is malformed).
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// The envelope's Body is empty where the operation answers an element.
+    #[error("the response Body is empty")]
+    EmptyBody,
+    /// The Body's element does not read as the operation's response type.
+    #[error(transparent)]
+    Element(#[from] XmlError),
 }
 
 impl ClientError {
@@ -65,6 +85,14 @@ impl ClientError {
     pub fn fault(&self) -> Option<&SoapFault> {
         match self {
             Self::Fault(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The response body, when the server answered something unreadable.
+    pub fn response_body(&self) -> Option<&[u8]> {
+        match self {
+            Self::InvalidResponse { body, .. } => Some(body),
             _ => None,
         }
     }
@@ -184,7 +212,7 @@ impl Transport {
         Resp: WithDeserializer,
     {
         let (status, bytes) = self.send(action, request).await?;
-        read_response(status, &bytes)
+        read_response(status, bytes)
     }
 
     /// Sends `request` to an operation without output: succeeds on an
@@ -194,7 +222,9 @@ impl Transport {
         Req: WithSerializer,
     {
         let (status, bytes) = self.send(action, request).await?;
-        read_envelope(status, &bytes).map(|_| ())
+        read_envelope(status, &bytes)
+            .map(|_| ())
+            .map_err(|e| e.with_body(bytes))
     }
 
     /// Writes `request` into an envelope and exchanges it within the timeout.
@@ -244,44 +274,113 @@ impl Transport {
 
 fn read_response<Resp: WithDeserializer>(
     status: StatusCode,
-    bytes: &[u8],
+    bytes: Bytes,
 ) -> Result<Resp, ClientError> {
-    let body = read_envelope(status, bytes)?
-        .ok_or_else(|| ClientError::InvalidResponse("the response Body is empty".into()))?;
-    crate::xml::from_fragment(&body.xml).map_err(|e| ClientError::InvalidResponse(e.to_string()))
+    let read = read_envelope(status, &bytes).and_then(|body| {
+        let body = body.ok_or(Failure::Invalid(ResponseError::EmptyBody))?;
+        crate::xml::from_fragment(&body.xml).map_err(|e| Failure::Invalid(e.into()))
+    });
+    read.map_err(|e| e.with_body(bytes))
+}
+
+/// A failure to read an answer, before the body is attached to it.
+enum Failure {
+    /// Anything but an unreadable answer.
+    Error(ClientError),
+    /// An unreadable answer.
+    Invalid(ResponseError),
+}
+
+impl Failure {
+    fn with_body(self, body: Bytes) -> ClientError {
+        match self {
+            Self::Error(e) => e,
+            Self::Invalid(cause) => ClientError::InvalidResponse { cause, body },
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Self::Error(e)
+    }
 }
 
 /// Reads an answer envelope: its body element, or the fault it carries.
 fn read_envelope(
     status: StatusCode,
     bytes: &[u8],
-) -> Result<Option<envelope::BodyElement>, ClientError> {
+) -> Result<Option<envelope::BodyElement>, Failure> {
     let http_error = || ClientError::Http {
         status,
         body: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
     };
     if status != StatusCode::OK && status != StatusCode::INTERNAL_SERVER_ERROR {
-        return Err(http_error());
+        return Err(http_error().into());
     }
     let aliases = NamespaceAliases::none();
     let envelope = match envelope::parse(bytes, ParseOptions::new(&aliases)) {
         Ok(env) => env,
-        Err(_) if status != StatusCode::OK => return Err(http_error()),
-        Err(e) => return Err(invalid(&e)),
+        Err(_) if status != StatusCode::OK => return Err(http_error().into()),
+        Err(e) => return Err(Failure::Invalid(e.into())),
     };
     if let Some(body) = &envelope.body {
         if let Some(fault) = envelope::read_fault(body, envelope.version) {
-            return Err(ClientError::Fault(Box::new(
-                fault.map_err(|e| invalid(&e))?,
-            )));
+            let fault = fault.map_err(|e| Failure::Invalid(e.into()))?;
+            return Err(ClientError::Fault(Box::new(fault)).into());
         }
     }
     if status != StatusCode::OK {
-        return Err(http_error());
+        return Err(http_error().into());
     }
     Ok(envelope.body)
 }
 
-fn invalid(e: &EnvelopeError) -> ClientError {
-    ClientError::InvalidResponse(e.to_string())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENVELOPE_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+
+    fn read(status: StatusCode, body: &'static str) -> Result<String, ClientError> {
+        read_response::<String>(status, Bytes::from_static(body.as_bytes()))
+    }
+
+    #[test]
+    fn an_answer_that_is_no_envelope_keeps_its_cause_and_bytes() {
+        let err = read(StatusCode::OK, "<not-an-envelope").expect_err("not an answer");
+        match &err {
+            ClientError::InvalidResponse { cause, body } => {
+                assert!(matches!(cause, ResponseError::Envelope(_)), "{cause:?}");
+                assert_eq!(&body[..], b"<not-an-envelope");
+            }
+            other => panic!("expected InvalidResponse, got {other:?}"),
+        }
+        assert_eq!(err.response_body(), Some(&b"<not-an-envelope"[..]));
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "the cause is the error's source"
+        );
+    }
+
+    #[test]
+    fn an_empty_body_is_named_as_such() {
+        let text = format!("<s:Envelope xmlns:s=\"{ENVELOPE_NS}\"><s:Body/></s:Envelope>");
+        let text: &'static str = Box::leak(text.into_boxed_str());
+        let err = read(StatusCode::OK, text).expect_err("no element");
+        assert!(
+            matches!(
+                &err,
+                ClientError::InvalidResponse { cause: ResponseError::EmptyBody, body } if body == text.as_bytes()
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn other_failures_carry_no_body() {
+        let err = read(StatusCode::NOT_FOUND, "nothing here").expect_err("404");
+        assert!(matches!(err, ClientError::Http { .. }), "{err:?}");
+        assert_eq!(err.response_body(), None);
+    }
 }
