@@ -60,7 +60,7 @@ pub enum ClientError {
     InvalidResponse {
         /// What is wrong with it.
         #[source]
-        cause: ResponseError,
+        cause: Box<ResponseError>,
         /// The response body as it arrived (at most [`MAX_RESPONSE_BYTES`]).
         body: Bytes,
     },
@@ -295,7 +295,10 @@ impl Failure {
     fn with_body(self, body: Bytes) -> ClientError {
         match self {
             Self::Error(e) => e,
-            Self::Invalid(cause) => ClientError::InvalidResponse { cause, body },
+            Self::Invalid(cause) => ClientError::InvalidResponse {
+                cause: Box::new(cause),
+                body,
+            },
         }
     }
 }
@@ -351,7 +354,7 @@ mod tests {
         let err = read(StatusCode::OK, "<not-an-envelope").expect_err("not an answer");
         match &err {
             ClientError::InvalidResponse { cause, body } => {
-                assert!(matches!(cause, ResponseError::Envelope(_)), "{cause:?}");
+                assert!(matches!(**cause, ResponseError::Envelope(_)), "{cause:?}");
                 assert_eq!(&body[..], b"<not-an-envelope");
             }
             other => panic!("expected InvalidResponse, got {other:?}"),
@@ -371,7 +374,8 @@ mod tests {
         assert!(
             matches!(
                 &err,
-                ClientError::InvalidResponse { cause: ResponseError::EmptyBody, body } if body == text.as_bytes()
+                ClientError::InvalidResponse { cause, body }
+                    if matches!(**cause, ResponseError::EmptyBody) && body == text.as_bytes()
             ),
             "{err:?}"
         );
