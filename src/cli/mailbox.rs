@@ -1,0 +1,121 @@
+//! `umws mailbox`: add, list, unlock mailboxes and assign policies.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use umws::phone::{self};
+use umws::store::{NewMailbox, Store};
+
+use crate::CliError;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MailboxCommand {
+    /// Add a mailbox.
+    Add {
+        /// Data directory (created if missing).
+        #[arg(long)]
+        data: PathBuf,
+        /// User name (the HTTP logon name).
+        #[arg(long)]
+        user: String,
+        /// Password for HTTP Basic authentication.
+        #[arg(long, env = "UMWS_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Telephone extension (digits).
+        #[arg(long)]
+        extension: Option<String>,
+        /// Email address the ResetPIN mail is addressed to.
+        #[arg(long)]
+        email: Option<String>,
+        /// Do not enable the mailbox for Unified Messaging.
+        #[arg(long)]
+        no_um: bool,
+    },
+    /// List the mailboxes.
+    List {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Lift a phone lockout (after MaxLogonAttempts failed PIN logons) and clear the failed
+    /// logon count; the PIN stays as it is.
+    Unlock {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// User name.
+        #[arg(long)]
+        user: String,
+    },
+    /// Assign a UM mailbox policy; it applies from the next PIN reset, change or logon.
+    SetPolicy {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// User name.
+        #[arg(long)]
+        user: String,
+        /// The policy name (see `umws policy show`).
+        #[arg(long)]
+        policy: String,
+    },
+}
+
+pub(crate) fn mailbox(cmd: MailboxCommand) -> Result<(), CliError> {
+    match cmd {
+        MailboxCommand::Add {
+            data,
+            user,
+            password,
+            extension,
+            email,
+            no_um,
+        } => {
+            let store = Store::create(&data)?;
+            let id = store.add_mailbox(NewMailbox {
+                user: user.clone(),
+                password,
+                um_enabled: !no_um,
+                extension,
+                email,
+            })?;
+            println!("added mailbox {user} (id {})", id.0);
+            Ok(())
+        }
+        MailboxCommand::List { data } => {
+            let store = Store::open(&data)?;
+            for m in store.mailboxes()? {
+                println!(
+                    "{}\tum={}\textension={}\temail={}\tpin={}\tpolicy={}\tfailed_logons={}{}",
+                    m.user,
+                    m.um_enabled,
+                    m.extension.as_deref().unwrap_or("-"),
+                    m.email.as_deref().unwrap_or("-"),
+                    if m.pin_set { "set" } else { "unset" },
+                    m.policy_name,
+                    m.failed_logon_count,
+                    if m.locked_out { "\tlocked_out" } else { "" },
+                );
+            }
+            Ok(())
+        }
+        MailboxCommand::Unlock { data, user } => {
+            let store = Store::open(&data)?;
+            if !phone::unlock(&store, &user)? {
+                return Err(CliError::UnknownUser(user));
+            }
+            println!("mailbox {user} unlocked");
+            Ok(())
+        }
+        MailboxCommand::SetPolicy { data, user, policy } => {
+            let store = Store::open(&data)?;
+            let m = store
+                .mailbox(&user)?
+                .ok_or_else(|| CliError::UnknownUser(user.clone()))?;
+            store.set_mailbox_policy(m.id, &policy)?;
+            println!("mailbox {user} now has policy {policy}");
+            Ok(())
+        }
+    }
+}

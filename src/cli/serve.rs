@@ -1,0 +1,238 @@
+//! `umws serve`: settings from flags and the config file, the demo mailbox, the banner.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use rand::Rng;
+
+use umws::config::{FileConfig, ServeConfig};
+use umws::store::{NewMailbox, Store};
+
+use crate::CliError;
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory (mailbox store and Maildirs) [default: ./umws-data].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// A TOML config file; flags win over it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Refuse the https:// spelling of the Exchange namespaces.
+    #[arg(long)]
+    strict_namespaces: bool,
+    /// Do not create a demo mailbox in an empty store.
+    #[arg(long)]
+    no_demo: bool,
+    /// Allow Basic authentication over plain HTTP on a non-loopback
+    /// address (passwords then cross the network in clear).
+    #[arg(long)]
+    allow_plain_http: bool,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Deliver PIN mails to this SMTP relay (HOST:PORT) instead of the Maildirs; more settings
+    /// in the config file's [smtp] table.
+    #[arg(long, value_name = "HOST:PORT")]
+    smtp_relay: Option<String>,
+    /// STARTTLS to the relay: required (default), opportunistic or off.
+    #[arg(long, value_name = "MODE")]
+    smtp_starttls: Option<umws::mail::StartTls>,
+    /// The relay's AUTH user name; needs --smtp-password-env.
+    #[arg(long, requires = "smtp_password_env")]
+    smtp_user: Option<String>,
+    /// The environment variable holding the relay's AUTH password.
+    #[arg(long, value_name = "VAR", requires = "smtp_user")]
+    smtp_password_env: Option<String>,
+}
+
+/// The `--smtp-*` flags over the config file's `[smtp]` table.
+pub(crate) fn apply_smtp_flags(
+    config: &mut ServeConfig,
+    relay: Option<String>,
+    starttls: Option<umws::mail::StartTls>,
+    auth: Option<(String, String)>,
+) -> Result<(), CliError> {
+    if let Some(relay) = relay {
+        let (host, port) = relay
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+            .filter(|(h, _)| !h.is_empty())
+            .ok_or_else(|| CliError::Usage(format!("--smtp-relay {relay:?} is not HOST:PORT")))?;
+        let mut settings = config
+            .smtp
+            .take()
+            .unwrap_or_else(|| umws::mail::SmtpSettings::new(host, port));
+        settings.host = host.to_owned();
+        settings.port = port;
+        config.smtp = Some(settings);
+    }
+    let flags_without_relay = starttls.is_some() || auth.is_some();
+    let Some(settings) = config.smtp.as_mut() else {
+        if flags_without_relay {
+            return Err(CliError::Usage(
+                "--smtp-starttls and --smtp-user need --smtp-relay (or an [smtp] table)".into(),
+            ));
+        }
+        return Ok(());
+    };
+    if let Some(mode) = starttls {
+        settings.starttls = mode;
+    }
+    if let Some((user, var)) = auth {
+        settings.credentials = Some((user, umws::config::smtp_password_from_env(&var)?));
+    }
+    Ok(())
+}
+
+pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let mut config = ServeConfig::from_file(file)?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(data) = args.data {
+        config.data = data;
+    }
+    config.strict_namespaces |= args.strict_namespaces;
+    config.demo_mailbox &= !args.no_demo;
+    config.allow_plain_http |= args.allow_plain_http;
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some((cert, key));
+    }
+    apply_smtp_flags(
+        &mut config,
+        args.smtp_relay,
+        args.smtp_starttls,
+        args.smtp_user.zip(args.smtp_password_env),
+    )?;
+    config.validate()?;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(umws_soap::tls::server_config(cert, key)?),
+        None => None,
+    };
+    if tls.is_none() && !config.listen.ip().is_loopback() && !config.allow_plain_http {
+        return Err(CliError::Usage(format!(
+            "refusing to serve Basic authentication over plain HTTP on {} (not a loopback address): \
+             passwords would cross the network in clear; pass --allow-plain-http to do it anyway",
+            config.listen
+        )));
+    }
+
+    let store = Store::create(&config.data)?;
+    let demo = if config.demo_mailbox {
+        ensure_demo_mailbox(&store, &config.data)?
+    } else {
+        None
+    };
+    let server = umws::app::build_server(store, &config.data, &config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| CliError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(config.listen);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // Signal handlers first: a SIGTERM right after the banner must stop
+    // the server gracefully, not kill it.
+    let shutdown = umws::app::shutdown_signal();
+    print_banner(scheme, addr, &config.data, demo.as_ref());
+    let served = match tls {
+        Some(tls) => server.serve_tls(listener, tls, shutdown).await,
+        None => server.serve(listener, shutdown).await,
+    };
+    served.map_err(|source| CliError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    eprintln!("umws: stopped");
+    Ok(())
+}
+
+/// The demo mailbox's name.
+pub(crate) const DEMO_USER: &str = "demo";
+/// The file in the data directory that keeps the demo password.
+pub(crate) const DEMO_CREDENTIALS: &str = "demo-credentials.txt";
+
+/// Creates the demo mailbox in an empty store; returns its password when it
+/// exists (read back from the data directory on later starts).
+pub(crate) fn ensure_demo_mailbox(store: &Store, data: &Path) -> Result<Option<String>, CliError> {
+    let file = data.join(DEMO_CREDENTIALS);
+    if store.mailbox(DEMO_USER)?.is_some() {
+        return Ok(std::fs::read_to_string(&file).ok().and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("password=").map(str::to_owned))
+        }));
+    }
+    if !store.mailboxes()?.is_empty() {
+        return Ok(None);
+    }
+    let password: String = rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(16)
+        .map(char::from)
+        .collect();
+    store.add_mailbox(NewMailbox {
+        user: DEMO_USER.into(),
+        password: password.clone(),
+        um_enabled: true,
+        extension: Some("12345".into()),
+        email: Some("demo@localhost".into()),
+    })?;
+    write_private(&file, &format!("user={DEMO_USER}\npassword={password}\n"));
+    Ok(Some(password))
+}
+
+/// Writes a file readable by its owner only (best effort: the password is
+/// printed anyway).
+pub(crate) fn write_private(path: &Path, text: &str) {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    if let Ok(mut f) = options.open(path) {
+        let _ = f.write_all(text.as_bytes());
+    }
+}
+
+pub(crate) fn print_banner(scheme: &str, addr: SocketAddr, data: &Path, demo: Option<&String>) {
+    let base = format!("{scheme}://{addr}");
+    let url = format!("{base}{}", umws::app::PATHS[0]);
+    println!("umws: serving the UM web service on {url}");
+    println!(
+        "      (also {base}{}); WSDL at {url}?wsdl",
+        umws::app::PATHS[1]
+    );
+    println!("      data directory {}", data.display());
+    if let Some(password) = demo {
+        println!();
+        println!("demo mailbox: user {DEMO_USER}, password {password}, extension 12345");
+        println!("try it:");
+        println!("  umws client reset-pin --url {url} --user {DEMO_USER} --password {password}");
+        println!(
+            "  ls {}/mail/{DEMO_USER}/new/          # the mail with the new PIN",
+            data.display()
+        );
+        println!(
+            "  umws client get-um-properties --url {url} --user {DEMO_USER} --password {password}"
+        );
+        println!(
+            "  umws pin check --data {} --user {DEMO_USER} --pin <PIN from the mail>",
+            data.display()
+        );
+        println!("(with cargo: replace `umws` by `cargo run --release --`)");
+    }
+    println!("stop with Ctrl-C");
+}
