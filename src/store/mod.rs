@@ -698,6 +698,26 @@ mod tests {
     }
 
     #[test]
+    fn user_names_are_nfc_and_case_folded() {
+        // The Kelvin sign is canonically K.
+        assert_eq!(normalize_user("\u{212A}"), "k");
+        assert_eq!(normalize_user("\u{212A}ATE"), normalize_user("kate"));
+        // NFD and NFC are one name, in any case.
+        let nfc = "j\u{fc}rgen";
+        let nfd = "ju\u{308}rgen";
+        assert_eq!(normalize_user(nfd), nfc);
+        assert_eq!(normalize_user("JU\u{308}RGEN"), nfc);
+        assert_eq!(display_user(nfd), nfc);
+        assert_eq!(display_user("J\u{dc}rgen"), "J\u{dc}rgen");
+        // Lower-case ASCII is borrowed.
+        assert!(matches!(normalize_user("alice"), Cow::Borrowed(_)));
+        assert!(matches!(display_user("Alice"), Cow::Borrowed(_)));
+        // A colon can never log on with Basic authentication.
+        let err = validate_user("ops:admin").unwrap_err();
+        assert!(err.to_string().contains("contains ':'"), "{err}");
+    }
+
+    #[test]
     fn debug_hides_secrets() {
         let o = ResetPinOutcome {
             mailbox_id: MailboxId(1),

@@ -21,7 +21,7 @@
 //! - before the commit: the file has no row (its PIN never became valid); it is an orphan;
 //! - between the deletion of a delivered row and the unlink: an orphan too.
 //!
-//! Orphans are removed by [`sweep`](super::Store) when the store is opened, while holding
+//! Orphans are removed when the store is opened (`Store::open`), while holding
 //! SQLite's write lock: every writer creates its file inside its `BEGIN IMMEDIATE`
 //! transaction, so while the sweeper holds the lock, a file without a row belongs to no
 //! transaction in flight, in this process or another.

@@ -388,9 +388,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 /// Recomputes every `user_key` with [`normalize_user`] (NFC + case fold; before version 3 it
-/// was case fold only). Where two mailboxes now share a key (an NFC and an NFD spelling of one
-/// name), the older one keeps it and the newer one keeps its old key, which no logon can
-/// produce any more; that is logged.
+/// was case fold only), and puts the names in NFC. Where two mailboxes now share a key (an NFC
+/// and an NFD spelling of one name), the first to hold it (by its old key, else by id) keeps
+/// it, and the other keeps its old key, which no logon can produce any more; that is logged.
 fn rekey_users(tx: &Connection) -> Result<(), StoreError> {
     let users = tx
         .prepare("SELECT id, user_name, user_key FROM mailboxes ORDER BY id")?
@@ -1614,6 +1614,7 @@ fn replace_pin(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ResetLimit;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
@@ -2281,6 +2282,165 @@ mod tests {
         assert!(!m.is_exact());
         let m = store.match_pin_record(id, &[all[3], all[0]]).unwrap();
         assert_eq!(m.positions, vec![Some(3), None], "order matters");
+    }
+
+    #[test]
+    fn nfd_and_nfc_names_are_one_mailbox_and_old_keys_are_recomputed() {
+        let (dir, store) = store();
+        let mut new = alice();
+        new.user = "Ju\u{308}rgen".into();
+        let id = store.add_mailbox(new).unwrap();
+        assert_eq!(
+            store.mailbox_by_id(id).unwrap().unwrap().user,
+            "J\u{fc}rgen"
+        );
+        assert_eq!(store.mailbox("j\u{fc}RGEN").unwrap().unwrap().id, id);
+        let mut dup = alice();
+        dup.user = "J\u{fc}rgen".into();
+        assert!(matches!(
+            store.add_mailbox(dup),
+            Err(StoreError::DuplicateUser { .. })
+        ));
+        // A version 2 database keyed by lower-casing only: NFD key and name.
+        let mut bob = alice();
+        bob.user = "bob".into();
+        let bob = store.add_mailbox(bob).unwrap();
+        let conn = store.conn().unwrap();
+        conn.execute(
+            "UPDATE mailboxes SET user_key = 'ju\u{308}rgen', user_name = 'Ju\u{308}rgen'
+             WHERE id = ?1",
+            [id.0],
+        )
+        .unwrap();
+        // And a second mailbox that only differed by normalization then.
+        conn.execute(
+            "UPDATE mailboxes SET user_key = 'j\u{fc}rgen', user_name = 'j\u{fc}rgen'
+             WHERE id = ?1",
+            [bob.0],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch("DROP TABLE pin_resets").unwrap();
+        drop(conn);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        // The mailbox whose key was right already keeps it; the other keeps its old key
+        // (logged), which no logon produces any more.
+        let m = store.mailbox("Ju\u{308}rgen").unwrap().unwrap();
+        assert_eq!(m.id, bob);
+        let keys: Vec<String> = store
+            .conn()
+            .unwrap()
+            .prepare("SELECT user_key FROM mailboxes ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(keys, ["ju\u{308}rgen", "j\u{fc}rgen"]);
+        // Without a clash, an old key is recomputed.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let conn = store.conn().unwrap();
+        conn.execute("DELETE FROM mailboxes WHERE id = ?1", [bob.0])
+            .unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch("DROP TABLE pin_resets").unwrap();
+        drop(conn);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let m = store.mailbox("J\u{fc}RGEN").unwrap().unwrap();
+        assert_eq!((m.id, m.user.as_str()), (id, "J\u{fc}rgen"));
+    }
+
+    #[test]
+    fn requested_resets_are_limited_per_mailbox_in_the_store() {
+        let (_dir, store) = store();
+        let limit = ResetLimit {
+            max: 2,
+            window: Duration::from_secs(3600),
+        };
+        let limited = store.clone().with_reset_limit(Some(limit));
+        let id = store.add_mailbox(alice()).unwrap();
+        let mut bob = alice();
+        bob.user = "bob".into();
+        let other = store.add_mailbox(bob).unwrap();
+        let mut rng = rng();
+        limited.reset_pin(id, &mut rng).unwrap();
+        limited.reset_pin(id, &mut rng).unwrap();
+        let pins = store.pin_changes(id).unwrap();
+        match limited.reset_pin(id, &mut rng) {
+            Err(ResetPinError::TooManyResets {
+                limit: l,
+                retry_after,
+            }) => {
+                assert_eq!(l, limit);
+                assert!(retry_after > Duration::ZERO && retry_after <= limit.window);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.pin_changes(id).unwrap(), pins, "nothing changed");
+        // Other mailboxes, other reasons and unlimited handles are not limited.
+        limited.reset_pin(other, &mut rng).unwrap();
+        store.reset_pin(id, &mut rng).unwrap();
+        queue(&limited, id, ResetReason::TooManyFailures);
+        // Once the oldest reset leaves the window, one more is allowed.
+        store
+            .conn()
+            .unwrap()
+            .execute(
+                "UPDATE pin_resets SET at = at - 3600 WHERE mailbox_id = ?1 AND rowid =
+                    (SELECT MIN(rowid) FROM pin_resets WHERE mailbox_id = ?1)",
+                [id.0],
+            )
+            .unwrap();
+        limited.reset_pin(id, &mut rng).unwrap();
+        assert!(limited.reset_pin(id, &mut rng).is_err());
+    }
+
+    #[test]
+    fn queued_mails_live_in_spool_files_removed_on_delivery_and_at_open() {
+        let (dir, store) = store();
+        let id = store.add_mailbox(alice()).unwrap();
+        let spool = dir.path().join(super::super::SPOOL_DIR);
+        let files = || std::fs::read_dir(&spool).unwrap().count();
+        let (a, pin) = queue(&store, id, ResetReason::Requested);
+        let (b, _) = queue(&store, id, ResetReason::Requested);
+        assert_eq!(files(), 2);
+        // The row holds no message; the spool file does.
+        let stored: Vec<u8> = store
+            .conn()
+            .unwrap()
+            .query_row("SELECT message FROM outbox WHERE id = ?1", [a.id], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(stored.is_empty());
+        assert_eq!(
+            store.outbox_pending(0, 10).unwrap(),
+            vec![a.clone(), b.clone()]
+        );
+        assert!(!pin.is_empty());
+        assert!(store.outbox_remove(a.id).unwrap());
+        assert_eq!(files(), 1);
+        // What crashes leave: a file without a row (deleted row, or never committed).
+        std::fs::write(spool.join("0123abcd.eml"), b"PIN").unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(files(), 1);
+        assert_eq!(store.outbox_pending(0, 10).unwrap(), vec![b.clone()]);
+        // A row whose file is lost is dropped (logged), not delivered empty.
+        std::fs::remove_file(spool.join(format!("{}.eml", b.key))).unwrap();
+        assert!(store.outbox_pending(0, 10).unwrap().is_empty());
+        assert_eq!(store.outbox_len().unwrap(), 0);
+        // A failed render leaves no file.
+        let err = store
+            .reset_pin_queued(id, &mut rng(), ResetReason::Requested, |_, _| {
+                Err::<OutgoingMail, _>(MailDown)
+            })
+            .unwrap_err();
+        assert!(matches!(err, ResetPinError::Delivery(MailDown)));
+        assert_eq!(files(), 0);
     }
 
     #[test]
