@@ -151,3 +151,33 @@ fn no_delivered_pin_stays_in_the_data_directory() {
     let pins = delivered_pins(dir);
     assert_no_delivered_pin_at_rest(dir, &pins);
 }
+
+/// A spool file that names no queued mail (its unlink failed after delivery, or its reset
+/// rolled back) is removed by the running server, not only at the next start.
+#[test]
+fn a_running_server_removes_spool_files_of_no_queued_mail() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path();
+    umws_in(
+        dir,
+        &["mailbox", "add"],
+        &["--user", "rest0", "--password", "pw"],
+        0,
+    );
+    let server = Serve::start(dir);
+    let orphan = dir
+        .join(umws::store::SPOOL_DIR)
+        .join("00000000000000000000000000000001.eml");
+    std::fs::write(&orphan, "Your new PIN is: 135790\n").unwrap();
+    assert_eq!(
+        try_reset_pin(&server.base, "rest0", "pw"),
+        Sent::Status(200)
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || !orphan.exists()),
+        "the orphan spool file is still there"
+    );
+    assert!(drained(dir));
+    assert_no_delivered_pin_at_rest(dir, &delivered_pins(dir));
+    server.kill9();
+}

@@ -328,6 +328,8 @@ impl<D: MailDelivery + 'static> Outbox<D> {
                 let outbox = Arc::clone(&self);
                 let drained = tokio::task::spawn_blocking(move || {
                     if outbox.store.outbox_len()? == 0 {
+                        // Spool files whose unlink failed after their delivery go now.
+                        outbox.store.sweep_spool()?;
                         return Ok(DrainReport::default());
                     }
                     outbox.deliver_pending()

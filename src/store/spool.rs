@@ -134,7 +134,7 @@ impl Spool {
             match key {
                 Some(key) => keys.push(key.to_owned()),
                 None => {
-                    tracing::warn!(file = %entry.path().display(), "unexpected file in the outbox spool; left alone")
+                    tracing::debug!(file = %entry.path().display(), "unexpected file in the outbox spool; left alone")
                 }
             }
         }
