@@ -29,6 +29,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// max_connections = 900          # served at once; more wait in the listen backlog
 /// mail_from = "UM Service <umws@example.com>"
 /// demo_mailbox = true            # create a demo mailbox in an empty store
+/// max_pin_resets_per_hour = 5    # ResetPINs per mailbox per hour; more get a ResetPINException
 /// allow_plain_http = false       # Basic auth over plain HTTP off loopback
 /// tls_cert = "cert.pem"          # with tls_key: serve HTTPS
 /// tls_key = "key.pem"
@@ -68,6 +69,8 @@ pub struct FileConfig {
     pub mail_from: Option<String>,
     /// Create a demo mailbox when the store has none.
     pub demo_mailbox: Option<bool>,
+    /// The most ResetPINs per mailbox within an hour.
+    pub max_pin_resets_per_hour: Option<u32>,
     /// Allow Basic authentication over plain HTTP on a non-loopback address.
     pub allow_plain_http: Option<bool>,
     /// The TLS certificate chain (PEM); serve HTTPS when set with `tls_key`.
@@ -242,6 +245,9 @@ pub struct ServeConfig {
     pub mail_from: Option<String>,
     /// Create a demo mailbox when the store has none.
     pub demo_mailbox: bool,
+    /// The most ResetPINs per mailbox within an hour (default
+    /// [`RESET_PIN_LIMIT`](crate::store::RESET_PIN_LIMIT)); see `Store::with_reset_limit`.
+    pub max_pin_resets_per_hour: u32,
     /// Allow Basic authentication over plain HTTP on a non-loopback address.
     pub allow_plain_http: bool,
     /// The TLS certificate chain and private key (PEM files): HTTPS.
@@ -266,6 +272,7 @@ impl Default for ServeConfig {
             max_connections: umws_soap::server::DEFAULT_MAX_CONNECTIONS,
             mail_from: None,
             demo_mailbox: true,
+            max_pin_resets_per_hour: crate::store::RESET_PIN_LIMIT.max,
             allow_plain_http: false,
             tls: None,
             smtp: None,
@@ -275,6 +282,14 @@ impl Default for ServeConfig {
 }
 
 impl ServeConfig {
+    /// The ResetPIN limit per mailbox: `max_pin_resets_per_hour` per hour.
+    pub fn reset_limit(&self) -> crate::store::ResetLimit {
+        crate::store::ResetLimit {
+            max: self.max_pin_resets_per_hour,
+            window: Duration::from_secs(3600),
+        }
+    }
+
     /// Defaults overridden by a file.
     pub fn from_file(file: FileConfig) -> Result<Self, ConfigError> {
         let d = Self::default();
@@ -292,6 +307,9 @@ impl ServeConfig {
             max_connections: file.max_connections.unwrap_or(d.max_connections),
             mail_from: file.mail_from.or(d.mail_from),
             demo_mailbox: file.demo_mailbox.unwrap_or(d.demo_mailbox),
+            max_pin_resets_per_hour: file
+                .max_pin_resets_per_hour
+                .unwrap_or(d.max_pin_resets_per_hour),
             allow_plain_http: file.allow_plain_http.unwrap_or(d.allow_plain_http),
             tls: match (file.tls_cert, file.tls_key) {
                 (Some(cert), Some(key)) => Some((cert, key)),
@@ -341,6 +359,12 @@ impl ServeConfig {
             return Err(ConfigError::Invalid {
                 key: "max_connections",
                 reason: format!("{} is outside 1..=1000000", self.max_connections),
+            });
+        }
+        if self.max_pin_resets_per_hour == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_pin_resets_per_hour",
+                reason: "0 would refuse every ResetPIN; at least 1".into(),
             });
         }
         if self.backoff.base > self.backoff.max {

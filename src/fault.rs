@@ -82,6 +82,16 @@ impl UmError {
                 "TransportException",
                 format!("{operation} is not available: this server has no telephony backend to place calls."),
             ),
+            Self::ResetPin(ResetPinError::TooManyResets { limit, retry_after }) => (
+                "ResetPINException",
+                format!(
+                    "Too many PIN resets: a mailbox may reset its PIN at most {} times per {}. \
+                     Try again in {} minutes; the current PIN is unchanged.",
+                    limit.max,
+                    window_text(limit.window),
+                    retry_after.as_secs().div_ceil(60).max(1)
+                ),
+            ),
             Self::ResetPin(_) => (
                 "ResetPINException",
                 "The PIN could not be reset; the current PIN is unchanged.".into(),
@@ -105,6 +115,15 @@ impl From<UmError> for SoapFault {
                 SoapFault::server("An internal server error occurred.").with_lang("en-US")
             }
         }
+    }
+}
+
+/// A rate-limit window in words: "hour", "30 minutes", ...
+fn window_text(window: std::time::Duration) -> String {
+    match window.as_secs() {
+        3600 => "hour".into(),
+        s if s % 3600 == 0 => format!("{} hours", s / 3600),
+        s => format!("{} minutes", s.div_ceil(60)),
     }
 }
 

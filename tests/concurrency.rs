@@ -10,7 +10,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{maildir_mails, pin_check, pin_in_mail, try_reset_pin, umws_in, Sent, Serve};
+use common::{
+    maildir_mails, pin_check, pin_in_mail, try_reset_pin, umws_in, Sent, Serve, MANY_RESETS,
+};
 use umws::store::Store;
 
 /// Clients and resets per client on one mailbox: 7 x 3 = 21 PINs, which a PIN record with
@@ -34,7 +36,7 @@ fn concurrent_resets_of_one_mailbox_serialize() {
         &["--name", "Default", "--pin-history-count", "20"],
         0,
     );
-    let server = Serve::start(dir);
+    let server = Serve::start_with(dir, MANY_RESETS);
     let started = Instant::now();
     let answers: Vec<Sent> = std::thread::scope(|s| {
         let clients: Vec<_> = (0..CLIENTS)
@@ -92,7 +94,7 @@ fn resets_of_different_mailboxes_proceed_side_by_side() {
             0,
         );
     }
-    let server = Serve::start(dir);
+    let server = Serve::start_with(dir, MANY_RESETS);
     let reset = |user: &str| {
         let t = Instant::now();
         assert_eq!(try_reset_pin(&server.base, user, "pw"), Sent::Status(200));

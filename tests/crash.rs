@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use common::{maildir_mails, pin_check, pin_in_mail, try_reset_pin, umws_in, wait_until};
-use common::{Sent, Serve};
+use common::{Sent, Serve, MANY_RESETS};
 use rand::Rng;
 use umws::store::Store;
 
@@ -98,7 +98,7 @@ fn sigkill_during_reset_load_loses_nothing_and_invents_nothing() {
     let mut left_queued = Vec::new();
     let mut kills = 0;
     while kills < KILLS {
-        let server = Serve::start(dir);
+        let server = Serve::start_with(dir, MANY_RESETS);
         *base.write().unwrap() = Some(server.base.clone());
         std::thread::sleep(Duration::from_millis(rng.gen_range(400..2600)));
         server.kill9();
@@ -113,7 +113,7 @@ fn sigkill_during_reset_load_loses_nothing_and_invents_nothing() {
     }
 
     // Restart: the server delivers the outbox at start.
-    let server = Serve::start(dir);
+    let server = Serve::start_with(dir, MANY_RESETS);
     let store = Store::open(dir).unwrap();
     assert!(
         wait_until(Duration::from_secs(30), || store.outbox_len().unwrap() == 0),

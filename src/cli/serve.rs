@@ -28,6 +28,10 @@ pub(crate) struct ServeArgs {
     /// Do not create a demo mailbox in an empty store.
     #[arg(long)]
     no_demo: bool,
+    /// The most ResetPINs per mailbox within an hour [default: 5]; more are refused with a
+    /// ResetPINException.
+    #[arg(long, value_name = "N")]
+    max_pin_resets_per_hour: Option<u32>,
     /// Allow Basic authentication over plain HTTP on a non-loopback
     /// address (passwords then cross the network in clear).
     #[arg(long)]
@@ -106,6 +110,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
     }
     config.strict_namespaces |= args.strict_namespaces;
     config.demo_mailbox &= !args.no_demo;
+    if let Some(n) = args.max_pin_resets_per_hour {
+        config.max_pin_resets_per_hour = n;
+    }
     config.allow_plain_http |= args.allow_plain_http;
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = Some((cert, key));
@@ -129,11 +136,11 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
         )));
     }
 
-    let store = Store::create(&config.data)?;
+    let store = Store::create(&config.data)?.with_reset_limit(Some(config.reset_limit()));
     let demo = if config.demo_mailbox {
         ensure_demo_mailbox(&store, &config.data)?
     } else {
-        None
+        Demo::Off
     };
     let server = umws::app::build_server(store, &config.data, &config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -147,7 +154,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
     // Signal handlers first: a SIGTERM right after the banner must stop
     // the server gracefully, not kill it.
     let shutdown = umws::app::shutdown_signal();
-    print_banner(scheme, addr, &config.data, demo.as_ref());
+    print_banner(scheme, addr, &config.data, &demo);
     let served = match tls {
         Some(tls) => server.serve_tls(listener, tls, shutdown).await,
         None => server.serve(listener, shutdown).await,
@@ -165,18 +172,25 @@ pub(crate) const DEMO_USER: &str = "demo";
 /// The file in the data directory that keeps the demo password.
 pub(crate) const DEMO_CREDENTIALS: &str = "demo-credentials.txt";
 
-/// Creates the demo mailbox in an empty store; returns its password when it
-/// exists (read back from the data directory on later starts).
-pub(crate) fn ensure_demo_mailbox(store: &Store, data: &Path) -> Result<Option<String>, CliError> {
+/// What the banner says about the demo mailbox.
+pub(crate) enum Demo {
+    /// Created by this start: its password is printed, this once.
+    Created(String),
+    /// Created by an earlier start: its password is in the credentials file only (a
+    /// password printed on every start would land in the journal every time).
+    Exists,
+    /// No demo mailbox (off, or the store has other mailboxes).
+    Off,
+}
+
+/// Creates the demo mailbox in an empty store.
+pub(crate) fn ensure_demo_mailbox(store: &Store, data: &Path) -> Result<Demo, CliError> {
     let file = data.join(DEMO_CREDENTIALS);
     if store.mailbox(DEMO_USER)?.is_some() {
-        return Ok(std::fs::read_to_string(&file).ok().and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("password=").map(str::to_owned))
-        }));
+        return Ok(Demo::Exists);
     }
     if !store.mailboxes()?.is_empty() {
-        return Ok(None);
+        return Ok(Demo::Off);
     }
     let password: String = rand::thread_rng()
         .sample_iter(&rand::distributions::Alphanumeric)
@@ -191,23 +205,26 @@ pub(crate) fn ensure_demo_mailbox(store: &Store, data: &Path) -> Result<Option<S
         email: Some("demo@localhost".into()),
     })?;
     write_private(&file, &format!("user={DEMO_USER}\npassword={password}\n"));
-    Ok(Some(password))
+    Ok(Demo::Created(password))
 }
 
-/// Writes a file readable by its owner only (best effort: the password is
-/// printed anyway).
+/// Writes a file readable by its owner only, `0600` also when it existed with another mode
+/// (best effort: the password is printed anyway).
 pub(crate) fn write_private(path: &Path, text: &str) {
     use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
+    let mut options = umws::store::private::private_open_options();
     options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     if let Ok(mut f) = options.open(path) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+        }
         let _ = f.write_all(text.as_bytes());
     }
 }
 
-pub(crate) fn print_banner(scheme: &str, addr: SocketAddr, data: &Path, demo: Option<&String>) {
+pub(crate) fn print_banner(scheme: &str, addr: SocketAddr, data: &Path, demo: &Demo) {
     let base = format!("{scheme}://{addr}");
     let url = format!("{base}{}", umws::app::PATHS[0]);
     println!("umws: serving the UM web service on {url}");
@@ -216,7 +233,14 @@ pub(crate) fn print_banner(scheme: &str, addr: SocketAddr, data: &Path, demo: Op
         umws::app::PATHS[1]
     );
     println!("      data directory {}", data.display());
-    if let Some(password) = demo {
+    if let Demo::Exists = demo {
+        println!(
+            "demo mailbox: user {DEMO_USER}; its password is in {} \
+             (--no-demo or demo_mailbox = false: no demo mailbox)",
+            data.join(DEMO_CREDENTIALS).display()
+        );
+    }
+    if let Demo::Created(password) = demo {
         println!();
         println!("demo mailbox: user {DEMO_USER}, password {password}, extension 12345");
         println!("try it:");
@@ -233,6 +257,11 @@ pub(crate) fn print_banner(scheme: &str, addr: SocketAddr, data: &Path, demo: Op
             data.display()
         );
         println!("(with cargo: replace `umws` by `cargo run --release --`)");
+        println!(
+            "(the password is printed this once; it stays in {}. \
+             --no-demo or demo_mailbox = false: no demo mailbox)",
+            data.join(DEMO_CREDENTIALS).display()
+        );
     }
     println!("stop with Ctrl-C");
 }

@@ -12,12 +12,16 @@
 //! different names never share a directory, and names differing only in case do (as they name
 //! the same mailbox).
 //!
+//! The Maildirs are private to the service's user, whatever the umask: every directory is
+//! made `0700` (also one that exists with a wider mode) and every mail file is created `0600`
+//! (see `crate::store::private`).
+//!
 //! A mail of the outbox gets the unique name [`queued_name`], derived from its outbox row alone
 //! (`<created_at>.Q<row id>_<key>.umws`), so delivering it twice finds the first copy, in `new/`
 //! or, once a mail reader has seen it, in `cur/` as `<name>:2,<flags>`. Such names sort in the
 //! order the PIN changes were committed.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +31,8 @@ use lettre::Message;
 use rand::Rng;
 
 use super::{host_name, DeliveryReceipt, MailDelivery, MailError};
-use crate::store::{normalize_user, OutboxMail};
+use crate::store::private::{private_dir, private_open_options};
+use crate::store::{normalize_user, OutboxMail, StoreError};
 
 /// The longest directory name [`mailbox_dir_name`] produces (file systems allow 255 bytes).
 pub const MAX_DIR_NAME_LEN: usize = 200;
@@ -148,9 +153,25 @@ fn sync_dir(dir: &Path) -> Result<(), MailError> {
     Ok(())
 }
 
-/// Creates `tmp` (which must not exist), writes `bytes` into it and flushes it to disk.
+/// Creates the directory `dir` `0700`, or makes an existing one `0700`.
+fn make_private_dir(dir: &Path) -> Result<(), MailError> {
+    private_dir(dir).map_err(|e| match e {
+        StoreError::Private { path, source } => MailError::Io {
+            op: "create",
+            path,
+            source,
+        },
+        other => MailError::Io {
+            op: "create",
+            path: dir.to_path_buf(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
+}
+
+/// Creates `tmp` (which must not exist) `0600`, writes `bytes` into it and flushes it to disk.
 fn write_synced(tmp: &Path, bytes: &[u8]) -> Result<(), MailError> {
-    let mut file = OpenOptions::new()
+    let mut file = private_open_options()
         .write(true)
         .create_new(true)
         .open(tmp)
@@ -217,12 +238,17 @@ impl Maildir {
     }
 
     /// Creates `cur`, `new` and `tmp` of `dir` where missing, flushing the parents of anything
-    /// created; in an existing Maildir, removes what crashes left in `tmp`.
+    /// created; in an existing Maildir, removes what crashes left in `tmp`. The root, `dir`
+    /// and its subdirectories are made `0700`, existing or not.
     fn ensure_maildir(&self, dir: &Path) -> Result<(), MailError> {
         let existed = dir.is_dir();
+        if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(io_error("create", parent))?;
+        }
+        make_private_dir(&self.root)?;
+        make_private_dir(dir)?;
         for sub in ["cur", "new", "tmp"] {
-            let path = dir.join(sub);
-            fs::create_dir_all(&path).map_err(io_error("create", &path))?;
+            make_private_dir(&dir.join(sub))?;
         }
         if existed {
             remove_stale_tmp(&dir.join("tmp"));

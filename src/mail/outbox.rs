@@ -18,8 +18,9 @@
 //! (1 s, 2 s, 4 s, ... up to 5 min by default); the background delivery skips mails that are not
 //! due yet. After a restart every queued mail is due at once. Within this process a mail is
 //! delivered by one caller at a time (the reset's own attempt or the background one), never two
-//! concurrently. The rows hold the PIN in clear (like any
-//! mail queue): they are deleted once delivered and their bodies are never logged.
+//! concurrently. A queued mail holds the PIN in clear (like any mail queue), in its spool file
+//! beside the row (never in the database, see `crate::store::spool`); row and file are deleted
+//! once it is delivered, and bodies are never logged.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -327,6 +328,8 @@ impl<D: MailDelivery + 'static> Outbox<D> {
                 let outbox = Arc::clone(&self);
                 let drained = tokio::task::spawn_blocking(move || {
                     if outbox.store.outbox_len()? == 0 {
+                        // Spool files whose unlink failed after their delivery go now.
+                        outbox.store.sweep_spool()?;
                         return Ok(DrainReport::default());
                     }
                     outbox.deliver_pending()

@@ -12,6 +12,8 @@
 //! queues its rendered mail in the same transaction that changes the PIN, so the change and its
 //! mail commit together; `crate::mail::outbox` delivers and removes the rows afterwards.
 
+pub mod private;
+mod spool;
 pub mod sqlite;
 
 use std::borrow::Cow;
@@ -27,6 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::pin_policy::{PinGenerationError, PinPolicy, PinRejected, PolicyError};
 
+pub use spool::SPOOL_DIR;
 pub use sqlite::{PinWorkHook, Store, DEFAULT_EXTERNAL_POLL};
 
 /// The database id of a mailbox.
@@ -42,19 +45,53 @@ impl fmt::Display for MailboxId {
 /// The name of the policy every new mailbox gets, created with the database.
 pub const DEFAULT_POLICY_NAME: &str = "Default";
 
-/// The key under which a user name is looked up: user names match case-insensitively (like
-/// Windows accounts), by Unicode lower-casing. Borrowed, without an allocation, when the
-/// name is lower-case ASCII already (the usual case).
+/// The key under which a user name is stored and looked up, by every entry point (the store,
+/// the credentials cache, the logon throttle, the Maildir names): user names match
+/// case-insensitively (like Windows accounts) and by canonical equivalence. The name is put
+/// in Unicode normalization form C, lower-cased, and put in form C again (lower-casing can
+/// produce decomposed sequences). So an NFD `jürgen` is the NFC `jürgen`, and the Kelvin sign
+/// (U+212A, canonically `K`) is `k`. Borrowed, without an allocation, when the name is
+/// lower-case ASCII already (the usual case).
 pub fn normalize_user(user: &str) -> Cow<'_, str> {
+    use unicode_normalization::UnicodeNormalization as _;
     if user
         .bytes()
         .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
     {
         Cow::Borrowed(user)
     } else {
-        Cow::Owned(user.to_lowercase())
+        let lower = user.nfc().collect::<String>().to_lowercase();
+        Cow::Owned(lower.nfc().collect())
     }
 }
+
+/// A user name as it is stored for display (`Mailbox::user`): in normalization form C, case
+/// kept.
+pub fn display_user(user: &str) -> Cow<'_, str> {
+    use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization as _};
+    if is_nfc_quick(user.chars()) == IsNormalized::Yes {
+        Cow::Borrowed(user)
+    } else {
+        Cow::Owned(user.nfc().collect())
+    }
+}
+
+/// How many PIN resets the ResetPIN operation may make per mailbox within a window; further
+/// ones are refused ([`ResetPinError::TooManyResets`]) until the oldest leaves the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResetLimit {
+    /// The most resets within `window`.
+    pub max: u32,
+    /// The window.
+    pub window: std::time::Duration,
+}
+
+/// The ResetPIN limit of the service: 5 resets per mailbox per hour (an Exchange user resets a
+/// PIN a few times a day at most; each reset costs argon2 work).
+pub const RESET_PIN_LIMIT: ResetLimit = ResetLimit {
+    max: 5,
+    window: std::time::Duration::from_secs(3600),
+};
 
 /// The cost of the argon2id hashes the store creates. Verification always uses the parameters
 /// recorded in the stored hash.
@@ -411,6 +448,39 @@ pub enum StoreError {
     /// The mailbox's PIN state kept changing under a concurrent writer; try again.
     #[error("the mailbox was changed concurrently; try again")]
     Conflict,
+    /// The data directory may be written by the group or others: refused, since anyone who can
+    /// write there can replace the database or read the mails planted through links.
+    #[error(
+        "data directory {} is writable by its group or by others (mode {mode:04o}); \
+         make it private to the service's user (chmod 700) or use another one",
+        path.display()
+    )]
+    InsecureDataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Making a file or directory of the data directory private failed.
+    #[error("cannot make {} private to its owner", path.display())]
+    Private {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The spool of queued mails failed.
+    #[error("cannot {op} outbox spool file {}", path.display())]
+    Spool {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Why a PIN reset was made; it decides what happens to the failed logon count.
@@ -547,6 +617,14 @@ pub enum ResetPinError<E: std::error::Error + 'static> {
     /// back.
     #[error("cannot build the mail with the new PIN")]
     Delivery(#[source] E),
+    /// The mailbox had its [`ResetLimit`] of resets within the window already.
+    #[error("too many PIN resets: at most {} per {} minutes", limit.max, limit.window.as_secs() / 60)]
+    TooManyResets {
+        /// The limit.
+        limit: ResetLimit,
+        /// When the next reset is allowed, from now.
+        retry_after: std::time::Duration,
+    },
 }
 
 impl<E: std::error::Error + 'static> From<rusqlite::Error> for ResetPinError<E> {
@@ -555,7 +633,7 @@ impl<E: std::error::Error + 'static> From<rusqlite::Error> for ResetPinError<E> 
     }
 }
 
-/// Checks a user name for [`Store::add_mailbox`].
+/// Checks a user name for [`Store::add_mailbox`] (give it in NFC, see [`display_user`]).
 pub(crate) fn validate_user(user: &str) -> Result<(), StoreError> {
     let reason = if user.is_empty() {
         "empty"
@@ -565,6 +643,9 @@ pub(crate) fn validate_user(user: &str) -> Result<(), StoreError> {
         "contains a control character"
     } else if user.trim() != user {
         "begins or ends with white space"
+    } else if user.contains(':') {
+        "contains ':', which HTTP Basic authentication cannot carry in a user name \
+         (such a user could never log on)"
     } else {
         return Ok(());
     };
@@ -614,6 +695,26 @@ mod tests {
         assert!(validate_user("").is_err());
         assert!(validate_user(" alice").is_err());
         assert!(validate_user("a\0b").is_err());
+    }
+
+    #[test]
+    fn user_names_are_nfc_and_case_folded() {
+        // The Kelvin sign is canonically K.
+        assert_eq!(normalize_user("\u{212A}"), "k");
+        assert_eq!(normalize_user("\u{212A}ATE"), normalize_user("kate"));
+        // NFD and NFC are one name, in any case.
+        let nfc = "j\u{fc}rgen";
+        let nfd = "ju\u{308}rgen";
+        assert_eq!(normalize_user(nfd), nfc);
+        assert_eq!(normalize_user("JU\u{308}RGEN"), nfc);
+        assert_eq!(display_user(nfd), nfc);
+        assert_eq!(display_user("J\u{dc}rgen"), "J\u{dc}rgen");
+        // Lower-case ASCII is borrowed.
+        assert!(matches!(normalize_user("alice"), Cow::Borrowed(_)));
+        assert!(matches!(display_user("Alice"), Cow::Borrowed(_)));
+        // A colon can never log on with Basic authentication.
+        let err = validate_user("ops:admin").unwrap_err();
+        assert!(err.to_string().contains("contains ':'"), "{err}");
     }
 
     #[test]

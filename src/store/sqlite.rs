@@ -22,10 +22,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::{CryptoRng, RngCore};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
+use super::private::{check_data_dir, private_entries, private_file, private_open_options};
+use super::spool::Spool;
 use super::{
-    hash_secret, normalize_user, validate_extension, validate_user, verify_secret, ChangePinError,
-    CredentialStamp, HashCost, Mailbox, MailboxId, NewMailbox, OutboxMail, OutgoingMail, PinCheck,
-    PinRecordMatch, ResetPinError, ResetPinOutcome, ResetReason, StoreError, DEFAULT_POLICY_NAME,
+    display_user, hash_secret, normalize_user, validate_extension, validate_user, verify_secret,
+    ChangePinError, CredentialStamp, HashCost, Mailbox, MailboxId, NewMailbox, OutboxMail,
+    OutgoingMail, PinCheck, PinRecordMatch, ResetLimit, ResetPinError, ResetPinOutcome,
+    ResetReason, StoreError, DEFAULT_POLICY_NAME,
 };
 use crate::pin_policy::{PinPolicy, PinRejected};
 
@@ -105,7 +108,19 @@ pub const MIGRATIONS: &[&str] = &[
         attempts INTEGER NOT NULL DEFAULT 0,      -- failed deliveries so far
         last_attempt_at INTEGER                   -- unix seconds of the last failure
     );",
+    // Version 3: the ResetPIN rate limit's log, one row per counted reset (see
+    // `Store::with_reset_limit`). Also from this version on: the outbox's `message` is empty and
+    // the message lives in a spool file (`super::spool`), and `user_key` is the NFC + case-fold
+    // key of `normalize_user` (recomputed by `rekey_users` on upgrade).
+    "CREATE TABLE pin_resets (
+        mailbox_id INTEGER NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+        at INTEGER NOT NULL                       -- unix seconds
+    );
+    CREATE INDEX pin_resets_by_mailbox ON pin_resets (mailbox_id, at);",
 ];
+
+/// The schema version from which outbox messages are spooled and user keys are NFC-folded.
+const SPOOL_VERSION: i64 = 3;
 
 /// The columns read into a [`MailboxRow`], in the order [`read_row`] expects.
 /// A macro so that the queries below are built once, at compile time
@@ -233,6 +248,8 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 /// The state shared by all clones of a [`Store`].
 struct Shared {
     path: PathBuf,
+    /// The spool of queued mails (see [`super::spool`]).
+    spool: Spool,
     idle: Mutex<Vec<Connection>>,
     /// A hash of a random secret, verified against for unknown users so that their answer
     /// takes as long as a known user's.
@@ -353,9 +370,57 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     for sql in MIGRATIONS.iter().skip(usize::try_from(found).unwrap_or(0)) {
         tx.execute_batch(sql)?;
     }
+    if found > 0 && found < SPOOL_VERSION {
+        rekey_users(&tx)?;
+    }
     tx.pragma_update(None, "user_version", supported)?;
     tx.commit()?;
     tracing::info!(from = found, to = supported, "migrated database schema");
+    if found > 0 && found < SPOOL_VERSION {
+        // An older version kept delivered PIN mails in the database until their pages were
+        // reused: rebuild the file from its live rows (once) and empty the WAL, so that no
+        // delivered PIN of that time stays behind. (Mails still queued then stay in their rows
+        // until delivered; see `OutboxMail` for such legacy rows.)
+        conn.execute_batch("VACUUM")?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
+    Ok(())
+}
+
+/// Recomputes every `user_key` with [`normalize_user`] (NFC + case fold; before version 3 it
+/// was case fold only), and puts the names in NFC. Where two mailboxes now share a key (an NFC
+/// and an NFD spelling of one name), the first to hold it (by its old key, else by id) keeps
+/// it, and the other keeps its old key, which no logon can produce any more; that is logged.
+fn rekey_users(tx: &Connection) -> Result<(), StoreError> {
+    let users = tx
+        .prepare("SELECT id, user_name, user_key FROM mailboxes ORDER BY id")?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for (id, name, old_key) in users {
+        let key = normalize_user(&name);
+        if key == old_key {
+            continue;
+        }
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM mailboxes WHERE user_key = ?1)",
+            [key.as_ref()],
+            |r| r.get(0),
+        )?;
+        if taken {
+            tracing::warn!(mailbox = id, user = %name, "user name is another mailbox's after Unicode normalization; this mailbox cannot log on");
+            continue;
+        }
+        tx.execute(
+            "UPDATE mailboxes SET user_key = ?2, user_name = ?3 WHERE id = ?1",
+            params![id, key, display_user(&name)],
+        )?;
+    }
     Ok(())
 }
 
@@ -366,6 +431,7 @@ pub struct Store {
     cost: HashCost,
     external_poll: Duration,
     pin_work_hook: Option<PinWorkHook>,
+    reset_limit: Option<ResetLimit>,
 }
 
 impl fmt::Debug for Store {
@@ -380,19 +446,44 @@ impl fmt::Debug for Store {
 impl Store {
     /// Opens (creating the database file and schema when needed) the store in `data_dir`, which
     /// must exist: a missing directory is [`StoreError::DataDirMissing`].
+    ///
+    /// The data directory must be private (see [`super::private`]): one the group or others
+    /// may write to is refused ([`StoreError::InsecureDataDir`]); otherwise it is made `0700`,
+    /// the database and its `-wal`, `-shm` and `-journal` files `0600` (SQLite gives its side
+    /// files the mode of the database file), and the files and directories directly in the
+    /// data directory `0600` and `0700`. [`create`](Self::create) also walks the whole tree.
+    /// Spool files of delivered or never-committed mails left by a crash are removed.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         if !data_dir.is_dir() {
             return Err(StoreError::DataDirMissing {
                 path: data_dir.to_path_buf(),
             });
         }
+        check_data_dir(data_dir)?;
         let path = data_dir.join(DATABASE_FILE);
+        // Created here, 0600 whatever the umask, so that SQLite (which creates a missing file
+        // 0644 less the umask) finds it and gives the WAL and shared-memory files its mode.
+        private_open_options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| StoreError::Private {
+                path: path.clone(),
+                source,
+            })?;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            private_file(&data_dir.join(format!("{DATABASE_FILE}{suffix}")))?;
+        }
+        private_entries(data_dir)?;
+        let spool = Spool::open(data_dir)?;
         let commits = Arc::new(AtomicU64::new(0));
         let mut conn = open_connection(&path, Some(&commits))?;
         migrate(&mut conn)?;
-        Ok(Store {
+        let store = Store {
             shared: Arc::new(Shared {
                 path,
+                spool,
                 idle: Mutex::new(vec![conn]),
                 dummy_hash: OnceLock::new(),
                 pin_locks: Mutex::new(HashMap::new()),
@@ -405,16 +496,85 @@ impl Store {
             cost: HashCost::default(),
             external_poll: DEFAULT_EXTERNAL_POLL,
             pin_work_hook: None,
-        })
+            reset_limit: None,
+        };
+        store.sweep_spool()?;
+        Ok(store)
     }
 
-    /// Like [`open`](Self::open), but creates `data_dir` (and its parents) first.
+    /// Like [`open`](Self::open), but creates `data_dir` (`0700`; its parents as the umask
+    /// says) first, and makes everything under it private, to any depth: directories `0700`,
+    /// files `0600` (the Maildirs and the mails an older version left readable). `umws serve`
+    /// and `umws mailbox add` open the store this way.
     pub fn create(data_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
-        Self::open(data_dir)
+        if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                path: data_dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, super::private::PRIVATE_DIR_MODE);
+        match builder.create(data_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && data_dir.is_dir() => {}
+            Err(source) => {
+                return Err(StoreError::CreateDir {
+                    path: data_dir.to_path_buf(),
+                    source,
+                })
+            }
+        }
+        let store = Self::open(data_dir)?;
+        super::private::private_tree(data_dir)?;
+        Ok(store)
+    }
+
+    /// Limits the resets that this handle makes for [`ResetReason::Requested`] (the ResetPIN
+    /// operation) per mailbox: a reset beyond `limit` within its window is refused with
+    /// [`ResetPinError::TooManyResets`], before any argon2 work. The count is kept in the
+    /// database and checked in the reset's write transaction, so it holds across concurrent
+    /// requests and processes. Without this (the default, for tools and tests) resets are not
+    /// limited and not counted; automatic resets ([`ResetReason::TooManyFailures`]) never are.
+    pub fn with_reset_limit(mut self, limit: Option<ResetLimit>) -> Store {
+        self.reset_limit = limit;
+        self
+    }
+
+    /// Removes the spool files that no outbox row names: mails delivered just before a crash
+    /// (the row deleted, the file not yet) or whose file could not be unlinked then, and mails
+    /// whose transaction never committed. Runs under SQLite's write lock, so no transaction is
+    /// between creating its file and committing its row (see `super::spool`). Called by
+    /// [`open`](Self::open) and by the outbox's background delivery when the outbox is empty;
+    /// an empty spool costs one directory read.
+    pub fn sweep_spool(&self) -> Result<(), StoreError> {
+        let spool = &self.shared.spool;
+        if spool.keys()?.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut removed = 0u32;
+        for key in spool.keys()? {
+            let queued: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM outbox WHERE key = ?1)",
+                [&key],
+                |r| r.get(0),
+            )?;
+            if !queued {
+                spool.remove(&key)?;
+                removed += 1;
+            }
+        }
+        drop(tx);
+        if removed > 0 {
+            tracing::info!(
+                files = removed,
+                "removed spool files of delivered or uncommitted mails"
+            );
+        }
+        Ok(())
     }
 
     /// Sets the cost of the hashes this handle creates (the default is
@@ -561,7 +721,8 @@ impl Store {
 
     /// Adds a mailbox with the default policy and no PIN. Refuses a user name that exists
     /// already (compared case-insensitively) with [`StoreError::DuplicateUser`].
-    pub fn add_mailbox(&self, new: NewMailbox) -> Result<MailboxId, StoreError> {
+    pub fn add_mailbox(&self, mut new: NewMailbox) -> Result<MailboxId, StoreError> {
+        new.user = display_user(&new.user).into_owned();
         validate_user(&new.user)?;
         if let Some(ext) = &new.extension {
             validate_extension(ext)?;
@@ -881,27 +1042,26 @@ impl Store {
         E: std::error::Error + 'static,
         F: FnOnce(&ResetPinOutcome, &str) -> Result<OutgoingMail, E>,
     {
-        self.reset_pin_inner(id, rng, reason, |tx, outcome| {
+        let mut spooled = None;
+        let result = self.reset_pin_inner(id, rng, reason, |tx, outcome| {
             let key = uuid::Uuid::new_v4().simple().to_string();
             let mail = render(outcome, &key).map_err(|e| {
                 tracing::warn!(mailbox = %id, "PIN reset rolled back: the mail could not be built");
                 ResetPinError::Delivery(e)
             })?;
             let created_at = outcome.pin_set_at;
+            // The message goes into its spool file, flushed before the row commits; the row
+            // keeps an empty `message` (see `super::spool` for why the PIN stays out of the
+            // database).
+            self.shared.spool.write(&key, &mail.message)?;
+            spooled = Some(key.clone());
             let row_id: i64 = tx
                 .prepare_cached(
                     "INSERT INTO outbox (key, mailbox_id, user_name, recipient, message,
-                        created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                        created_at) VALUES (?1, ?2, ?3, ?4, x'', ?5) RETURNING id",
                 )?
                 .query_row(
-                    params![
-                        key,
-                        id.0,
-                        outcome.user,
-                        mail.recipient,
-                        mail.message,
-                        created_at
-                    ],
+                    params![key, id.0, outcome.user, mail.recipient, created_at],
                     |r| r.get(0),
                 )?;
             Ok(OutboxMail {
@@ -914,7 +1074,28 @@ impl Store {
                 created_at,
                 attempts: 0,
             })
-        })
+        });
+        if let (Err(_), Some(key)) = (&result, spooled) {
+            // Rolled back (or the commit failed): the file names no row, unless the commit
+            // went through after all.
+            if let Err(e) = self.remove_if_unqueued(&key) {
+                tracing::warn!(error = %crate::fault::ErrorChain(&e), "cannot remove the spool file of a rolled-back reset; removed at the next start");
+            }
+        }
+        result
+    }
+
+    /// Unlinks the spool file of `key` unless an outbox row names it.
+    fn remove_if_unqueued(&self, key: &str) -> Result<(), StoreError> {
+        let queued: bool = self.conn()?.query_row(
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE key = ?1)",
+            [key],
+            |r| r.get(0),
+        )?;
+        if !queued {
+            self.shared.spool.remove(key)?;
+        }
+        Ok(())
     }
 
     /// The lock that serialises PIN changes of mailbox `id` in this process.
@@ -953,9 +1134,16 @@ impl Store {
     {
         let lock = self.mailbox_lock(id);
         let _serialised = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let limit = self
+            .reset_limit
+            .filter(|_| reason == ResetReason::Requested);
         let mut finish = Some(finish);
         for _ in 0..RESET_PIN_ATTEMPTS {
-            // Step 2: only this mailbox's lock held.
+            // Step 2: only this mailbox's lock held. A reset over the limit is refused here,
+            // before the argon2 work; the count is checked again in the transaction.
+            if let Some(limit) = limit {
+                check_reset_limit(&*self.conn()?, id, limit, unix_now())?;
+            }
             let (_, before) = pin_state(&*self.conn()?, id)?;
             if !before.um_enabled {
                 return Err(ResetPinError::NotUmEnabled);
@@ -989,6 +1177,14 @@ impl Store {
                 continue;
             }
             let now = unix_now();
+            if let Some(limit) = limit {
+                check_reset_limit(&tx, id, limit, now)?;
+                let window = i64::try_from(limit.window.as_secs()).unwrap_or(i64::MAX);
+                tx.prepare_cached("DELETE FROM pin_resets WHERE mailbox_id = ?1 AND at <= ?2")?
+                    .execute(params![id.0, now.saturating_sub(window)])?;
+                tx.prepare_cached("INSERT INTO pin_resets (mailbox_id, at) VALUES (?1, ?2)")?
+                    .execute(params![id.0, now])?;
+            }
             replace_pin(&tx, id, &before, &new_hash, now, true)?;
             if reason == ResetReason::Requested {
                 tx.execute(
@@ -1226,7 +1422,7 @@ impl Store {
             "SELECT id, key, mailbox_id, user_name, recipient, message, created_at, attempts
              FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
-        let mails = stmt
+        let rows = stmt
             .query_map(params![after, limit], |r| {
                 Ok(OutboxMail {
                     id: r.get(0)?,
@@ -1240,7 +1436,38 @@ impl Store {
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        drop(stmt);
+        drop(conn);
+        let mut mails = Vec::with_capacity(rows.len());
+        for mut mail in rows {
+            // A row of an older version holds its message; since version 3 it is spooled.
+            if !mail.message.is_empty() {
+                mails.push(mail);
+                continue;
+            }
+            match self.shared.spool.read(&mail.key)? {
+                Some(message) => {
+                    mail.message = message;
+                    mails.push(mail);
+                }
+                None => self.spool_file_missing(&mail)?,
+            }
+        }
         Ok(mails)
+    }
+
+    /// A queued row whose spool file is gone: delivered meanwhile by another process (which
+    /// deletes the row before the file), or lost. A lost one is logged and its row removed,
+    /// so that it does not block the outbox for ever.
+    fn spool_file_missing(&self, mail: &OutboxMail) -> Result<(), StoreError> {
+        let removed = self
+            .conn()?
+            .prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+            .execute([mail.id])?;
+        if removed > 0 {
+            tracing::error!(mailbox = %mail.mailbox_id, key = %mail.key, "queued PIN mail lost: its spool file is missing; the user must reset the PIN again");
+        }
+        Ok(())
     }
 
     /// How many mails the outbox holds.
@@ -1250,14 +1477,23 @@ impl Store {
             .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?)
     }
 
-    /// Removes a delivered mail from the outbox; false when it was gone already (delivered by
-    /// someone else).
+    /// Removes a delivered mail from the outbox, then unlinks its spool file, so that nothing
+    /// of it (nor its PIN) stays in the data directory outside the Maildir; false when it was
+    /// gone already (delivered by someone else). A crash between the two leaves a file without
+    /// a row, removed at the next [`open`](Self::open).
     pub fn outbox_remove(&self, id: i64) -> Result<bool, StoreError> {
-        Ok(self
+        let key: Option<String> = self
             .conn()?
-            .prepare_cached("DELETE FROM outbox WHERE id = ?1")?
-            .execute([id])?
-            > 0)
+            .prepare_cached("DELETE FROM outbox WHERE id = ?1 RETURNING key")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        match key {
+            Some(key) => {
+                self.shared.spool.remove(&key)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Records a failed delivery attempt of an outbox mail.
@@ -1317,6 +1553,34 @@ impl Store {
     }
 }
 
+/// Refuses a reset of mailbox `id` at `now` when it had `limit.max` counted resets within the
+/// window already.
+fn check_reset_limit<E: std::error::Error + 'static>(
+    conn: &Connection,
+    id: MailboxId,
+    limit: ResetLimit,
+    now: i64,
+) -> Result<(), ResetPinError<E>> {
+    let window = i64::try_from(limit.window.as_secs()).unwrap_or(i64::MAX);
+    let since = now.saturating_sub(window);
+    let (count, oldest): (u32, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT COUNT(*), MIN(at) FROM pin_resets WHERE mailbox_id = ?1 AND at > ?2",
+        )?
+        .query_row(params![id.0, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if count >= limit.max {
+        let wait = oldest.map_or(window, |oldest| {
+            oldest.saturating_add(window).saturating_sub(now).max(1)
+        });
+        tracing::info!(mailbox = %id, count, "PIN reset refused: rate limit");
+        return Err(ResetPinError::TooManyResets {
+            limit,
+            retry_after: Duration::from_secs(u64::try_from(wait).unwrap_or(1)),
+        });
+    }
+    Ok(())
+}
+
 /// Replaces the PIN hash of mailbox `id` inside a write transaction: pushes the old hash (of
 /// `before`) into the history, trims the history to `PINHistoryCount`, and stores `new_hash`
 /// set at `now` with the must-change mark `must_change`.
@@ -1352,6 +1616,7 @@ fn replace_pin(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ResetLimit;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
@@ -2019,6 +2284,165 @@ mod tests {
         assert!(!m.is_exact());
         let m = store.match_pin_record(id, &[all[3], all[0]]).unwrap();
         assert_eq!(m.positions, vec![Some(3), None], "order matters");
+    }
+
+    #[test]
+    fn nfd_and_nfc_names_are_one_mailbox_and_old_keys_are_recomputed() {
+        let (dir, store) = store();
+        let mut new = alice();
+        new.user = "Ju\u{308}rgen".into();
+        let id = store.add_mailbox(new).unwrap();
+        assert_eq!(
+            store.mailbox_by_id(id).unwrap().unwrap().user,
+            "J\u{fc}rgen"
+        );
+        assert_eq!(store.mailbox("j\u{fc}RGEN").unwrap().unwrap().id, id);
+        let mut dup = alice();
+        dup.user = "J\u{fc}rgen".into();
+        assert!(matches!(
+            store.add_mailbox(dup),
+            Err(StoreError::DuplicateUser { .. })
+        ));
+        // A version 2 database keyed by lower-casing only: NFD key and name.
+        let mut bob = alice();
+        bob.user = "bob".into();
+        let bob = store.add_mailbox(bob).unwrap();
+        let conn = store.conn().unwrap();
+        conn.execute(
+            "UPDATE mailboxes SET user_key = 'ju\u{308}rgen', user_name = 'Ju\u{308}rgen'
+             WHERE id = ?1",
+            [id.0],
+        )
+        .unwrap();
+        // And a second mailbox that only differed by normalization then.
+        conn.execute(
+            "UPDATE mailboxes SET user_key = 'j\u{fc}rgen', user_name = 'j\u{fc}rgen'
+             WHERE id = ?1",
+            [bob.0],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch("DROP TABLE pin_resets").unwrap();
+        drop(conn);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        // The mailbox whose key was right already keeps it; the other keeps its old key
+        // (logged), which no logon produces any more.
+        let m = store.mailbox("Ju\u{308}rgen").unwrap().unwrap();
+        assert_eq!(m.id, bob);
+        let keys: Vec<String> = store
+            .conn()
+            .unwrap()
+            .prepare("SELECT user_key FROM mailboxes ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(keys, ["ju\u{308}rgen", "j\u{fc}rgen"]);
+        // Without a clash, an old key is recomputed.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let conn = store.conn().unwrap();
+        conn.execute("DELETE FROM mailboxes WHERE id = ?1", [bob.0])
+            .unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch("DROP TABLE pin_resets").unwrap();
+        drop(conn);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let m = store.mailbox("J\u{fc}RGEN").unwrap().unwrap();
+        assert_eq!((m.id, m.user.as_str()), (id, "J\u{fc}rgen"));
+    }
+
+    #[test]
+    fn requested_resets_are_limited_per_mailbox_in_the_store() {
+        let (_dir, store) = store();
+        let limit = ResetLimit {
+            max: 2,
+            window: Duration::from_secs(3600),
+        };
+        let limited = store.clone().with_reset_limit(Some(limit));
+        let id = store.add_mailbox(alice()).unwrap();
+        let mut bob = alice();
+        bob.user = "bob".into();
+        let other = store.add_mailbox(bob).unwrap();
+        let mut rng = rng();
+        limited.reset_pin(id, &mut rng).unwrap();
+        limited.reset_pin(id, &mut rng).unwrap();
+        let pins = store.pin_changes(id).unwrap();
+        match limited.reset_pin(id, &mut rng) {
+            Err(ResetPinError::TooManyResets {
+                limit: l,
+                retry_after,
+            }) => {
+                assert_eq!(l, limit);
+                assert!(retry_after > Duration::ZERO && retry_after <= limit.window);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.pin_changes(id).unwrap(), pins, "nothing changed");
+        // Other mailboxes, other reasons and unlimited handles are not limited.
+        limited.reset_pin(other, &mut rng).unwrap();
+        store.reset_pin(id, &mut rng).unwrap();
+        queue(&limited, id, ResetReason::TooManyFailures);
+        // Once the oldest reset leaves the window, one more is allowed.
+        store
+            .conn()
+            .unwrap()
+            .execute(
+                "UPDATE pin_resets SET at = at - 3600 WHERE mailbox_id = ?1 AND rowid =
+                    (SELECT MIN(rowid) FROM pin_resets WHERE mailbox_id = ?1)",
+                [id.0],
+            )
+            .unwrap();
+        limited.reset_pin(id, &mut rng).unwrap();
+        assert!(limited.reset_pin(id, &mut rng).is_err());
+    }
+
+    #[test]
+    fn queued_mails_live_in_spool_files_removed_on_delivery_and_at_open() {
+        let (dir, store) = store();
+        let id = store.add_mailbox(alice()).unwrap();
+        let spool = dir.path().join(super::super::SPOOL_DIR);
+        let files = || std::fs::read_dir(&spool).unwrap().count();
+        let (a, pin) = queue(&store, id, ResetReason::Requested);
+        let (b, _) = queue(&store, id, ResetReason::Requested);
+        assert_eq!(files(), 2);
+        // The row holds no message; the spool file does.
+        let stored: Vec<u8> = store
+            .conn()
+            .unwrap()
+            .query_row("SELECT message FROM outbox WHERE id = ?1", [a.id], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(stored.is_empty());
+        assert_eq!(
+            store.outbox_pending(0, 10).unwrap(),
+            vec![a.clone(), b.clone()]
+        );
+        assert!(!pin.is_empty());
+        assert!(store.outbox_remove(a.id).unwrap());
+        assert_eq!(files(), 1);
+        // What crashes leave: a file without a row (deleted row, or never committed).
+        std::fs::write(spool.join("0123abcd.eml"), b"PIN").unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(files(), 1);
+        assert_eq!(store.outbox_pending(0, 10).unwrap(), vec![b.clone()]);
+        // A row whose file is lost is dropped (logged), not delivered empty.
+        std::fs::remove_file(spool.join(format!("{}.eml", b.key))).unwrap();
+        assert!(store.outbox_pending(0, 10).unwrap().is_empty());
+        assert_eq!(store.outbox_len().unwrap(), 0);
+        // A failed render leaves no file.
+        let err = store
+            .reset_pin_queued(id, &mut rng(), ResetReason::Requested, |_, _| {
+                Err::<OutgoingMail, _>(MailDown)
+            })
+            .unwrap_err();
+        assert!(matches!(err, ResetPinError::Delivery(MailDown)));
+        assert_eq!(files(), 0);
     }
 
     #[test]

@@ -391,3 +391,64 @@ pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
     done()
 }
+
+// ---- Helpers for the private-files, PIN-at-rest and user-name tests. ----
+
+/// A ResetPIN limit high enough for tests that reset one mailbox many times.
+pub const MANY_RESETS: &[&str] = &["--max-pin-resets-per-hour", "1000000"];
+
+impl Serve {
+    /// [`Serve::start`] with extra arguments.
+    pub fn start_with(data: &Path, extra: &[&str]) -> Serve {
+        Self::spawn(data, extra, None).expect("server did not start")
+    }
+
+    /// `umws serve --no-demo` on `data` with `extra` arguments, run under the shell's
+    /// `umask` `umask` when given; `Err(stderr)` when it exits before printing its address.
+    pub fn spawn(data: &Path, extra: &[&str], umask: Option<&str>) -> Result<Serve, String> {
+        let mut command = match umask {
+            Some(mask) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("umask {mask} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_umws"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_umws")),
+        };
+        let mut child = command
+            .args(["serve", "--no-demo", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .env("UMWS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn umws serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(rest) = line.strip_prefix("umws: serving the UM web service on ") {
+                        let url = rest.trim();
+                        let end = url.find("/UnifiedMessaging").expect("path in banner");
+                        break url[..end].to_owned();
+                    }
+                }
+                _ => {
+                    let mut err = String::new();
+                    let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+                    let _ = child.wait();
+                    return Err(err);
+                }
+            }
+        };
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        });
+        Ok(Serve { child, base })
+    }
+}
