@@ -1,18 +1,18 @@
 //! Interop with a real third-party SOAP client: Python's `zeep`.
 //!
 //! Each test starts a real `umws serve`, then runs
-//! `python3 tests/interop/zeep_client.py URL USER PASSWORD OP...`, which
+//! `python -I tests/interop/zeep_client.py URL USER PASSWORD OP...` (the Python of the test
+//! virtual environment, made from `tests/requirements.txt` by `tests/common/env.rs`), which
 //! loads the served `?wsdl` (and the schemas it imports) with zeep, calls the
 //! operations with HTTP Basic authentication and prints what came back as
 //! JSON. The assertions are made here.
 //!
-//! zeep is required: without it these tests fail, saying how to install it
-//! (`pip install zeep`), unless `UMWS_SKIP_INTEROP=1` is set.
+//! The tests install zeep themselves (into `target/test-env/python/venv`); when they cannot,
+//! they fail saying why, unless `UMWS_SKIP_INTEROP=1` is set.
 
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::{pin_check, pin_in_mail, Server};
 use json::Json;
@@ -25,39 +25,26 @@ const UNKNOWN_CALL_ID: &str =
     "NDFiMmU3YzAtYjA1Ny00YjYzLWE4ZTAtN2E0ZDdjNzQ1ZTQ4QHVtLmV4YW1wbGUuY29t";
 
 /// Whether the interop tests should run: `false` (with a message) when
-/// `UMWS_SKIP_INTEROP=1`; panics with install instructions when zeep is
-/// missing.
+/// `UMWS_SKIP_INTEROP=1`; otherwise provides the test virtual environment with zeep (see
+/// `tests/common/env.rs`), panicking with what to do when it cannot.
 fn zeep_required() -> bool {
     if std::env::var("UMWS_SKIP_INTEROP").as_deref() == Ok("1") {
         eprintln!("SKIPPED: zeep interop test (UMWS_SKIP_INTEROP=1)");
         return false;
     }
-    let probe = Command::new("python3").args(["-c", "import zeep"]).output();
-    match probe {
-        Ok(out) if out.status.success() => true,
-        Ok(out) => panic!(
-            "the interop tests need the Python SOAP client zeep, and `python3 -c \"import zeep\"` \
-             failed:\n{}\nInstall it with `pip install zeep` (CI does), or set \
-             UMWS_SKIP_INTEROP=1 to skip these tests.",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => panic!(
-            "the interop tests need python3 with zeep, and python3 could not be run ({e}). \
-             Install Python 3 and `pip install zeep`, or set UMWS_SKIP_INTEROP=1 to skip \
-             these tests."
-        ),
-    }
+    common::python_exe();
+    true
 }
 
 /// Runs the zeep client against `url` and returns its JSON report.
 fn zeep(url: &str, user: &str, password: &str, ops: &[&str]) -> Json {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/zeep_client.py");
-    let out = Command::new("python3")
+    let out = common::python()
         .arg(&script)
         .args([url, user, password])
         .args(ops)
         .output()
-        .expect("run python3");
+        .expect("run the test virtual environment's python");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -120,6 +107,98 @@ fn assert_application_fault(result: &Json, op: &str, exception: &str) {
     assert_eq!(detail[0].str_at("namespace"), Some(MESSAGES_NS), "{op}");
     assert_eq!(detail[0].str_at("local"), Some("ExceptionType"), "{op}");
     assert_eq!(detail[0].str_at("text"), Some(exception), "{op}");
+}
+
+/// The pinned version of `package` in `tests/requirements.txt`.
+fn pinned(package: &str) -> String {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/requirements.txt"),
+    )
+    .expect("tests/requirements.txt");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{package}==")))
+        .map(|rest| rest.trim_end_matches(['\\', ' ']).to_owned())
+        .unwrap_or_else(|| panic!("{package} is not pinned in tests/requirements.txt"))
+}
+
+#[test]
+fn the_python_tools_come_from_the_test_virtual_environment() {
+    if !zeep_required() {
+        return;
+    }
+    // What the interpreter the tests run reports about itself and where it found the tools.
+    let script = r#"
+import json, sys, zeep, aiosmtpd
+print(json.dumps({
+    "prefix": sys.prefix,
+    "base_prefix": sys.base_prefix,
+    "path": sys.path,
+    "user_site": sys.flags.no_user_site,
+    "zeep": zeep.__file__,
+    "zeep_version": zeep.__version__,
+    "aiosmtpd": aiosmtpd.__file__,
+    "aiosmtpd_version": aiosmtpd.__version__,
+}))
+"#;
+    let out = common::python()
+        .args(["-c", script])
+        .env("PYTHONPATH", "/usr/lib/python3/dist-packages")
+        .output()
+        .expect("run the test virtual environment's python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json::parse(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let venv = std::fs::canonicalize(common::venv_dir()).expect("the venv exists");
+    let under_venv = |key: &str| {
+        let path = report
+            .str_at(key)
+            .unwrap_or_else(|| panic!("{key} in {report:?}"));
+        let path = std::fs::canonicalize(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(
+            path.starts_with(&venv),
+            "{key} = {} is not in the test virtual environment {}",
+            path.display(),
+            venv.display()
+        );
+    };
+    // The interpreter is the virtual environment's, in target/ ...
+    under_venv("prefix");
+    let target = std::fs::canonicalize(common::test_env_dir()).unwrap();
+    assert!(venv.starts_with(&target), "{}", venv.display());
+    assert_ne!(report.str_at("prefix"), report.str_at("base_prefix"));
+    // ... and the packages come from it, at the pinned versions.
+    under_venv("zeep");
+    under_venv("aiosmtpd");
+    assert_eq!(report.str_at("zeep_version"), Some(pinned("zeep").as_str()));
+    assert_eq!(
+        report.str_at("aiosmtpd_version"),
+        Some(pinned("aiosmtpd").as_str())
+    );
+    // No site-packages of the system or the user is on the path (isolated mode ignores
+    // PYTHONPATH, set above to the system's dist-packages).
+    assert_eq!(
+        report.get("user_site"),
+        Some(&Json::Number(1.0)),
+        "{report:?}"
+    );
+    let path = report.get("path").and_then(Json::as_array).expect("path");
+    for entry in path {
+        let Json::String(entry) = entry else {
+            panic!("{entry:?}")
+        };
+        if entry.contains("site-packages") || entry.contains("dist-packages") {
+            let entry = std::fs::canonicalize(entry).unwrap_or_else(|_| entry.into());
+            assert!(
+                entry.starts_with(&venv),
+                "sys.path holds {} outside the test virtual environment: {path:?}",
+                entry.display()
+            );
+        }
+    }
 }
 
 #[test]

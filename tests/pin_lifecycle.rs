@@ -307,13 +307,13 @@ print("multipart:", m.is_multipart())
 print("defects:", len(m.defects) + sum(len(p.defects) for p in m.walk()))
 sys.stdout.write("--body--\n" + m.get_content())
 "#;
-    let mut child = std::process::Command::new("python3")
+    let mut child = common::python()
         .args(["-c", script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("python3 (the tests need it, see README)");
+        .expect("run the test virtual environment's python");
     use std::io::Write as _;
     child
         .stdin
@@ -321,7 +321,7 @@ sys.stdout.write("--body--\n" + m.get_content())
         .expect("stdin")
         .write_all(mail.as_bytes())
         .expect("write the mail");
-    let out = child.wait_with_output().expect("python3 runs");
+    let out = child.wait_with_output().expect("python runs");
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     assert!(
         out.status.success(),

@@ -11,8 +11,8 @@
 //!   errors-namespace `ResponseCode`/`Message`.
 //! - The fault shapes of UM-SPEC.md ("Faults") are asserted exactly.
 //!
-//! xmllint is required: without it these tests fail, saying so, unless
-//! `UMWS_SKIP_XMLLINT=1` is set.
+//! The tests install xmllint when it is missing and they may (`tests/common/env.rs`); when they
+//! cannot, they fail saying what to install, unless `UMWS_SKIP_XMLLINT=1` is set.
 
 mod common;
 
@@ -81,25 +81,15 @@ const VALID_REQUESTS: [(&str, &str); 11] = [
 // ---------------------------------------------------------------------------
 
 /// Whether the validation tests should run: `false` (with a message) when
-/// `UMWS_SKIP_XMLLINT=1`; panics when xmllint is missing.
+/// `UMWS_SKIP_XMLLINT=1`; otherwise makes sure xmllint is installed (`tests/common/env.rs`
+/// installs Debian's libxml2-utils when it may), panicking with what to do when it cannot.
 fn xmllint_required() -> bool {
     if std::env::var("UMWS_SKIP_XMLLINT").as_deref() == Ok("1") {
         eprintln!("SKIPPED: xmllint schema validation (UMWS_SKIP_XMLLINT=1)");
         return false;
     }
-    match Command::new("xmllint").arg("--version").output() {
-        Ok(out) if out.status.success() => true,
-        Ok(out) => panic!(
-            "`xmllint --version` failed: {}\nInstall libxml2's xmllint (Debian/Ubuntu: \
-             `apt-get install libxml2-utils`), or set UMWS_SKIP_XMLLINT=1 to skip these tests.",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => panic!(
-            "the schema validation tests need xmllint, and it could not be run ({e}). \
-             Install it (Debian/Ubuntu: `apt-get install libxml2-utils`), or set \
-             UMWS_SKIP_XMLLINT=1 to skip these tests."
-        ),
-    }
+    common::xmllint();
+    true
 }
 
 fn manifest_path(rel: &str) -> PathBuf {

@@ -7,7 +7,8 @@
 //! * a mail queued when the server stops is delivered once by the restarted server;
 //! * STARTTLS required against a relay without it: queued, and the log does not hold the PIN.
 //!
-//! Needs `python3` with `aiosmtpd`; fails without it unless `UMWS_SKIP_SMTP=1`.
+//! The sink runs on the test virtual environment's Python (made from `tests/requirements.txt` by
+//! `tests/common/env.rs` on first use); set `UMWS_SKIP_SMTP=1` to skip these tests.
 
 mod common;
 
@@ -27,25 +28,16 @@ const EMAIL: &str = "alice@example.org";
 /// Short retries, so that a relay coming back is noticed within a second or two.
 const FAST_RETRIES: &str = "[outbox]\nretry_base_ms = 200\nretry_max_ms = 1000\n";
 
-/// Whether the relay tests can run; panics with the reason when they cannot and are not skipped.
+/// Whether the relay tests run: `false` (with a message) when `UMWS_SKIP_SMTP=1`; otherwise
+/// provides the test virtual environment with aiosmtpd (see `tests/common/env.rs`), panicking
+/// with what to do when it cannot.
 fn smtp_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return true;
-    }
     if std::env::var("UMWS_SKIP_SMTP").as_deref() == Ok("1") {
-        eprintln!("skipping the SMTP tests: python3 -m aiosmtpd is missing (UMWS_SKIP_SMTP=1)");
+        eprintln!("skipping the SMTP tests (UMWS_SKIP_SMTP=1)");
         return false;
     }
-    panic!(
-        "the SMTP tests need python3 with aiosmtpd (pip install aiosmtpd); \
-         set UMWS_SKIP_SMTP=1 to skip them"
-    );
+    common::python_exe();
+    true
 }
 
 /// A free loopback port (nothing listens on it once this returns).
@@ -66,7 +58,7 @@ impl Sink {
     /// Starts the sink on `port`, writing messages into `dir`, and waits until it listens.
     fn start(port: u16, dir: &Path) -> Sink {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/sink.py");
-        let mut child = Command::new("python3")
+        let mut child = common::python()
             .arg(script)
             .arg(port.to_string())
             .arg(dir)

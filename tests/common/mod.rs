@@ -2,6 +2,11 @@
 //! data directory, and helpers to talk to it.
 #![allow(dead_code)]
 
+mod env;
+// (each test binary uses some of these)
+#[allow(unused_imports)]
+pub use env::{node_soap, python, python_exe, test_env_dir, venv_dir, xmllint, NodeSoap};
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
