@@ -252,7 +252,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::{alice, history_len, store};
+    use super::test_support::{alice, history_len, store, users};
     use super::*;
     use crate::pin_policy::PinPolicy;
     use crate::store::DEFAULT_POLICY_NAME;
@@ -291,13 +291,7 @@ mod tests {
         fn assert_send_sync<T: Clone + Send + Sync>() {}
         assert_send_sync::<Store>();
         let (_dir, store) = store();
-        let ids: Vec<MailboxId> = (0..4)
-            .map(|i| {
-                let mut new = alice();
-                new.user = format!("user{i}");
-                store.add_mailbox(new).unwrap()
-            })
-            .collect();
+        let ids = users(&store, 4);
         std::thread::scope(|s| {
             for &id in &ids {
                 let store = store.clone();

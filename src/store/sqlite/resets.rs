@@ -239,7 +239,7 @@ fn check_reset_limit<E: std::error::Error + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{alice, history_len, queue, rng, store, MailDown};
+    use super::super::test_support::{alice, history_len, queue, rng, store, users, MailDown};
     use super::super::PinWorkHook;
     use super::*;
     use crate::pin_policy::PinPolicy;
@@ -486,13 +486,7 @@ mod tests {
         };
         let (_dir, store) = store();
         let store = store.with_pin_work_hook(hook);
-        let ids: Vec<MailboxId> = (0..4)
-            .map(|i| {
-                let mut new = alice();
-                new.user = format!("user{i}");
-                store.add_mailbox(new).unwrap()
-            })
-            .collect();
+        let ids = users(&store, 4);
         let start = Barrier::new(4);
         std::thread::scope(|s| {
             for &id in &ids {

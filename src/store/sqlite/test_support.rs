@@ -25,6 +25,17 @@ pub(super) fn alice() -> NewMailbox {
     }
 }
 
+/// Adds `n` mailboxes like [`alice`], named `user0`, `user1`, ...
+pub(super) fn users(store: &Store, n: usize) -> Vec<MailboxId> {
+    (0..n)
+        .map(|i| {
+            let mut new = alice();
+            new.user = format!("user{i}");
+            store.add_mailbox(new).unwrap()
+        })
+        .collect()
+}
+
 pub(super) fn rng() -> StdRng {
     StdRng::seed_from_u64(99)
 }
