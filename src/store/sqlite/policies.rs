@@ -1,0 +1,145 @@
+//! PIN policies: reading and writing them, and assigning one to a mailbox.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::Store;
+use crate::pin_policy::PinPolicy;
+use crate::store::{MailboxId, StoreError};
+
+impl Store {
+    /// The PIN policy named `name` (case-insensitive), if any.
+    pub fn policy(&self, name: &str) -> Result<Option<PinPolicy>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT min_pin_length, pin_lifetime_days, pin_history_count, allow_common_patterns,
+                logon_failures_before_pin_reset, max_logon_attempts, reset_pin_text
+             FROM policies WHERE name = ?1",
+        )?;
+        Ok(stmt
+            .query_row([name], |r| {
+                Ok(PinPolicy {
+                    min_pin_length: r.get(0)?,
+                    pin_lifetime_days: r.get(1)?,
+                    pin_history_count: r.get(2)?,
+                    allow_common_patterns: r.get(3)?,
+                    logon_failures_before_pin_reset: r.get(4)?,
+                    max_logon_attempts: r.get(5)?,
+                    reset_pin_text: r.get(6)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Creates or replaces the PIN policy named `name` after [validating](PinPolicy::validate)
+    /// it. Use [`DEFAULT_POLICY_NAME`] to change the policy of every mailbox that has no other.
+    ///
+    /// [`DEFAULT_POLICY_NAME`]: crate::store::DEFAULT_POLICY_NAME
+    pub fn set_policy(&self, name: &str, policy: &PinPolicy) -> Result<(), StoreError> {
+        policy.validate()?;
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(StoreError::InvalidInput {
+                field: "policy name",
+                reason: "empty or contains a control character",
+            });
+        }
+        self.conn()?
+            .prepare_cached(
+                "INSERT INTO policies (name, min_pin_length, pin_lifetime_days, pin_history_count,
+                allow_common_patterns, logon_failures_before_pin_reset, max_logon_attempts,
+                reset_pin_text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (name) DO UPDATE SET min_pin_length = ?2, pin_lifetime_days = ?3,
+                pin_history_count = ?4, allow_common_patterns = ?5,
+                logon_failures_before_pin_reset = ?6, max_logon_attempts = ?7,
+                reset_pin_text = ?8",
+            )?
+            .execute(params![
+                name,
+                policy.min_pin_length,
+                policy.pin_lifetime_days,
+                policy.pin_history_count,
+                policy.allow_common_patterns,
+                policy.logon_failures_before_pin_reset,
+                policy.max_logon_attempts,
+                policy.reset_pin_text
+            ])?;
+        Ok(())
+    }
+
+    /// All PIN policies, by name.
+    pub fn policies(&self) -> Result<Vec<(String, PinPolicy)>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, min_pin_length, pin_lifetime_days, pin_history_count,
+                allow_common_patterns, logon_failures_before_pin_reset, max_logon_attempts,
+                reset_pin_text
+             FROM policies ORDER BY name",
+        )?;
+        let policies = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    PinPolicy {
+                        min_pin_length: r.get(1)?,
+                        pin_lifetime_days: r.get(2)?,
+                        pin_history_count: r.get(3)?,
+                        allow_common_patterns: r.get(4)?,
+                        logon_failures_before_pin_reset: r.get(5)?,
+                        max_logon_attempts: r.get(6)?,
+                        reset_pin_text: r.get(7)?,
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(policies)
+    }
+
+    /// Assigns the policy named `policy` (case-insensitive) to mailbox `id`. It applies from the
+    /// next PIN reset, change or logon on.
+    pub fn set_mailbox_policy(&self, id: MailboxId, policy: &str) -> Result<(), StoreError> {
+        let policy_id: i64 = self
+            .conn()?
+            .prepare_cached("SELECT id FROM policies WHERE name = ?1")?
+            .query_row([policy], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::UnknownPolicy {
+                name: policy.to_string(),
+            })?;
+        self.update(
+            id,
+            "UPDATE mailboxes SET policy_id = ?2 WHERE id = ?1",
+            policy_id,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{alice, store};
+    use super::*;
+
+    #[test]
+    fn policies_are_validated_and_named() {
+        let (_dir, store) = store();
+        assert_eq!(store.policy("default").unwrap(), Some(PinPolicy::default()));
+        let bad = PinPolicy {
+            min_pin_length: 3,
+            ..PinPolicy::default()
+        };
+        assert!(matches!(
+            store.set_policy("Default", &bad),
+            Err(StoreError::InvalidPolicy(_))
+        ));
+        let lax = PinPolicy {
+            min_pin_length: 4,
+            pin_lifetime_days: None,
+            reset_pin_text: "Call the help desk.".into(),
+            ..PinPolicy::default()
+        };
+        store.set_policy("Default", &lax).unwrap();
+        store.set_policy("Other", &PinPolicy::default()).unwrap();
+        assert_eq!(store.policy("Default").unwrap(), Some(lax.clone()));
+        let id = store.add_mailbox(alice()).unwrap();
+        assert_eq!(store.mailbox_by_id(id).unwrap().unwrap().policy, lax);
+        assert_eq!(store.policy("none").unwrap(), None);
+    }
+}
