@@ -34,7 +34,7 @@ use crate::envelope::{
 use crate::fault::SoapFault;
 use crate::namespace::NamespaceAliases;
 use crate::operation::OperationInfo;
-use crate::wsdl::WsdlDocuments;
+use crate::wsdl::{RenderError, WsdlDocuments};
 use crate::xml::XmlError;
 
 /// The answer of an operation, ready to be written into an envelope.
@@ -347,8 +347,8 @@ type HttpResponse = Response<Full<Bytes>>;
 
 /// A request after its synchronous checks.
 enum Routed<B> {
-    /// Answered already (wrong path or method, `?wsdl`, bad headers).
-    Answer(HttpResponse),
+    /// A GET, answered with the WSDL or a schema.
+    Document(HttpResponse),
     /// A POST whose headers passed.
     Post(Post<B>),
 }
@@ -409,10 +409,17 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         });
         let routed = self.route(req);
         async move {
-            let (response, op) = match routed {
-                Routed::Answer(response) => (response, None),
-                Routed::Post(post) => self.post(post, remote_addr).await,
+            // The operation the body names, once known.
+            let mut op = None;
+            let answer = match routed {
+                Ok(Routed::Document(response)) => Ok(response),
+                Ok(Routed::Post(post)) => self.post(post, remote_addr, &mut op).await,
+                Err(rejection) => Err(rejection),
             };
+            let response = answer.unwrap_or_else(|rejection| {
+                rejection.log(remote_addr);
+                rejection.into_response(&self.inner.config, &*self.inner.faults)
+            });
             if let Some((started, method, path)) = log {
                 tracing::info!(
                     target: "umws_soap::access",
@@ -428,55 +435,42 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         }
     }
 
-    /// Path, method and, for a POST, the headers: an answer, or what the POST needs.
-    fn route<B>(&self, req: Request<B>) -> Routed<B> {
+    /// Path, method and, for a POST, the headers: a document, or what the POST needs.
+    fn route<B>(&self, req: Request<B>) -> Result<Routed<B>, Rejection> {
         let config = &self.inner.config;
         let path = req.uri().path();
         if !config.paths.iter().any(|p| p.eq_ignore_ascii_case(path)) {
-            return Routed::Answer(plain(StatusCode::NOT_FOUND, "not found\n"));
+            return Err(Rejection::NotFound);
         }
         match *req.method() {
-            Method::GET => Routed::Answer(self.get(&req)),
-            Method::POST => self.post_headers(req),
-            _ => {
-                let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "use POST, or GET ?wsdl\n");
-                r.headers_mut()
-                    .insert(ALLOW, HeaderValue::from_static("GET, POST"));
-                Routed::Answer(r)
-            }
+            Method::GET => self.get(&req).map(Routed::Document),
+            Method::POST => self.post_headers(req).map(Routed::Post),
+            _ => Err(Rejection::MethodNotAllowed),
         }
     }
 
-    fn get<B>(&self, req: &Request<B>) -> HttpResponse {
+    /// A GET: the WSDL (`?wsdl`, `?singlewsdl`) or one of its schemas (`?xsd=name`).
+    fn get<B>(&self, req: &Request<B>) -> Result<HttpResponse, Rejection> {
         let config = &self.inner.config;
         let query = req.uri().query().unwrap_or("");
         let Some(docs) = &config.wsdl else {
-            return plain(StatusCode::NOT_FOUND, "no WSDL is published here\n");
+            return Err(Rejection::NoWsdl);
         };
         let base = base_url(req, if config.tls { "https" } else { "http" });
         let text = if query.eq_ignore_ascii_case("wsdl") || query.eq_ignore_ascii_case("singlewsdl")
         {
-            Some(docs.render_wsdl(&base))
+            docs.render_wsdl(&base)
         } else if let Some(name) = query.strip_prefix("xsd=") {
             docs.render_schema(name, &base)
+                .ok_or(Rejection::NoSuchSchema)?
         } else {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                "POST a SOAP request, or GET ?wsdl\n",
-            );
+            return Err(Rejection::NotADocumentRequest);
         };
-        match text {
-            Some(Ok(text)) => xml_response(StatusCode::OK, text.into_bytes()),
-            Some(Err(error)) => {
-                tracing::error!(%error, "cannot render the WSDL");
-                plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
-            }
-            None => plain(StatusCode::NOT_FOUND, "no such schema\n"),
-        }
+        Ok(xml_response(StatusCode::OK, text?.into_bytes()))
     }
 
     /// The headers of a POST: content type, credentials, `SOAPAction`, declared length.
-    fn post_headers<B>(&self, req: Request<B>) -> Routed<B> {
+    fn post_headers<B>(&self, req: Request<B>) -> Result<Post<B>, Rejection> {
         let config = &self.inner.config;
         // Content type: text/xml for SOAP 1.1; application/soap+xml is SOAP
         // 1.2, which is read only to answer a version mismatch.
@@ -490,29 +484,21 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         if !mime.eq_ignore_ascii_case("text/xml")
             && !mime.eq_ignore_ascii_case("application/soap+xml")
         {
-            return Routed::Answer(plain(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "a SOAP 1.1 request needs Content-Type: text/xml; charset=utf-8\n",
-            ));
+            return Err(Rejection::UnsupportedMediaType);
         }
         let mut action_param = None;
         for p in params {
             if let Some((k, v)) = p.split_once('=') {
                 let (k, v) = (k.trim(), unquote(v));
                 if k.eq_ignore_ascii_case("charset") && !envelope::is_utf8_label(v.as_bytes()) {
-                    return Routed::Answer(plain(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        "only charset=utf-8 is supported\n",
-                    ));
+                    return Err(Rejection::UnsupportedCharset);
                 }
                 if k.eq_ignore_ascii_case("action") {
                     action_param = Some(v.to_owned());
                 }
             }
         }
-        let Ok(credentials) = basic_credentials(&req) else {
-            return Routed::Answer(self.unauthorized());
-        };
+        let credentials = basic_credentials(&req).map_err(|()| Rejection::Unauthorized)?;
         let soap_action = req
             .headers()
             .get(&SOAP_ACTION)
@@ -526,7 +512,7 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|n| n > config.max_body_bytes as u64);
-        Routed::Post(Post {
+        Ok(Post {
             credentials,
             soap_action,
             too_large,
@@ -534,12 +520,14 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         })
     }
 
-    /// A POST: authentication before reading the body, then the operation.
+    /// A POST: authentication before reading the body, then the operation, whose name goes
+    /// into `op` once the body names it.
     async fn post<B>(
         &self,
         post: Post<B>,
         remote_addr: Option<SocketAddr>,
-    ) -> (HttpResponse, Option<&'static str>)
+        op: &mut Option<&'static str>,
+    ) -> Result<HttpResponse, Rejection>
     where
         B: Body + Send,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -553,54 +541,33 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         } = post;
         let extensions = match self.inner.auth.authenticate(credentials, remote_addr).await {
             Ok(AuthDecision::Allow(ext)) => ext,
-            Ok(AuthDecision::Deny) => return (self.unauthorized(), None),
-            Err(error) => {
-                tracing::error!(%error, "authentication failed");
-                return (
-                    plain(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "authentication is unavailable\n",
-                    ),
-                    None,
-                );
-            }
+            Ok(AuthDecision::Deny) => return Err(Rejection::Unauthorized),
+            Err(error) => return Err(Rejection::AuthenticationUnavailable(error)),
         };
 
         // The body, within the limit.
+        let limit = config.max_body_bytes;
         if too_large {
-            return (payload_too_large(config.max_body_bytes), None);
+            return Err(Rejection::PayloadTooLarge { limit });
         }
-        let read = read_body(body, config.max_body_bytes);
+        let read = read_body(body, limit);
         let read = match config.body_read_timeout {
             // The timer is armed only if the body is not complete at the first poll.
-            Some(limit) => match tokio::time::timeout(limit, read).await {
-                Ok(read) => read,
-                Err(_) => {
-                    tracing::debug!(?remote_addr, "request body not received in time");
-                    return (request_timeout(), None);
-                }
-            },
+            Some(timeout) => tokio::time::timeout(timeout, read)
+                .await
+                .map_err(|_| Rejection::RequestTimeout)?,
             None => read.await,
         };
-        let bytes = match read {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                if error
-                    .downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    return (payload_too_large(config.max_body_bytes), None);
-                }
-                tracing::debug!(%error, "reading the request body failed");
-                return (
-                    plain(
-                        StatusCode::BAD_REQUEST,
-                        "the request body could not be read\n",
-                    ),
-                    None,
-                );
+        let bytes = read.map_err(|error| {
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Rejection::PayloadTooLarge { limit }
+            } else {
+                Rejection::UnreadableBody(error)
             }
-        };
+        })?;
 
         let mut ctx = CallContext {
             remote_addr,
@@ -608,14 +575,16 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
             headers: Vec::new(),
             extensions,
         };
-        self.dispatch(&bytes, &mut ctx).await
+        self.dispatch(&bytes, &mut ctx, op).await
     }
 
+    /// The envelope, its operation and the call: the reply, or the fault to answer.
     async fn dispatch(
         &self,
         bytes: &[u8],
         ctx: &mut CallContext,
-    ) -> (HttpResponse, Option<&'static str>) {
+        op_name: &mut Option<&'static str>,
+    ) -> Result<HttpResponse, Rejection> {
         let inner = &*self.inner;
         let config = &inner.config;
         let opts = ParseOptions {
@@ -623,100 +592,77 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
             accept_aliases: config.accept_aliases,
             max_depth: config.max_depth,
         };
-        let envelope = match envelope::parse(bytes, opts) {
-            Ok(env) => env,
-            Err(EnvelopeError::VersionMismatch { .. }) => {
-                return (self.fault(&SoapFault::version_mismatch(), None), None)
-            }
-            Err(error) => {
-                tracing::debug!(%error, "unreadable envelope");
-                let fault = inner
-                    .faults
-                    .invalid_request(&RequestProblem::Envelope(&error));
-                return (self.fault(&fault, None), None);
-            }
-        };
+        let envelope = envelope::parse(bytes, opts).map_err(|error| match error {
+            EnvelopeError::VersionMismatch { .. } => Rejection::VersionMismatch { alias: None },
+            error => Rejection::BadEnvelope(error),
+        })?;
         let alias = envelope.alias;
         if envelope.version != SoapVersion::Soap11 {
-            return (self.fault(&SoapFault::version_mismatch(), alias), None);
+            return Err(Rejection::VersionMismatch { alias });
         }
         let Some(body) = envelope.body else {
-            let fault = inner.faults.invalid_request(&RequestProblem::EmptyBody);
-            return (self.fault(&fault, alias), None);
+            return Err(Rejection::EmptyBody { alias });
         };
         let operations = inner.service.operations();
         let Some(index) = operations.iter().position(|op| {
             op.request_element == body.local_name && op.request_namespace == body.namespace
         }) else {
-            let fault = inner
-                .faults
-                .invalid_request(&RequestProblem::UnknownOperation {
-                    namespace: &body.namespace,
-                    local_name: &body.local_name,
-                });
-            return (self.fault(&fault, alias), None);
+            return Err(Rejection::UnknownOperation {
+                namespace: body.namespace,
+                local_name: body.local_name,
+                alias,
+            });
         };
         let op = &operations[index];
+        *op_name = Some(op.name);
         let action = canonical_action(&config.aliases, &ctx.soap_action);
         if !op.accepts_action(&action) {
-            let fault = inner
-                .faults
-                .invalid_request(&RequestProblem::ActionMismatch {
-                    action: &ctx.soap_action,
-                    operation: op.name,
-                });
-            return (self.fault(&fault, alias), Some(op.name));
+            return Err(Rejection::ActionMismatch {
+                action: std::mem::take(&mut ctx.soap_action),
+                operation: op.name,
+                alias,
+            });
         }
-        if let Some(h) = envelope.headers.iter().find(|h| {
+        let mut headers = envelope.headers;
+        if let Some(i) = headers.iter().position(|h| {
             h.must_understand
                 && !op
                     .understood_headers
                     .iter()
                     .any(|(ns, local)| *ns == h.namespace && *local == h.local_name)
         }) {
-            let fault = SoapFault::must_understand(&h.namespace, &h.local_name);
-            return (self.fault(&fault, alias), Some(op.name));
+            let header = headers.swap_remove(i);
+            return Err(Rejection::MustUnderstand {
+                namespace: header.namespace,
+                local_name: header.local_name,
+                alias,
+            });
         }
-        ctx.headers = envelope.headers;
-        match inner.service.call(ctx, index, &body).await {
-            Ok(reply) => {
-                let mut out =
-                    EnvelopeWriter::new(SoapVersion::Soap11, alias.map(|i| (&config.aliases, i)));
-                match reply.write(&mut out) {
-                    Ok(()) => (xml_response(StatusCode::OK, out.finish()), Some(op.name)),
-                    Err(error) => {
-                        tracing::error!(operation = op.name, %error, "cannot write the response");
-                        let fault = SoapFault::server("The server could not write its response.");
-                        (self.fault(&fault, alias), Some(op.name))
-                    }
-                }
-            }
-            Err(CallError::InvalidRequest(error)) => {
-                tracing::debug!(operation = op.name, %error, "invalid request element");
-                let fault = inner
-                    .faults
-                    .invalid_request(&RequestProblem::InvalidBody(&error));
-                (self.fault(&fault, alias), Some(op.name))
-            }
-            Err(CallError::Fault(fault)) => (self.fault(&fault, alias), Some(op.name)),
-        }
-    }
-
-    fn fault(&self, fault: &SoapFault, alias: Option<usize>) -> HttpResponse {
-        let aliases = &self.inner.config.aliases;
-        let mut out = EnvelopeWriter::new(SoapVersion::Soap11, alias.map(|i| (aliases, i)));
-        out.write_fault(fault);
-        xml_response(StatusCode::INTERNAL_SERVER_ERROR, out.finish())
-    }
-
-    fn unauthorized(&self) -> HttpResponse {
-        let mut r = plain(StatusCode::UNAUTHORIZED, "authentication required\n");
-        let realm = self.inner.config.realm.replace(['"', '\\'], "");
-        if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\", charset=\"UTF-8\""))
-        {
-            r.headers_mut().insert(WWW_AUTHENTICATE, v);
-        }
-        r
+        ctx.headers = headers;
+        let reply = inner
+            .service
+            .call(ctx, index, &body)
+            .await
+            .map_err(|error| match error {
+                CallError::InvalidRequest(source) => Rejection::InvalidBody {
+                    source: Box::new(source),
+                    operation: op.name,
+                    alias,
+                },
+                CallError::Fault(fault) => Rejection::Fault {
+                    fault: Box::new(fault),
+                    alias,
+                },
+            })?;
+        let mut out = EnvelopeWriter::new(SoapVersion::Soap11, alias.map(|i| (&config.aliases, i)));
+        reply
+            .write(&mut out)
+            .map_err(|source| Rejection::UnwritableReply {
+                source: Box::new(source),
+                operation: op.name,
+                alias,
+            })?;
+        Ok(xml_response(StatusCode::OK, out.finish()))
     }
 
     /// Serves connections from `listener` until `shutdown` completes, then
@@ -967,6 +913,295 @@ impl Drop for Registration {
     }
 }
 
+/// Why a request gets no answer from the service: every refusal at the HTTP level and
+/// every fault the server writes, one variant per reason.
+///
+/// The request path returns `Result<_, Rejection>`; [`into_response`](Self::into_response)
+/// is the one place that turns a rejection into its status code, headers and body (as
+/// axum's `IntoResponse` does), and [`log`](Self::log) the one place that logs what the
+/// client is not told.
+#[derive(Debug, thiserror::Error)]
+enum Rejection {
+    /// The path is none of [`ServerConfig::paths`]: `404`.
+    #[error("the service does not answer on this path")]
+    NotFound,
+    /// Neither GET nor POST: `405` with `Allow: GET, POST`.
+    #[error("the method is neither GET nor POST")]
+    MethodNotAllowed,
+    /// A GET where no WSDL is published: `404`.
+    #[error("no WSDL is published")]
+    NoWsdl,
+    /// A GET for neither `?wsdl`, `?singlewsdl` nor `?xsd=name`: `400`.
+    #[error("a GET asks for neither the WSDL nor a schema")]
+    NotADocumentRequest,
+    /// `?xsd=name` names no published schema: `404`.
+    #[error("no schema of that name is published")]
+    NoSuchSchema,
+    /// The published WSDL or schema could not be rendered: `500`.
+    #[error("the published document cannot be rendered")]
+    DocumentUnrenderable(#[from] RenderError),
+    /// The content type is neither `text/xml` nor `application/soap+xml`: `415`.
+    #[error("the content type is not SOAP's")]
+    UnsupportedMediaType,
+    /// The content type names a charset other than UTF-8: `415`.
+    #[error("the charset is not UTF-8")]
+    UnsupportedCharset,
+    /// The credentials are missing, unreadable or refused: `401` with a Basic challenge for
+    /// [`ServerConfig::realm`].
+    #[error("authentication required")]
+    Unauthorized,
+    /// The [`Authenticator`] itself failed: `503`.
+    #[error("authentication is unavailable")]
+    AuthenticationUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The body is larger than [`ServerConfig::max_body_bytes`] (declared or sent): `413`.
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The body did not arrive within [`ServerConfig::body_read_timeout`]: `408`, closing
+    /// the connection (the rest of the body may still come).
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
+    /// Reading the body failed (a broken chunked encoding, a reset connection): `400`.
+    #[error("the request body could not be read")]
+    UnreadableBody(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The envelope is not SOAP 1.1: a `VersionMismatch` fault.
+    #[error("the envelope is not SOAP 1.1")]
+    VersionMismatch {
+        /// The namespace spelling of the request, by index into [`ServerConfig::aliases`].
+        alias: Option<usize>,
+    },
+    /// The envelope could not be read: the [`FaultStyle`]'s fault.
+    #[error("the envelope cannot be read")]
+    BadEnvelope(#[source] EnvelopeError),
+    /// The body holds no element: the [`FaultStyle`]'s fault.
+    #[error("the Body holds no request element")]
+    EmptyBody {
+        /// The namespace spelling of the request.
+        alias: Option<usize>,
+    },
+    /// No operation has the body's element: the [`FaultStyle`]'s fault.
+    #[error("no operation has the request element {{{namespace}}}{local_name}")]
+    UnknownOperation {
+        /// Namespace of the body element.
+        namespace: String,
+        /// Local name of the body element.
+        local_name: String,
+        /// The namespace spelling of the request.
+        alias: Option<usize>,
+    },
+    /// The `SOAPAction` names another operation than the body: the [`FaultStyle`]'s fault.
+    #[error("the SOAPAction {action} does not name the operation {operation} of the body")]
+    ActionMismatch {
+        /// The `SOAPAction` sent.
+        action: String,
+        /// The operation the body names.
+        operation: &'static str,
+        /// The namespace spelling of the request.
+        alias: Option<usize>,
+    },
+    /// A `mustUnderstand` header the operation does not declare: a `MustUnderstand` fault.
+    #[error("the header {{{namespace}}}{local_name} is not understood")]
+    MustUnderstand {
+        /// Namespace of the header element.
+        namespace: String,
+        /// Local name of the header element.
+        local_name: String,
+        /// The namespace spelling of the request.
+        alias: Option<usize>,
+    },
+    /// The request element does not match its schema type: the [`FaultStyle`]'s fault.
+    #[error("the request element of {operation} does not match its schema")]
+    InvalidBody {
+        /// What does not match.
+        source: Box<XmlError>,
+        /// The operation called.
+        operation: &'static str,
+        /// The namespace spelling of the request.
+        alias: Option<usize>,
+    },
+    /// The operation answered with a fault.
+    #[error("the operation answered with a fault")]
+    Fault {
+        /// The fault.
+        fault: Box<SoapFault>,
+        /// The namespace spelling of the request.
+        alias: Option<usize>,
+    },
+    /// The operation's reply could not be written: a `Server` fault.
+    #[error("the reply of {operation} cannot be written")]
+    UnwritableReply {
+        /// Why.
+        source: Box<XmlError>,
+        /// The operation called.
+        operation: &'static str,
+        /// The namespace spelling of the request.
+        alias: Option<usize>,
+    },
+}
+
+impl Rejection {
+    /// Logs what the answer does not tell the client: a failure on the server's side, or
+    /// for debugging, what was wrong with the request.
+    fn log(&self, remote_addr: Option<SocketAddr>) {
+        match self {
+            Self::DocumentUnrenderable(error) => {
+                tracing::error!(%error, "cannot render the WSDL");
+            }
+            Self::AuthenticationUnavailable(error) => {
+                tracing::error!(%error, "authentication failed");
+            }
+            Self::RequestTimeout => {
+                tracing::debug!(?remote_addr, "request body not received in time");
+            }
+            Self::UnreadableBody(error) => {
+                tracing::debug!(%error, "reading the request body failed");
+            }
+            Self::BadEnvelope(error) => tracing::debug!(%error, "unreadable envelope"),
+            Self::InvalidBody {
+                source: error,
+                operation,
+                ..
+            } => {
+                tracing::debug!(operation = *operation, %error, "invalid request element");
+            }
+            Self::UnwritableReply {
+                source: error,
+                operation,
+                ..
+            } => {
+                tracing::error!(operation = *operation, %error, "cannot write the response");
+            }
+            _ => {}
+        }
+    }
+
+    /// The answer to the client: a plain-text status for an HTTP-level refusal, a SOAP
+    /// fault (`500`, in the request's namespace spelling) once the envelope is being read.
+    /// `faults` makes the fault of a request the service never saw.
+    fn into_response(self, config: &ServerConfig, faults: &dyn FaultStyle) -> HttpResponse {
+        let (fault, alias) = match self {
+            Self::NotFound => return plain(StatusCode::NOT_FOUND, "not found\n"),
+            Self::MethodNotAllowed => {
+                let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "use POST, or GET ?wsdl\n");
+                r.headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static("GET, POST"));
+                return r;
+            }
+            Self::NoWsdl => return plain(StatusCode::NOT_FOUND, "no WSDL is published here\n"),
+            Self::NotADocumentRequest => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    "POST a SOAP request, or GET ?wsdl\n",
+                )
+            }
+            Self::NoSuchSchema => return plain(StatusCode::NOT_FOUND, "no such schema\n"),
+            Self::DocumentUnrenderable(_) => {
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+            }
+            Self::UnsupportedMediaType => {
+                return plain(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "a SOAP 1.1 request needs Content-Type: text/xml; charset=utf-8\n",
+                )
+            }
+            Self::UnsupportedCharset => {
+                return plain(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "only charset=utf-8 is supported\n",
+                )
+            }
+            Self::Unauthorized => {
+                let mut r = plain(StatusCode::UNAUTHORIZED, "authentication required\n");
+                let realm = config.realm.replace(['"', '\\'], "");
+                if let Ok(v) =
+                    HeaderValue::from_str(&format!("Basic realm=\"{realm}\", charset=\"UTF-8\""))
+                {
+                    r.headers_mut().insert(WWW_AUTHENTICATE, v);
+                }
+                return r;
+            }
+            Self::AuthenticationUnavailable(_) => {
+                return plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "authentication is unavailable\n",
+                )
+            }
+            Self::PayloadTooLarge { limit } => {
+                let text = format!("the request body is larger than {limit} bytes\n");
+                return response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "text/plain; charset=utf-8",
+                    Bytes::from(text),
+                );
+            }
+            Self::RequestTimeout => {
+                let mut r = plain(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time\n",
+                );
+                r.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                return r;
+            }
+            Self::UnreadableBody(_) => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read\n",
+                )
+            }
+            Self::VersionMismatch { alias } => (SoapFault::version_mismatch(), alias),
+            Self::BadEnvelope(error) => (
+                faults.invalid_request(&RequestProblem::Envelope(&error)),
+                None,
+            ),
+            Self::EmptyBody { alias } => {
+                (faults.invalid_request(&RequestProblem::EmptyBody), alias)
+            }
+            Self::UnknownOperation {
+                namespace,
+                local_name,
+                alias,
+            } => (
+                faults.invalid_request(&RequestProblem::UnknownOperation {
+                    namespace: &namespace,
+                    local_name: &local_name,
+                }),
+                alias,
+            ),
+            Self::ActionMismatch {
+                action,
+                operation,
+                alias,
+            } => (
+                faults.invalid_request(&RequestProblem::ActionMismatch {
+                    action: &action,
+                    operation,
+                }),
+                alias,
+            ),
+            Self::MustUnderstand {
+                namespace,
+                local_name,
+                alias,
+            } => (SoapFault::must_understand(&namespace, &local_name), alias),
+            Self::InvalidBody { source, alias, .. } => (
+                faults.invalid_request(&RequestProblem::InvalidBody(&source)),
+                alias,
+            ),
+            Self::Fault { fault, alias } => (*fault, alias),
+            Self::UnwritableReply { alias, .. } => (
+                SoapFault::server("The server could not write its response."),
+                alias,
+            ),
+        };
+        let mut out = EnvelopeWriter::new(SoapVersion::Soap11, alias.map(|i| (&config.aliases, i)));
+        out.write_fault(&fault);
+        xml_response(StatusCode::INTERNAL_SERVER_ERROR, out.finish())
+    }
+}
+
 /// `value` without surrounding whitespace and double quotes (all of them, balanced or not:
 /// what `str::trim_matches('"')` does, without its general pattern search).
 fn unquote(value: &str) -> &str {
@@ -1071,26 +1306,6 @@ fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
         "text/plain; charset=utf-8",
         Bytes::from_static(text.as_bytes()),
     )
-}
-
-fn payload_too_large(limit: usize) -> HttpResponse {
-    let text = format!("the request body is larger than {limit} bytes\n");
-    response(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "text/plain; charset=utf-8",
-        Bytes::from(text),
-    )
-}
-
-/// `408`, closing the connection: the rest of the body may still come.
-fn request_timeout() -> HttpResponse {
-    let mut r = plain(
-        StatusCode::REQUEST_TIMEOUT,
-        "the request body did not arrive in time\n",
-    );
-    r.headers_mut()
-        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-    r
 }
 
 fn xml_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
