@@ -162,7 +162,7 @@ pub mod types {
                 state: Box::new(
                     quick_xml_serialize::UmPropertiesTypeSerializerState::Init__,
                 ),
-                name: name.unwrap_or("t:UMProperties"),
+                name: name.unwrap_or("UMProperties"),
                 is_root,
             })
         }
@@ -561,7 +561,7 @@ pub mod types {
                 state: Box::new(
                     quick_xml_serialize::UmCallInfoTypeSerializerState::Init__,
                 ),
-                name: name.unwrap_or("t:UMCallInfo"),
+                name: name.unwrap_or("UMCallInfo"),
                 is_root,
             })
         }
@@ -1840,7 +1840,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_T),
+                                    Some(&super::NS_UNNAMED_5),
                                     b"OofStatus",
                                     false,
                                 )?;
@@ -1862,7 +1862,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_T),
+                                    Some(&super::NS_UNNAMED_5),
                                     b"MissedCallNotificationEnabled",
                                     false,
                                 )?;
@@ -1889,7 +1889,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_T),
+                                    Some(&super::NS_UNNAMED_5),
                                     b"PlayOnPhoneDialString",
                                     false,
                                 )?;
@@ -1916,7 +1916,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_T),
+                                    Some(&super::NS_UNNAMED_5),
                                     b"TelephoneAccessNumbers",
                                     false,
                                 )?;
@@ -1943,7 +1943,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_T),
+                                    Some(&super::NS_UNNAMED_5),
                                     b"TelephoneAccessFolderEmail",
                                     false,
                                 )?;
@@ -4327,7 +4327,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_T),
+                                    Some(&super::NS_UNNAMED_5),
                                     b"CallState",
                                     false,
                                 )?;
@@ -4349,7 +4349,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_T),
+                                    Some(&super::NS_UNNAMED_5),
                                     b"EventCause",
                                     false,
                                 )?;
@@ -5375,14 +5375,6 @@ pub mod types {
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
                             helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
-                            if self.is_root {
-                                helper
-                                    .write_xmlns(
-                                        &mut bytes,
-                                        Some(&super::PREFIX_T),
-                                        &super::NS_T,
-                                    );
-                            }
                             return Ok(Some(Event::Start(bytes)));
                         }
                         GetUmPropertiesResponseElementTypeSerializerState::GetUmPropertiesResponse(
@@ -5458,20 +5450,13 @@ pub mod types {
                             *self.state = UmPropertiesTypeSerializerState::OofStatus(
                                 WithSerializer::serializer(
                                     &self.value.oof_status,
-                                    Some("t:OofStatus"),
+                                    Some("OofStatus"),
                                     false,
                                 )?,
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            if self.is_root {
-                                helper
-                                    .write_xmlns(
-                                        &mut bytes,
-                                        Some(&super::PREFIX_T),
-                                        &super::NS_T,
-                                    );
-                            }
+                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
                             return Ok(Some(Event::Start(bytes)));
                         }
                         UmPropertiesTypeSerializerState::OofStatus(x) => {
@@ -5481,7 +5466,7 @@ pub mod types {
                                     *self.state = UmPropertiesTypeSerializerState::MissedCallNotificationEnabled(
                                         WithSerializer::serializer(
                                             &self.value.missed_call_notification_enabled,
-                                            Some("t:MissedCallNotificationEnabled"),
+                                            Some("MissedCallNotificationEnabled"),
                                             false,
                                         )?,
                                     );
@@ -5497,7 +5482,7 @@ pub mod types {
                                     *self.state = UmPropertiesTypeSerializerState::PlayOnPhoneDialString(
                                         IterSerializer::new(
                                             self.value.play_on_phone_dial_string.as_ref(),
-                                            Some("t:PlayOnPhoneDialString"),
+                                            Some("PlayOnPhoneDialString"),
                                             false,
                                         ),
                                     );
@@ -5511,7 +5496,7 @@ pub mod types {
                                     *self.state = UmPropertiesTypeSerializerState::TelephoneAccessNumbers(
                                         IterSerializer::new(
                                             self.value.telephone_access_numbers.as_ref(),
-                                            Some("t:TelephoneAccessNumbers"),
+                                            Some("TelephoneAccessNumbers"),
                                             false,
                                         ),
                                     );
@@ -5525,7 +5510,7 @@ pub mod types {
                                     *self.state = UmPropertiesTypeSerializerState::TelephoneAccessFolderEmail(
                                         IterSerializer::new(
                                             self.value.telephone_access_folder_email.as_ref(),
-                                            Some("t:TelephoneAccessFolderEmail"),
+                                            Some("TelephoneAccessFolderEmail"),
                                             false,
                                         ),
                                     );
@@ -6548,12 +6533,13 @@ pub mod types {
                             *self.state = UmCallInfoTypeSerializerState::CallState(
                                 WithSerializer::serializer(
                                     &self.value.call_state,
-                                    Some("t:CallState"),
+                                    Some("CallState"),
                                     false,
                                 )?,
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
+                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
                             if self.is_root {
                                 helper
                                     .write_xmlns(
@@ -6571,7 +6557,7 @@ pub mod types {
                                     *self.state = UmCallInfoTypeSerializerState::EventCause(
                                         WithSerializer::serializer(
                                             &self.value.event_cause,
-                                            Some("t:EventCause"),
+                                            Some("EventCause"),
                                             false,
                                         )?,
                                     );
