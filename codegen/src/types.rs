@@ -21,7 +21,7 @@ use xsd_parser::pipeline::interpreter::Error as InterpreterError;
 use xsd_parser::{Config, IdentType, TypeIdent};
 
 use crate::error::Error;
-use crate::service::Model;
+use crate::model::Model;
 use crate::wsdl::{Definitions, QName, SchemaSource};
 
 /// The namespace of `xml:lang`, `xml:space`, `xml:base` and `xml:id`.
