@@ -218,12 +218,20 @@ fn config(defs: &Definitions, with_xml_ns: bool) -> Config {
     config
 }
 
-/// Gives each message element declared with a named complex type
-/// (`<xs:element name="X" type="XType"/>`) a copy of that type of its own,
-/// so that xsd-parser emits a struct `X` that reads and writes `<X>`.
-/// Left alone, `X` is an alias of `XType`, whose serializer, asked for no
-/// particular name (as the SOAP runtime asks for a body element), writes
-/// `<XType>`.
+/// Gives each message element its complex type as its own, so that
+/// xsd-parser emits a struct named after the element (`X`) that reads and
+/// writes `<X>`, rather than an alias `pub type X = ...;` of another struct
+/// (which rustdoc and compiler errors would then show):
+///
+/// - an element declared with a named complex type
+///   (`<xs:element name="X" type="XType"/>`) gets a copy of that type; left
+///   alone, `X` is an alias of `XType`, whose serializer, asked for no
+///   particular name (as the SOAP runtime asks for a body element), writes
+///   `<XType>`;
+/// - an element with an anonymous complex type (`<xs:element name="X">
+///   <xs:complexType>...`) takes that type's place; left alone, `X` is an
+///   alias of a struct `XElementType`. The anonymous type is then no longer
+///   referenced and so not emitted.
 fn own_element_types<'a>(
     meta_types: &mut MetaTypes,
     elements: impl Iterator<Item = &'a TypeIdent>,
@@ -238,12 +246,10 @@ fn own_element_types<'a>(
         if !reference.is_simple() {
             continue;
         }
-        // An anonymous type (`IdentType::ElementType`) already carries the
-        // element's name.
         let Some((target_ident, target)) = meta_types.get_resolved(ident) else {
             continue;
         };
-        if target_ident.type_ != IdentType::Type {
+        if !matches!(target_ident.type_, IdentType::Type | IdentType::ElementType) {
             continue;
         }
         let MetaTypeVariant::ComplexType(complex) = &target.variant else {

@@ -628,6 +628,58 @@ fn element_declared_with_a_named_type_gets_a_struct_named_for_the_element() {
 }
 
 #[test]
+fn element_with_an_anonymous_type_gets_a_struct_named_for_the_element() {
+    // `<xs:element name="Add"><xs:complexType>...`: a struct `Add`, not an alias
+    // `pub type Add = AddElementType;` that rustdoc and compiler errors would show.
+    let generated = generate("wrapped.wsdl");
+    let file = parse(&generated);
+    let types = module(&file.items, "types");
+    for name in ["Add", "AddResponse", "Reset"] {
+        assert!(
+            types
+                .iter()
+                .any(|i| matches!(i, syn::Item::Struct(s) if s.ident == name)),
+            "types::{name} is not a struct"
+        );
+        assert!(has_impl_of(types, "WithSerializer", name));
+        assert!(has_impl_of(types, "WithDeserializer", name));
+        let tag = format!("name.unwrap_or(\"tns:{name}\")");
+        assert!(generated.code.contains(&tag), "missing {tag}");
+    }
+    assert!(
+        !generated.code.contains("ElementType"),
+        "no struct of an anonymous element type is left over"
+    );
+}
+
+#[test]
+fn um_message_elements_are_structs_without_aliases() {
+    let file = parse(&generate_with(&configure(), Path::new(UM_WSDL)));
+    let types = module(&file.items, "types");
+    let aliases: Vec<String> = types
+        .iter()
+        .filter_map(|i| match i {
+            syn::Item::Type(t) => Some(t.ident.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(aliases, Vec::<String>::new(), "type aliases in types");
+    for name in [
+        "IsUmEnabled",
+        "GetUmPropertiesResponse",
+        "ResetPin",
+        "GetCallInfoResponse",
+    ] {
+        assert!(
+            types
+                .iter()
+                .any(|i| matches!(i, syn::Item::Struct(s) if s.ident == name)),
+            "types::{name} is not a struct"
+        );
+    }
+}
+
+#[test]
 fn builder_settings_shape_the_output() {
     let path = fixture("wrapped.wsdl");
     let file = parse(&generate_with(
@@ -792,7 +844,7 @@ fn xml_namespace_imported_without_location() {
     let fields = types
         .iter()
         .find_map(|i| match i {
-            syn::Item::Struct(s) if s.ident == "GreetElementType" => Some(&s.fields),
+            syn::Item::Struct(s) if s.ident == "Greet" => Some(&s.fields),
             _ => None,
         })
         .expect("the Greet element's struct");
@@ -964,22 +1016,14 @@ fn um_public_names_stay() {
     let types = module(&file.items, "types");
     let types_names = names(types);
     assert!(types_names.contains(&"ResetPin".to_owned()));
-    // `IsUmEnabledResponse { is_um_enabled_response }`: a struct, or an alias of one.
-    let target = types
-        .iter()
-        .find_map(|i| match i {
-            syn::Item::Struct(s) if s.ident == "IsUmEnabledResponse" => Some(s.ident.to_string()),
-            syn::Item::Type(t) if t.ident == "IsUmEnabledResponse" => Some(flat(&t.ty)),
-            _ => None,
-        })
-        .expect("types::IsUmEnabledResponse");
+    // `IsUmEnabledResponse { is_um_enabled_response }`.
     let is_um_enabled = types
         .iter()
         .find_map(|i| match i {
-            syn::Item::Struct(s) if s.ident == target => Some(s),
+            syn::Item::Struct(s) if s.ident == "IsUmEnabledResponse" => Some(s),
             _ => None,
         })
-        .expect("the struct of types::IsUmEnabledResponse");
+        .expect("the struct types::IsUmEnabledResponse");
     assert!(is_um_enabled
         .fields
         .iter()
