@@ -20,7 +20,7 @@ pub mod types {
     pub const NS_XSI: Namespace = Namespace::new_const(
         b"http://www.w3.org/2001/XMLSchema-instance",
     );
-    pub const NS_UNNAMED_5: Namespace = Namespace::new_const(
+    pub const NS_MESSAGES: Namespace = Namespace::new_const(
         b"http://schemas.microsoft.com/exchange/services/2006/messages",
     );
     pub const NS_T: Namespace = Namespace::new_const(
@@ -993,7 +993,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"IsUMEnabledResponse",
                                     false,
                                 )?;
@@ -1280,7 +1280,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"GetUMPropertiesResponse",
                                     false,
                                 )?;
@@ -1780,7 +1780,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"OofStatus",
                                     false,
                                 )?;
@@ -1802,7 +1802,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"MissedCallNotificationEnabled",
                                     false,
                                 )?;
@@ -1829,7 +1829,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"PlayOnPhoneDialString",
                                     false,
                                 )?;
@@ -1856,7 +1856,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"TelephoneAccessNumbers",
                                     false,
                                 )?;
@@ -1883,7 +1883,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"TelephoneAccessFolderEmail",
                                     false,
                                 )?;
@@ -2084,7 +2084,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"status",
                                     false,
                                 )?;
@@ -2340,7 +2340,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"dialString",
                                     false,
                                 )?;
@@ -2603,7 +2603,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"base64FolderId",
                                     false,
                                 )?;
@@ -2867,7 +2867,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"status",
                                     false,
                                 )?;
@@ -3324,7 +3324,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"entryId",
                                     false,
                                 )?;
@@ -3345,7 +3345,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"DialString",
                                     false,
                                 )?;
@@ -3543,7 +3543,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"PlayOnPhoneResponse",
                                     false,
                                 )?;
@@ -3730,7 +3730,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"CallId",
                                     false,
                                 )?;
@@ -3934,7 +3934,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"GetCallInfoResponse",
                                     false,
                                 )?;
@@ -4210,7 +4210,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"CallState",
                                     false,
                                 )?;
@@ -4232,7 +4232,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"EventCause",
                                     false,
                                 )?;
@@ -4415,7 +4415,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"CallId",
                                     false,
                                 )?;
@@ -4742,7 +4742,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"GreetingType",
                                     false,
                                 )?;
@@ -4765,7 +4765,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"DialString",
                                     false,
                                 )?;
@@ -4972,7 +4972,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"PlayOnPhoneGreetingResponse",
                                     false,
                                 )?;
@@ -5058,7 +5058,7 @@ pub mod types {
                             *self.state = IsUmEnabledSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
@@ -5115,7 +5115,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
                         IsUmEnabledResponseSerializerState::IsUmEnabledResponse(x) => {
@@ -5178,7 +5178,7 @@ pub mod types {
                             *self.state = GetUmPropertiesSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
@@ -5237,7 +5237,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
                         GetUmPropertiesResponseSerializerState::GetUmPropertiesResponse(
@@ -5316,7 +5316,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
                         UmPropertiesTypeSerializerState::OofStatus(x) => {
@@ -5443,7 +5443,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
                         SetOofStatusSerializerState::Status(x) => {
@@ -5502,7 +5502,7 @@ pub mod types {
                             *self.state = SetOofStatusResponseSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
@@ -5561,7 +5561,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
                         SetPlayOnPhoneDialStringSerializerState::DialString(x) => {
@@ -5626,7 +5626,7 @@ pub mod types {
                             *self.state = SetPlayOnPhoneDialStringResponseSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
@@ -5688,7 +5688,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
                         SetTelephoneAccessFolderEmailSerializerState::Base64FolderId(
@@ -5757,7 +5757,7 @@ pub mod types {
                             *self.state = SetTelephoneAccessFolderEmailResponseSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
@@ -5819,7 +5819,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
                         SetMissedCallNotificationEnabledSerializerState::Status(x) => {
@@ -5887,7 +5887,7 @@ pub mod types {
                             *self.state = SetMissedCallNotificationEnabledResponseSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
@@ -5941,7 +5941,7 @@ pub mod types {
                             *self.state = ResetPinSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
@@ -5990,7 +5990,7 @@ pub mod types {
                             *self.state = ResetPinResponseSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
@@ -6048,7 +6048,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
                         PlayOnPhoneSerializerState::EntryId(x) => {
@@ -6129,7 +6129,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
                         PlayOnPhoneResponseSerializerState::PlayOnPhoneResponse(x) => {
@@ -6200,7 +6200,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
                         GetCallInfoSerializerState::CallId(x) => {
@@ -6269,7 +6269,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             if self.is_root {
                                 helper
                                     .write_xmlns(
@@ -6349,7 +6349,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             if self.is_root {
                                 helper
                                     .write_xmlns(
@@ -6438,7 +6438,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
                         DisconnectSerializerState::CallId(x) => {
@@ -6497,7 +6497,7 @@ pub mod types {
                             *self.state = DisconnectResponseSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
@@ -6555,7 +6555,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             if self.is_root {
                                 helper
                                     .write_xmlns(
@@ -6650,7 +6650,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
                         PlayOnPhoneGreetingResponseSerializerState::PlayOnPhoneGreetingResponse(
@@ -6763,36 +6763,36 @@ pub mod um_service_soap {
     pub static OPERATIONS: [::umws_soap::OperationInfo; 11usize] = [
         ::umws_soap::OperationInfo {
             name: operations::IS_UM_ENABLED,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "IsUMEnabled",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "IsUMEnabledResponse",
             soap_action: ::core::option::Option::Some(actions::IS_UM_ENABLED),
             understood_headers: &[],
         },
         ::umws_soap::OperationInfo {
             name: operations::GET_UM_PROPERTIES,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "GetUMProperties",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "GetUMPropertiesResponse",
             soap_action: ::core::option::Option::Some(actions::GET_UM_PROPERTIES),
             understood_headers: &[],
         },
         ::umws_soap::OperationInfo {
             name: operations::SET_OOF_STATUS,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "SetOofStatus",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "SetOofStatusResponse",
             soap_action: ::core::option::Option::Some(actions::SET_OOF_STATUS),
             understood_headers: &[],
         },
         ::umws_soap::OperationInfo {
             name: operations::SET_PLAY_ON_PHONE_DIAL_STRING,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "SetPlayOnPhoneDialString",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "SetPlayOnPhoneDialStringResponse",
             soap_action: ::core::option::Option::Some(
                 actions::SET_PLAY_ON_PHONE_DIAL_STRING,
@@ -6801,9 +6801,9 @@ pub mod um_service_soap {
         },
         ::umws_soap::OperationInfo {
             name: operations::SET_TELEPHONE_ACCESS_FOLDER_EMAIL,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "SetTelephoneAccessFolderEmail",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "SetTelephoneAccessFolderEmailResponse",
             soap_action: ::core::option::Option::Some(
                 actions::SET_TELEPHONE_ACCESS_FOLDER_EMAIL,
@@ -6812,9 +6812,9 @@ pub mod um_service_soap {
         },
         ::umws_soap::OperationInfo {
             name: operations::SET_MISSED_CALL_NOTIFICATION_ENABLED,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "SetMissedCallNotificationEnabled",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "SetMissedCallNotificationEnabledResponse",
             soap_action: ::core::option::Option::Some(
                 actions::SET_MISSED_CALL_NOTIFICATION_ENABLED,
@@ -6823,45 +6823,45 @@ pub mod um_service_soap {
         },
         ::umws_soap::OperationInfo {
             name: operations::RESET_PIN,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "ResetPIN",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "ResetPINResponse",
             soap_action: ::core::option::Option::Some(actions::RESET_PIN),
             understood_headers: &[],
         },
         ::umws_soap::OperationInfo {
             name: operations::PLAY_ON_PHONE,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "PlayOnPhone",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "PlayOnPhoneResponse",
             soap_action: ::core::option::Option::Some(actions::PLAY_ON_PHONE),
             understood_headers: &[],
         },
         ::umws_soap::OperationInfo {
             name: operations::GET_CALL_INFO,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "GetCallInfo",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "GetCallInfoResponse",
             soap_action: ::core::option::Option::Some(actions::GET_CALL_INFO),
             understood_headers: &[],
         },
         ::umws_soap::OperationInfo {
             name: operations::DISCONNECT,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "Disconnect",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "DisconnectResponse",
             soap_action: ::core::option::Option::Some(actions::DISCONNECT),
             understood_headers: &[],
         },
         ::umws_soap::OperationInfo {
             name: operations::PLAY_ON_PHONE_GREETING,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "PlayOnPhoneGreeting",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "PlayOnPhoneGreetingResponse",
             soap_action: ::core::option::Option::Some(actions::PLAY_ON_PHONE_GREETING),
             understood_headers: &[],

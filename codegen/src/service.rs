@@ -1,13 +1,13 @@
 //! The service layer: constants, service traits, dispatchers and clients.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use crate::error::Error;
 use crate::model::{Model, PortTypeModel};
-use crate::naming::{constant_case, ident, pascal_case, snake_case, type_name};
+use crate::naming::{constant_case, ident, namespace_constant, pascal_case, snake_case, type_name};
 use crate::types::Types;
 use crate::wsdl::{QName, SoapVersion};
 use crate::Builder;
@@ -18,10 +18,17 @@ pub(crate) fn emit(model: &Model, types: &Types, builder: &Builder) -> Result<To
         file: model.file.clone(),
         source,
     })?;
-    let namespaces = emit_namespaces(model, types);
+    let (namespaces, namespace_consts) = emit_namespaces(model, types);
     let mut modules = Vec::new();
     for port_type in &model.port_types {
-        modules.push(emit_port_type(model, port_type, types, builder, &runtime)?);
+        modules.push(emit_port_type(
+            model,
+            port_type,
+            types,
+            &namespace_consts,
+            builder,
+            &runtime,
+        )?);
     }
     Ok(quote! {
         #namespaces
@@ -29,9 +36,15 @@ pub(crate) fn emit(model: &Model, types: &Types, builder: &Builder) -> Result<To
     })
 }
 
-fn emit_namespaces(model: &Model, types: &Types) -> TokenStream {
+/// The `namespaces` module, and the constant that names each namespace in it.
+fn emit_namespaces(model: &Model, types: &Types) -> (TokenStream, BTreeMap<String, syn::Ident>) {
     let mut names: BTreeSet<&str> = types.namespaces.iter().map(String::as_str).collect();
-    for q in model.elements() {
+    let headers = model
+        .port_types
+        .iter()
+        .flat_map(|p| &p.operations)
+        .flat_map(|o| &o.headers);
+    for q in model.elements().chain(headers) {
         if let Some(ns) = &q.namespace {
             names.insert(ns);
         }
@@ -45,14 +58,9 @@ fn emit_namespaces(model: &Model, types: &Types) -> TokenStream {
         });
         used.insert("TARGET".to_owned());
     }
+    let mut idents = BTreeMap::new();
     for ns in names {
-        let base = ns
-            .trim_end_matches(['/', '#'])
-            .rsplit(['/', ':', '#'])
-            .find(|s| !s.is_empty())
-            .map(constant_case)
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "NAMESPACE".into());
+        let base = namespace_constant(ns);
         let mut name = base.clone();
         let mut n = 2;
         while !used.insert(name.clone()) {
@@ -65,13 +73,15 @@ fn emit_namespaces(model: &Model, types: &Types) -> TokenStream {
             #[doc = #doc]
             pub const #id: &str = #ns;
         });
+        idents.insert(ns.to_owned(), id);
     }
-    quote! {
+    let module = quote! {
         /// The namespace names of the service's elements.
         pub mod namespaces {
             #(#consts)*
         }
-    }
+    };
+    (module, idents)
 }
 
 fn doc_lines(text: &Option<String>) -> Vec<TokenStream> {
@@ -115,9 +125,18 @@ fn emit_port_type(
     model: &Model,
     pt: &PortTypeModel,
     types: &Types,
+    namespace_consts: &BTreeMap<String, syn::Ident>,
     builder: &Builder,
     rt: &syn::Path,
 ) -> Result<TokenStream, Error> {
+    // A namespace as the constant of the `namespaces` module that names it.
+    let namespace = |q: Option<&QName>| -> TokenStream {
+        let ns = q.and_then(|q| q.namespace.as_deref()).unwrap_or_default();
+        match namespace_consts.get(ns) {
+            Some(id) => quote!(super::namespaces::#id),
+            None => quote!(#ns),
+        }
+    };
     let module = ident(&snake_case(&pt.name));
     let trait_name = format_ident!("{}", pascal_case(&pt.name));
     let server_name = format_ident!("{}Server", trait_name);
@@ -163,23 +182,17 @@ fn emit_port_type(
             None => quote!(""),
         };
         let req_ty = type_path(model, types, &op.input, op_name)?;
-        let (req_ns, req_local) = (
-            op.input.namespace.clone().unwrap_or_default(),
-            &op.input.local,
-        );
-        let (resp_ty, resp_ns, resp_local) = match &op.output {
-            Some(q) => (
-                {
-                    let t = type_path(model, types, q, op_name)?;
-                    quote!(types::#t)
-                },
-                q.namespace.clone().unwrap_or_default(),
-                q.local.clone(),
-            ),
-            None => (quote!(()), String::new(), String::new()),
+        let (req_ns, req_local) = (namespace(Some(&op.input)), &op.input.local);
+        let (resp_ty, resp_local) = match &op.output {
+            Some(q) => {
+                let t = type_path(model, types, q, op_name)?;
+                (quote!(types::#t), q.local.clone())
+            }
+            None => (quote!(()), String::new()),
         };
+        let resp_ns = namespace(op.output.as_ref());
         let headers = op.headers.iter().map(|h| {
-            let ns = h.namespace.clone().unwrap_or_default();
+            let ns = namespace(Some(h));
             let local = &h.local;
             quote!((#ns, #local))
         });

@@ -406,11 +406,17 @@ fn wrapped_operation_infos_carry_elements_actions_and_understood_headers() {
     let infos = operation_infos(module(&file.items, "calc_soap"));
     assert_eq!(infos.len(), 3);
 
+    // Namespaces are named by the constants of the `namespaces` module, not
+    // repeated as literals.
+    let namespaces = str_consts(module(&file.items, "namespaces"));
+    assert_eq!(namespaces["CALC"], "urn:example:calc");
+    assert_eq!(namespaces["HEADERS"], "urn:example:calc:headers");
+
     let add = &infos[0];
     assert_eq!(add["name"], "operations::ADD");
-    assert_eq!(add["request_namespace"], "urn:example:calc");
+    assert_eq!(add["request_namespace"], "super::namespaces::CALC");
     assert_eq!(add["request_element"], "Add");
-    assert_eq!(add["response_namespace"], "urn:example:calc");
+    assert_eq!(add["response_namespace"], "super::namespaces::CALC");
     assert_eq!(add["response_element"], "AddResponse");
     assert_eq!(
         add["soap_action"],
@@ -420,7 +426,7 @@ fn wrapped_operation_infos_carry_elements_actions_and_understood_headers() {
     // names `parameters`, so the header element is not the request.
     assert_eq!(
         add["understood_headers"],
-        r#"&[("urn:example:calc:headers","Session")]"#
+        r#"&[(super::namespaces::HEADERS,"Session")]"#
     );
 
     let negate = &infos[1];
@@ -680,6 +686,49 @@ fn um_message_elements_are_structs_without_aliases() {
 }
 
 #[test]
+fn um_namespace_constants_are_named_for_the_namespace() {
+    let generated = generate_with(&configure(), Path::new(UM_WSDL));
+    let file = parse(&generated);
+    // The messages namespace is the schemas' default namespace (no prefix);
+    // xsd-parser alone would call its constant `NS_UNNAMED_<n>`.
+    let consts: BTreeMap<String, String> = module(&file.items, "types")
+        .iter()
+        .filter_map(|i| match i {
+            syn::Item::Const(c) if c.ident.to_string().starts_with("NS_") => {
+                Some((c.ident.to_string(), flat(&c.expr)))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        consts["NS_MESSAGES"]
+            .contains("http://schemas.microsoft.com/exchange/services/2006/messages"),
+        "{consts:?}"
+    );
+    assert!(consts["NS_T"].contains("http://schemas.microsoft.com/exchange/services/2006/types"));
+    assert!(
+        !generated.code.contains("NS_UNNAMED"),
+        "an unnamed namespace constant is left"
+    );
+    // The operation table names the namespaces by their constants.
+    let infos = operation_infos(module(&file.items, "um_service_soap"));
+    assert_eq!(infos.len(), 11);
+    for info in &infos {
+        assert_eq!(
+            info["request_namespace"], "super::namespaces::MESSAGES",
+            "{info:?}"
+        );
+        assert_eq!(
+            info["response_namespace"], "super::namespaces::MESSAGES",
+            "{info:?}"
+        );
+    }
+    assert!(!generated.code.contains(
+        "request_namespace: \"http://schemas.microsoft.com/exchange/services/2006/messages\""
+    ));
+}
+
+#[test]
 fn builder_settings_shape_the_output() {
     let path = fixture("wrapped.wsdl");
     let file = parse(&generate_with(
@@ -770,7 +819,8 @@ fn several_port_types_over_several_schemas() {
         assert!(namespaces.values().any(|v| v == ns), "no constant for {ns}");
     }
     let infos = operation_infos(module(&file.items, "orders_port"));
-    assert_eq!(infos[1]["request_namespace"], "urn:example:orders");
+    assert_eq!(namespaces["ORDERS"], "urn:example:orders");
+    assert_eq!(infos[1]["request_namespace"], "super::namespaces::ORDERS");
     assert_eq!(infos[1]["request_element"], "CancelOrder");
 }
 
