@@ -816,8 +816,25 @@ fn answer_once(body: String) -> String {
     base
 }
 
-/// The typed client reads the answers as Exchange writes them: the values of
-/// GetUMProperties and GetCallInfo unprefixed under the messages default namespace.
+/// Writes `<name>children</name>` in the messages namespace, with every element unprefixed
+/// under a default namespace declaration (as Exchange writes it) or, `prefixed`, as `m:name`
+/// (as other SOAP stacks write the same XML).
+fn messages_xml(prefixed: bool, name: &str, children: &[(&str, &str)]) -> String {
+    let (p, declaration) = if prefixed {
+        ("m:", format!(r#" xmlns:m="{M}""#))
+    } else {
+        ("", format!(r#" xmlns="{M}""#))
+    };
+    let inner: String = children
+        .iter()
+        .map(|(child, value)| format!("<{p}{child}>{value}</{p}{child}>"))
+        .collect();
+    format!("<{p}{name}{declaration}><{p}{name}>{inner}</{p}{name}></{p}{name}>")
+}
+
+/// The typed client reads the values of GetUMProperties and GetCallInfo in the messages
+/// namespace, unprefixed under its default declaration as Exchange writes them, and with a
+/// prefix as other SOAP stacks write the same XML.
 #[test]
 fn the_typed_client_reads_exchange_shaped_answers() {
     use umws::um_service_soap::UmServiceSoapClient;
@@ -830,35 +847,46 @@ fn the_typed_client_reads_exchange_shaped_answers() {
                 .with_timeout(std::time::Duration::from_secs(30)),
         )
     };
+    for prefixed in [false, true] {
+        let base = answer_once(envelope(&messages_xml(
+            prefixed,
+            "GetUMPropertiesResponse",
+            &[
+                ("OofStatus", "true"),
+                ("MissedCallNotificationEnabled", "false"),
+                ("PlayOnPhoneDialString", "4100"),
+                ("TelephoneAccessNumbers", "+1 425 555 0100, 4100"),
+                ("TelephoneAccessFolderEmail", "AAECAwQFBgc="),
+            ],
+        )));
+        let props = runtime
+            .block_on(client(&base).get_um_properties(&umws::types::GetUmProperties {}))
+            .unwrap_or_else(|e| panic!("GetUMProperties (prefixed: {prefixed}): {e}"))
+            .get_um_properties_response;
+        assert!(props.oof_status);
+        assert!(!props.missed_call_notification_enabled);
+        assert_eq!(props.play_on_phone_dial_string.as_deref(), Some("4100"));
+        assert_eq!(
+            props.telephone_access_numbers.as_deref(),
+            Some("+1 425 555 0100, 4100")
+        );
+        assert_eq!(
+            props.telephone_access_folder_email.as_deref(),
+            Some("AAECAwQFBgc=")
+        );
 
-    let base = answer_once(envelope(&format!(
-        r#"<GetUMPropertiesResponse xmlns="{M}"><GetUMPropertiesResponse><OofStatus>true</OofStatus><MissedCallNotificationEnabled>false</MissedCallNotificationEnabled><PlayOnPhoneDialString>4100</PlayOnPhoneDialString><TelephoneAccessNumbers>+1 425 555 0100, 4100</TelephoneAccessNumbers><TelephoneAccessFolderEmail>AAECAwQFBgc=</TelephoneAccessFolderEmail></GetUMPropertiesResponse></GetUMPropertiesResponse>"#
-    )));
-    let props = runtime
-        .block_on(client(&base).get_um_properties(&umws::types::GetUmProperties {}))
-        .expect("GetUMProperties")
-        .get_um_properties_response;
-    assert!(props.oof_status);
-    assert!(!props.missed_call_notification_enabled);
-    assert_eq!(props.play_on_phone_dial_string.as_deref(), Some("4100"));
-    assert_eq!(
-        props.telephone_access_numbers.as_deref(),
-        Some("+1 425 555 0100, 4100")
-    );
-    assert_eq!(
-        props.telephone_access_folder_email.as_deref(),
-        Some("AAECAwQFBgc=")
-    );
-
-    let base = answer_once(envelope(&format!(
-        r#"<GetCallInfoResponse xmlns="{M}"><GetCallInfoResponse><CallState>Connected</CallState><EventCause>None</EventCause></GetCallInfoResponse></GetCallInfoResponse>"#
-    )));
-    let info = runtime
-        .block_on(client(&base).get_call_info(&umws::types::GetCallInfo {
-            call_id: Some("MEBob3N0".into()),
-        }))
-        .expect("GetCallInfo")
-        .get_call_info_response;
-    assert_eq!(info.call_state, umws::types::UmCallStateType::Connected);
-    assert_eq!(info.event_cause, umws::types::UmEventCauseType::None);
+        let base = answer_once(envelope(&messages_xml(
+            prefixed,
+            "GetCallInfoResponse",
+            &[("CallState", "Connected"), ("EventCause", "None")],
+        )));
+        let info = runtime
+            .block_on(client(&base).get_call_info(&umws::types::GetCallInfo {
+                call_id: Some("MEBob3N0".into()),
+            }))
+            .unwrap_or_else(|e| panic!("GetCallInfo (prefixed: {prefixed}): {e}"))
+            .get_call_info_response;
+        assert_eq!(info.call_state, umws::types::UmCallStateType::Connected);
+        assert_eq!(info.event_cause, umws::types::UmEventCauseType::None);
+    }
 }
