@@ -20,7 +20,7 @@ pub mod types {
     pub const NS_XSI: Namespace = Namespace::new_const(
         b"http://www.w3.org/2001/XMLSchema-instance",
     );
-    pub const NS_UNNAMED_5: Namespace = Namespace::new_const(
+    pub const NS_MESSAGES: Namespace = Namespace::new_const(
         b"http://schemas.microsoft.com/exchange/services/2006/messages",
     );
     pub const NS_T: Namespace = Namespace::new_const(
@@ -31,110 +31,98 @@ pub mod types {
     pub const PREFIX_XSI: NamespacePrefix = NamespacePrefix::new_const(b"xsi");
     pub const PREFIX_T: NamespacePrefix = NamespacePrefix::new_const(b"t");
     ///Tells whether the caller's mailbox is enabled for Unified Messaging.
-    pub type IsUmEnabled = IsUmEnabledElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct IsUmEnabledElementType;
-    impl WithSerializer for IsUmEnabledElementType {
-        type Serializer<'x> = quick_xml_serialize::IsUmEnabledElementTypeSerializer<'x>;
+    pub struct IsUmEnabled;
+    impl WithSerializer for IsUmEnabled {
+        type Serializer<'x> = quick_xml_serialize::IsUmEnabledSerializer<'x>;
         fn serializer<'ser>(
             &'ser self,
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::IsUmEnabledElementTypeSerializer {
+            Ok(quick_xml_serialize::IsUmEnabledSerializer {
                 value: self,
-                state: Box::new(
-                    quick_xml_serialize::IsUmEnabledElementTypeSerializerState::Init__,
-                ),
+                state: Box::new(quick_xml_serialize::IsUmEnabledSerializerState::Init__),
                 name: name.unwrap_or("IsUMEnabled"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for IsUmEnabledElementType {
-        type Deserializer = quick_xml_deserialize::IsUmEnabledElementTypeDeserializer;
+    impl WithDeserializer for IsUmEnabled {
+        type Deserializer = quick_xml_deserialize::IsUmEnabledDeserializer;
     }
     ///The answer to IsUMEnabled.
-    pub type IsUmEnabledResponse = IsUmEnabledResponseElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct IsUmEnabledResponseElementType {
+    pub struct IsUmEnabledResponse {
         pub is_um_enabled_response: bool,
     }
-    impl WithSerializer for IsUmEnabledResponseElementType {
-        type Serializer<'x> = quick_xml_serialize::IsUmEnabledResponseElementTypeSerializer<
-            'x,
-        >;
+    impl WithSerializer for IsUmEnabledResponse {
+        type Serializer<'x> = quick_xml_serialize::IsUmEnabledResponseSerializer<'x>;
         fn serializer<'ser>(
             &'ser self,
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::IsUmEnabledResponseElementTypeSerializer {
+            Ok(quick_xml_serialize::IsUmEnabledResponseSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::IsUmEnabledResponseElementTypeSerializerState::Init__,
+                    quick_xml_serialize::IsUmEnabledResponseSerializerState::Init__,
                 ),
                 name: name.unwrap_or("IsUMEnabledResponse"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for IsUmEnabledResponseElementType {
-        type Deserializer = quick_xml_deserialize::IsUmEnabledResponseElementTypeDeserializer;
+    impl WithDeserializer for IsUmEnabledResponse {
+        type Deserializer = quick_xml_deserialize::IsUmEnabledResponseDeserializer;
     }
     ///Returns the UM settings of the caller's mailbox.
-    pub type GetUmProperties = GetUmPropertiesElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct GetUmPropertiesElementType;
-    impl WithSerializer for GetUmPropertiesElementType {
-        type Serializer<'x> = quick_xml_serialize::GetUmPropertiesElementTypeSerializer<
-            'x,
-        >;
+    pub struct GetUmProperties;
+    impl WithSerializer for GetUmProperties {
+        type Serializer<'x> = quick_xml_serialize::GetUmPropertiesSerializer<'x>;
         fn serializer<'ser>(
             &'ser self,
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::GetUmPropertiesElementTypeSerializer {
+            Ok(quick_xml_serialize::GetUmPropertiesSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::GetUmPropertiesElementTypeSerializerState::Init__,
+                    quick_xml_serialize::GetUmPropertiesSerializerState::Init__,
                 ),
                 name: name.unwrap_or("GetUMProperties"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for GetUmPropertiesElementType {
-        type Deserializer = quick_xml_deserialize::GetUmPropertiesElementTypeDeserializer;
+    impl WithDeserializer for GetUmProperties {
+        type Deserializer = quick_xml_deserialize::GetUmPropertiesDeserializer;
     }
     ///The answer to GetUMProperties.
-    pub type GetUmPropertiesResponse = GetUmPropertiesResponseElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct GetUmPropertiesResponseElementType {
+    pub struct GetUmPropertiesResponse {
         pub get_um_properties_response: UmPropertiesType,
     }
-    impl WithSerializer for GetUmPropertiesResponseElementType {
-        type Serializer<'x> = quick_xml_serialize::GetUmPropertiesResponseElementTypeSerializer<
-            'x,
-        >;
+    impl WithSerializer for GetUmPropertiesResponse {
+        type Serializer<'x> = quick_xml_serialize::GetUmPropertiesResponseSerializer<'x>;
         fn serializer<'ser>(
             &'ser self,
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::GetUmPropertiesResponseElementTypeSerializer {
+            Ok(quick_xml_serialize::GetUmPropertiesResponseSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::GetUmPropertiesResponseElementTypeSerializerState::Init__,
+                    quick_xml_serialize::GetUmPropertiesResponseSerializerState::Init__,
                 ),
                 name: name.unwrap_or("GetUMPropertiesResponse"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for GetUmPropertiesResponseElementType {
-        type Deserializer = quick_xml_deserialize::GetUmPropertiesResponseElementTypeDeserializer;
+    impl WithDeserializer for GetUmPropertiesResponse {
+        type Deserializer = quick_xml_deserialize::GetUmPropertiesResponseDeserializer;
     }
     ///The UM settings of the caller's mailbox, as returned by GetUMProperties.
     #[derive(Clone, Debug, PartialEq)]
@@ -162,7 +150,7 @@ pub mod types {
                 state: Box::new(
                     quick_xml_serialize::UmPropertiesTypeSerializerState::Init__,
                 ),
-                name: name.unwrap_or("t:UMProperties"),
+                name: name.unwrap_or("UMProperties"),
                 is_root,
             })
         }
@@ -171,65 +159,60 @@ pub mod types {
         type Deserializer = quick_xml_deserialize::UmPropertiesTypeDeserializer;
     }
     ///Turns the out-of-office greeting on or off.
-    pub type SetOofStatus = SetOofStatusElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct SetOofStatusElementType {
+    pub struct SetOofStatus {
         pub status: bool,
     }
-    impl WithSerializer for SetOofStatusElementType {
-        type Serializer<'x> = quick_xml_serialize::SetOofStatusElementTypeSerializer<'x>;
+    impl WithSerializer for SetOofStatus {
+        type Serializer<'x> = quick_xml_serialize::SetOofStatusSerializer<'x>;
         fn serializer<'ser>(
             &'ser self,
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::SetOofStatusElementTypeSerializer {
+            Ok(quick_xml_serialize::SetOofStatusSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::SetOofStatusElementTypeSerializerState::Init__,
+                    quick_xml_serialize::SetOofStatusSerializerState::Init__,
                 ),
                 name: name.unwrap_or("SetOofStatus"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for SetOofStatusElementType {
-        type Deserializer = quick_xml_deserialize::SetOofStatusElementTypeDeserializer;
+    impl WithDeserializer for SetOofStatus {
+        type Deserializer = quick_xml_deserialize::SetOofStatusDeserializer;
     }
     ///The answer to SetOofStatus.
-    pub type SetOofStatusResponse = SetOofStatusResponseElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct SetOofStatusResponseElementType;
-    impl WithSerializer for SetOofStatusResponseElementType {
-        type Serializer<'x> = quick_xml_serialize::SetOofStatusResponseElementTypeSerializer<
-            'x,
-        >;
+    pub struct SetOofStatusResponse;
+    impl WithSerializer for SetOofStatusResponse {
+        type Serializer<'x> = quick_xml_serialize::SetOofStatusResponseSerializer<'x>;
         fn serializer<'ser>(
             &'ser self,
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::SetOofStatusResponseElementTypeSerializer {
+            Ok(quick_xml_serialize::SetOofStatusResponseSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::SetOofStatusResponseElementTypeSerializerState::Init__,
+                    quick_xml_serialize::SetOofStatusResponseSerializerState::Init__,
                 ),
                 name: name.unwrap_or("SetOofStatusResponse"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for SetOofStatusResponseElementType {
-        type Deserializer = quick_xml_deserialize::SetOofStatusResponseElementTypeDeserializer;
+    impl WithDeserializer for SetOofStatusResponse {
+        type Deserializer = quick_xml_deserialize::SetOofStatusResponseDeserializer;
     }
     ///Sets the default number that PlayOnPhone dials.
-    pub type SetPlayOnPhoneDialString = SetPlayOnPhoneDialStringElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct SetPlayOnPhoneDialStringElementType {
+    pub struct SetPlayOnPhoneDialString {
         pub dial_string: Option<String>,
     }
-    impl WithSerializer for SetPlayOnPhoneDialStringElementType {
-        type Serializer<'x> = quick_xml_serialize::SetPlayOnPhoneDialStringElementTypeSerializer<
+    impl WithSerializer for SetPlayOnPhoneDialString {
+        type Serializer<'x> = quick_xml_serialize::SetPlayOnPhoneDialStringSerializer<
             'x,
         >;
         fn serializer<'ser>(
@@ -237,25 +220,24 @@ pub mod types {
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::SetPlayOnPhoneDialStringElementTypeSerializer {
+            Ok(quick_xml_serialize::SetPlayOnPhoneDialStringSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::SetPlayOnPhoneDialStringElementTypeSerializerState::Init__,
+                    quick_xml_serialize::SetPlayOnPhoneDialStringSerializerState::Init__,
                 ),
                 name: name.unwrap_or("SetPlayOnPhoneDialString"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for SetPlayOnPhoneDialStringElementType {
-        type Deserializer = quick_xml_deserialize::SetPlayOnPhoneDialStringElementTypeDeserializer;
+    impl WithDeserializer for SetPlayOnPhoneDialString {
+        type Deserializer = quick_xml_deserialize::SetPlayOnPhoneDialStringDeserializer;
     }
     ///The answer to SetPlayOnPhoneDialString.
-    pub type SetPlayOnPhoneDialStringResponse = SetPlayOnPhoneDialStringResponseElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct SetPlayOnPhoneDialStringResponseElementType;
-    impl WithSerializer for SetPlayOnPhoneDialStringResponseElementType {
-        type Serializer<'x> = quick_xml_serialize::SetPlayOnPhoneDialStringResponseElementTypeSerializer<
+    pub struct SetPlayOnPhoneDialStringResponse;
+    impl WithSerializer for SetPlayOnPhoneDialStringResponse {
+        type Serializer<'x> = quick_xml_serialize::SetPlayOnPhoneDialStringResponseSerializer<
             'x,
         >;
         fn serializer<'ser>(
@@ -263,27 +245,26 @@ pub mod types {
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::SetPlayOnPhoneDialStringResponseElementTypeSerializer {
+            Ok(quick_xml_serialize::SetPlayOnPhoneDialStringResponseSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::SetPlayOnPhoneDialStringResponseElementTypeSerializerState::Init__,
+                    quick_xml_serialize::SetPlayOnPhoneDialStringResponseSerializerState::Init__,
                 ),
                 name: name.unwrap_or("SetPlayOnPhoneDialStringResponse"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for SetPlayOnPhoneDialStringResponseElementType {
-        type Deserializer = quick_xml_deserialize::SetPlayOnPhoneDialStringResponseElementTypeDeserializer;
+    impl WithDeserializer for SetPlayOnPhoneDialStringResponse {
+        type Deserializer = quick_xml_deserialize::SetPlayOnPhoneDialStringResponseDeserializer;
     }
     ///Sets the folder whose email is read over the telephone (base64 folder id).
-    pub type SetTelephoneAccessFolderEmail = SetTelephoneAccessFolderEmailElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct SetTelephoneAccessFolderEmailElementType {
+    pub struct SetTelephoneAccessFolderEmail {
         pub base_64_folder_id: Option<String>,
     }
-    impl WithSerializer for SetTelephoneAccessFolderEmailElementType {
-        type Serializer<'x> = quick_xml_serialize::SetTelephoneAccessFolderEmailElementTypeSerializer<
+    impl WithSerializer for SetTelephoneAccessFolderEmail {
+        type Serializer<'x> = quick_xml_serialize::SetTelephoneAccessFolderEmailSerializer<
             'x,
         >;
         fn serializer<'ser>(
@@ -291,25 +272,24 @@ pub mod types {
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::SetTelephoneAccessFolderEmailElementTypeSerializer {
+            Ok(quick_xml_serialize::SetTelephoneAccessFolderEmailSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::SetTelephoneAccessFolderEmailElementTypeSerializerState::Init__,
+                    quick_xml_serialize::SetTelephoneAccessFolderEmailSerializerState::Init__,
                 ),
                 name: name.unwrap_or("SetTelephoneAccessFolderEmail"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for SetTelephoneAccessFolderEmailElementType {
-        type Deserializer = quick_xml_deserialize::SetTelephoneAccessFolderEmailElementTypeDeserializer;
+    impl WithDeserializer for SetTelephoneAccessFolderEmail {
+        type Deserializer = quick_xml_deserialize::SetTelephoneAccessFolderEmailDeserializer;
     }
     ///The answer to SetTelephoneAccessFolderEmail.
-    pub type SetTelephoneAccessFolderEmailResponse = SetTelephoneAccessFolderEmailResponseElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct SetTelephoneAccessFolderEmailResponseElementType;
-    impl WithSerializer for SetTelephoneAccessFolderEmailResponseElementType {
-        type Serializer<'x> = quick_xml_serialize::SetTelephoneAccessFolderEmailResponseElementTypeSerializer<
+    pub struct SetTelephoneAccessFolderEmailResponse;
+    impl WithSerializer for SetTelephoneAccessFolderEmailResponse {
+        type Serializer<'x> = quick_xml_serialize::SetTelephoneAccessFolderEmailResponseSerializer<
             'x,
         >;
         fn serializer<'ser>(
@@ -317,27 +297,26 @@ pub mod types {
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::SetTelephoneAccessFolderEmailResponseElementTypeSerializer {
+            Ok(quick_xml_serialize::SetTelephoneAccessFolderEmailResponseSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::SetTelephoneAccessFolderEmailResponseElementTypeSerializerState::Init__,
+                    quick_xml_serialize::SetTelephoneAccessFolderEmailResponseSerializerState::Init__,
                 ),
                 name: name.unwrap_or("SetTelephoneAccessFolderEmailResponse"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for SetTelephoneAccessFolderEmailResponseElementType {
-        type Deserializer = quick_xml_deserialize::SetTelephoneAccessFolderEmailResponseElementTypeDeserializer;
+    impl WithDeserializer for SetTelephoneAccessFolderEmailResponse {
+        type Deserializer = quick_xml_deserialize::SetTelephoneAccessFolderEmailResponseDeserializer;
     }
     ///Turns missed-call notifications on or off.
-    pub type SetMissedCallNotificationEnabled = SetMissedCallNotificationEnabledElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct SetMissedCallNotificationEnabledElementType {
+    pub struct SetMissedCallNotificationEnabled {
         pub status: bool,
     }
-    impl WithSerializer for SetMissedCallNotificationEnabledElementType {
-        type Serializer<'x> = quick_xml_serialize::SetMissedCallNotificationEnabledElementTypeSerializer<
+    impl WithSerializer for SetMissedCallNotificationEnabled {
+        type Serializer<'x> = quick_xml_serialize::SetMissedCallNotificationEnabledSerializer<
             'x,
         >;
         fn serializer<'ser>(
@@ -345,25 +324,24 @@ pub mod types {
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::SetMissedCallNotificationEnabledElementTypeSerializer {
+            Ok(quick_xml_serialize::SetMissedCallNotificationEnabledSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::SetMissedCallNotificationEnabledElementTypeSerializerState::Init__,
+                    quick_xml_serialize::SetMissedCallNotificationEnabledSerializerState::Init__,
                 ),
                 name: name.unwrap_or("SetMissedCallNotificationEnabled"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for SetMissedCallNotificationEnabledElementType {
-        type Deserializer = quick_xml_deserialize::SetMissedCallNotificationEnabledElementTypeDeserializer;
+    impl WithDeserializer for SetMissedCallNotificationEnabled {
+        type Deserializer = quick_xml_deserialize::SetMissedCallNotificationEnabledDeserializer;
     }
     ///The answer to SetMissedCallNotificationEnabled.
-    pub type SetMissedCallNotificationEnabledResponse = SetMissedCallNotificationEnabledResponseElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct SetMissedCallNotificationEnabledResponseElementType;
-    impl WithSerializer for SetMissedCallNotificationEnabledResponseElementType {
-        type Serializer<'x> = quick_xml_serialize::SetMissedCallNotificationEnabledResponseElementTypeSerializer<
+    pub struct SetMissedCallNotificationEnabledResponse;
+    impl WithSerializer for SetMissedCallNotificationEnabledResponse {
+        type Serializer<'x> = quick_xml_serialize::SetMissedCallNotificationEnabledResponseSerializer<
             'x,
         >;
         fn serializer<'ser>(
@@ -371,177 +349,159 @@ pub mod types {
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::SetMissedCallNotificationEnabledResponseElementTypeSerializer {
+            Ok(quick_xml_serialize::SetMissedCallNotificationEnabledResponseSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::SetMissedCallNotificationEnabledResponseElementTypeSerializerState::Init__,
+                    quick_xml_serialize::SetMissedCallNotificationEnabledResponseSerializerState::Init__,
                 ),
                 name: name.unwrap_or("SetMissedCallNotificationEnabledResponse"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for SetMissedCallNotificationEnabledResponseElementType {
-        type Deserializer = quick_xml_deserialize::SetMissedCallNotificationEnabledResponseElementTypeDeserializer;
+    impl WithDeserializer for SetMissedCallNotificationEnabledResponse {
+        type Deserializer = quick_xml_deserialize::SetMissedCallNotificationEnabledResponseDeserializer;
     }
     ///Changes the caller's PIN (the telephone user interface password) to a new random value that follows the PIN policy and emails it to the caller's mailbox.
-    pub type ResetPin = ResetPinElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct ResetPinElementType;
-    impl WithSerializer for ResetPinElementType {
-        type Serializer<'x> = quick_xml_serialize::ResetPinElementTypeSerializer<'x>;
+    pub struct ResetPin;
+    impl WithSerializer for ResetPin {
+        type Serializer<'x> = quick_xml_serialize::ResetPinSerializer<'x>;
         fn serializer<'ser>(
             &'ser self,
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::ResetPinElementTypeSerializer {
+            Ok(quick_xml_serialize::ResetPinSerializer {
                 value: self,
-                state: Box::new(
-                    quick_xml_serialize::ResetPinElementTypeSerializerState::Init__,
-                ),
+                state: Box::new(quick_xml_serialize::ResetPinSerializerState::Init__),
                 name: name.unwrap_or("ResetPIN"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for ResetPinElementType {
-        type Deserializer = quick_xml_deserialize::ResetPinElementTypeDeserializer;
+    impl WithDeserializer for ResetPin {
+        type Deserializer = quick_xml_deserialize::ResetPinDeserializer;
     }
     ///The answer to ResetPIN.
-    pub type ResetPinResponse = ResetPinResponseElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct ResetPinResponseElementType;
-    impl WithSerializer for ResetPinResponseElementType {
-        type Serializer<'x> = quick_xml_serialize::ResetPinResponseElementTypeSerializer<
-            'x,
-        >;
+    pub struct ResetPinResponse;
+    impl WithSerializer for ResetPinResponse {
+        type Serializer<'x> = quick_xml_serialize::ResetPinResponseSerializer<'x>;
         fn serializer<'ser>(
             &'ser self,
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::ResetPinResponseElementTypeSerializer {
+            Ok(quick_xml_serialize::ResetPinResponseSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::ResetPinResponseElementTypeSerializerState::Init__,
+                    quick_xml_serialize::ResetPinResponseSerializerState::Init__,
                 ),
                 name: name.unwrap_or("ResetPINResponse"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for ResetPinResponseElementType {
-        type Deserializer = quick_xml_deserialize::ResetPinResponseElementTypeDeserializer;
+    impl WithDeserializer for ResetPinResponse {
+        type Deserializer = quick_xml_deserialize::ResetPinResponseDeserializer;
     }
     ///Plays a voice message on a telephone; answers the call id.
-    pub type PlayOnPhone = PlayOnPhoneElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct PlayOnPhoneElementType {
+    pub struct PlayOnPhone {
         pub entry_id: Option<String>,
         pub dial_string: Option<String>,
     }
-    impl WithSerializer for PlayOnPhoneElementType {
-        type Serializer<'x> = quick_xml_serialize::PlayOnPhoneElementTypeSerializer<'x>;
+    impl WithSerializer for PlayOnPhone {
+        type Serializer<'x> = quick_xml_serialize::PlayOnPhoneSerializer<'x>;
         fn serializer<'ser>(
             &'ser self,
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::PlayOnPhoneElementTypeSerializer {
+            Ok(quick_xml_serialize::PlayOnPhoneSerializer {
                 value: self,
-                state: Box::new(
-                    quick_xml_serialize::PlayOnPhoneElementTypeSerializerState::Init__,
-                ),
+                state: Box::new(quick_xml_serialize::PlayOnPhoneSerializerState::Init__),
                 name: name.unwrap_or("PlayOnPhone"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for PlayOnPhoneElementType {
-        type Deserializer = quick_xml_deserialize::PlayOnPhoneElementTypeDeserializer;
+    impl WithDeserializer for PlayOnPhone {
+        type Deserializer = quick_xml_deserialize::PlayOnPhoneDeserializer;
     }
     ///The answer to PlayOnPhone.
-    pub type PlayOnPhoneResponse = PlayOnPhoneResponseElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct PlayOnPhoneResponseElementType {
+    pub struct PlayOnPhoneResponse {
         pub play_on_phone_response: Option<String>,
     }
-    impl WithSerializer for PlayOnPhoneResponseElementType {
-        type Serializer<'x> = quick_xml_serialize::PlayOnPhoneResponseElementTypeSerializer<
-            'x,
-        >;
+    impl WithSerializer for PlayOnPhoneResponse {
+        type Serializer<'x> = quick_xml_serialize::PlayOnPhoneResponseSerializer<'x>;
         fn serializer<'ser>(
             &'ser self,
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::PlayOnPhoneResponseElementTypeSerializer {
+            Ok(quick_xml_serialize::PlayOnPhoneResponseSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::PlayOnPhoneResponseElementTypeSerializerState::Init__,
+                    quick_xml_serialize::PlayOnPhoneResponseSerializerState::Init__,
                 ),
                 name: name.unwrap_or("PlayOnPhoneResponse"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for PlayOnPhoneResponseElementType {
-        type Deserializer = quick_xml_deserialize::PlayOnPhoneResponseElementTypeDeserializer;
+    impl WithDeserializer for PlayOnPhoneResponse {
+        type Deserializer = quick_xml_deserialize::PlayOnPhoneResponseDeserializer;
     }
     ///Returns the state of a call.
-    pub type GetCallInfo = GetCallInfoElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct GetCallInfoElementType {
+    pub struct GetCallInfo {
         pub call_id: Option<String>,
     }
-    impl WithSerializer for GetCallInfoElementType {
-        type Serializer<'x> = quick_xml_serialize::GetCallInfoElementTypeSerializer<'x>;
+    impl WithSerializer for GetCallInfo {
+        type Serializer<'x> = quick_xml_serialize::GetCallInfoSerializer<'x>;
         fn serializer<'ser>(
             &'ser self,
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::GetCallInfoElementTypeSerializer {
+            Ok(quick_xml_serialize::GetCallInfoSerializer {
                 value: self,
-                state: Box::new(
-                    quick_xml_serialize::GetCallInfoElementTypeSerializerState::Init__,
-                ),
+                state: Box::new(quick_xml_serialize::GetCallInfoSerializerState::Init__),
                 name: name.unwrap_or("GetCallInfo"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for GetCallInfoElementType {
-        type Deserializer = quick_xml_deserialize::GetCallInfoElementTypeDeserializer;
+    impl WithDeserializer for GetCallInfo {
+        type Deserializer = quick_xml_deserialize::GetCallInfoDeserializer;
     }
     ///The answer to GetCallInfo.
-    pub type GetCallInfoResponse = GetCallInfoResponseElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct GetCallInfoResponseElementType {
+    pub struct GetCallInfoResponse {
         pub get_call_info_response: UmCallInfoType,
     }
-    impl WithSerializer for GetCallInfoResponseElementType {
-        type Serializer<'x> = quick_xml_serialize::GetCallInfoResponseElementTypeSerializer<
-            'x,
-        >;
+    impl WithSerializer for GetCallInfoResponse {
+        type Serializer<'x> = quick_xml_serialize::GetCallInfoResponseSerializer<'x>;
         fn serializer<'ser>(
             &'ser self,
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::GetCallInfoResponseElementTypeSerializer {
+            Ok(quick_xml_serialize::GetCallInfoResponseSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::GetCallInfoResponseElementTypeSerializerState::Init__,
+                    quick_xml_serialize::GetCallInfoResponseSerializerState::Init__,
                 ),
                 name: name.unwrap_or("GetCallInfoResponse"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for GetCallInfoResponseElementType {
-        type Deserializer = quick_xml_deserialize::GetCallInfoResponseElementTypeDeserializer;
+    impl WithDeserializer for GetCallInfoResponse {
+        type Deserializer = quick_xml_deserialize::GetCallInfoResponseDeserializer;
     }
     ///The state of a call placed by PlayOnPhone or PlayOnPhoneGreeting.
     #[derive(Clone, Debug, PartialEq)]
@@ -561,7 +521,7 @@ pub mod types {
                 state: Box::new(
                     quick_xml_serialize::UmCallInfoTypeSerializerState::Init__,
                 ),
-                name: name.unwrap_or("t:UMCallInfo"),
+                name: name.unwrap_or("UMCallInfo"),
                 is_root,
             })
         }
@@ -671,85 +631,76 @@ pub mod types {
     }
     impl WithDeserializerFromBytes for UmEventCauseType {}
     ///Ends a call.
-    pub type Disconnect = DisconnectElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct DisconnectElementType {
+    pub struct Disconnect {
         pub call_id: Option<String>,
     }
-    impl WithSerializer for DisconnectElementType {
-        type Serializer<'x> = quick_xml_serialize::DisconnectElementTypeSerializer<'x>;
+    impl WithSerializer for Disconnect {
+        type Serializer<'x> = quick_xml_serialize::DisconnectSerializer<'x>;
         fn serializer<'ser>(
             &'ser self,
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::DisconnectElementTypeSerializer {
+            Ok(quick_xml_serialize::DisconnectSerializer {
                 value: self,
-                state: Box::new(
-                    quick_xml_serialize::DisconnectElementTypeSerializerState::Init__,
-                ),
+                state: Box::new(quick_xml_serialize::DisconnectSerializerState::Init__),
                 name: name.unwrap_or("Disconnect"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for DisconnectElementType {
-        type Deserializer = quick_xml_deserialize::DisconnectElementTypeDeserializer;
+    impl WithDeserializer for Disconnect {
+        type Deserializer = quick_xml_deserialize::DisconnectDeserializer;
     }
     ///The answer to Disconnect.
-    pub type DisconnectResponse = DisconnectResponseElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct DisconnectResponseElementType;
-    impl WithSerializer for DisconnectResponseElementType {
-        type Serializer<'x> = quick_xml_serialize::DisconnectResponseElementTypeSerializer<
-            'x,
-        >;
+    pub struct DisconnectResponse;
+    impl WithSerializer for DisconnectResponse {
+        type Serializer<'x> = quick_xml_serialize::DisconnectResponseSerializer<'x>;
         fn serializer<'ser>(
             &'ser self,
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::DisconnectResponseElementTypeSerializer {
+            Ok(quick_xml_serialize::DisconnectResponseSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::DisconnectResponseElementTypeSerializerState::Init__,
+                    quick_xml_serialize::DisconnectResponseSerializerState::Init__,
                 ),
                 name: name.unwrap_or("DisconnectResponse"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for DisconnectResponseElementType {
-        type Deserializer = quick_xml_deserialize::DisconnectResponseElementTypeDeserializer;
+    impl WithDeserializer for DisconnectResponse {
+        type Deserializer = quick_xml_deserialize::DisconnectResponseDeserializer;
     }
     ///Plays a greeting on a telephone so that it can be recorded; answers the call id.
-    pub type PlayOnPhoneGreeting = PlayOnPhoneGreetingElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct PlayOnPhoneGreetingElementType {
+    pub struct PlayOnPhoneGreeting {
         pub greeting_type: UmGreetingType,
         pub dial_string: Option<String>,
     }
-    impl WithSerializer for PlayOnPhoneGreetingElementType {
-        type Serializer<'x> = quick_xml_serialize::PlayOnPhoneGreetingElementTypeSerializer<
-            'x,
-        >;
+    impl WithSerializer for PlayOnPhoneGreeting {
+        type Serializer<'x> = quick_xml_serialize::PlayOnPhoneGreetingSerializer<'x>;
         fn serializer<'ser>(
             &'ser self,
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::PlayOnPhoneGreetingElementTypeSerializer {
+            Ok(quick_xml_serialize::PlayOnPhoneGreetingSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::PlayOnPhoneGreetingElementTypeSerializerState::Init__,
+                    quick_xml_serialize::PlayOnPhoneGreetingSerializerState::Init__,
                 ),
                 name: name.unwrap_or("PlayOnPhoneGreeting"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for PlayOnPhoneGreetingElementType {
-        type Deserializer = quick_xml_deserialize::PlayOnPhoneGreetingElementTypeDeserializer;
+    impl WithDeserializer for PlayOnPhoneGreeting {
+        type Deserializer = quick_xml_deserialize::PlayOnPhoneGreetingDeserializer;
     }
     ///Which greeting PlayOnPhoneGreeting plays.
     #[derive(Clone, Debug, PartialEq)]
@@ -789,13 +740,12 @@ pub mod types {
     }
     impl WithDeserializerFromBytes for UmGreetingType {}
     ///The answer to PlayOnPhoneGreeting.
-    pub type PlayOnPhoneGreetingResponse = PlayOnPhoneGreetingResponseElementType;
     #[derive(Clone, Debug, PartialEq)]
-    pub struct PlayOnPhoneGreetingResponseElementType {
+    pub struct PlayOnPhoneGreetingResponse {
         pub play_on_phone_greeting_response: Option<String>,
     }
-    impl WithSerializer for PlayOnPhoneGreetingResponseElementType {
-        type Serializer<'x> = quick_xml_serialize::PlayOnPhoneGreetingResponseElementTypeSerializer<
+    impl WithSerializer for PlayOnPhoneGreetingResponse {
+        type Serializer<'x> = quick_xml_serialize::PlayOnPhoneGreetingResponseSerializer<
             'x,
         >;
         fn serializer<'ser>(
@@ -803,18 +753,18 @@ pub mod types {
             name: Option<&'ser str>,
             is_root: bool,
         ) -> Result<Self::Serializer<'ser>, Error> {
-            Ok(quick_xml_serialize::PlayOnPhoneGreetingResponseElementTypeSerializer {
+            Ok(quick_xml_serialize::PlayOnPhoneGreetingResponseSerializer {
                 value: self,
                 state: Box::new(
-                    quick_xml_serialize::PlayOnPhoneGreetingResponseElementTypeSerializerState::Init__,
+                    quick_xml_serialize::PlayOnPhoneGreetingResponseSerializerState::Init__,
                 ),
                 name: name.unwrap_or("PlayOnPhoneGreetingResponse"),
                 is_root,
             })
         }
     }
-    impl WithDeserializer for PlayOnPhoneGreetingResponseElementType {
-        type Deserializer = quick_xml_deserialize::PlayOnPhoneGreetingResponseElementTypeDeserializer;
+    impl WithDeserializer for PlayOnPhoneGreetingResponse {
+        type Deserializer = quick_xml_deserialize::PlayOnPhoneGreetingResponseDeserializer;
     }
     pub mod quick_xml_deserialize {
         use core::mem::replace;
@@ -824,15 +774,15 @@ pub mod types {
             ElementHandlerOutput, Error, ErrorKind, Event, RawByteStr, WithDeserializer,
         };
         #[derive(Debug)]
-        pub struct IsUmEnabledElementTypeDeserializer {
-            state__: Box<IsUmEnabledElementTypeDeserializerState>,
+        pub struct IsUmEnabledDeserializer {
+            state__: Box<IsUmEnabledDeserializerState>,
         }
         #[derive(Debug)]
-        enum IsUmEnabledElementTypeDeserializerState {
+        enum IsUmEnabledDeserializerState {
             Init__,
             Unknown__,
         }
-        impl IsUmEnabledElementTypeDeserializer {
+        impl IsUmEnabledDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -842,30 +792,29 @@ pub mod types {
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
                 Ok(Self {
-                    state__: Box::new(IsUmEnabledElementTypeDeserializerState::Init__),
+                    state__: Box::new(IsUmEnabledDeserializerState::Init__),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: IsUmEnabledElementTypeDeserializerState,
+                state: IsUmEnabledDeserializerState,
             ) -> Result<(), Error> {
                 Ok(())
             }
         }
-        impl<'de> Deserializer<'de, super::IsUmEnabledElementType>
-        for IsUmEnabledElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::IsUmEnabled> for IsUmEnabledDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::IsUmEnabledElementType> {
+            ) -> DeserializerResult<'de, super::IsUmEnabled> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::IsUmEnabledElementType> {
+            ) -> DeserializerResult<'de, super::IsUmEnabled> {
                 if let Event::End(_) = &event {
                     Ok(DeserializerOutput {
                         artifact: DeserializerArtifact::Data(self.finish(helper)?),
@@ -883,28 +832,28 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::IsUmEnabledElementType, Error> {
+            ) -> Result<super::IsUmEnabled, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    IsUmEnabledElementTypeDeserializerState::Unknown__,
+                    IsUmEnabledDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::IsUmEnabledElementType {})
+                Ok(super::IsUmEnabled {})
             }
         }
         #[derive(Debug)]
-        pub struct IsUmEnabledResponseElementTypeDeserializer {
+        pub struct IsUmEnabledResponseDeserializer {
             is_um_enabled_response: Option<bool>,
-            state__: Box<IsUmEnabledResponseElementTypeDeserializerState>,
+            state__: Box<IsUmEnabledResponseDeserializerState>,
         }
         #[derive(Debug)]
-        enum IsUmEnabledResponseElementTypeDeserializerState {
+        enum IsUmEnabledResponseDeserializerState {
             Init__,
             IsUmEnabledResponse(Option<<bool as WithDeserializer>::Deserializer>),
             Done__,
             Unknown__,
         }
-        impl IsUmEnabledResponseElementTypeDeserializer {
+        impl IsUmEnabledResponseDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -915,17 +864,15 @@ pub mod types {
                 }
                 Ok(Self {
                     is_um_enabled_response: None,
-                    state__: Box::new(
-                        IsUmEnabledResponseElementTypeDeserializerState::Init__,
-                    ),
+                    state__: Box::new(IsUmEnabledResponseDeserializerState::Init__),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: IsUmEnabledResponseElementTypeDeserializerState,
+                state: IsUmEnabledResponseDeserializerState,
             ) -> Result<(), Error> {
-                use IsUmEnabledResponseElementTypeDeserializerState as S;
+                use IsUmEnabledResponseDeserializerState as S;
                 match state {
                     S::IsUmEnabledResponse(Some(deserializer)) => {
                         self.store_is_um_enabled_response(deserializer.finish(helper)?)?
@@ -952,9 +899,9 @@ pub mod types {
                 &mut self,
                 helper: &mut DeserializeHelper,
                 output: DeserializerOutput<'de, bool>,
-                fallback: &mut Option<IsUmEnabledResponseElementTypeDeserializerState>,
+                fallback: &mut Option<IsUmEnabledResponseDeserializerState>,
             ) -> Result<ElementHandlerOutput<'de>, Error> {
-                use IsUmEnabledResponseElementTypeDeserializerState as S;
+                use IsUmEnabledResponseDeserializerState as S;
                 let DeserializerOutput { artifact, event, allow_any } = output;
                 if artifact.is_none() {
                     fallback.get_or_insert(S::IsUmEnabledResponse(None));
@@ -985,20 +932,20 @@ pub mod types {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::IsUmEnabledResponseElementType>
-        for IsUmEnabledResponseElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::IsUmEnabledResponse>
+        for IsUmEnabledResponseDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::IsUmEnabledResponseElementType> {
+            ) -> DeserializerResult<'de, super::IsUmEnabledResponse> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::IsUmEnabledResponseElementType> {
-                use IsUmEnabledResponseElementTypeDeserializerState as S;
+            ) -> DeserializerResult<'de, super::IsUmEnabledResponse> {
+                use IsUmEnabledResponseDeserializerState as S;
                 let mut event = event;
                 let mut fallback = None;
                 let mut allow_any_element = false;
@@ -1046,7 +993,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"IsUMEnabledResponse",
                                     false,
                                 )?;
@@ -1091,13 +1038,13 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::IsUmEnabledResponseElementType, Error> {
+            ) -> Result<super::IsUmEnabledResponse, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    IsUmEnabledResponseElementTypeDeserializerState::Unknown__,
+                    IsUmEnabledResponseDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::IsUmEnabledResponseElementType {
+                Ok(super::IsUmEnabledResponse {
                     is_um_enabled_response: helper
                         .finish_element(
                             "IsUMEnabledResponse",
@@ -1107,15 +1054,15 @@ pub mod types {
             }
         }
         #[derive(Debug)]
-        pub struct GetUmPropertiesElementTypeDeserializer {
-            state__: Box<GetUmPropertiesElementTypeDeserializerState>,
+        pub struct GetUmPropertiesDeserializer {
+            state__: Box<GetUmPropertiesDeserializerState>,
         }
         #[derive(Debug)]
-        enum GetUmPropertiesElementTypeDeserializerState {
+        enum GetUmPropertiesDeserializerState {
             Init__,
             Unknown__,
         }
-        impl GetUmPropertiesElementTypeDeserializer {
+        impl GetUmPropertiesDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -1125,32 +1072,30 @@ pub mod types {
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
                 Ok(Self {
-                    state__: Box::new(
-                        GetUmPropertiesElementTypeDeserializerState::Init__,
-                    ),
+                    state__: Box::new(GetUmPropertiesDeserializerState::Init__),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: GetUmPropertiesElementTypeDeserializerState,
+                state: GetUmPropertiesDeserializerState,
             ) -> Result<(), Error> {
                 Ok(())
             }
         }
-        impl<'de> Deserializer<'de, super::GetUmPropertiesElementType>
-        for GetUmPropertiesElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::GetUmProperties>
+        for GetUmPropertiesDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::GetUmPropertiesElementType> {
+            ) -> DeserializerResult<'de, super::GetUmProperties> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::GetUmPropertiesElementType> {
+            ) -> DeserializerResult<'de, super::GetUmProperties> {
                 if let Event::End(_) = &event {
                     Ok(DeserializerOutput {
                         artifact: DeserializerArtifact::Data(self.finish(helper)?),
@@ -1168,23 +1113,22 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::GetUmPropertiesElementType, Error> {
+            ) -> Result<super::GetUmProperties, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    GetUmPropertiesElementTypeDeserializerState::Unknown__,
+                    GetUmPropertiesDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::GetUmPropertiesElementType {
-                })
+                Ok(super::GetUmProperties {})
             }
         }
         #[derive(Debug)]
-        pub struct GetUmPropertiesResponseElementTypeDeserializer {
+        pub struct GetUmPropertiesResponseDeserializer {
             get_um_properties_response: Option<super::UmPropertiesType>,
-            state__: Box<GetUmPropertiesResponseElementTypeDeserializerState>,
+            state__: Box<GetUmPropertiesResponseDeserializerState>,
         }
         #[derive(Debug)]
-        enum GetUmPropertiesResponseElementTypeDeserializerState {
+        enum GetUmPropertiesResponseDeserializerState {
             Init__,
             GetUmPropertiesResponse(
                 Option<<super::UmPropertiesType as WithDeserializer>::Deserializer>,
@@ -1192,7 +1136,7 @@ pub mod types {
             Done__,
             Unknown__,
         }
-        impl GetUmPropertiesResponseElementTypeDeserializer {
+        impl GetUmPropertiesResponseDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -1203,17 +1147,15 @@ pub mod types {
                 }
                 Ok(Self {
                     get_um_properties_response: None,
-                    state__: Box::new(
-                        GetUmPropertiesResponseElementTypeDeserializerState::Init__,
-                    ),
+                    state__: Box::new(GetUmPropertiesResponseDeserializerState::Init__),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: GetUmPropertiesResponseElementTypeDeserializerState,
+                state: GetUmPropertiesResponseDeserializerState,
             ) -> Result<(), Error> {
-                use GetUmPropertiesResponseElementTypeDeserializerState as S;
+                use GetUmPropertiesResponseDeserializerState as S;
                 match state {
                     S::GetUmPropertiesResponse(Some(deserializer)) => {
                         self.store_get_um_properties_response(
@@ -1242,11 +1184,9 @@ pub mod types {
                 &mut self,
                 helper: &mut DeserializeHelper,
                 output: DeserializerOutput<'de, super::UmPropertiesType>,
-                fallback: &mut Option<
-                    GetUmPropertiesResponseElementTypeDeserializerState,
-                >,
+                fallback: &mut Option<GetUmPropertiesResponseDeserializerState>,
             ) -> Result<ElementHandlerOutput<'de>, Error> {
-                use GetUmPropertiesResponseElementTypeDeserializerState as S;
+                use GetUmPropertiesResponseDeserializerState as S;
                 let DeserializerOutput { artifact, event, allow_any } = output;
                 if artifact.is_none() {
                     fallback.get_or_insert(S::GetUmPropertiesResponse(None));
@@ -1279,20 +1219,20 @@ pub mod types {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::GetUmPropertiesResponseElementType>
-        for GetUmPropertiesResponseElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::GetUmPropertiesResponse>
+        for GetUmPropertiesResponseDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::GetUmPropertiesResponseElementType> {
+            ) -> DeserializerResult<'de, super::GetUmPropertiesResponse> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::GetUmPropertiesResponseElementType> {
-                use GetUmPropertiesResponseElementTypeDeserializerState as S;
+            ) -> DeserializerResult<'de, super::GetUmPropertiesResponse> {
+                use GetUmPropertiesResponseDeserializerState as S;
                 let mut event = event;
                 let mut fallback = None;
                 let mut allow_any_element = false;
@@ -1340,7 +1280,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"GetUMPropertiesResponse",
                                     false,
                                 )?;
@@ -1385,13 +1325,13 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::GetUmPropertiesResponseElementType, Error> {
+            ) -> Result<super::GetUmPropertiesResponse, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    GetUmPropertiesResponseElementTypeDeserializerState::Unknown__,
+                    GetUmPropertiesResponseDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::GetUmPropertiesResponseElementType {
+                Ok(super::GetUmPropertiesResponse {
                     get_um_properties_response: helper
                         .finish_element(
                             "GetUMPropertiesResponse",
@@ -1840,7 +1780,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_T),
+                                    Some(&super::NS_MESSAGES),
                                     b"OofStatus",
                                     false,
                                 )?;
@@ -1862,7 +1802,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_T),
+                                    Some(&super::NS_MESSAGES),
                                     b"MissedCallNotificationEnabled",
                                     false,
                                 )?;
@@ -1889,7 +1829,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_T),
+                                    Some(&super::NS_MESSAGES),
                                     b"PlayOnPhoneDialString",
                                     false,
                                 )?;
@@ -1916,7 +1856,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_T),
+                                    Some(&super::NS_MESSAGES),
                                     b"TelephoneAccessNumbers",
                                     false,
                                 )?;
@@ -1943,7 +1883,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_T),
+                                    Some(&super::NS_MESSAGES),
                                     b"TelephoneAccessFolderEmail",
                                     false,
                                 )?;
@@ -2008,18 +1948,18 @@ pub mod types {
             }
         }
         #[derive(Debug)]
-        pub struct SetOofStatusElementTypeDeserializer {
+        pub struct SetOofStatusDeserializer {
             status: Option<bool>,
-            state__: Box<SetOofStatusElementTypeDeserializerState>,
+            state__: Box<SetOofStatusDeserializerState>,
         }
         #[derive(Debug)]
-        enum SetOofStatusElementTypeDeserializerState {
+        enum SetOofStatusDeserializerState {
             Init__,
             Status(Option<<bool as WithDeserializer>::Deserializer>),
             Done__,
             Unknown__,
         }
-        impl SetOofStatusElementTypeDeserializer {
+        impl SetOofStatusDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -2030,15 +1970,15 @@ pub mod types {
                 }
                 Ok(Self {
                     status: None,
-                    state__: Box::new(SetOofStatusElementTypeDeserializerState::Init__),
+                    state__: Box::new(SetOofStatusDeserializerState::Init__),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: SetOofStatusElementTypeDeserializerState,
+                state: SetOofStatusDeserializerState,
             ) -> Result<(), Error> {
-                use SetOofStatusElementTypeDeserializerState as S;
+                use SetOofStatusDeserializerState as S;
                 match state {
                     S::Status(Some(deserializer)) => {
                         self.store_status(deserializer.finish(helper)?)?
@@ -2058,9 +1998,9 @@ pub mod types {
                 &mut self,
                 helper: &mut DeserializeHelper,
                 output: DeserializerOutput<'de, bool>,
-                fallback: &mut Option<SetOofStatusElementTypeDeserializerState>,
+                fallback: &mut Option<SetOofStatusDeserializerState>,
             ) -> Result<ElementHandlerOutput<'de>, Error> {
-                use SetOofStatusElementTypeDeserializerState as S;
+                use SetOofStatusDeserializerState as S;
                 let DeserializerOutput { artifact, event, allow_any } = output;
                 if artifact.is_none() {
                     fallback.get_or_insert(S::Status(None));
@@ -2090,20 +2030,19 @@ pub mod types {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::SetOofStatusElementType>
-        for SetOofStatusElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::SetOofStatus> for SetOofStatusDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::SetOofStatusElementType> {
+            ) -> DeserializerResult<'de, super::SetOofStatus> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::SetOofStatusElementType> {
-                use SetOofStatusElementTypeDeserializerState as S;
+            ) -> DeserializerResult<'de, super::SetOofStatus> {
+                use SetOofStatusDeserializerState as S;
                 let mut event = event;
                 let mut fallback = None;
                 let mut allow_any_element = false;
@@ -2145,7 +2084,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"status",
                                     false,
                                 )?;
@@ -2184,27 +2123,27 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::SetOofStatusElementType, Error> {
+            ) -> Result<super::SetOofStatus, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    SetOofStatusElementTypeDeserializerState::Unknown__,
+                    SetOofStatusDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::SetOofStatusElementType {
+                Ok(super::SetOofStatus {
                     status: helper.finish_element("status", self.status)?,
                 })
             }
         }
         #[derive(Debug)]
-        pub struct SetOofStatusResponseElementTypeDeserializer {
-            state__: Box<SetOofStatusResponseElementTypeDeserializerState>,
+        pub struct SetOofStatusResponseDeserializer {
+            state__: Box<SetOofStatusResponseDeserializerState>,
         }
         #[derive(Debug)]
-        enum SetOofStatusResponseElementTypeDeserializerState {
+        enum SetOofStatusResponseDeserializerState {
             Init__,
             Unknown__,
         }
-        impl SetOofStatusResponseElementTypeDeserializer {
+        impl SetOofStatusResponseDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -2214,32 +2153,30 @@ pub mod types {
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
                 Ok(Self {
-                    state__: Box::new(
-                        SetOofStatusResponseElementTypeDeserializerState::Init__,
-                    ),
+                    state__: Box::new(SetOofStatusResponseDeserializerState::Init__),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: SetOofStatusResponseElementTypeDeserializerState,
+                state: SetOofStatusResponseDeserializerState,
             ) -> Result<(), Error> {
                 Ok(())
             }
         }
-        impl<'de> Deserializer<'de, super::SetOofStatusResponseElementType>
-        for SetOofStatusResponseElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::SetOofStatusResponse>
+        for SetOofStatusResponseDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::SetOofStatusResponseElementType> {
+            ) -> DeserializerResult<'de, super::SetOofStatusResponse> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::SetOofStatusResponseElementType> {
+            ) -> DeserializerResult<'de, super::SetOofStatusResponse> {
                 if let Event::End(_) = &event {
                     Ok(DeserializerOutput {
                         artifact: DeserializerArtifact::Data(self.finish(helper)?),
@@ -2257,29 +2194,28 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::SetOofStatusResponseElementType, Error> {
+            ) -> Result<super::SetOofStatusResponse, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    SetOofStatusResponseElementTypeDeserializerState::Unknown__,
+                    SetOofStatusResponseDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::SetOofStatusResponseElementType {
-                })
+                Ok(super::SetOofStatusResponse {})
             }
         }
         #[derive(Debug)]
-        pub struct SetPlayOnPhoneDialStringElementTypeDeserializer {
+        pub struct SetPlayOnPhoneDialStringDeserializer {
             dial_string: Option<String>,
-            state__: Box<SetPlayOnPhoneDialStringElementTypeDeserializerState>,
+            state__: Box<SetPlayOnPhoneDialStringDeserializerState>,
         }
         #[derive(Debug)]
-        enum SetPlayOnPhoneDialStringElementTypeDeserializerState {
+        enum SetPlayOnPhoneDialStringDeserializerState {
             Init__,
             DialString(Option<<String as WithDeserializer>::Deserializer>),
             Done__,
             Unknown__,
         }
-        impl SetPlayOnPhoneDialStringElementTypeDeserializer {
+        impl SetPlayOnPhoneDialStringDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -2290,17 +2226,15 @@ pub mod types {
                 }
                 Ok(Self {
                     dial_string: None,
-                    state__: Box::new(
-                        SetPlayOnPhoneDialStringElementTypeDeserializerState::Init__,
-                    ),
+                    state__: Box::new(SetPlayOnPhoneDialStringDeserializerState::Init__),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: SetPlayOnPhoneDialStringElementTypeDeserializerState,
+                state: SetPlayOnPhoneDialStringDeserializerState,
             ) -> Result<(), Error> {
-                use SetPlayOnPhoneDialStringElementTypeDeserializerState as S;
+                use SetPlayOnPhoneDialStringDeserializerState as S;
                 match state {
                     S::DialString(Some(deserializer)) => {
                         self.store_dial_string(deserializer.finish(helper)?)?
@@ -2324,11 +2258,9 @@ pub mod types {
                 &mut self,
                 helper: &mut DeserializeHelper,
                 output: DeserializerOutput<'de, String>,
-                fallback: &mut Option<
-                    SetPlayOnPhoneDialStringElementTypeDeserializerState,
-                >,
+                fallback: &mut Option<SetPlayOnPhoneDialStringDeserializerState>,
             ) -> Result<ElementHandlerOutput<'de>, Error> {
-                use SetPlayOnPhoneDialStringElementTypeDeserializerState as S;
+                use SetPlayOnPhoneDialStringDeserializerState as S;
                 let DeserializerOutput { artifact, event, allow_any } = output;
                 if artifact.is_none() {
                     *self.state__ = S::Done__;
@@ -2352,20 +2284,20 @@ pub mod types {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::SetPlayOnPhoneDialStringElementType>
-        for SetPlayOnPhoneDialStringElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::SetPlayOnPhoneDialString>
+        for SetPlayOnPhoneDialStringDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::SetPlayOnPhoneDialStringElementType> {
+            ) -> DeserializerResult<'de, super::SetPlayOnPhoneDialString> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::SetPlayOnPhoneDialStringElementType> {
-                use SetPlayOnPhoneDialStringElementTypeDeserializerState as S;
+            ) -> DeserializerResult<'de, super::SetPlayOnPhoneDialString> {
+                use SetPlayOnPhoneDialStringDeserializerState as S;
                 let mut event = event;
                 let mut fallback = None;
                 let mut allow_any_element = false;
@@ -2408,7 +2340,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"dialString",
                                     false,
                                 )?;
@@ -2448,27 +2380,27 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::SetPlayOnPhoneDialStringElementType, Error> {
+            ) -> Result<super::SetPlayOnPhoneDialString, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    SetPlayOnPhoneDialStringElementTypeDeserializerState::Unknown__,
+                    SetPlayOnPhoneDialStringDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::SetPlayOnPhoneDialStringElementType {
+                Ok(super::SetPlayOnPhoneDialString {
                     dial_string: self.dial_string,
                 })
             }
         }
         #[derive(Debug)]
-        pub struct SetPlayOnPhoneDialStringResponseElementTypeDeserializer {
-            state__: Box<SetPlayOnPhoneDialStringResponseElementTypeDeserializerState>,
+        pub struct SetPlayOnPhoneDialStringResponseDeserializer {
+            state__: Box<SetPlayOnPhoneDialStringResponseDeserializerState>,
         }
         #[derive(Debug)]
-        enum SetPlayOnPhoneDialStringResponseElementTypeDeserializerState {
+        enum SetPlayOnPhoneDialStringResponseDeserializerState {
             Init__,
             Unknown__,
         }
-        impl SetPlayOnPhoneDialStringResponseElementTypeDeserializer {
+        impl SetPlayOnPhoneDialStringResponseDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -2479,37 +2411,31 @@ pub mod types {
                 }
                 Ok(Self {
                     state__: Box::new(
-                        SetPlayOnPhoneDialStringResponseElementTypeDeserializerState::Init__,
+                        SetPlayOnPhoneDialStringResponseDeserializerState::Init__,
                     ),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: SetPlayOnPhoneDialStringResponseElementTypeDeserializerState,
+                state: SetPlayOnPhoneDialStringResponseDeserializerState,
             ) -> Result<(), Error> {
                 Ok(())
             }
         }
-        impl<'de> Deserializer<'de, super::SetPlayOnPhoneDialStringResponseElementType>
-        for SetPlayOnPhoneDialStringResponseElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::SetPlayOnPhoneDialStringResponse>
+        for SetPlayOnPhoneDialStringResponseDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<
-                'de,
-                super::SetPlayOnPhoneDialStringResponseElementType,
-            > {
+            ) -> DeserializerResult<'de, super::SetPlayOnPhoneDialStringResponse> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<
-                'de,
-                super::SetPlayOnPhoneDialStringResponseElementType,
-            > {
+            ) -> DeserializerResult<'de, super::SetPlayOnPhoneDialStringResponse> {
                 if let Event::End(_) = &event {
                     Ok(DeserializerOutput {
                         artifact: DeserializerArtifact::Data(self.finish(helper)?),
@@ -2527,29 +2453,29 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::SetPlayOnPhoneDialStringResponseElementType, Error> {
+            ) -> Result<super::SetPlayOnPhoneDialStringResponse, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    SetPlayOnPhoneDialStringResponseElementTypeDeserializerState::Unknown__,
+                    SetPlayOnPhoneDialStringResponseDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::SetPlayOnPhoneDialStringResponseElementType {
+                Ok(super::SetPlayOnPhoneDialStringResponse {
                 })
             }
         }
         #[derive(Debug)]
-        pub struct SetTelephoneAccessFolderEmailElementTypeDeserializer {
+        pub struct SetTelephoneAccessFolderEmailDeserializer {
             base_64_folder_id: Option<String>,
-            state__: Box<SetTelephoneAccessFolderEmailElementTypeDeserializerState>,
+            state__: Box<SetTelephoneAccessFolderEmailDeserializerState>,
         }
         #[derive(Debug)]
-        enum SetTelephoneAccessFolderEmailElementTypeDeserializerState {
+        enum SetTelephoneAccessFolderEmailDeserializerState {
             Init__,
             Base64FolderId(Option<<String as WithDeserializer>::Deserializer>),
             Done__,
             Unknown__,
         }
-        impl SetTelephoneAccessFolderEmailElementTypeDeserializer {
+        impl SetTelephoneAccessFolderEmailDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -2561,16 +2487,16 @@ pub mod types {
                 Ok(Self {
                     base_64_folder_id: None,
                     state__: Box::new(
-                        SetTelephoneAccessFolderEmailElementTypeDeserializerState::Init__,
+                        SetTelephoneAccessFolderEmailDeserializerState::Init__,
                     ),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: SetTelephoneAccessFolderEmailElementTypeDeserializerState,
+                state: SetTelephoneAccessFolderEmailDeserializerState,
             ) -> Result<(), Error> {
-                use SetTelephoneAccessFolderEmailElementTypeDeserializerState as S;
+                use SetTelephoneAccessFolderEmailDeserializerState as S;
                 match state {
                     S::Base64FolderId(Some(deserializer)) => {
                         self.store_base_64_folder_id(deserializer.finish(helper)?)?
@@ -2594,11 +2520,9 @@ pub mod types {
                 &mut self,
                 helper: &mut DeserializeHelper,
                 output: DeserializerOutput<'de, String>,
-                fallback: &mut Option<
-                    SetTelephoneAccessFolderEmailElementTypeDeserializerState,
-                >,
+                fallback: &mut Option<SetTelephoneAccessFolderEmailDeserializerState>,
             ) -> Result<ElementHandlerOutput<'de>, Error> {
-                use SetTelephoneAccessFolderEmailElementTypeDeserializerState as S;
+                use SetTelephoneAccessFolderEmailDeserializerState as S;
                 let DeserializerOutput { artifact, event, allow_any } = output;
                 if artifact.is_none() {
                     *self.state__ = S::Done__;
@@ -2622,26 +2546,20 @@ pub mod types {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::SetTelephoneAccessFolderEmailElementType>
-        for SetTelephoneAccessFolderEmailElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::SetTelephoneAccessFolderEmail>
+        for SetTelephoneAccessFolderEmailDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<
-                'de,
-                super::SetTelephoneAccessFolderEmailElementType,
-            > {
+            ) -> DeserializerResult<'de, super::SetTelephoneAccessFolderEmail> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<
-                'de,
-                super::SetTelephoneAccessFolderEmailElementType,
-            > {
-                use SetTelephoneAccessFolderEmailElementTypeDeserializerState as S;
+            ) -> DeserializerResult<'de, super::SetTelephoneAccessFolderEmail> {
+                use SetTelephoneAccessFolderEmailDeserializerState as S;
                 let mut event = event;
                 let mut fallback = None;
                 let mut allow_any_element = false;
@@ -2685,7 +2603,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"base64FolderId",
                                     false,
                                 )?;
@@ -2726,29 +2644,27 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::SetTelephoneAccessFolderEmailElementType, Error> {
+            ) -> Result<super::SetTelephoneAccessFolderEmail, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    SetTelephoneAccessFolderEmailElementTypeDeserializerState::Unknown__,
+                    SetTelephoneAccessFolderEmailDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::SetTelephoneAccessFolderEmailElementType {
+                Ok(super::SetTelephoneAccessFolderEmail {
                     base_64_folder_id: self.base_64_folder_id,
                 })
             }
         }
         #[derive(Debug)]
-        pub struct SetTelephoneAccessFolderEmailResponseElementTypeDeserializer {
-            state__: Box<
-                SetTelephoneAccessFolderEmailResponseElementTypeDeserializerState,
-            >,
+        pub struct SetTelephoneAccessFolderEmailResponseDeserializer {
+            state__: Box<SetTelephoneAccessFolderEmailResponseDeserializerState>,
         }
         #[derive(Debug)]
-        enum SetTelephoneAccessFolderEmailResponseElementTypeDeserializerState {
+        enum SetTelephoneAccessFolderEmailResponseDeserializerState {
             Init__,
             Unknown__,
         }
-        impl SetTelephoneAccessFolderEmailResponseElementTypeDeserializer {
+        impl SetTelephoneAccessFolderEmailResponseDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -2759,39 +2675,31 @@ pub mod types {
                 }
                 Ok(Self {
                     state__: Box::new(
-                        SetTelephoneAccessFolderEmailResponseElementTypeDeserializerState::Init__,
+                        SetTelephoneAccessFolderEmailResponseDeserializerState::Init__,
                     ),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: SetTelephoneAccessFolderEmailResponseElementTypeDeserializerState,
+                state: SetTelephoneAccessFolderEmailResponseDeserializerState,
             ) -> Result<(), Error> {
                 Ok(())
             }
         }
-        impl<
-            'de,
-        > Deserializer<'de, super::SetTelephoneAccessFolderEmailResponseElementType>
-        for SetTelephoneAccessFolderEmailResponseElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::SetTelephoneAccessFolderEmailResponse>
+        for SetTelephoneAccessFolderEmailResponseDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<
-                'de,
-                super::SetTelephoneAccessFolderEmailResponseElementType,
-            > {
+            ) -> DeserializerResult<'de, super::SetTelephoneAccessFolderEmailResponse> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<
-                'de,
-                super::SetTelephoneAccessFolderEmailResponseElementType,
-            > {
+            ) -> DeserializerResult<'de, super::SetTelephoneAccessFolderEmailResponse> {
                 if let Event::End(_) = &event {
                     Ok(DeserializerOutput {
                         artifact: DeserializerArtifact::Data(self.finish(helper)?),
@@ -2809,29 +2717,29 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::SetTelephoneAccessFolderEmailResponseElementType, Error> {
+            ) -> Result<super::SetTelephoneAccessFolderEmailResponse, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    SetTelephoneAccessFolderEmailResponseElementTypeDeserializerState::Unknown__,
+                    SetTelephoneAccessFolderEmailResponseDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::SetTelephoneAccessFolderEmailResponseElementType {
+                Ok(super::SetTelephoneAccessFolderEmailResponse {
                 })
             }
         }
         #[derive(Debug)]
-        pub struct SetMissedCallNotificationEnabledElementTypeDeserializer {
+        pub struct SetMissedCallNotificationEnabledDeserializer {
             status: Option<bool>,
-            state__: Box<SetMissedCallNotificationEnabledElementTypeDeserializerState>,
+            state__: Box<SetMissedCallNotificationEnabledDeserializerState>,
         }
         #[derive(Debug)]
-        enum SetMissedCallNotificationEnabledElementTypeDeserializerState {
+        enum SetMissedCallNotificationEnabledDeserializerState {
             Init__,
             Status(Option<<bool as WithDeserializer>::Deserializer>),
             Done__,
             Unknown__,
         }
-        impl SetMissedCallNotificationEnabledElementTypeDeserializer {
+        impl SetMissedCallNotificationEnabledDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -2843,16 +2751,16 @@ pub mod types {
                 Ok(Self {
                     status: None,
                     state__: Box::new(
-                        SetMissedCallNotificationEnabledElementTypeDeserializerState::Init__,
+                        SetMissedCallNotificationEnabledDeserializerState::Init__,
                     ),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: SetMissedCallNotificationEnabledElementTypeDeserializerState,
+                state: SetMissedCallNotificationEnabledDeserializerState,
             ) -> Result<(), Error> {
-                use SetMissedCallNotificationEnabledElementTypeDeserializerState as S;
+                use SetMissedCallNotificationEnabledDeserializerState as S;
                 match state {
                     S::Status(Some(deserializer)) => {
                         self.store_status(deserializer.finish(helper)?)?
@@ -2872,11 +2780,9 @@ pub mod types {
                 &mut self,
                 helper: &mut DeserializeHelper,
                 output: DeserializerOutput<'de, bool>,
-                fallback: &mut Option<
-                    SetMissedCallNotificationEnabledElementTypeDeserializerState,
-                >,
+                fallback: &mut Option<SetMissedCallNotificationEnabledDeserializerState>,
             ) -> Result<ElementHandlerOutput<'de>, Error> {
-                use SetMissedCallNotificationEnabledElementTypeDeserializerState as S;
+                use SetMissedCallNotificationEnabledDeserializerState as S;
                 let DeserializerOutput { artifact, event, allow_any } = output;
                 if artifact.is_none() {
                     fallback.get_or_insert(S::Status(None));
@@ -2906,26 +2812,20 @@ pub mod types {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::SetMissedCallNotificationEnabledElementType>
-        for SetMissedCallNotificationEnabledElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::SetMissedCallNotificationEnabled>
+        for SetMissedCallNotificationEnabledDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<
-                'de,
-                super::SetMissedCallNotificationEnabledElementType,
-            > {
+            ) -> DeserializerResult<'de, super::SetMissedCallNotificationEnabled> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<
-                'de,
-                super::SetMissedCallNotificationEnabledElementType,
-            > {
-                use SetMissedCallNotificationEnabledElementTypeDeserializerState as S;
+            ) -> DeserializerResult<'de, super::SetMissedCallNotificationEnabled> {
+                use SetMissedCallNotificationEnabledDeserializerState as S;
                 let mut event = event;
                 let mut fallback = None;
                 let mut allow_any_element = false;
@@ -2967,7 +2867,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"status",
                                     false,
                                 )?;
@@ -3006,29 +2906,27 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::SetMissedCallNotificationEnabledElementType, Error> {
+            ) -> Result<super::SetMissedCallNotificationEnabled, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    SetMissedCallNotificationEnabledElementTypeDeserializerState::Unknown__,
+                    SetMissedCallNotificationEnabledDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::SetMissedCallNotificationEnabledElementType {
+                Ok(super::SetMissedCallNotificationEnabled {
                     status: helper.finish_element("status", self.status)?,
                 })
             }
         }
         #[derive(Debug)]
-        pub struct SetMissedCallNotificationEnabledResponseElementTypeDeserializer {
-            state__: Box<
-                SetMissedCallNotificationEnabledResponseElementTypeDeserializerState,
-            >,
+        pub struct SetMissedCallNotificationEnabledResponseDeserializer {
+            state__: Box<SetMissedCallNotificationEnabledResponseDeserializerState>,
         }
         #[derive(Debug)]
-        enum SetMissedCallNotificationEnabledResponseElementTypeDeserializerState {
+        enum SetMissedCallNotificationEnabledResponseDeserializerState {
             Init__,
             Unknown__,
         }
-        impl SetMissedCallNotificationEnabledResponseElementTypeDeserializer {
+        impl SetMissedCallNotificationEnabledResponseDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -3039,28 +2937,26 @@ pub mod types {
                 }
                 Ok(Self {
                     state__: Box::new(
-                        SetMissedCallNotificationEnabledResponseElementTypeDeserializerState::Init__,
+                        SetMissedCallNotificationEnabledResponseDeserializerState::Init__,
                     ),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: SetMissedCallNotificationEnabledResponseElementTypeDeserializerState,
+                state: SetMissedCallNotificationEnabledResponseDeserializerState,
             ) -> Result<(), Error> {
                 Ok(())
             }
         }
-        impl<
-            'de,
-        > Deserializer<'de, super::SetMissedCallNotificationEnabledResponseElementType>
-        for SetMissedCallNotificationEnabledResponseElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::SetMissedCallNotificationEnabledResponse>
+        for SetMissedCallNotificationEnabledResponseDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<
                 'de,
-                super::SetMissedCallNotificationEnabledResponseElementType,
+                super::SetMissedCallNotificationEnabledResponse,
             > {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
@@ -3070,7 +2966,7 @@ pub mod types {
                 event: Event<'de>,
             ) -> DeserializerResult<
                 'de,
-                super::SetMissedCallNotificationEnabledResponseElementType,
+                super::SetMissedCallNotificationEnabledResponse,
             > {
                 if let Event::End(_) = &event {
                     Ok(DeserializerOutput {
@@ -3089,29 +2985,26 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<
-                super::SetMissedCallNotificationEnabledResponseElementType,
-                Error,
-            > {
+            ) -> Result<super::SetMissedCallNotificationEnabledResponse, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    SetMissedCallNotificationEnabledResponseElementTypeDeserializerState::Unknown__,
+                    SetMissedCallNotificationEnabledResponseDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::SetMissedCallNotificationEnabledResponseElementType {
+                Ok(super::SetMissedCallNotificationEnabledResponse {
                 })
             }
         }
         #[derive(Debug)]
-        pub struct ResetPinElementTypeDeserializer {
-            state__: Box<ResetPinElementTypeDeserializerState>,
+        pub struct ResetPinDeserializer {
+            state__: Box<ResetPinDeserializerState>,
         }
         #[derive(Debug)]
-        enum ResetPinElementTypeDeserializerState {
+        enum ResetPinDeserializerState {
             Init__,
             Unknown__,
         }
-        impl ResetPinElementTypeDeserializer {
+        impl ResetPinDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -3121,30 +3014,29 @@ pub mod types {
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
                 Ok(Self {
-                    state__: Box::new(ResetPinElementTypeDeserializerState::Init__),
+                    state__: Box::new(ResetPinDeserializerState::Init__),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: ResetPinElementTypeDeserializerState,
+                state: ResetPinDeserializerState,
             ) -> Result<(), Error> {
                 Ok(())
             }
         }
-        impl<'de> Deserializer<'de, super::ResetPinElementType>
-        for ResetPinElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::ResetPin> for ResetPinDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::ResetPinElementType> {
+            ) -> DeserializerResult<'de, super::ResetPin> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::ResetPinElementType> {
+            ) -> DeserializerResult<'de, super::ResetPin> {
                 if let Event::End(_) = &event {
                     Ok(DeserializerOutput {
                         artifact: DeserializerArtifact::Data(self.finish(helper)?),
@@ -3162,25 +3054,25 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::ResetPinElementType, Error> {
+            ) -> Result<super::ResetPin, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    ResetPinElementTypeDeserializerState::Unknown__,
+                    ResetPinDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::ResetPinElementType {})
+                Ok(super::ResetPin {})
             }
         }
         #[derive(Debug)]
-        pub struct ResetPinResponseElementTypeDeserializer {
-            state__: Box<ResetPinResponseElementTypeDeserializerState>,
+        pub struct ResetPinResponseDeserializer {
+            state__: Box<ResetPinResponseDeserializerState>,
         }
         #[derive(Debug)]
-        enum ResetPinResponseElementTypeDeserializerState {
+        enum ResetPinResponseDeserializerState {
             Init__,
             Unknown__,
         }
-        impl ResetPinResponseElementTypeDeserializer {
+        impl ResetPinResponseDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -3190,32 +3082,30 @@ pub mod types {
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
                 Ok(Self {
-                    state__: Box::new(
-                        ResetPinResponseElementTypeDeserializerState::Init__,
-                    ),
+                    state__: Box::new(ResetPinResponseDeserializerState::Init__),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: ResetPinResponseElementTypeDeserializerState,
+                state: ResetPinResponseDeserializerState,
             ) -> Result<(), Error> {
                 Ok(())
             }
         }
-        impl<'de> Deserializer<'de, super::ResetPinResponseElementType>
-        for ResetPinResponseElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::ResetPinResponse>
+        for ResetPinResponseDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::ResetPinResponseElementType> {
+            ) -> DeserializerResult<'de, super::ResetPinResponse> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::ResetPinResponseElementType> {
+            ) -> DeserializerResult<'de, super::ResetPinResponse> {
                 if let Event::End(_) = &event {
                     Ok(DeserializerOutput {
                         artifact: DeserializerArtifact::Data(self.finish(helper)?),
@@ -3233,31 +3123,30 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::ResetPinResponseElementType, Error> {
+            ) -> Result<super::ResetPinResponse, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    ResetPinResponseElementTypeDeserializerState::Unknown__,
+                    ResetPinResponseDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::ResetPinResponseElementType {
-                })
+                Ok(super::ResetPinResponse {})
             }
         }
         #[derive(Debug)]
-        pub struct PlayOnPhoneElementTypeDeserializer {
+        pub struct PlayOnPhoneDeserializer {
             entry_id: Option<String>,
             dial_string: Option<String>,
-            state__: Box<PlayOnPhoneElementTypeDeserializerState>,
+            state__: Box<PlayOnPhoneDeserializerState>,
         }
         #[derive(Debug)]
-        enum PlayOnPhoneElementTypeDeserializerState {
+        enum PlayOnPhoneDeserializerState {
             Init__,
             EntryId(Option<<String as WithDeserializer>::Deserializer>),
             DialString(Option<<String as WithDeserializer>::Deserializer>),
             Done__,
             Unknown__,
         }
-        impl PlayOnPhoneElementTypeDeserializer {
+        impl PlayOnPhoneDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -3269,15 +3158,15 @@ pub mod types {
                 Ok(Self {
                     entry_id: None,
                     dial_string: None,
-                    state__: Box::new(PlayOnPhoneElementTypeDeserializerState::Init__),
+                    state__: Box::new(PlayOnPhoneDeserializerState::Init__),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: PlayOnPhoneElementTypeDeserializerState,
+                state: PlayOnPhoneDeserializerState,
             ) -> Result<(), Error> {
-                use PlayOnPhoneElementTypeDeserializerState as S;
+                use PlayOnPhoneDeserializerState as S;
                 match state {
                     S::EntryId(Some(deserializer)) => {
                         self.store_entry_id(deserializer.finish(helper)?)?
@@ -3313,9 +3202,9 @@ pub mod types {
                 &mut self,
                 helper: &mut DeserializeHelper,
                 output: DeserializerOutput<'de, String>,
-                fallback: &mut Option<PlayOnPhoneElementTypeDeserializerState>,
+                fallback: &mut Option<PlayOnPhoneDeserializerState>,
             ) -> Result<ElementHandlerOutput<'de>, Error> {
-                use PlayOnPhoneElementTypeDeserializerState as S;
+                use PlayOnPhoneDeserializerState as S;
                 let DeserializerOutput { artifact, event, allow_any } = output;
                 if artifact.is_none() {
                     *self.state__ = S::DialString(None);
@@ -3342,9 +3231,9 @@ pub mod types {
                 &mut self,
                 helper: &mut DeserializeHelper,
                 output: DeserializerOutput<'de, String>,
-                fallback: &mut Option<PlayOnPhoneElementTypeDeserializerState>,
+                fallback: &mut Option<PlayOnPhoneDeserializerState>,
             ) -> Result<ElementHandlerOutput<'de>, Error> {
-                use PlayOnPhoneElementTypeDeserializerState as S;
+                use PlayOnPhoneDeserializerState as S;
                 let DeserializerOutput { artifact, event, allow_any } = output;
                 if artifact.is_none() {
                     *self.state__ = S::Done__;
@@ -3368,20 +3257,19 @@ pub mod types {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::PlayOnPhoneElementType>
-        for PlayOnPhoneElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::PlayOnPhone> for PlayOnPhoneDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::PlayOnPhoneElementType> {
+            ) -> DeserializerResult<'de, super::PlayOnPhone> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::PlayOnPhoneElementType> {
-                use PlayOnPhoneElementTypeDeserializerState as S;
+            ) -> DeserializerResult<'de, super::PlayOnPhone> {
+                use PlayOnPhoneDeserializerState as S;
                 let mut event = event;
                 let mut fallback = None;
                 let mut allow_any_element = false;
@@ -3436,7 +3324,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"entryId",
                                     false,
                                 )?;
@@ -3457,7 +3345,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"DialString",
                                     false,
                                 )?;
@@ -3497,31 +3385,31 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::PlayOnPhoneElementType, Error> {
+            ) -> Result<super::PlayOnPhone, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    PlayOnPhoneElementTypeDeserializerState::Unknown__,
+                    PlayOnPhoneDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::PlayOnPhoneElementType {
+                Ok(super::PlayOnPhone {
                     entry_id: self.entry_id,
                     dial_string: self.dial_string,
                 })
             }
         }
         #[derive(Debug)]
-        pub struct PlayOnPhoneResponseElementTypeDeserializer {
+        pub struct PlayOnPhoneResponseDeserializer {
             play_on_phone_response: Option<String>,
-            state__: Box<PlayOnPhoneResponseElementTypeDeserializerState>,
+            state__: Box<PlayOnPhoneResponseDeserializerState>,
         }
         #[derive(Debug)]
-        enum PlayOnPhoneResponseElementTypeDeserializerState {
+        enum PlayOnPhoneResponseDeserializerState {
             Init__,
             PlayOnPhoneResponse(Option<<String as WithDeserializer>::Deserializer>),
             Done__,
             Unknown__,
         }
-        impl PlayOnPhoneResponseElementTypeDeserializer {
+        impl PlayOnPhoneResponseDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -3532,17 +3420,15 @@ pub mod types {
                 }
                 Ok(Self {
                     play_on_phone_response: None,
-                    state__: Box::new(
-                        PlayOnPhoneResponseElementTypeDeserializerState::Init__,
-                    ),
+                    state__: Box::new(PlayOnPhoneResponseDeserializerState::Init__),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: PlayOnPhoneResponseElementTypeDeserializerState,
+                state: PlayOnPhoneResponseDeserializerState,
             ) -> Result<(), Error> {
-                use PlayOnPhoneResponseElementTypeDeserializerState as S;
+                use PlayOnPhoneResponseDeserializerState as S;
                 match state {
                     S::PlayOnPhoneResponse(Some(deserializer)) => {
                         self.store_play_on_phone_response(deserializer.finish(helper)?)?
@@ -3569,9 +3455,9 @@ pub mod types {
                 &mut self,
                 helper: &mut DeserializeHelper,
                 output: DeserializerOutput<'de, String>,
-                fallback: &mut Option<PlayOnPhoneResponseElementTypeDeserializerState>,
+                fallback: &mut Option<PlayOnPhoneResponseDeserializerState>,
             ) -> Result<ElementHandlerOutput<'de>, Error> {
-                use PlayOnPhoneResponseElementTypeDeserializerState as S;
+                use PlayOnPhoneResponseDeserializerState as S;
                 let DeserializerOutput { artifact, event, allow_any } = output;
                 if artifact.is_none() {
                     *self.state__ = S::Done__;
@@ -3596,20 +3482,20 @@ pub mod types {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::PlayOnPhoneResponseElementType>
-        for PlayOnPhoneResponseElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::PlayOnPhoneResponse>
+        for PlayOnPhoneResponseDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::PlayOnPhoneResponseElementType> {
+            ) -> DeserializerResult<'de, super::PlayOnPhoneResponse> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::PlayOnPhoneResponseElementType> {
-                use PlayOnPhoneResponseElementTypeDeserializerState as S;
+            ) -> DeserializerResult<'de, super::PlayOnPhoneResponse> {
+                use PlayOnPhoneResponseDeserializerState as S;
                 let mut event = event;
                 let mut fallback = None;
                 let mut allow_any_element = false;
@@ -3657,7 +3543,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"PlayOnPhoneResponse",
                                     false,
                                 )?;
@@ -3702,30 +3588,30 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::PlayOnPhoneResponseElementType, Error> {
+            ) -> Result<super::PlayOnPhoneResponse, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    PlayOnPhoneResponseElementTypeDeserializerState::Unknown__,
+                    PlayOnPhoneResponseDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::PlayOnPhoneResponseElementType {
+                Ok(super::PlayOnPhoneResponse {
                     play_on_phone_response: self.play_on_phone_response,
                 })
             }
         }
         #[derive(Debug)]
-        pub struct GetCallInfoElementTypeDeserializer {
+        pub struct GetCallInfoDeserializer {
             call_id: Option<String>,
-            state__: Box<GetCallInfoElementTypeDeserializerState>,
+            state__: Box<GetCallInfoDeserializerState>,
         }
         #[derive(Debug)]
-        enum GetCallInfoElementTypeDeserializerState {
+        enum GetCallInfoDeserializerState {
             Init__,
             CallId(Option<<String as WithDeserializer>::Deserializer>),
             Done__,
             Unknown__,
         }
-        impl GetCallInfoElementTypeDeserializer {
+        impl GetCallInfoDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -3736,15 +3622,15 @@ pub mod types {
                 }
                 Ok(Self {
                     call_id: None,
-                    state__: Box::new(GetCallInfoElementTypeDeserializerState::Init__),
+                    state__: Box::new(GetCallInfoDeserializerState::Init__),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: GetCallInfoElementTypeDeserializerState,
+                state: GetCallInfoDeserializerState,
             ) -> Result<(), Error> {
-                use GetCallInfoElementTypeDeserializerState as S;
+                use GetCallInfoDeserializerState as S;
                 match state {
                     S::CallId(Some(deserializer)) => {
                         self.store_call_id(deserializer.finish(helper)?)?
@@ -3764,9 +3650,9 @@ pub mod types {
                 &mut self,
                 helper: &mut DeserializeHelper,
                 output: DeserializerOutput<'de, String>,
-                fallback: &mut Option<GetCallInfoElementTypeDeserializerState>,
+                fallback: &mut Option<GetCallInfoDeserializerState>,
             ) -> Result<ElementHandlerOutput<'de>, Error> {
-                use GetCallInfoElementTypeDeserializerState as S;
+                use GetCallInfoDeserializerState as S;
                 let DeserializerOutput { artifact, event, allow_any } = output;
                 if artifact.is_none() {
                     *self.state__ = S::Done__;
@@ -3790,20 +3676,19 @@ pub mod types {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::GetCallInfoElementType>
-        for GetCallInfoElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::GetCallInfo> for GetCallInfoDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::GetCallInfoElementType> {
+            ) -> DeserializerResult<'de, super::GetCallInfo> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::GetCallInfoElementType> {
-                use GetCallInfoElementTypeDeserializerState as S;
+            ) -> DeserializerResult<'de, super::GetCallInfo> {
+                use GetCallInfoDeserializerState as S;
                 let mut event = event;
                 let mut fallback = None;
                 let mut allow_any_element = false;
@@ -3845,7 +3730,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"CallId",
                                     false,
                                 )?;
@@ -3884,24 +3769,24 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::GetCallInfoElementType, Error> {
+            ) -> Result<super::GetCallInfo, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    GetCallInfoElementTypeDeserializerState::Unknown__,
+                    GetCallInfoDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::GetCallInfoElementType {
+                Ok(super::GetCallInfo {
                     call_id: self.call_id,
                 })
             }
         }
         #[derive(Debug)]
-        pub struct GetCallInfoResponseElementTypeDeserializer {
+        pub struct GetCallInfoResponseDeserializer {
             get_call_info_response: Option<super::UmCallInfoType>,
-            state__: Box<GetCallInfoResponseElementTypeDeserializerState>,
+            state__: Box<GetCallInfoResponseDeserializerState>,
         }
         #[derive(Debug)]
-        enum GetCallInfoResponseElementTypeDeserializerState {
+        enum GetCallInfoResponseDeserializerState {
             Init__,
             GetCallInfoResponse(
                 Option<<super::UmCallInfoType as WithDeserializer>::Deserializer>,
@@ -3909,7 +3794,7 @@ pub mod types {
             Done__,
             Unknown__,
         }
-        impl GetCallInfoResponseElementTypeDeserializer {
+        impl GetCallInfoResponseDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -3920,17 +3805,15 @@ pub mod types {
                 }
                 Ok(Self {
                     get_call_info_response: None,
-                    state__: Box::new(
-                        GetCallInfoResponseElementTypeDeserializerState::Init__,
-                    ),
+                    state__: Box::new(GetCallInfoResponseDeserializerState::Init__),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: GetCallInfoResponseElementTypeDeserializerState,
+                state: GetCallInfoResponseDeserializerState,
             ) -> Result<(), Error> {
-                use GetCallInfoResponseElementTypeDeserializerState as S;
+                use GetCallInfoResponseDeserializerState as S;
                 match state {
                     S::GetCallInfoResponse(Some(deserializer)) => {
                         self.store_get_call_info_response(deserializer.finish(helper)?)?
@@ -3957,9 +3840,9 @@ pub mod types {
                 &mut self,
                 helper: &mut DeserializeHelper,
                 output: DeserializerOutput<'de, super::UmCallInfoType>,
-                fallback: &mut Option<GetCallInfoResponseElementTypeDeserializerState>,
+                fallback: &mut Option<GetCallInfoResponseDeserializerState>,
             ) -> Result<ElementHandlerOutput<'de>, Error> {
-                use GetCallInfoResponseElementTypeDeserializerState as S;
+                use GetCallInfoResponseDeserializerState as S;
                 let DeserializerOutput { artifact, event, allow_any } = output;
                 if artifact.is_none() {
                     fallback.get_or_insert(S::GetCallInfoResponse(None));
@@ -3990,20 +3873,20 @@ pub mod types {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::GetCallInfoResponseElementType>
-        for GetCallInfoResponseElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::GetCallInfoResponse>
+        for GetCallInfoResponseDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::GetCallInfoResponseElementType> {
+            ) -> DeserializerResult<'de, super::GetCallInfoResponse> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::GetCallInfoResponseElementType> {
-                use GetCallInfoResponseElementTypeDeserializerState as S;
+            ) -> DeserializerResult<'de, super::GetCallInfoResponse> {
+                use GetCallInfoResponseDeserializerState as S;
                 let mut event = event;
                 let mut fallback = None;
                 let mut allow_any_element = false;
@@ -4051,7 +3934,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"GetCallInfoResponse",
                                     false,
                                 )?;
@@ -4096,13 +3979,13 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::GetCallInfoResponseElementType, Error> {
+            ) -> Result<super::GetCallInfoResponse, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    GetCallInfoResponseElementTypeDeserializerState::Unknown__,
+                    GetCallInfoResponseDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::GetCallInfoResponseElementType {
+                Ok(super::GetCallInfoResponse {
                     get_call_info_response: helper
                         .finish_element(
                             "GetCallInfoResponse",
@@ -4327,7 +4210,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_T),
+                                    Some(&super::NS_MESSAGES),
                                     b"CallState",
                                     false,
                                 )?;
@@ -4349,7 +4232,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_T),
+                                    Some(&super::NS_MESSAGES),
                                     b"EventCause",
                                     false,
                                 )?;
@@ -4402,18 +4285,18 @@ pub mod types {
             }
         }
         #[derive(Debug)]
-        pub struct DisconnectElementTypeDeserializer {
+        pub struct DisconnectDeserializer {
             call_id: Option<String>,
-            state__: Box<DisconnectElementTypeDeserializerState>,
+            state__: Box<DisconnectDeserializerState>,
         }
         #[derive(Debug)]
-        enum DisconnectElementTypeDeserializerState {
+        enum DisconnectDeserializerState {
             Init__,
             CallId(Option<<String as WithDeserializer>::Deserializer>),
             Done__,
             Unknown__,
         }
-        impl DisconnectElementTypeDeserializer {
+        impl DisconnectDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -4424,15 +4307,15 @@ pub mod types {
                 }
                 Ok(Self {
                     call_id: None,
-                    state__: Box::new(DisconnectElementTypeDeserializerState::Init__),
+                    state__: Box::new(DisconnectDeserializerState::Init__),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: DisconnectElementTypeDeserializerState,
+                state: DisconnectDeserializerState,
             ) -> Result<(), Error> {
-                use DisconnectElementTypeDeserializerState as S;
+                use DisconnectDeserializerState as S;
                 match state {
                     S::CallId(Some(deserializer)) => {
                         self.store_call_id(deserializer.finish(helper)?)?
@@ -4452,9 +4335,9 @@ pub mod types {
                 &mut self,
                 helper: &mut DeserializeHelper,
                 output: DeserializerOutput<'de, String>,
-                fallback: &mut Option<DisconnectElementTypeDeserializerState>,
+                fallback: &mut Option<DisconnectDeserializerState>,
             ) -> Result<ElementHandlerOutput<'de>, Error> {
-                use DisconnectElementTypeDeserializerState as S;
+                use DisconnectDeserializerState as S;
                 let DeserializerOutput { artifact, event, allow_any } = output;
                 if artifact.is_none() {
                     *self.state__ = S::Done__;
@@ -4478,20 +4361,19 @@ pub mod types {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::DisconnectElementType>
-        for DisconnectElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::Disconnect> for DisconnectDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::DisconnectElementType> {
+            ) -> DeserializerResult<'de, super::Disconnect> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::DisconnectElementType> {
-                use DisconnectElementTypeDeserializerState as S;
+            ) -> DeserializerResult<'de, super::Disconnect> {
+                use DisconnectDeserializerState as S;
                 let mut event = event;
                 let mut fallback = None;
                 let mut allow_any_element = false;
@@ -4533,7 +4415,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"CallId",
                                     false,
                                 )?;
@@ -4572,27 +4454,27 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::DisconnectElementType, Error> {
+            ) -> Result<super::Disconnect, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    DisconnectElementTypeDeserializerState::Unknown__,
+                    DisconnectDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::DisconnectElementType {
+                Ok(super::Disconnect {
                     call_id: self.call_id,
                 })
             }
         }
         #[derive(Debug)]
-        pub struct DisconnectResponseElementTypeDeserializer {
-            state__: Box<DisconnectResponseElementTypeDeserializerState>,
+        pub struct DisconnectResponseDeserializer {
+            state__: Box<DisconnectResponseDeserializerState>,
         }
         #[derive(Debug)]
-        enum DisconnectResponseElementTypeDeserializerState {
+        enum DisconnectResponseDeserializerState {
             Init__,
             Unknown__,
         }
-        impl DisconnectResponseElementTypeDeserializer {
+        impl DisconnectResponseDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -4602,32 +4484,30 @@ pub mod types {
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
                 Ok(Self {
-                    state__: Box::new(
-                        DisconnectResponseElementTypeDeserializerState::Init__,
-                    ),
+                    state__: Box::new(DisconnectResponseDeserializerState::Init__),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: DisconnectResponseElementTypeDeserializerState,
+                state: DisconnectResponseDeserializerState,
             ) -> Result<(), Error> {
                 Ok(())
             }
         }
-        impl<'de> Deserializer<'de, super::DisconnectResponseElementType>
-        for DisconnectResponseElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::DisconnectResponse>
+        for DisconnectResponseDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::DisconnectResponseElementType> {
+            ) -> DeserializerResult<'de, super::DisconnectResponse> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::DisconnectResponseElementType> {
+            ) -> DeserializerResult<'de, super::DisconnectResponse> {
                 if let Event::End(_) = &event {
                     Ok(DeserializerOutput {
                         artifact: DeserializerArtifact::Data(self.finish(helper)?),
@@ -4645,24 +4525,23 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::DisconnectResponseElementType, Error> {
+            ) -> Result<super::DisconnectResponse, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    DisconnectResponseElementTypeDeserializerState::Unknown__,
+                    DisconnectResponseDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::DisconnectResponseElementType {
-                })
+                Ok(super::DisconnectResponse {})
             }
         }
         #[derive(Debug)]
-        pub struct PlayOnPhoneGreetingElementTypeDeserializer {
+        pub struct PlayOnPhoneGreetingDeserializer {
             greeting_type: Option<super::UmGreetingType>,
             dial_string: Option<String>,
-            state__: Box<PlayOnPhoneGreetingElementTypeDeserializerState>,
+            state__: Box<PlayOnPhoneGreetingDeserializerState>,
         }
         #[derive(Debug)]
-        enum PlayOnPhoneGreetingElementTypeDeserializerState {
+        enum PlayOnPhoneGreetingDeserializerState {
             Init__,
             GreetingType(
                 Option<<super::UmGreetingType as WithDeserializer>::Deserializer>,
@@ -4671,7 +4550,7 @@ pub mod types {
             Done__,
             Unknown__,
         }
-        impl PlayOnPhoneGreetingElementTypeDeserializer {
+        impl PlayOnPhoneGreetingDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -4683,17 +4562,15 @@ pub mod types {
                 Ok(Self {
                     greeting_type: None,
                     dial_string: None,
-                    state__: Box::new(
-                        PlayOnPhoneGreetingElementTypeDeserializerState::Init__,
-                    ),
+                    state__: Box::new(PlayOnPhoneGreetingDeserializerState::Init__),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: PlayOnPhoneGreetingElementTypeDeserializerState,
+                state: PlayOnPhoneGreetingDeserializerState,
             ) -> Result<(), Error> {
-                use PlayOnPhoneGreetingElementTypeDeserializerState as S;
+                use PlayOnPhoneGreetingDeserializerState as S;
                 match state {
                     S::GreetingType(Some(deserializer)) => {
                         self.store_greeting_type(deserializer.finish(helper)?)?
@@ -4734,9 +4611,9 @@ pub mod types {
                 &mut self,
                 helper: &mut DeserializeHelper,
                 output: DeserializerOutput<'de, super::UmGreetingType>,
-                fallback: &mut Option<PlayOnPhoneGreetingElementTypeDeserializerState>,
+                fallback: &mut Option<PlayOnPhoneGreetingDeserializerState>,
             ) -> Result<ElementHandlerOutput<'de>, Error> {
-                use PlayOnPhoneGreetingElementTypeDeserializerState as S;
+                use PlayOnPhoneGreetingDeserializerState as S;
                 let DeserializerOutput { artifact, event, allow_any } = output;
                 if artifact.is_none() {
                     fallback.get_or_insert(S::GreetingType(None));
@@ -4769,9 +4646,9 @@ pub mod types {
                 &mut self,
                 helper: &mut DeserializeHelper,
                 output: DeserializerOutput<'de, String>,
-                fallback: &mut Option<PlayOnPhoneGreetingElementTypeDeserializerState>,
+                fallback: &mut Option<PlayOnPhoneGreetingDeserializerState>,
             ) -> Result<ElementHandlerOutput<'de>, Error> {
-                use PlayOnPhoneGreetingElementTypeDeserializerState as S;
+                use PlayOnPhoneGreetingDeserializerState as S;
                 let DeserializerOutput { artifact, event, allow_any } = output;
                 if artifact.is_none() {
                     *self.state__ = S::Done__;
@@ -4795,20 +4672,20 @@ pub mod types {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::PlayOnPhoneGreetingElementType>
-        for PlayOnPhoneGreetingElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::PlayOnPhoneGreeting>
+        for PlayOnPhoneGreetingDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::PlayOnPhoneGreetingElementType> {
+            ) -> DeserializerResult<'de, super::PlayOnPhoneGreeting> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::PlayOnPhoneGreetingElementType> {
-                use PlayOnPhoneGreetingElementTypeDeserializerState as S;
+            ) -> DeserializerResult<'de, super::PlayOnPhoneGreeting> {
+                use PlayOnPhoneGreetingDeserializerState as S;
                 let mut event = event;
                 let mut fallback = None;
                 let mut allow_any_element = false;
@@ -4865,7 +4742,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"GreetingType",
                                     false,
                                 )?;
@@ -4888,7 +4765,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"DialString",
                                     false,
                                 )?;
@@ -4928,13 +4805,13 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::PlayOnPhoneGreetingElementType, Error> {
+            ) -> Result<super::PlayOnPhoneGreeting, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    PlayOnPhoneGreetingElementTypeDeserializerState::Unknown__,
+                    PlayOnPhoneGreetingDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::PlayOnPhoneGreetingElementType {
+                Ok(super::PlayOnPhoneGreeting {
                     greeting_type: helper
                         .finish_element("GreetingType", self.greeting_type)?,
                     dial_string: self.dial_string,
@@ -4942,12 +4819,12 @@ pub mod types {
             }
         }
         #[derive(Debug)]
-        pub struct PlayOnPhoneGreetingResponseElementTypeDeserializer {
+        pub struct PlayOnPhoneGreetingResponseDeserializer {
             play_on_phone_greeting_response: Option<String>,
-            state__: Box<PlayOnPhoneGreetingResponseElementTypeDeserializerState>,
+            state__: Box<PlayOnPhoneGreetingResponseDeserializerState>,
         }
         #[derive(Debug)]
-        enum PlayOnPhoneGreetingResponseElementTypeDeserializerState {
+        enum PlayOnPhoneGreetingResponseDeserializerState {
             Init__,
             PlayOnPhoneGreetingResponse(
                 Option<<String as WithDeserializer>::Deserializer>,
@@ -4955,7 +4832,7 @@ pub mod types {
             Done__,
             Unknown__,
         }
-        impl PlayOnPhoneGreetingResponseElementTypeDeserializer {
+        impl PlayOnPhoneGreetingResponseDeserializer {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
@@ -4967,16 +4844,16 @@ pub mod types {
                 Ok(Self {
                     play_on_phone_greeting_response: None,
                     state__: Box::new(
-                        PlayOnPhoneGreetingResponseElementTypeDeserializerState::Init__,
+                        PlayOnPhoneGreetingResponseDeserializerState::Init__,
                     ),
                 })
             }
             fn finish_state(
                 &mut self,
                 helper: &mut DeserializeHelper,
-                state: PlayOnPhoneGreetingResponseElementTypeDeserializerState,
+                state: PlayOnPhoneGreetingResponseDeserializerState,
             ) -> Result<(), Error> {
-                use PlayOnPhoneGreetingResponseElementTypeDeserializerState as S;
+                use PlayOnPhoneGreetingResponseDeserializerState as S;
                 match state {
                     S::PlayOnPhoneGreetingResponse(Some(deserializer)) => {
                         self.store_play_on_phone_greeting_response(
@@ -5005,11 +4882,9 @@ pub mod types {
                 &mut self,
                 helper: &mut DeserializeHelper,
                 output: DeserializerOutput<'de, String>,
-                fallback: &mut Option<
-                    PlayOnPhoneGreetingResponseElementTypeDeserializerState,
-                >,
+                fallback: &mut Option<PlayOnPhoneGreetingResponseDeserializerState>,
             ) -> Result<ElementHandlerOutput<'de>, Error> {
-                use PlayOnPhoneGreetingResponseElementTypeDeserializerState as S;
+                use PlayOnPhoneGreetingResponseDeserializerState as S;
                 let DeserializerOutput { artifact, event, allow_any } = output;
                 if artifact.is_none() {
                     *self.state__ = S::Done__;
@@ -5036,20 +4911,20 @@ pub mod types {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::PlayOnPhoneGreetingResponseElementType>
-        for PlayOnPhoneGreetingResponseElementTypeDeserializer {
+        impl<'de> Deserializer<'de, super::PlayOnPhoneGreetingResponse>
+        for PlayOnPhoneGreetingResponseDeserializer {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::PlayOnPhoneGreetingResponseElementType> {
+            ) -> DeserializerResult<'de, super::PlayOnPhoneGreetingResponse> {
                 helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
             }
             fn next(
                 mut self,
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
-            ) -> DeserializerResult<'de, super::PlayOnPhoneGreetingResponseElementType> {
-                use PlayOnPhoneGreetingResponseElementTypeDeserializerState as S;
+            ) -> DeserializerResult<'de, super::PlayOnPhoneGreetingResponse> {
+                use PlayOnPhoneGreetingResponseDeserializerState as S;
                 let mut event = event;
                 let mut fallback = None;
                 let mut allow_any_element = false;
@@ -5097,7 +4972,7 @@ pub mod types {
                             let output = helper
                                 .init_start_tag_deserializer(
                                     event,
-                                    Some(&super::NS_UNNAMED_5),
+                                    Some(&super::NS_MESSAGES),
                                     b"PlayOnPhoneGreetingResponse",
                                     false,
                                 )?;
@@ -5142,13 +5017,13 @@ pub mod types {
             fn finish(
                 mut self,
                 helper: &mut DeserializeHelper,
-            ) -> Result<super::PlayOnPhoneGreetingResponseElementType, Error> {
+            ) -> Result<super::PlayOnPhoneGreetingResponse, Error> {
                 let state = replace(
                     &mut *self.state__,
-                    PlayOnPhoneGreetingResponseElementTypeDeserializerState::Unknown__,
+                    PlayOnPhoneGreetingResponseDeserializerState::Unknown__,
                 );
                 self.finish_state(helper, state)?;
-                Ok(super::PlayOnPhoneGreetingResponseElementType {
+                Ok(super::PlayOnPhoneGreetingResponse {
                     play_on_phone_greeting_response: self.play_on_phone_greeting_response,
                 })
             }
@@ -5160,42 +5035,40 @@ pub mod types {
             Serializer, WithSerializer,
         };
         #[derive(Debug)]
-        pub struct IsUmEnabledElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::IsUmEnabledElementType,
-            pub(super) state: Box<IsUmEnabledElementTypeSerializerState<'ser>>,
+        pub struct IsUmEnabledSerializer<'ser> {
+            pub(super) value: &'ser super::IsUmEnabled,
+            pub(super) state: Box<IsUmEnabledSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum IsUmEnabledElementTypeSerializerState<'ser> {
+        pub(super) enum IsUmEnabledSerializerState<'ser> {
             Init__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> IsUmEnabledElementTypeSerializer<'ser> {
+        impl<'ser> IsUmEnabledSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        IsUmEnabledElementTypeSerializerState::Init__ => {
-                            *self.state = IsUmEnabledElementTypeSerializerState::Done__;
+                        IsUmEnabledSerializerState::Init__ => {
+                            *self.state = IsUmEnabledSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
-                        IsUmEnabledElementTypeSerializerState::Done__ => return Ok(None),
-                        IsUmEnabledElementTypeSerializerState::Phantom__(_) => {
-                            unreachable!()
-                        }
+                        IsUmEnabledSerializerState::Done__ => return Ok(None),
+                        IsUmEnabledSerializerState::Phantom__(_) => unreachable!(),
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser> for IsUmEnabledElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for IsUmEnabledSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -5204,36 +5077,36 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = IsUmEnabledElementTypeSerializerState::Done__;
+                        *self.state = IsUmEnabledSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct IsUmEnabledResponseElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::IsUmEnabledResponseElementType,
-            pub(super) state: Box<IsUmEnabledResponseElementTypeSerializerState<'ser>>,
+        pub struct IsUmEnabledResponseSerializer<'ser> {
+            pub(super) value: &'ser super::IsUmEnabledResponse,
+            pub(super) state: Box<IsUmEnabledResponseSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum IsUmEnabledResponseElementTypeSerializerState<'ser> {
+        pub(super) enum IsUmEnabledResponseSerializerState<'ser> {
             Init__,
             IsUmEnabledResponse(<bool as WithSerializer>::Serializer<'ser>),
             End__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> IsUmEnabledResponseElementTypeSerializer<'ser> {
+        impl<'ser> IsUmEnabledResponseSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        IsUmEnabledResponseElementTypeSerializerState::Init__ => {
-                            *self.state = IsUmEnabledResponseElementTypeSerializerState::IsUmEnabledResponse(
+                        IsUmEnabledResponseSerializerState::Init__ => {
+                            *self.state = IsUmEnabledResponseSerializerState::IsUmEnabledResponse(
                                 WithSerializer::serializer(
                                     &self.value.is_um_enabled_response,
                                     Some("IsUMEnabledResponse"),
@@ -5242,35 +5115,31 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
-                        IsUmEnabledResponseElementTypeSerializerState::IsUmEnabledResponse(
-                            x,
-                        ) => {
+                        IsUmEnabledResponseSerializerState::IsUmEnabledResponse(x) => {
                             match x.next(helper).transpose()? {
                                 Some(event) => return Ok(Some(event)),
                                 None => {
-                                    *self.state = IsUmEnabledResponseElementTypeSerializerState::End__;
+                                    *self.state = IsUmEnabledResponseSerializerState::End__;
                                 }
                             }
                         }
-                        IsUmEnabledResponseElementTypeSerializerState::End__ => {
-                            *self.state = IsUmEnabledResponseElementTypeSerializerState::Done__;
+                        IsUmEnabledResponseSerializerState::End__ => {
+                            *self.state = IsUmEnabledResponseSerializerState::Done__;
                             helper.end_ns_scope();
                             return Ok(Some(Event::End(BytesEnd::new(self.name))));
                         }
-                        IsUmEnabledResponseElementTypeSerializerState::Done__ => {
-                            return Ok(None);
-                        }
-                        IsUmEnabledResponseElementTypeSerializerState::Phantom__(_) => {
+                        IsUmEnabledResponseSerializerState::Done__ => return Ok(None),
+                        IsUmEnabledResponseSerializerState::Phantom__(_) => {
                             unreachable!()
                         }
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser> for IsUmEnabledResponseElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for IsUmEnabledResponseSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -5279,51 +5148,47 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = IsUmEnabledResponseElementTypeSerializerState::Done__;
+                        *self.state = IsUmEnabledResponseSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct GetUmPropertiesElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::GetUmPropertiesElementType,
-            pub(super) state: Box<GetUmPropertiesElementTypeSerializerState<'ser>>,
+        pub struct GetUmPropertiesSerializer<'ser> {
+            pub(super) value: &'ser super::GetUmProperties,
+            pub(super) state: Box<GetUmPropertiesSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum GetUmPropertiesElementTypeSerializerState<'ser> {
+        pub(super) enum GetUmPropertiesSerializerState<'ser> {
             Init__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> GetUmPropertiesElementTypeSerializer<'ser> {
+        impl<'ser> GetUmPropertiesSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        GetUmPropertiesElementTypeSerializerState::Init__ => {
-                            *self.state = GetUmPropertiesElementTypeSerializerState::Done__;
+                        GetUmPropertiesSerializerState::Init__ => {
+                            *self.state = GetUmPropertiesSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
-                        GetUmPropertiesElementTypeSerializerState::Done__ => {
-                            return Ok(None);
-                        }
-                        GetUmPropertiesElementTypeSerializerState::Phantom__(_) => {
-                            unreachable!()
-                        }
+                        GetUmPropertiesSerializerState::Done__ => return Ok(None),
+                        GetUmPropertiesSerializerState::Phantom__(_) => unreachable!(),
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser> for GetUmPropertiesElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for GetUmPropertiesSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -5332,23 +5197,21 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = GetUmPropertiesElementTypeSerializerState::Done__;
+                        *self.state = GetUmPropertiesSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct GetUmPropertiesResponseElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::GetUmPropertiesResponseElementType,
-            pub(super) state: Box<
-                GetUmPropertiesResponseElementTypeSerializerState<'ser>,
-            >,
+        pub struct GetUmPropertiesResponseSerializer<'ser> {
+            pub(super) value: &'ser super::GetUmPropertiesResponse,
+            pub(super) state: Box<GetUmPropertiesResponseSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum GetUmPropertiesResponseElementTypeSerializerState<'ser> {
+        pub(super) enum GetUmPropertiesResponseSerializerState<'ser> {
             Init__,
             GetUmPropertiesResponse(
                 <super::UmPropertiesType as WithSerializer>::Serializer<'ser>,
@@ -5357,15 +5220,15 @@ pub mod types {
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> GetUmPropertiesResponseElementTypeSerializer<'ser> {
+        impl<'ser> GetUmPropertiesResponseSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        GetUmPropertiesResponseElementTypeSerializerState::Init__ => {
-                            *self.state = GetUmPropertiesResponseElementTypeSerializerState::GetUmPropertiesResponse(
+                        GetUmPropertiesResponseSerializerState::Init__ => {
+                            *self.state = GetUmPropertiesResponseSerializerState::GetUmPropertiesResponse(
                                 WithSerializer::serializer(
                                     &self.value.get_um_properties_response,
                                     Some("GetUMPropertiesResponse"),
@@ -5374,44 +5237,33 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
-                            if self.is_root {
-                                helper
-                                    .write_xmlns(
-                                        &mut bytes,
-                                        Some(&super::PREFIX_T),
-                                        &super::NS_T,
-                                    );
-                            }
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
-                        GetUmPropertiesResponseElementTypeSerializerState::GetUmPropertiesResponse(
+                        GetUmPropertiesResponseSerializerState::GetUmPropertiesResponse(
                             x,
                         ) => {
                             match x.next(helper).transpose()? {
                                 Some(event) => return Ok(Some(event)),
                                 None => {
-                                    *self.state = GetUmPropertiesResponseElementTypeSerializerState::End__;
+                                    *self.state = GetUmPropertiesResponseSerializerState::End__;
                                 }
                             }
                         }
-                        GetUmPropertiesResponseElementTypeSerializerState::End__ => {
-                            *self.state = GetUmPropertiesResponseElementTypeSerializerState::Done__;
+                        GetUmPropertiesResponseSerializerState::End__ => {
+                            *self.state = GetUmPropertiesResponseSerializerState::Done__;
                             helper.end_ns_scope();
                             return Ok(Some(Event::End(BytesEnd::new(self.name))));
                         }
-                        GetUmPropertiesResponseElementTypeSerializerState::Done__ => {
-                            return Ok(None);
+                        GetUmPropertiesResponseSerializerState::Done__ => return Ok(None),
+                        GetUmPropertiesResponseSerializerState::Phantom__(_) => {
+                            unreachable!()
                         }
-                        GetUmPropertiesResponseElementTypeSerializerState::Phantom__(
-                            _,
-                        ) => unreachable!(),
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser>
-        for GetUmPropertiesResponseElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for GetUmPropertiesResponseSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -5420,7 +5272,7 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = GetUmPropertiesResponseElementTypeSerializerState::Done__;
+                        *self.state = GetUmPropertiesResponseSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
@@ -5458,20 +5310,13 @@ pub mod types {
                             *self.state = UmPropertiesTypeSerializerState::OofStatus(
                                 WithSerializer::serializer(
                                     &self.value.oof_status,
-                                    Some("t:OofStatus"),
+                                    Some("OofStatus"),
                                     false,
                                 )?,
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            if self.is_root {
-                                helper
-                                    .write_xmlns(
-                                        &mut bytes,
-                                        Some(&super::PREFIX_T),
-                                        &super::NS_T,
-                                    );
-                            }
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
                         UmPropertiesTypeSerializerState::OofStatus(x) => {
@@ -5481,7 +5326,7 @@ pub mod types {
                                     *self.state = UmPropertiesTypeSerializerState::MissedCallNotificationEnabled(
                                         WithSerializer::serializer(
                                             &self.value.missed_call_notification_enabled,
-                                            Some("t:MissedCallNotificationEnabled"),
+                                            Some("MissedCallNotificationEnabled"),
                                             false,
                                         )?,
                                     );
@@ -5497,7 +5342,7 @@ pub mod types {
                                     *self.state = UmPropertiesTypeSerializerState::PlayOnPhoneDialString(
                                         IterSerializer::new(
                                             self.value.play_on_phone_dial_string.as_ref(),
-                                            Some("t:PlayOnPhoneDialString"),
+                                            Some("PlayOnPhoneDialString"),
                                             false,
                                         ),
                                     );
@@ -5511,7 +5356,7 @@ pub mod types {
                                     *self.state = UmPropertiesTypeSerializerState::TelephoneAccessNumbers(
                                         IterSerializer::new(
                                             self.value.telephone_access_numbers.as_ref(),
-                                            Some("t:TelephoneAccessNumbers"),
+                                            Some("TelephoneAccessNumbers"),
                                             false,
                                         ),
                                     );
@@ -5525,7 +5370,7 @@ pub mod types {
                                     *self.state = UmPropertiesTypeSerializerState::TelephoneAccessFolderEmail(
                                         IterSerializer::new(
                                             self.value.telephone_access_folder_email.as_ref(),
-                                            Some("t:TelephoneAccessFolderEmail"),
+                                            Some("TelephoneAccessFolderEmail"),
                                             false,
                                         ),
                                     );
@@ -5567,29 +5412,29 @@ pub mod types {
             }
         }
         #[derive(Debug)]
-        pub struct SetOofStatusElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::SetOofStatusElementType,
-            pub(super) state: Box<SetOofStatusElementTypeSerializerState<'ser>>,
+        pub struct SetOofStatusSerializer<'ser> {
+            pub(super) value: &'ser super::SetOofStatus,
+            pub(super) state: Box<SetOofStatusSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum SetOofStatusElementTypeSerializerState<'ser> {
+        pub(super) enum SetOofStatusSerializerState<'ser> {
             Init__,
             Status(<bool as WithSerializer>::Serializer<'ser>),
             End__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> SetOofStatusElementTypeSerializer<'ser> {
+        impl<'ser> SetOofStatusSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        SetOofStatusElementTypeSerializerState::Init__ => {
-                            *self.state = SetOofStatusElementTypeSerializerState::Status(
+                        SetOofStatusSerializerState::Init__ => {
+                            *self.state = SetOofStatusSerializerState::Status(
                                 WithSerializer::serializer(
                                     &self.value.status,
                                     Some("status"),
@@ -5598,31 +5443,27 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
-                        SetOofStatusElementTypeSerializerState::Status(x) => {
+                        SetOofStatusSerializerState::Status(x) => {
                             match x.next(helper).transpose()? {
                                 Some(event) => return Ok(Some(event)),
-                                None => {
-                                    *self.state = SetOofStatusElementTypeSerializerState::End__;
-                                }
+                                None => *self.state = SetOofStatusSerializerState::End__,
                             }
                         }
-                        SetOofStatusElementTypeSerializerState::End__ => {
-                            *self.state = SetOofStatusElementTypeSerializerState::Done__;
+                        SetOofStatusSerializerState::End__ => {
+                            *self.state = SetOofStatusSerializerState::Done__;
                             helper.end_ns_scope();
                             return Ok(Some(Event::End(BytesEnd::new(self.name))));
                         }
-                        SetOofStatusElementTypeSerializerState::Done__ => return Ok(None),
-                        SetOofStatusElementTypeSerializerState::Phantom__(_) => {
-                            unreachable!()
-                        }
+                        SetOofStatusSerializerState::Done__ => return Ok(None),
+                        SetOofStatusSerializerState::Phantom__(_) => unreachable!(),
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser> for SetOofStatusElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for SetOofStatusSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -5631,51 +5472,49 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = SetOofStatusElementTypeSerializerState::Done__;
+                        *self.state = SetOofStatusSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct SetOofStatusResponseElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::SetOofStatusResponseElementType,
-            pub(super) state: Box<SetOofStatusResponseElementTypeSerializerState<'ser>>,
+        pub struct SetOofStatusResponseSerializer<'ser> {
+            pub(super) value: &'ser super::SetOofStatusResponse,
+            pub(super) state: Box<SetOofStatusResponseSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum SetOofStatusResponseElementTypeSerializerState<'ser> {
+        pub(super) enum SetOofStatusResponseSerializerState<'ser> {
             Init__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> SetOofStatusResponseElementTypeSerializer<'ser> {
+        impl<'ser> SetOofStatusResponseSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        SetOofStatusResponseElementTypeSerializerState::Init__ => {
-                            *self.state = SetOofStatusResponseElementTypeSerializerState::Done__;
+                        SetOofStatusResponseSerializerState::Init__ => {
+                            *self.state = SetOofStatusResponseSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
-                        SetOofStatusResponseElementTypeSerializerState::Done__ => {
-                            return Ok(None);
-                        }
-                        SetOofStatusResponseElementTypeSerializerState::Phantom__(_) => {
+                        SetOofStatusResponseSerializerState::Done__ => return Ok(None),
+                        SetOofStatusResponseSerializerState::Phantom__(_) => {
                             unreachable!()
                         }
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser> for SetOofStatusResponseElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for SetOofStatusResponseSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -5684,38 +5523,36 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = SetOofStatusResponseElementTypeSerializerState::Done__;
+                        *self.state = SetOofStatusResponseSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct SetPlayOnPhoneDialStringElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::SetPlayOnPhoneDialStringElementType,
-            pub(super) state: Box<
-                SetPlayOnPhoneDialStringElementTypeSerializerState<'ser>,
-            >,
+        pub struct SetPlayOnPhoneDialStringSerializer<'ser> {
+            pub(super) value: &'ser super::SetPlayOnPhoneDialString,
+            pub(super) state: Box<SetPlayOnPhoneDialStringSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum SetPlayOnPhoneDialStringElementTypeSerializerState<'ser> {
+        pub(super) enum SetPlayOnPhoneDialStringSerializerState<'ser> {
             Init__,
             DialString(IterSerializer<'ser, Option<&'ser String>, String>),
             End__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> SetPlayOnPhoneDialStringElementTypeSerializer<'ser> {
+        impl<'ser> SetPlayOnPhoneDialStringSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        SetPlayOnPhoneDialStringElementTypeSerializerState::Init__ => {
-                            *self.state = SetPlayOnPhoneDialStringElementTypeSerializerState::DialString(
+                        SetPlayOnPhoneDialStringSerializerState::Init__ => {
+                            *self.state = SetPlayOnPhoneDialStringSerializerState::DialString(
                                 IterSerializer::new(
                                     self.value.dial_string.as_ref(),
                                     Some("dialString"),
@@ -5724,36 +5561,33 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
-                        SetPlayOnPhoneDialStringElementTypeSerializerState::DialString(
-                            x,
-                        ) => {
+                        SetPlayOnPhoneDialStringSerializerState::DialString(x) => {
                             match x.next(helper).transpose()? {
                                 Some(event) => return Ok(Some(event)),
                                 None => {
-                                    *self.state = SetPlayOnPhoneDialStringElementTypeSerializerState::End__;
+                                    *self.state = SetPlayOnPhoneDialStringSerializerState::End__;
                                 }
                             }
                         }
-                        SetPlayOnPhoneDialStringElementTypeSerializerState::End__ => {
-                            *self.state = SetPlayOnPhoneDialStringElementTypeSerializerState::Done__;
+                        SetPlayOnPhoneDialStringSerializerState::End__ => {
+                            *self.state = SetPlayOnPhoneDialStringSerializerState::Done__;
                             helper.end_ns_scope();
                             return Ok(Some(Event::End(BytesEnd::new(self.name))));
                         }
-                        SetPlayOnPhoneDialStringElementTypeSerializerState::Done__ => {
+                        SetPlayOnPhoneDialStringSerializerState::Done__ => {
                             return Ok(None);
                         }
-                        SetPlayOnPhoneDialStringElementTypeSerializerState::Phantom__(
-                            _,
-                        ) => unreachable!(),
+                        SetPlayOnPhoneDialStringSerializerState::Phantom__(_) => {
+                            unreachable!()
+                        }
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser>
-        for SetPlayOnPhoneDialStringElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for SetPlayOnPhoneDialStringSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -5762,56 +5596,52 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = SetPlayOnPhoneDialStringElementTypeSerializerState::Done__;
+                        *self.state = SetPlayOnPhoneDialStringSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct SetPlayOnPhoneDialStringResponseElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::SetPlayOnPhoneDialStringResponseElementType,
-            pub(super) state: Box<
-                SetPlayOnPhoneDialStringResponseElementTypeSerializerState<'ser>,
-            >,
+        pub struct SetPlayOnPhoneDialStringResponseSerializer<'ser> {
+            pub(super) value: &'ser super::SetPlayOnPhoneDialStringResponse,
+            pub(super) state: Box<SetPlayOnPhoneDialStringResponseSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum SetPlayOnPhoneDialStringResponseElementTypeSerializerState<
-            'ser,
-        > {
+        pub(super) enum SetPlayOnPhoneDialStringResponseSerializerState<'ser> {
             Init__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> SetPlayOnPhoneDialStringResponseElementTypeSerializer<'ser> {
+        impl<'ser> SetPlayOnPhoneDialStringResponseSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        SetPlayOnPhoneDialStringResponseElementTypeSerializerState::Init__ => {
-                            *self.state = SetPlayOnPhoneDialStringResponseElementTypeSerializerState::Done__;
+                        SetPlayOnPhoneDialStringResponseSerializerState::Init__ => {
+                            *self.state = SetPlayOnPhoneDialStringResponseSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
-                        SetPlayOnPhoneDialStringResponseElementTypeSerializerState::Done__ => {
+                        SetPlayOnPhoneDialStringResponseSerializerState::Done__ => {
                             return Ok(None);
                         }
-                        SetPlayOnPhoneDialStringResponseElementTypeSerializerState::Phantom__(
-                            _,
-                        ) => unreachable!(),
+                        SetPlayOnPhoneDialStringResponseSerializerState::Phantom__(_) => {
+                            unreachable!()
+                        }
                     }
                 }
             }
         }
         impl<'ser> Serializer<'ser>
-        for SetPlayOnPhoneDialStringResponseElementTypeSerializer<'ser> {
+        for SetPlayOnPhoneDialStringResponseSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -5820,38 +5650,36 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = SetPlayOnPhoneDialStringResponseElementTypeSerializerState::Done__;
+                        *self.state = SetPlayOnPhoneDialStringResponseSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct SetTelephoneAccessFolderEmailElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::SetTelephoneAccessFolderEmailElementType,
-            pub(super) state: Box<
-                SetTelephoneAccessFolderEmailElementTypeSerializerState<'ser>,
-            >,
+        pub struct SetTelephoneAccessFolderEmailSerializer<'ser> {
+            pub(super) value: &'ser super::SetTelephoneAccessFolderEmail,
+            pub(super) state: Box<SetTelephoneAccessFolderEmailSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum SetTelephoneAccessFolderEmailElementTypeSerializerState<'ser> {
+        pub(super) enum SetTelephoneAccessFolderEmailSerializerState<'ser> {
             Init__,
             Base64FolderId(IterSerializer<'ser, Option<&'ser String>, String>),
             End__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> SetTelephoneAccessFolderEmailElementTypeSerializer<'ser> {
+        impl<'ser> SetTelephoneAccessFolderEmailSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        SetTelephoneAccessFolderEmailElementTypeSerializerState::Init__ => {
-                            *self.state = SetTelephoneAccessFolderEmailElementTypeSerializerState::Base64FolderId(
+                        SetTelephoneAccessFolderEmailSerializerState::Init__ => {
+                            *self.state = SetTelephoneAccessFolderEmailSerializerState::Base64FolderId(
                                 IterSerializer::new(
                                     self.value.base_64_folder_id.as_ref(),
                                     Some("base64FolderId"),
@@ -5860,36 +5688,35 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
-                        SetTelephoneAccessFolderEmailElementTypeSerializerState::Base64FolderId(
+                        SetTelephoneAccessFolderEmailSerializerState::Base64FolderId(
                             x,
                         ) => {
                             match x.next(helper).transpose()? {
                                 Some(event) => return Ok(Some(event)),
                                 None => {
-                                    *self.state = SetTelephoneAccessFolderEmailElementTypeSerializerState::End__;
+                                    *self.state = SetTelephoneAccessFolderEmailSerializerState::End__;
                                 }
                             }
                         }
-                        SetTelephoneAccessFolderEmailElementTypeSerializerState::End__ => {
-                            *self.state = SetTelephoneAccessFolderEmailElementTypeSerializerState::Done__;
+                        SetTelephoneAccessFolderEmailSerializerState::End__ => {
+                            *self.state = SetTelephoneAccessFolderEmailSerializerState::Done__;
                             helper.end_ns_scope();
                             return Ok(Some(Event::End(BytesEnd::new(self.name))));
                         }
-                        SetTelephoneAccessFolderEmailElementTypeSerializerState::Done__ => {
+                        SetTelephoneAccessFolderEmailSerializerState::Done__ => {
                             return Ok(None);
                         }
-                        SetTelephoneAccessFolderEmailElementTypeSerializerState::Phantom__(
-                            _,
-                        ) => unreachable!(),
+                        SetTelephoneAccessFolderEmailSerializerState::Phantom__(_) => {
+                            unreachable!()
+                        }
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser>
-        for SetTelephoneAccessFolderEmailElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for SetTelephoneAccessFolderEmailSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -5898,48 +5725,46 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = SetTelephoneAccessFolderEmailElementTypeSerializerState::Done__;
+                        *self.state = SetTelephoneAccessFolderEmailSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct SetTelephoneAccessFolderEmailResponseElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::SetTelephoneAccessFolderEmailResponseElementType,
+        pub struct SetTelephoneAccessFolderEmailResponseSerializer<'ser> {
+            pub(super) value: &'ser super::SetTelephoneAccessFolderEmailResponse,
             pub(super) state: Box<
-                SetTelephoneAccessFolderEmailResponseElementTypeSerializerState<'ser>,
+                SetTelephoneAccessFolderEmailResponseSerializerState<'ser>,
             >,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum SetTelephoneAccessFolderEmailResponseElementTypeSerializerState<
-            'ser,
-        > {
+        pub(super) enum SetTelephoneAccessFolderEmailResponseSerializerState<'ser> {
             Init__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> SetTelephoneAccessFolderEmailResponseElementTypeSerializer<'ser> {
+        impl<'ser> SetTelephoneAccessFolderEmailResponseSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        SetTelephoneAccessFolderEmailResponseElementTypeSerializerState::Init__ => {
-                            *self.state = SetTelephoneAccessFolderEmailResponseElementTypeSerializerState::Done__;
+                        SetTelephoneAccessFolderEmailResponseSerializerState::Init__ => {
+                            *self.state = SetTelephoneAccessFolderEmailResponseSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
-                        SetTelephoneAccessFolderEmailResponseElementTypeSerializerState::Done__ => {
+                        SetTelephoneAccessFolderEmailResponseSerializerState::Done__ => {
                             return Ok(None);
                         }
-                        SetTelephoneAccessFolderEmailResponseElementTypeSerializerState::Phantom__(
+                        SetTelephoneAccessFolderEmailResponseSerializerState::Phantom__(
                             _,
                         ) => unreachable!(),
                     }
@@ -5947,7 +5772,7 @@ pub mod types {
             }
         }
         impl<'ser> Serializer<'ser>
-        for SetTelephoneAccessFolderEmailResponseElementTypeSerializer<'ser> {
+        for SetTelephoneAccessFolderEmailResponseSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -5956,40 +5781,36 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = SetTelephoneAccessFolderEmailResponseElementTypeSerializerState::Done__;
+                        *self.state = SetTelephoneAccessFolderEmailResponseSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct SetMissedCallNotificationEnabledElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::SetMissedCallNotificationEnabledElementType,
-            pub(super) state: Box<
-                SetMissedCallNotificationEnabledElementTypeSerializerState<'ser>,
-            >,
+        pub struct SetMissedCallNotificationEnabledSerializer<'ser> {
+            pub(super) value: &'ser super::SetMissedCallNotificationEnabled,
+            pub(super) state: Box<SetMissedCallNotificationEnabledSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum SetMissedCallNotificationEnabledElementTypeSerializerState<
-            'ser,
-        > {
+        pub(super) enum SetMissedCallNotificationEnabledSerializerState<'ser> {
             Init__,
             Status(<bool as WithSerializer>::Serializer<'ser>),
             End__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> SetMissedCallNotificationEnabledElementTypeSerializer<'ser> {
+        impl<'ser> SetMissedCallNotificationEnabledSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        SetMissedCallNotificationEnabledElementTypeSerializerState::Init__ => {
-                            *self.state = SetMissedCallNotificationEnabledElementTypeSerializerState::Status(
+                        SetMissedCallNotificationEnabledSerializerState::Init__ => {
+                            *self.state = SetMissedCallNotificationEnabledSerializerState::Status(
                                 WithSerializer::serializer(
                                     &self.value.status,
                                     Some("status"),
@@ -5998,36 +5819,34 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
-                        SetMissedCallNotificationEnabledElementTypeSerializerState::Status(
-                            x,
-                        ) => {
+                        SetMissedCallNotificationEnabledSerializerState::Status(x) => {
                             match x.next(helper).transpose()? {
                                 Some(event) => return Ok(Some(event)),
                                 None => {
-                                    *self.state = SetMissedCallNotificationEnabledElementTypeSerializerState::End__;
+                                    *self.state = SetMissedCallNotificationEnabledSerializerState::End__;
                                 }
                             }
                         }
-                        SetMissedCallNotificationEnabledElementTypeSerializerState::End__ => {
-                            *self.state = SetMissedCallNotificationEnabledElementTypeSerializerState::Done__;
+                        SetMissedCallNotificationEnabledSerializerState::End__ => {
+                            *self.state = SetMissedCallNotificationEnabledSerializerState::Done__;
                             helper.end_ns_scope();
                             return Ok(Some(Event::End(BytesEnd::new(self.name))));
                         }
-                        SetMissedCallNotificationEnabledElementTypeSerializerState::Done__ => {
+                        SetMissedCallNotificationEnabledSerializerState::Done__ => {
                             return Ok(None);
                         }
-                        SetMissedCallNotificationEnabledElementTypeSerializerState::Phantom__(
-                            _,
-                        ) => unreachable!(),
+                        SetMissedCallNotificationEnabledSerializerState::Phantom__(_) => {
+                            unreachable!()
+                        }
                     }
                 }
             }
         }
         impl<'ser> Serializer<'ser>
-        for SetMissedCallNotificationEnabledElementTypeSerializer<'ser> {
+        for SetMissedCallNotificationEnabledSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -6036,48 +5855,46 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = SetMissedCallNotificationEnabledElementTypeSerializerState::Done__;
+                        *self.state = SetMissedCallNotificationEnabledSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct SetMissedCallNotificationEnabledResponseElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::SetMissedCallNotificationEnabledResponseElementType,
+        pub struct SetMissedCallNotificationEnabledResponseSerializer<'ser> {
+            pub(super) value: &'ser super::SetMissedCallNotificationEnabledResponse,
             pub(super) state: Box<
-                SetMissedCallNotificationEnabledResponseElementTypeSerializerState<'ser>,
+                SetMissedCallNotificationEnabledResponseSerializerState<'ser>,
             >,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum SetMissedCallNotificationEnabledResponseElementTypeSerializerState<
-            'ser,
-        > {
+        pub(super) enum SetMissedCallNotificationEnabledResponseSerializerState<'ser> {
             Init__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> SetMissedCallNotificationEnabledResponseElementTypeSerializer<'ser> {
+        impl<'ser> SetMissedCallNotificationEnabledResponseSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        SetMissedCallNotificationEnabledResponseElementTypeSerializerState::Init__ => {
-                            *self.state = SetMissedCallNotificationEnabledResponseElementTypeSerializerState::Done__;
+                        SetMissedCallNotificationEnabledResponseSerializerState::Init__ => {
+                            *self.state = SetMissedCallNotificationEnabledResponseSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
-                        SetMissedCallNotificationEnabledResponseElementTypeSerializerState::Done__ => {
+                        SetMissedCallNotificationEnabledResponseSerializerState::Done__ => {
                             return Ok(None);
                         }
-                        SetMissedCallNotificationEnabledResponseElementTypeSerializerState::Phantom__(
+                        SetMissedCallNotificationEnabledResponseSerializerState::Phantom__(
                             _,
                         ) => unreachable!(),
                     }
@@ -6085,7 +5902,7 @@ pub mod types {
             }
         }
         impl<'ser> Serializer<'ser>
-        for SetMissedCallNotificationEnabledResponseElementTypeSerializer<'ser> {
+        for SetMissedCallNotificationEnabledResponseSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -6094,49 +5911,47 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = SetMissedCallNotificationEnabledResponseElementTypeSerializerState::Done__;
+                        *self.state = SetMissedCallNotificationEnabledResponseSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct ResetPinElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::ResetPinElementType,
-            pub(super) state: Box<ResetPinElementTypeSerializerState<'ser>>,
+        pub struct ResetPinSerializer<'ser> {
+            pub(super) value: &'ser super::ResetPin,
+            pub(super) state: Box<ResetPinSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum ResetPinElementTypeSerializerState<'ser> {
+        pub(super) enum ResetPinSerializerState<'ser> {
             Init__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> ResetPinElementTypeSerializer<'ser> {
+        impl<'ser> ResetPinSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        ResetPinElementTypeSerializerState::Init__ => {
-                            *self.state = ResetPinElementTypeSerializerState::Done__;
+                        ResetPinSerializerState::Init__ => {
+                            *self.state = ResetPinSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
-                        ResetPinElementTypeSerializerState::Done__ => return Ok(None),
-                        ResetPinElementTypeSerializerState::Phantom__(_) => {
-                            unreachable!()
-                        }
+                        ResetPinSerializerState::Done__ => return Ok(None),
+                        ResetPinSerializerState::Phantom__(_) => unreachable!(),
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser> for ResetPinElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for ResetPinSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -6145,51 +5960,47 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = ResetPinElementTypeSerializerState::Done__;
+                        *self.state = ResetPinSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct ResetPinResponseElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::ResetPinResponseElementType,
-            pub(super) state: Box<ResetPinResponseElementTypeSerializerState<'ser>>,
+        pub struct ResetPinResponseSerializer<'ser> {
+            pub(super) value: &'ser super::ResetPinResponse,
+            pub(super) state: Box<ResetPinResponseSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum ResetPinResponseElementTypeSerializerState<'ser> {
+        pub(super) enum ResetPinResponseSerializerState<'ser> {
             Init__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> ResetPinResponseElementTypeSerializer<'ser> {
+        impl<'ser> ResetPinResponseSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        ResetPinResponseElementTypeSerializerState::Init__ => {
-                            *self.state = ResetPinResponseElementTypeSerializerState::Done__;
+                        ResetPinResponseSerializerState::Init__ => {
+                            *self.state = ResetPinResponseSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
-                        ResetPinResponseElementTypeSerializerState::Done__ => {
-                            return Ok(None);
-                        }
-                        ResetPinResponseElementTypeSerializerState::Phantom__(_) => {
-                            unreachable!()
-                        }
+                        ResetPinResponseSerializerState::Done__ => return Ok(None),
+                        ResetPinResponseSerializerState::Phantom__(_) => unreachable!(),
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser> for ResetPinResponseElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for ResetPinResponseSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -6198,21 +6009,21 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = ResetPinResponseElementTypeSerializerState::Done__;
+                        *self.state = ResetPinResponseSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct PlayOnPhoneElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::PlayOnPhoneElementType,
-            pub(super) state: Box<PlayOnPhoneElementTypeSerializerState<'ser>>,
+        pub struct PlayOnPhoneSerializer<'ser> {
+            pub(super) value: &'ser super::PlayOnPhone,
+            pub(super) state: Box<PlayOnPhoneSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum PlayOnPhoneElementTypeSerializerState<'ser> {
+        pub(super) enum PlayOnPhoneSerializerState<'ser> {
             Init__,
             EntryId(IterSerializer<'ser, Option<&'ser String>, String>),
             DialString(IterSerializer<'ser, Option<&'ser String>, String>),
@@ -6220,15 +6031,15 @@ pub mod types {
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> PlayOnPhoneElementTypeSerializer<'ser> {
+        impl<'ser> PlayOnPhoneSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        PlayOnPhoneElementTypeSerializerState::Init__ => {
-                            *self.state = PlayOnPhoneElementTypeSerializerState::EntryId(
+                        PlayOnPhoneSerializerState::Init__ => {
+                            *self.state = PlayOnPhoneSerializerState::EntryId(
                                 IterSerializer::new(
                                     self.value.entry_id.as_ref(),
                                     Some("entryId"),
@@ -6237,14 +6048,14 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
-                        PlayOnPhoneElementTypeSerializerState::EntryId(x) => {
+                        PlayOnPhoneSerializerState::EntryId(x) => {
                             match x.next(helper).transpose()? {
                                 Some(event) => return Ok(Some(event)),
                                 None => {
-                                    *self.state = PlayOnPhoneElementTypeSerializerState::DialString(
+                                    *self.state = PlayOnPhoneSerializerState::DialString(
                                         IterSerializer::new(
                                             self.value.dial_string.as_ref(),
                                             Some("DialString"),
@@ -6254,28 +6065,24 @@ pub mod types {
                                 }
                             }
                         }
-                        PlayOnPhoneElementTypeSerializerState::DialString(x) => {
+                        PlayOnPhoneSerializerState::DialString(x) => {
                             match x.next(helper).transpose()? {
                                 Some(event) => return Ok(Some(event)),
-                                None => {
-                                    *self.state = PlayOnPhoneElementTypeSerializerState::End__;
-                                }
+                                None => *self.state = PlayOnPhoneSerializerState::End__,
                             }
                         }
-                        PlayOnPhoneElementTypeSerializerState::End__ => {
-                            *self.state = PlayOnPhoneElementTypeSerializerState::Done__;
+                        PlayOnPhoneSerializerState::End__ => {
+                            *self.state = PlayOnPhoneSerializerState::Done__;
                             helper.end_ns_scope();
                             return Ok(Some(Event::End(BytesEnd::new(self.name))));
                         }
-                        PlayOnPhoneElementTypeSerializerState::Done__ => return Ok(None),
-                        PlayOnPhoneElementTypeSerializerState::Phantom__(_) => {
-                            unreachable!()
-                        }
+                        PlayOnPhoneSerializerState::Done__ => return Ok(None),
+                        PlayOnPhoneSerializerState::Phantom__(_) => unreachable!(),
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser> for PlayOnPhoneElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for PlayOnPhoneSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -6284,36 +6091,36 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = PlayOnPhoneElementTypeSerializerState::Done__;
+                        *self.state = PlayOnPhoneSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct PlayOnPhoneResponseElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::PlayOnPhoneResponseElementType,
-            pub(super) state: Box<PlayOnPhoneResponseElementTypeSerializerState<'ser>>,
+        pub struct PlayOnPhoneResponseSerializer<'ser> {
+            pub(super) value: &'ser super::PlayOnPhoneResponse,
+            pub(super) state: Box<PlayOnPhoneResponseSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum PlayOnPhoneResponseElementTypeSerializerState<'ser> {
+        pub(super) enum PlayOnPhoneResponseSerializerState<'ser> {
             Init__,
             PlayOnPhoneResponse(IterSerializer<'ser, Option<&'ser String>, String>),
             End__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> PlayOnPhoneResponseElementTypeSerializer<'ser> {
+        impl<'ser> PlayOnPhoneResponseSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        PlayOnPhoneResponseElementTypeSerializerState::Init__ => {
-                            *self.state = PlayOnPhoneResponseElementTypeSerializerState::PlayOnPhoneResponse(
+                        PlayOnPhoneResponseSerializerState::Init__ => {
+                            *self.state = PlayOnPhoneResponseSerializerState::PlayOnPhoneResponse(
                                 IterSerializer::new(
                                     self.value.play_on_phone_response.as_ref(),
                                     Some("PlayOnPhoneResponse"),
@@ -6322,35 +6129,31 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
-                        PlayOnPhoneResponseElementTypeSerializerState::PlayOnPhoneResponse(
-                            x,
-                        ) => {
+                        PlayOnPhoneResponseSerializerState::PlayOnPhoneResponse(x) => {
                             match x.next(helper).transpose()? {
                                 Some(event) => return Ok(Some(event)),
                                 None => {
-                                    *self.state = PlayOnPhoneResponseElementTypeSerializerState::End__;
+                                    *self.state = PlayOnPhoneResponseSerializerState::End__;
                                 }
                             }
                         }
-                        PlayOnPhoneResponseElementTypeSerializerState::End__ => {
-                            *self.state = PlayOnPhoneResponseElementTypeSerializerState::Done__;
+                        PlayOnPhoneResponseSerializerState::End__ => {
+                            *self.state = PlayOnPhoneResponseSerializerState::Done__;
                             helper.end_ns_scope();
                             return Ok(Some(Event::End(BytesEnd::new(self.name))));
                         }
-                        PlayOnPhoneResponseElementTypeSerializerState::Done__ => {
-                            return Ok(None);
-                        }
-                        PlayOnPhoneResponseElementTypeSerializerState::Phantom__(_) => {
+                        PlayOnPhoneResponseSerializerState::Done__ => return Ok(None),
+                        PlayOnPhoneResponseSerializerState::Phantom__(_) => {
                             unreachable!()
                         }
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser> for PlayOnPhoneResponseElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for PlayOnPhoneResponseSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -6359,36 +6162,36 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = PlayOnPhoneResponseElementTypeSerializerState::Done__;
+                        *self.state = PlayOnPhoneResponseSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct GetCallInfoElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::GetCallInfoElementType,
-            pub(super) state: Box<GetCallInfoElementTypeSerializerState<'ser>>,
+        pub struct GetCallInfoSerializer<'ser> {
+            pub(super) value: &'ser super::GetCallInfo,
+            pub(super) state: Box<GetCallInfoSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum GetCallInfoElementTypeSerializerState<'ser> {
+        pub(super) enum GetCallInfoSerializerState<'ser> {
             Init__,
             CallId(IterSerializer<'ser, Option<&'ser String>, String>),
             End__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> GetCallInfoElementTypeSerializer<'ser> {
+        impl<'ser> GetCallInfoSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        GetCallInfoElementTypeSerializerState::Init__ => {
-                            *self.state = GetCallInfoElementTypeSerializerState::CallId(
+                        GetCallInfoSerializerState::Init__ => {
+                            *self.state = GetCallInfoSerializerState::CallId(
                                 IterSerializer::new(
                                     self.value.call_id.as_ref(),
                                     Some("CallId"),
@@ -6397,31 +6200,27 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
-                        GetCallInfoElementTypeSerializerState::CallId(x) => {
+                        GetCallInfoSerializerState::CallId(x) => {
                             match x.next(helper).transpose()? {
                                 Some(event) => return Ok(Some(event)),
-                                None => {
-                                    *self.state = GetCallInfoElementTypeSerializerState::End__;
-                                }
+                                None => *self.state = GetCallInfoSerializerState::End__,
                             }
                         }
-                        GetCallInfoElementTypeSerializerState::End__ => {
-                            *self.state = GetCallInfoElementTypeSerializerState::Done__;
+                        GetCallInfoSerializerState::End__ => {
+                            *self.state = GetCallInfoSerializerState::Done__;
                             helper.end_ns_scope();
                             return Ok(Some(Event::End(BytesEnd::new(self.name))));
                         }
-                        GetCallInfoElementTypeSerializerState::Done__ => return Ok(None),
-                        GetCallInfoElementTypeSerializerState::Phantom__(_) => {
-                            unreachable!()
-                        }
+                        GetCallInfoSerializerState::Done__ => return Ok(None),
+                        GetCallInfoSerializerState::Phantom__(_) => unreachable!(),
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser> for GetCallInfoElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for GetCallInfoSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -6430,21 +6229,21 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = GetCallInfoElementTypeSerializerState::Done__;
+                        *self.state = GetCallInfoSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct GetCallInfoResponseElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::GetCallInfoResponseElementType,
-            pub(super) state: Box<GetCallInfoResponseElementTypeSerializerState<'ser>>,
+        pub struct GetCallInfoResponseSerializer<'ser> {
+            pub(super) value: &'ser super::GetCallInfoResponse,
+            pub(super) state: Box<GetCallInfoResponseSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum GetCallInfoResponseElementTypeSerializerState<'ser> {
+        pub(super) enum GetCallInfoResponseSerializerState<'ser> {
             Init__,
             GetCallInfoResponse(
                 <super::UmCallInfoType as WithSerializer>::Serializer<'ser>,
@@ -6453,15 +6252,15 @@ pub mod types {
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> GetCallInfoResponseElementTypeSerializer<'ser> {
+        impl<'ser> GetCallInfoResponseSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        GetCallInfoResponseElementTypeSerializerState::Init__ => {
-                            *self.state = GetCallInfoResponseElementTypeSerializerState::GetCallInfoResponse(
+                        GetCallInfoResponseSerializerState::Init__ => {
+                            *self.state = GetCallInfoResponseSerializerState::GetCallInfoResponse(
                                 WithSerializer::serializer(
                                     &self.value.get_call_info_response,
                                     Some("GetCallInfoResponse"),
@@ -6470,7 +6269,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             if self.is_root {
                                 helper
                                     .write_xmlns(
@@ -6481,32 +6280,28 @@ pub mod types {
                             }
                             return Ok(Some(Event::Start(bytes)));
                         }
-                        GetCallInfoResponseElementTypeSerializerState::GetCallInfoResponse(
-                            x,
-                        ) => {
+                        GetCallInfoResponseSerializerState::GetCallInfoResponse(x) => {
                             match x.next(helper).transpose()? {
                                 Some(event) => return Ok(Some(event)),
                                 None => {
-                                    *self.state = GetCallInfoResponseElementTypeSerializerState::End__;
+                                    *self.state = GetCallInfoResponseSerializerState::End__;
                                 }
                             }
                         }
-                        GetCallInfoResponseElementTypeSerializerState::End__ => {
-                            *self.state = GetCallInfoResponseElementTypeSerializerState::Done__;
+                        GetCallInfoResponseSerializerState::End__ => {
+                            *self.state = GetCallInfoResponseSerializerState::Done__;
                             helper.end_ns_scope();
                             return Ok(Some(Event::End(BytesEnd::new(self.name))));
                         }
-                        GetCallInfoResponseElementTypeSerializerState::Done__ => {
-                            return Ok(None);
-                        }
-                        GetCallInfoResponseElementTypeSerializerState::Phantom__(_) => {
+                        GetCallInfoResponseSerializerState::Done__ => return Ok(None),
+                        GetCallInfoResponseSerializerState::Phantom__(_) => {
                             unreachable!()
                         }
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser> for GetCallInfoResponseElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for GetCallInfoResponseSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -6515,7 +6310,7 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = GetCallInfoResponseElementTypeSerializerState::Done__;
+                        *self.state = GetCallInfoResponseSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
@@ -6548,12 +6343,13 @@ pub mod types {
                             *self.state = UmCallInfoTypeSerializerState::CallState(
                                 WithSerializer::serializer(
                                     &self.value.call_state,
-                                    Some("t:CallState"),
+                                    Some("CallState"),
                                     false,
                                 )?,
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             if self.is_root {
                                 helper
                                     .write_xmlns(
@@ -6571,7 +6367,7 @@ pub mod types {
                                     *self.state = UmCallInfoTypeSerializerState::EventCause(
                                         WithSerializer::serializer(
                                             &self.value.event_cause,
-                                            Some("t:EventCause"),
+                                            Some("EventCause"),
                                             false,
                                         )?,
                                     );
@@ -6611,29 +6407,29 @@ pub mod types {
             }
         }
         #[derive(Debug)]
-        pub struct DisconnectElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::DisconnectElementType,
-            pub(super) state: Box<DisconnectElementTypeSerializerState<'ser>>,
+        pub struct DisconnectSerializer<'ser> {
+            pub(super) value: &'ser super::Disconnect,
+            pub(super) state: Box<DisconnectSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum DisconnectElementTypeSerializerState<'ser> {
+        pub(super) enum DisconnectSerializerState<'ser> {
             Init__,
             CallId(IterSerializer<'ser, Option<&'ser String>, String>),
             End__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> DisconnectElementTypeSerializer<'ser> {
+        impl<'ser> DisconnectSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        DisconnectElementTypeSerializerState::Init__ => {
-                            *self.state = DisconnectElementTypeSerializerState::CallId(
+                        DisconnectSerializerState::Init__ => {
+                            *self.state = DisconnectSerializerState::CallId(
                                 IterSerializer::new(
                                     self.value.call_id.as_ref(),
                                     Some("CallId"),
@@ -6642,31 +6438,27 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
-                        DisconnectElementTypeSerializerState::CallId(x) => {
+                        DisconnectSerializerState::CallId(x) => {
                             match x.next(helper).transpose()? {
                                 Some(event) => return Ok(Some(event)),
-                                None => {
-                                    *self.state = DisconnectElementTypeSerializerState::End__;
-                                }
+                                None => *self.state = DisconnectSerializerState::End__,
                             }
                         }
-                        DisconnectElementTypeSerializerState::End__ => {
-                            *self.state = DisconnectElementTypeSerializerState::Done__;
+                        DisconnectSerializerState::End__ => {
+                            *self.state = DisconnectSerializerState::Done__;
                             helper.end_ns_scope();
                             return Ok(Some(Event::End(BytesEnd::new(self.name))));
                         }
-                        DisconnectElementTypeSerializerState::Done__ => return Ok(None),
-                        DisconnectElementTypeSerializerState::Phantom__(_) => {
-                            unreachable!()
-                        }
+                        DisconnectSerializerState::Done__ => return Ok(None),
+                        DisconnectSerializerState::Phantom__(_) => unreachable!(),
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser> for DisconnectElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for DisconnectSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -6675,51 +6467,47 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = DisconnectElementTypeSerializerState::Done__;
+                        *self.state = DisconnectSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct DisconnectResponseElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::DisconnectResponseElementType,
-            pub(super) state: Box<DisconnectResponseElementTypeSerializerState<'ser>>,
+        pub struct DisconnectResponseSerializer<'ser> {
+            pub(super) value: &'ser super::DisconnectResponse,
+            pub(super) state: Box<DisconnectResponseSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum DisconnectResponseElementTypeSerializerState<'ser> {
+        pub(super) enum DisconnectResponseSerializerState<'ser> {
             Init__,
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> DisconnectResponseElementTypeSerializer<'ser> {
+        impl<'ser> DisconnectResponseSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        DisconnectResponseElementTypeSerializerState::Init__ => {
-                            *self.state = DisconnectResponseElementTypeSerializerState::Done__;
+                        DisconnectResponseSerializerState::Init__ => {
+                            *self.state = DisconnectResponseSerializerState::Done__;
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             helper.end_ns_scope();
                             return Ok(Some(Event::Empty(bytes)));
                         }
-                        DisconnectResponseElementTypeSerializerState::Done__ => {
-                            return Ok(None);
-                        }
-                        DisconnectResponseElementTypeSerializerState::Phantom__(_) => {
-                            unreachable!()
-                        }
+                        DisconnectResponseSerializerState::Done__ => return Ok(None),
+                        DisconnectResponseSerializerState::Phantom__(_) => unreachable!(),
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser> for DisconnectResponseElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for DisconnectResponseSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -6728,21 +6516,21 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = DisconnectResponseElementTypeSerializerState::Done__;
+                        *self.state = DisconnectResponseSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct PlayOnPhoneGreetingElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::PlayOnPhoneGreetingElementType,
-            pub(super) state: Box<PlayOnPhoneGreetingElementTypeSerializerState<'ser>>,
+        pub struct PlayOnPhoneGreetingSerializer<'ser> {
+            pub(super) value: &'ser super::PlayOnPhoneGreeting,
+            pub(super) state: Box<PlayOnPhoneGreetingSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum PlayOnPhoneGreetingElementTypeSerializerState<'ser> {
+        pub(super) enum PlayOnPhoneGreetingSerializerState<'ser> {
             Init__,
             GreetingType(<super::UmGreetingType as WithSerializer>::Serializer<'ser>),
             DialString(IterSerializer<'ser, Option<&'ser String>, String>),
@@ -6750,15 +6538,15 @@ pub mod types {
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> PlayOnPhoneGreetingElementTypeSerializer<'ser> {
+        impl<'ser> PlayOnPhoneGreetingSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        PlayOnPhoneGreetingElementTypeSerializerState::Init__ => {
-                            *self.state = PlayOnPhoneGreetingElementTypeSerializerState::GreetingType(
+                        PlayOnPhoneGreetingSerializerState::Init__ => {
+                            *self.state = PlayOnPhoneGreetingSerializerState::GreetingType(
                                 WithSerializer::serializer(
                                     &self.value.greeting_type,
                                     Some("GreetingType"),
@@ -6767,7 +6555,7 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             if self.is_root {
                                 helper
                                     .write_xmlns(
@@ -6778,13 +6566,11 @@ pub mod types {
                             }
                             return Ok(Some(Event::Start(bytes)));
                         }
-                        PlayOnPhoneGreetingElementTypeSerializerState::GreetingType(
-                            x,
-                        ) => {
+                        PlayOnPhoneGreetingSerializerState::GreetingType(x) => {
                             match x.next(helper).transpose()? {
                                 Some(event) => return Ok(Some(event)),
                                 None => {
-                                    *self.state = PlayOnPhoneGreetingElementTypeSerializerState::DialString(
+                                    *self.state = PlayOnPhoneGreetingSerializerState::DialString(
                                         IterSerializer::new(
                                             self.value.dial_string.as_ref(),
                                             Some("DialString"),
@@ -6794,30 +6580,28 @@ pub mod types {
                                 }
                             }
                         }
-                        PlayOnPhoneGreetingElementTypeSerializerState::DialString(x) => {
+                        PlayOnPhoneGreetingSerializerState::DialString(x) => {
                             match x.next(helper).transpose()? {
                                 Some(event) => return Ok(Some(event)),
                                 None => {
-                                    *self.state = PlayOnPhoneGreetingElementTypeSerializerState::End__;
+                                    *self.state = PlayOnPhoneGreetingSerializerState::End__;
                                 }
                             }
                         }
-                        PlayOnPhoneGreetingElementTypeSerializerState::End__ => {
-                            *self.state = PlayOnPhoneGreetingElementTypeSerializerState::Done__;
+                        PlayOnPhoneGreetingSerializerState::End__ => {
+                            *self.state = PlayOnPhoneGreetingSerializerState::Done__;
                             helper.end_ns_scope();
                             return Ok(Some(Event::End(BytesEnd::new(self.name))));
                         }
-                        PlayOnPhoneGreetingElementTypeSerializerState::Done__ => {
-                            return Ok(None);
-                        }
-                        PlayOnPhoneGreetingElementTypeSerializerState::Phantom__(_) => {
+                        PlayOnPhoneGreetingSerializerState::Done__ => return Ok(None),
+                        PlayOnPhoneGreetingSerializerState::Phantom__(_) => {
                             unreachable!()
                         }
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser> for PlayOnPhoneGreetingElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for PlayOnPhoneGreetingSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -6826,23 +6610,21 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = PlayOnPhoneGreetingElementTypeSerializerState::Done__;
+                        *self.state = PlayOnPhoneGreetingSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
             }
         }
         #[derive(Debug)]
-        pub struct PlayOnPhoneGreetingResponseElementTypeSerializer<'ser> {
-            pub(super) value: &'ser super::PlayOnPhoneGreetingResponseElementType,
-            pub(super) state: Box<
-                PlayOnPhoneGreetingResponseElementTypeSerializerState<'ser>,
-            >,
+        pub struct PlayOnPhoneGreetingResponseSerializer<'ser> {
+            pub(super) value: &'ser super::PlayOnPhoneGreetingResponse,
+            pub(super) state: Box<PlayOnPhoneGreetingResponseSerializerState<'ser>>,
             pub(super) name: &'ser str,
             pub(super) is_root: bool,
         }
         #[derive(Debug)]
-        pub(super) enum PlayOnPhoneGreetingResponseElementTypeSerializerState<'ser> {
+        pub(super) enum PlayOnPhoneGreetingResponseSerializerState<'ser> {
             Init__,
             PlayOnPhoneGreetingResponse(
                 IterSerializer<'ser, Option<&'ser String>, String>,
@@ -6851,15 +6633,15 @@ pub mod types {
             Done__,
             Phantom__(&'ser ()),
         }
-        impl<'ser> PlayOnPhoneGreetingResponseElementTypeSerializer<'ser> {
+        impl<'ser> PlayOnPhoneGreetingResponseSerializer<'ser> {
             fn next_event(
                 &mut self,
                 helper: &mut SerializeHelper,
             ) -> Result<Option<Event<'ser>>, Error> {
                 loop {
                     match &mut *self.state {
-                        PlayOnPhoneGreetingResponseElementTypeSerializerState::Init__ => {
-                            *self.state = PlayOnPhoneGreetingResponseElementTypeSerializerState::PlayOnPhoneGreetingResponse(
+                        PlayOnPhoneGreetingResponseSerializerState::Init__ => {
+                            *self.state = PlayOnPhoneGreetingResponseSerializerState::PlayOnPhoneGreetingResponse(
                                 IterSerializer::new(
                                     self.value.play_on_phone_greeting_response.as_ref(),
                                     Some("PlayOnPhoneGreetingResponse"),
@@ -6868,36 +6650,35 @@ pub mod types {
                             );
                             let mut bytes = BytesStart::new(self.name);
                             helper.begin_ns_scope();
-                            helper.write_xmlns(&mut bytes, None, &super::NS_UNNAMED_5);
+                            helper.write_xmlns(&mut bytes, None, &super::NS_MESSAGES);
                             return Ok(Some(Event::Start(bytes)));
                         }
-                        PlayOnPhoneGreetingResponseElementTypeSerializerState::PlayOnPhoneGreetingResponse(
+                        PlayOnPhoneGreetingResponseSerializerState::PlayOnPhoneGreetingResponse(
                             x,
                         ) => {
                             match x.next(helper).transpose()? {
                                 Some(event) => return Ok(Some(event)),
                                 None => {
-                                    *self.state = PlayOnPhoneGreetingResponseElementTypeSerializerState::End__;
+                                    *self.state = PlayOnPhoneGreetingResponseSerializerState::End__;
                                 }
                             }
                         }
-                        PlayOnPhoneGreetingResponseElementTypeSerializerState::End__ => {
-                            *self.state = PlayOnPhoneGreetingResponseElementTypeSerializerState::Done__;
+                        PlayOnPhoneGreetingResponseSerializerState::End__ => {
+                            *self.state = PlayOnPhoneGreetingResponseSerializerState::Done__;
                             helper.end_ns_scope();
                             return Ok(Some(Event::End(BytesEnd::new(self.name))));
                         }
-                        PlayOnPhoneGreetingResponseElementTypeSerializerState::Done__ => {
+                        PlayOnPhoneGreetingResponseSerializerState::Done__ => {
                             return Ok(None);
                         }
-                        PlayOnPhoneGreetingResponseElementTypeSerializerState::Phantom__(
-                            _,
-                        ) => unreachable!(),
+                        PlayOnPhoneGreetingResponseSerializerState::Phantom__(_) => {
+                            unreachable!()
+                        }
                     }
                 }
             }
         }
-        impl<'ser> Serializer<'ser>
-        for PlayOnPhoneGreetingResponseElementTypeSerializer<'ser> {
+        impl<'ser> Serializer<'ser> for PlayOnPhoneGreetingResponseSerializer<'ser> {
             fn next(
                 &mut self,
                 helper: &mut SerializeHelper,
@@ -6906,7 +6687,7 @@ pub mod types {
                     Ok(Some(event)) => Some(Ok(event)),
                     Ok(None) => None,
                     Err(error) => {
-                        *self.state = PlayOnPhoneGreetingResponseElementTypeSerializerState::Done__;
+                        *self.state = PlayOnPhoneGreetingResponseSerializerState::Done__;
                         Some(Err(error))
                     }
                 }
@@ -6982,36 +6763,36 @@ pub mod um_service_soap {
     pub static OPERATIONS: [::umws_soap::OperationInfo; 11usize] = [
         ::umws_soap::OperationInfo {
             name: operations::IS_UM_ENABLED,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "IsUMEnabled",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "IsUMEnabledResponse",
             soap_action: ::core::option::Option::Some(actions::IS_UM_ENABLED),
             understood_headers: &[],
         },
         ::umws_soap::OperationInfo {
             name: operations::GET_UM_PROPERTIES,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "GetUMProperties",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "GetUMPropertiesResponse",
             soap_action: ::core::option::Option::Some(actions::GET_UM_PROPERTIES),
             understood_headers: &[],
         },
         ::umws_soap::OperationInfo {
             name: operations::SET_OOF_STATUS,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "SetOofStatus",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "SetOofStatusResponse",
             soap_action: ::core::option::Option::Some(actions::SET_OOF_STATUS),
             understood_headers: &[],
         },
         ::umws_soap::OperationInfo {
             name: operations::SET_PLAY_ON_PHONE_DIAL_STRING,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "SetPlayOnPhoneDialString",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "SetPlayOnPhoneDialStringResponse",
             soap_action: ::core::option::Option::Some(
                 actions::SET_PLAY_ON_PHONE_DIAL_STRING,
@@ -7020,9 +6801,9 @@ pub mod um_service_soap {
         },
         ::umws_soap::OperationInfo {
             name: operations::SET_TELEPHONE_ACCESS_FOLDER_EMAIL,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "SetTelephoneAccessFolderEmail",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "SetTelephoneAccessFolderEmailResponse",
             soap_action: ::core::option::Option::Some(
                 actions::SET_TELEPHONE_ACCESS_FOLDER_EMAIL,
@@ -7031,9 +6812,9 @@ pub mod um_service_soap {
         },
         ::umws_soap::OperationInfo {
             name: operations::SET_MISSED_CALL_NOTIFICATION_ENABLED,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "SetMissedCallNotificationEnabled",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "SetMissedCallNotificationEnabledResponse",
             soap_action: ::core::option::Option::Some(
                 actions::SET_MISSED_CALL_NOTIFICATION_ENABLED,
@@ -7042,50 +6823,88 @@ pub mod um_service_soap {
         },
         ::umws_soap::OperationInfo {
             name: operations::RESET_PIN,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "ResetPIN",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "ResetPINResponse",
             soap_action: ::core::option::Option::Some(actions::RESET_PIN),
             understood_headers: &[],
         },
         ::umws_soap::OperationInfo {
             name: operations::PLAY_ON_PHONE,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "PlayOnPhone",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "PlayOnPhoneResponse",
             soap_action: ::core::option::Option::Some(actions::PLAY_ON_PHONE),
             understood_headers: &[],
         },
         ::umws_soap::OperationInfo {
             name: operations::GET_CALL_INFO,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "GetCallInfo",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "GetCallInfoResponse",
             soap_action: ::core::option::Option::Some(actions::GET_CALL_INFO),
             understood_headers: &[],
         },
         ::umws_soap::OperationInfo {
             name: operations::DISCONNECT,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "Disconnect",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "DisconnectResponse",
             soap_action: ::core::option::Option::Some(actions::DISCONNECT),
             understood_headers: &[],
         },
         ::umws_soap::OperationInfo {
             name: operations::PLAY_ON_PHONE_GREETING,
-            request_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            request_namespace: super::namespaces::MESSAGES,
             request_element: "PlayOnPhoneGreeting",
-            response_namespace: "http://schemas.microsoft.com/exchange/services/2006/messages",
+            response_namespace: super::namespaces::MESSAGES,
             response_element: "PlayOnPhoneGreetingResponse",
             soap_action: ::core::option::Option::Some(actions::PLAY_ON_PHONE_GREETING),
             understood_headers: &[],
         },
     ];
+    /// Hands every operation to `visitor` with its request and response
+    /// types, in the order of [`OPERATIONS`].
+    pub fn for_each_operation<V: ::umws_soap::OperationVisitor + ?::core::marker::Sized>(
+        visitor: &mut V,
+    ) {
+        visitor.visit::<types::IsUmEnabled, types::IsUmEnabledResponse>(&OPERATIONS[0]);
+        visitor
+            .visit::<
+                types::GetUmProperties,
+                types::GetUmPropertiesResponse,
+            >(&OPERATIONS[1]);
+        visitor
+            .visit::<types::SetOofStatus, types::SetOofStatusResponse>(&OPERATIONS[2]);
+        visitor
+            .visit::<
+                types::SetPlayOnPhoneDialString,
+                types::SetPlayOnPhoneDialStringResponse,
+            >(&OPERATIONS[3]);
+        visitor
+            .visit::<
+                types::SetTelephoneAccessFolderEmail,
+                types::SetTelephoneAccessFolderEmailResponse,
+            >(&OPERATIONS[4]);
+        visitor
+            .visit::<
+                types::SetMissedCallNotificationEnabled,
+                types::SetMissedCallNotificationEnabledResponse,
+            >(&OPERATIONS[5]);
+        visitor.visit::<types::ResetPin, types::ResetPinResponse>(&OPERATIONS[6]);
+        visitor.visit::<types::PlayOnPhone, types::PlayOnPhoneResponse>(&OPERATIONS[7]);
+        visitor.visit::<types::GetCallInfo, types::GetCallInfoResponse>(&OPERATIONS[8]);
+        visitor.visit::<types::Disconnect, types::DisconnectResponse>(&OPERATIONS[9]);
+        visitor
+            .visit::<
+                types::PlayOnPhoneGreeting,
+                types::PlayOnPhoneGreetingResponse,
+            >(&OPERATIONS[10]);
+    }
     /// The operations of the port type `UMServiceSoap`.
     pub trait UmServiceSoap: ::core::marker::Send + ::core::marker::Sync + 'static {
         /// Tells whether the caller's mailbox is enabled for Unified Messaging.

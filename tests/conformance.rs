@@ -480,3 +480,413 @@ fn sigterm_stops_the_server_cleanly() {
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+// ---------------------------------------------------------------------------
+// The shapes of the answers that carry values (UM-SPEC.md, "Types")
+// ---------------------------------------------------------------------------
+
+const SOAP_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+
+/// One element of an answer: depth below `soap:Body` (its child is 1), namespace,
+/// local name, and its text when it holds no element.
+type Shape = Vec<(usize, String, String, Option<String>)>;
+
+/// Every element inside `soap:Body` of `envelope`, in document order, with the namespace
+/// each name resolves to (whatever prefixes the writer chose).
+fn body_shape(envelope: &str) -> Shape {
+    use quick_xml::events::Event;
+    use quick_xml::name::ResolveResult;
+    let namespace = |r: ResolveResult<'_>| match r {
+        ResolveResult::Bound(ns) => String::from_utf8_lossy(ns.as_ref()).into_owned(),
+        ResolveResult::Unbound => String::new(),
+        ResolveResult::Unknown(p) => panic!(
+            "undeclared prefix {} in {envelope}",
+            String::from_utf8_lossy(&p)
+        ),
+    };
+    let mut reader = quick_xml::NsReader::from_str(envelope);
+    let mut shape = Shape::new();
+    // The open elements: (namespace, local name, index in `shape` when inside the Body).
+    let mut open: Vec<(String, String, Option<usize>)> = Vec::new();
+    let mut body_depth = None;
+    let mut text = String::new();
+    loop {
+        let (resolved, event) = reader
+            .read_resolved_event()
+            .unwrap_or_else(|e| panic!("{e}: {envelope}"));
+        let start = |e: &quick_xml::events::BytesStart<'_>| {
+            String::from_utf8_lossy(e.local_name().as_ref()).into_owned()
+        };
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let (ns, local) = (namespace(resolved), start(e));
+                let index = body_depth.map(|d| {
+                    shape.push((open.len() - d, ns.clone(), local.clone(), None));
+                    shape.len() - 1
+                });
+                text.clear();
+                if matches!(event, Event::Start(_)) {
+                    if body_depth.is_none() && ns == SOAP_ENV && local == "Body" {
+                        body_depth = Some(open.len());
+                    }
+                    open.push((ns, local, index));
+                }
+            }
+            Event::Text(t) => text.push_str(&t.decode().expect("utf-8 text")),
+            Event::GeneralRef(r) => text.push_str(&format!("&{};", r.decode().expect("utf-8"))),
+            Event::End(_) => {
+                let (ns, local, index) = open.pop().expect("balanced");
+                if let Some(i) = index {
+                    // A leaf keeps its text; an element with children has none.
+                    if shape.len() == i + 1 && !text.trim().is_empty() {
+                        shape[i].3 = Some(text.trim().to_owned());
+                    }
+                }
+                if index.is_none() && ns == SOAP_ENV && local == "Body" {
+                    body_depth = None;
+                }
+                text.clear();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    shape
+}
+
+/// `(depth, namespace, name, text)` rows as a [`Shape`].
+fn shape(rows: &[(usize, &str, &str, Option<&str>)]) -> Shape {
+    rows.iter()
+        .map(|(d, ns, local, text)| {
+            (
+                *d,
+                ns.to_string(),
+                local.to_string(),
+                text.map(String::from),
+            )
+        })
+        .collect()
+}
+
+/// Calls `op` on the real server with SOAPAction set and returns the answer's envelope.
+fn call_ok(server: &Server, op: &str, children: &str) -> String {
+    let (status, _, body) = soap(
+        server,
+        PATH,
+        Some(&format!("{M}/{op}")),
+        &envelope(&format!(r#"<{op} xmlns="{M}">{children}</{op}>"#)),
+    );
+    assert_eq!(status, 200, "{op}: {body}");
+    body
+}
+
+/// GetUMProperties answers `GetUMPropertiesResponse > GetUMPropertiesResponse` of type
+/// `UMProperties`, whose children - in this order - are in the messages namespace, as
+/// Exchange writes them (UM-SPEC.md, "Types"). Checked element by element: names,
+/// namespaces, order and values.
+#[test]
+fn get_um_properties_answers_the_documented_shape_in_the_messages_namespace() {
+    let server = Server::start();
+    // Unset optional strings are left out; a fresh mailbox has none of them.
+    let fresh = body_shape(&call_ok(&server, "GetUMProperties", ""));
+    assert_eq!(
+        fresh,
+        shape(&[
+            (1, M, "GetUMPropertiesResponse", None),
+            (2, M, "GetUMPropertiesResponse", None),
+            (3, M, "OofStatus", Some("false")),
+            (3, M, "MissedCallNotificationEnabled", Some("true")),
+        ]),
+    );
+
+    for (op, children) in [
+        ("SetOofStatus", "<status>true</status>"),
+        ("SetMissedCallNotificationEnabled", "<status>false</status>"),
+        (
+            "SetPlayOnPhoneDialString",
+            "<dialString>+1 (425) 555-0100</dialString>",
+        ),
+        (
+            "SetTelephoneAccessFolderEmail",
+            "<base64FolderId>AAECAwQFBgc=</base64FolderId>",
+        ),
+    ] {
+        call_ok(&server, op, children);
+    }
+    let store = umws::store::Store::open(server.data_dir()).expect("open the store");
+    let mailbox = store.mailbox("demo").expect("read").expect("demo exists");
+    store
+        .set_telephone_access_numbers(mailbox.id, Some("+1 425 555 0100, 4100"))
+        .expect("set access numbers");
+    drop(store);
+
+    let full = body_shape(&call_ok(&server, "GetUMProperties", ""));
+    assert_eq!(
+        full,
+        shape(&[
+            (1, M, "GetUMPropertiesResponse", None),
+            (2, M, "GetUMPropertiesResponse", None),
+            (3, M, "OofStatus", Some("true")),
+            (3, M, "MissedCallNotificationEnabled", Some("false")),
+            (3, M, "PlayOnPhoneDialString", Some("+1 (425) 555-0100")),
+            (
+                3,
+                M,
+                "TelephoneAccessNumbers",
+                Some("+1 425 555 0100, 4100")
+            ),
+            (3, M, "TelephoneAccessFolderEmail", Some("AAECAwQFBgc=")),
+        ]),
+    );
+}
+
+/// Answers GetCallInfo with a fixed call state; every other operation is refused.
+struct OneCall;
+
+impl umws::um_service_soap::UmServiceSoap for OneCall {
+    async fn is_um_enabled(
+        &self,
+        _: &umws_soap::CallContext,
+        _: umws::types::IsUmEnabled,
+    ) -> Result<umws::types::IsUmEnabledResponse, umws_soap::SoapFault> {
+        Err(umws_soap::SoapFault::server("not served"))
+    }
+    async fn get_um_properties(
+        &self,
+        _: &umws_soap::CallContext,
+        _: umws::types::GetUmProperties,
+    ) -> Result<umws::types::GetUmPropertiesResponse, umws_soap::SoapFault> {
+        Err(umws_soap::SoapFault::server("not served"))
+    }
+    async fn set_oof_status(
+        &self,
+        _: &umws_soap::CallContext,
+        _: umws::types::SetOofStatus,
+    ) -> Result<umws::types::SetOofStatusResponse, umws_soap::SoapFault> {
+        Err(umws_soap::SoapFault::server("not served"))
+    }
+    async fn set_play_on_phone_dial_string(
+        &self,
+        _: &umws_soap::CallContext,
+        _: umws::types::SetPlayOnPhoneDialString,
+    ) -> Result<umws::types::SetPlayOnPhoneDialStringResponse, umws_soap::SoapFault> {
+        Err(umws_soap::SoapFault::server("not served"))
+    }
+    async fn set_telephone_access_folder_email(
+        &self,
+        _: &umws_soap::CallContext,
+        _: umws::types::SetTelephoneAccessFolderEmail,
+    ) -> Result<umws::types::SetTelephoneAccessFolderEmailResponse, umws_soap::SoapFault> {
+        Err(umws_soap::SoapFault::server("not served"))
+    }
+    async fn set_missed_call_notification_enabled(
+        &self,
+        _: &umws_soap::CallContext,
+        _: umws::types::SetMissedCallNotificationEnabled,
+    ) -> Result<umws::types::SetMissedCallNotificationEnabledResponse, umws_soap::SoapFault> {
+        Err(umws_soap::SoapFault::server("not served"))
+    }
+    async fn reset_pin(
+        &self,
+        _: &umws_soap::CallContext,
+        _: umws::types::ResetPin,
+    ) -> Result<umws::types::ResetPinResponse, umws_soap::SoapFault> {
+        Err(umws_soap::SoapFault::server("not served"))
+    }
+    async fn play_on_phone(
+        &self,
+        _: &umws_soap::CallContext,
+        _: umws::types::PlayOnPhone,
+    ) -> Result<umws::types::PlayOnPhoneResponse, umws_soap::SoapFault> {
+        Err(umws_soap::SoapFault::server("not served"))
+    }
+    async fn get_call_info(
+        &self,
+        _: &umws_soap::CallContext,
+        _: umws::types::GetCallInfo,
+    ) -> Result<umws::types::GetCallInfoResponse, umws_soap::SoapFault> {
+        Ok(umws::types::GetCallInfoResponse {
+            get_call_info_response: umws::types::UmCallInfoType {
+                call_state: umws::types::UmCallStateType::Disconnected,
+                event_cause: umws::types::UmEventCauseType::NoAnswer,
+            },
+        })
+    }
+    async fn disconnect(
+        &self,
+        _: &umws_soap::CallContext,
+        _: umws::types::Disconnect,
+    ) -> Result<umws::types::DisconnectResponse, umws_soap::SoapFault> {
+        Err(umws_soap::SoapFault::server("not served"))
+    }
+    async fn play_on_phone_greeting(
+        &self,
+        _: &umws_soap::CallContext,
+        _: umws::types::PlayOnPhoneGreeting,
+    ) -> Result<umws::types::PlayOnPhoneGreetingResponse, umws_soap::SoapFault> {
+        Err(umws_soap::SoapFault::server("not served"))
+    }
+}
+
+/// GetCallInfo answers `GetCallInfoResponse > GetCallInfoResponse` of type `UMCallInfo`:
+/// `CallState` then `EventCause`, both in the messages namespace (UM-SPEC.md, "Types").
+/// `umws serve` has no telephony backend and so knows no call; the generated dispatcher and
+/// serializer that write its answer are served here on a real socket by a service that
+/// knows one call.
+#[test]
+fn get_call_info_answers_the_documented_shape_in_the_messages_namespace() {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind 127.0.0.1:0");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let server = umws_soap::server::SoapServer::new(
+        umws::um_service_soap::UmServiceSoapServer::new(OneCall),
+        umws_soap::server::NoAuthentication,
+        umws::fault::ExchangeFaults,
+        umws_soap::server::ServerConfig {
+            paths: vec![PATH.into()],
+            ..Default::default()
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = runtime.spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+
+    let request = envelope(&format!(
+        r#"<GetCallInfo xmlns="{M}"><CallId>MEBob3N0</CallId></GetCallInfo>"#
+    ));
+    let (status, _, body) = post_raw(
+        &base,
+        PATH,
+        &[("Content-Type", "text/xml; charset=utf-8")],
+        request.as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body_shape(&body),
+        shape(&[
+            (1, M, "GetCallInfoResponse", None),
+            (2, M, "GetCallInfoResponse", None),
+            (3, M, "CallState", Some("Disconnected")),
+            (3, M, "EventCause", Some("NoAnswer")),
+        ]),
+        "{body}"
+    );
+
+    let _ = stop.send(());
+    runtime
+        .block_on(serving)
+        .expect("server task")
+        .expect("server");
+}
+
+/// Serves `body` as the answer to one HTTP request on 127.0.0.1:0; returns the base URL.
+fn answer_once(body: String) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut reader = BufReader::new(stream);
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("request head");
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().expect("Content-Length");
+                }
+            }
+            if line.trim().is_empty() {
+                break;
+            }
+        }
+        let mut request = vec![0; length];
+        reader.read_exact(&mut request).expect("request body");
+        let mut stream = reader.into_inner();
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("answer");
+    });
+    base
+}
+
+/// Writes `<name>children</name>` in the messages namespace, with every element unprefixed
+/// under a default namespace declaration (as Exchange writes it) or, `prefixed`, as `m:name`
+/// (as other SOAP stacks write the same XML).
+fn messages_xml(prefixed: bool, name: &str, children: &[(&str, &str)]) -> String {
+    let (p, declaration) = if prefixed {
+        ("m:", format!(r#" xmlns:m="{M}""#))
+    } else {
+        ("", format!(r#" xmlns="{M}""#))
+    };
+    let inner: String = children
+        .iter()
+        .map(|(child, value)| format!("<{p}{child}>{value}</{p}{child}>"))
+        .collect();
+    format!("<{p}{name}{declaration}><{p}{name}>{inner}</{p}{name}></{p}{name}>")
+}
+
+/// The typed client reads the values of GetUMProperties and GetCallInfo in the messages
+/// namespace, unprefixed under its default declaration as Exchange writes them, and with a
+/// prefix as other SOAP stacks write the same XML.
+#[test]
+fn the_typed_client_reads_exchange_shaped_answers() {
+    use umws::um_service_soap::UmServiceSoapClient;
+    use umws_soap::client::Transport;
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let client = |base: &str| {
+        UmServiceSoapClient::new(
+            Transport::new(&format!("{base}{PATH}"))
+                .expect("endpoint")
+                .with_timeout(std::time::Duration::from_secs(30)),
+        )
+    };
+    for prefixed in [false, true] {
+        let base = answer_once(envelope(&messages_xml(
+            prefixed,
+            "GetUMPropertiesResponse",
+            &[
+                ("OofStatus", "true"),
+                ("MissedCallNotificationEnabled", "false"),
+                ("PlayOnPhoneDialString", "4100"),
+                ("TelephoneAccessNumbers", "+1 425 555 0100, 4100"),
+                ("TelephoneAccessFolderEmail", "AAECAwQFBgc="),
+            ],
+        )));
+        let props = runtime
+            .block_on(client(&base).get_um_properties(&umws::types::GetUmProperties {}))
+            .unwrap_or_else(|e| panic!("GetUMProperties (prefixed: {prefixed}): {e}"))
+            .get_um_properties_response;
+        assert!(props.oof_status);
+        assert!(!props.missed_call_notification_enabled);
+        assert_eq!(props.play_on_phone_dial_string.as_deref(), Some("4100"));
+        assert_eq!(
+            props.telephone_access_numbers.as_deref(),
+            Some("+1 425 555 0100, 4100")
+        );
+        assert_eq!(
+            props.telephone_access_folder_email.as_deref(),
+            Some("AAECAwQFBgc=")
+        );
+
+        let base = answer_once(envelope(&messages_xml(
+            prefixed,
+            "GetCallInfoResponse",
+            &[("CallState", "Connected"), ("EventCause", "None")],
+        )));
+        let info = runtime
+            .block_on(client(&base).get_call_info(&umws::types::GetCallInfo {
+                call_id: Some("MEBob3N0".into()),
+            }))
+            .unwrap_or_else(|e| panic!("GetCallInfo (prefixed: {prefixed}): {e}"))
+            .get_call_info_response;
+        assert_eq!(info.call_state, umws::types::UmCallStateType::Connected);
+        assert_eq!(info.event_cause, umws::types::UmEventCauseType::None);
+    }
+}

@@ -125,13 +125,34 @@ fn wire_names_are_the_spec_names() {
         .unwrap(),
     )
     .unwrap();
+    // The children of UMProperties and UMCallInfo are in the messages namespace, unprefixed
+    // under its default declaration, as Exchange writes them (UM-SPEC.md, "Types").
     assert_eq!(
         xml,
-        "<GetUMPropertiesResponse xmlns=\"http://schemas.microsoft.com/exchange/services/2006/messages\" \
-         xmlns:t=\"http://schemas.microsoft.com/exchange/services/2006/types\"><GetUMPropertiesResponse>\
-         <t:OofStatus>true</t:OofStatus><t:MissedCallNotificationEnabled>false</t:MissedCallNotificationEnabled>\
-         <t:TelephoneAccessNumbers>+1 425 555 0100, +1 425 555 0101</t:TelephoneAccessNumbers>\
+        "<GetUMPropertiesResponse xmlns=\"http://schemas.microsoft.com/exchange/services/2006/messages\">\
+         <GetUMPropertiesResponse>\
+         <OofStatus>true</OofStatus><MissedCallNotificationEnabled>false</MissedCallNotificationEnabled>\
+         <TelephoneAccessNumbers>+1 425 555 0100, +1 425 555 0101</TelephoneAccessNumbers>\
          </GetUMPropertiesResponse></GetUMPropertiesResponse>"
+    );
+    let xml = String::from_utf8(
+        to_fragment(&types::GetCallInfoResponse {
+            get_call_info_response: types::UmCallInfoType {
+                call_state: types::UmCallStateType::Connected,
+                event_cause: types::UmEventCauseType::None,
+            },
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    // (`t` is declared because the enumerations of the values are types-namespace types;
+    // no element uses it.)
+    assert_eq!(
+        xml,
+        "<GetCallInfoResponse xmlns=\"http://schemas.microsoft.com/exchange/services/2006/messages\" \
+         xmlns:t=\"http://schemas.microsoft.com/exchange/services/2006/types\">\
+         <GetCallInfoResponse><CallState>Connected</CallState><EventCause>None</EventCause>\
+         </GetCallInfoResponse></GetCallInfoResponse>"
     );
     let xml = String::from_utf8(
         to_fragment(&types::SetTelephoneAccessFolderEmail {

@@ -621,19 +621,20 @@ fn successful_responses_validate_against_messages_xsd() {
                 let props = response
                     .child(Some(MESSAGES_NS), "GetUMPropertiesResponse")
                     .expect("GetUMPropertiesResponse");
-                let t = Some(TYPES_NS);
+                // The children of UMProperties are in the messages namespace (UM-SPEC.md).
+                let m = Some(MESSAGES_NS);
                 assert_eq!(
                     props.names(),
                     [
-                        (t, "OofStatus"),
-                        (t, "MissedCallNotificationEnabled"),
-                        (t, "PlayOnPhoneDialString"),
-                        (t, "TelephoneAccessNumbers"),
-                        (t, "TelephoneAccessFolderEmail"),
+                        (m, "OofStatus"),
+                        (m, "MissedCallNotificationEnabled"),
+                        (m, "PlayOnPhoneDialString"),
+                        (m, "TelephoneAccessNumbers"),
+                        (m, "TelephoneAccessFolderEmail"),
                     ],
                     "every optional element should appear once set"
                 );
-                let text = |name| props.child(t, name).map(|e| e.text.as_str());
+                let text = |name| props.child(m, name).map(|e| e.text.as_str());
                 assert_eq!(text("OofStatus"), Some("true"));
                 assert_eq!(text("MissedCallNotificationEnabled"), Some("true"));
                 assert_eq!(text("PlayOnPhoneDialString"), Some("+1 (425) 555-0100"));
@@ -1037,14 +1038,48 @@ fn the_validator_rejects_broken_documents() {
     ] {
         v.assert_invalid(why, &doc, &envelope_xsd());
     }
-    let t = TYPES_NS;
+    v.assert_valid(
+        "UMProperties",
+        &request_element(
+            "GetUMPropertiesResponse",
+            "<GetUMPropertiesResponse><OofStatus>true</OofStatus><MissedCallNotificationEnabled>true</MissedCallNotificationEnabled></GetUMPropertiesResponse>",
+        ),
+        &messages_xsd(),
+    );
     v.assert_invalid(
         "UMProperties out of order",
         &request_element(
             "GetUMPropertiesResponse",
+            "<GetUMPropertiesResponse><MissedCallNotificationEnabled>true</MissedCallNotificationEnabled><OofStatus>true</OofStatus></GetUMPropertiesResponse>",
+        ),
+        &messages_xsd(),
+    );
+    let t = TYPES_NS;
+    v.assert_invalid(
+        "UMProperties children in the types namespace",
+        &request_element(
+            "GetUMPropertiesResponse",
             &format!(
-                r#"<GetUMPropertiesResponse xmlns:t="{t}"><t:MissedCallNotificationEnabled>true</t:MissedCallNotificationEnabled><t:OofStatus>true</t:OofStatus></GetUMPropertiesResponse>"#
+                r#"<GetUMPropertiesResponse xmlns:t="{t}"><t:OofStatus>true</t:OofStatus><t:MissedCallNotificationEnabled>true</t:MissedCallNotificationEnabled></GetUMPropertiesResponse>"#
             ),
+        ),
+        &messages_xsd(),
+    );
+    v.assert_invalid(
+        "UMCallInfo children in the types namespace",
+        &request_element(
+            "GetCallInfoResponse",
+            &format!(
+                r#"<GetCallInfoResponse xmlns:t="{t}"><t:CallState>Connected</t:CallState><t:EventCause>None</t:EventCause></GetCallInfoResponse>"#
+            ),
+        ),
+        &messages_xsd(),
+    );
+    v.assert_valid(
+        "UMCallInfo",
+        &request_element(
+            "GetCallInfoResponse",
+            "<GetCallInfoResponse><CallState>Connected</CallState><EventCause>None</EventCause></GetCallInfoResponse>",
         ),
         &messages_xsd(),
     );

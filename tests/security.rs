@@ -107,7 +107,7 @@ fn credentials_of_one_mailbox_never_reach_another() {
         &format!(r#"<GetUMProperties xmlns="{M}"/>"#),
     );
     assert_eq!(status, 200);
-    assert!(body.contains("<t:OofStatus>false</t:OofStatus>"), "{body}");
+    assert!(body.contains("<OofStatus>false</OofStatus>"), "{body}");
     assert!(server.mails("bob").is_empty());
     assert_eq!(server.mails("alice").len(), 1);
     // Alice's password does not open Bob's mailbox, nor the other way round.

@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod model;
 mod naming;
 mod service;
 mod types;
@@ -119,7 +120,7 @@ impl Builder {
     pub fn generate(&self, wsdl: impl AsRef<Path>) -> Result<Generated, Error> {
         let wsdl = wsdl.as_ref();
         let defs = wsdl::read_wsdl(wsdl)?;
-        let model = service::Model::new(&defs)?;
+        let model = model::Model::new(&defs)?;
         let types = types::generate(&defs, &model)?;
         let services = service::emit(&model, &types, self)?;
         let types_tokens = &types.tokens;

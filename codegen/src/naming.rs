@@ -42,6 +42,19 @@ pub(crate) fn constant_case(name: &str) -> String {
     snake_case(name).to_ascii_uppercase()
 }
 
+/// A constant name for a namespace, from the last segment of its name:
+/// `http://schemas.microsoft.com/exchange/services/2006/messages` ->
+/// `MESSAGES`, `urn:example:calc` -> `CALC`.
+pub(crate) fn namespace_constant(namespace: &str) -> String {
+    namespace
+        .trim_end_matches(['/', '#'])
+        .rsplit(['/', ':', '#'])
+        .find(|s| !s.is_empty())
+        .map(constant_case)
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "NAMESPACE".into())
+}
+
 /// `UMServiceSoap` -> `UmServiceSoap`.
 pub(crate) fn pascal_case(name: &str) -> String {
     snake_case(name)
@@ -79,6 +92,13 @@ mod tests {
         assert_eq!(snake_case("get-item.v2"), "get_item_v2");
         assert_eq!(constant_case("ResetPIN"), "RESET_PIN");
         assert_eq!(pascal_case("UMServiceSoap"), "UmServiceSoap");
+        assert_eq!(
+            namespace_constant("http://schemas.microsoft.com/exchange/services/2006/messages"),
+            "MESSAGES"
+        );
+        assert_eq!(namespace_constant("urn:example:calc"), "CALC");
+        assert_eq!(namespace_constant("http://example.com/ns/"), "NS");
+        assert_eq!(namespace_constant(""), "NAMESPACE");
         assert_eq!(type_name("ResetPIN"), "ResetPin");
         assert_eq!(ident("type").to_string(), "r#type");
         assert_eq!(ident("move_item").to_string(), "move_item");

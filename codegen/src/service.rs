@@ -1,177 +1,16 @@
 //! The service layer: constants, service traits, dispatchers and clients.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use crate::error::Error;
-use crate::naming::{constant_case, ident, pascal_case, snake_case, type_name};
+use crate::model::{Model, PortTypeModel};
+use crate::naming::{constant_case, ident, namespace_constant, pascal_case, snake_case, type_name};
 use crate::types::Types;
-use crate::wsdl::{Definitions, PartKind, QName, SoapVersion, Style};
+use crate::wsdl::{QName, SoapVersion};
 use crate::Builder;
-
-/// What the generator needs from a WSDL, checked.
-pub(crate) struct Model {
-    file: PathBuf,
-    target_namespace: Option<String>,
-    port_types: Vec<PortTypeModel>,
-}
-
-struct PortTypeModel {
-    name: String,
-    doc: Option<String>,
-    binding: String,
-    version: SoapVersion,
-    operations: Vec<OperationModel>,
-}
-
-struct OperationModel {
-    name: String,
-    doc: Option<String>,
-    action: Option<String>,
-    input: QName,
-    output: Option<QName>,
-    headers: Vec<QName>,
-}
-
-impl Model {
-    /// Picks, for each port type, its SOAP binding (SOAP 1.1 preferred) and
-    /// checks that every operation is document/literal with element parts.
-    pub(crate) fn new(defs: &Definitions) -> Result<Self, Error> {
-        let file = defs.source.clone();
-        let unsupported = |element: String, reason: String| Error::Unsupported {
-            file: file.clone(),
-            element,
-            reason,
-        };
-        let mut port_types: Vec<PortTypeModel> = Vec::new();
-        let mut bindings: Vec<_> = defs.bindings.iter().filter(|b| b.soap.is_some()).collect();
-        // SOAP 1.1 bindings first, so they win over SOAP 1.2 ones.
-        bindings.sort_by_key(|b| match b.soap.as_ref().map(|s| s.version) {
-            Some(SoapVersion::Soap11) => 0,
-            _ => 1,
-        });
-        for binding in bindings {
-            let Some(soap) = &binding.soap else { continue };
-            if port_types.iter().any(|p| p.name == binding.port_type.local) {
-                continue;
-            }
-            let Some(port_type) = defs.port_type(&binding.port_type) else {
-                continue;
-            };
-            let mut operations = Vec::new();
-            for op in &port_type.operations {
-                let element = format!("<wsdl:operation name=\"{}\">", op.name);
-                let bop = binding.operation(&op.name);
-                let style = bop.and_then(|b| b.style).unwrap_or(soap.style);
-                if style == Style::Rpc {
-                    return Err(unsupported(
-                        element,
-                        "rpc style is not supported; use document/literal (wrapped)".into(),
-                    ));
-                }
-                let body_parts = |input: bool| {
-                    bop.and_then(|b| {
-                        if input {
-                            b.input.as_ref()
-                        } else {
-                            b.output.as_ref()
-                        }
-                    })
-                    .and_then(|m| m.body.as_ref())
-                    .and_then(|b| b.parts.clone())
-                };
-                let part_element = |input: bool| -> Result<Option<QName>, Error> {
-                    let msg = if input { &op.input } else { &op.output };
-                    let Some(msg) = msg else { return Ok(None) };
-                    let Some(message) = defs.message(&msg.message) else {
-                        return Ok(None);
-                    };
-                    let wanted = body_parts(input);
-                    let parts: Vec<_> = message
-                        .parts
-                        .iter()
-                        .filter(|p| wanted.as_ref().is_none_or(|w| w.contains(&p.name)))
-                        .collect();
-                    match parts.as_slice() {
-                        [] => Ok(None),
-                        [part] => match &part.kind {
-                            PartKind::Element(q) => Ok(Some(q.clone())),
-                            PartKind::Type(_) => Err(unsupported(
-                                element.clone(),
-                                format!(
-                                    "part \"{}\" of message \"{}\" names a type; document style needs element parts",
-                                    part.name, message.name.local
-                                ),
-                            )),
-                        },
-                        _ => Err(unsupported(
-                            element.clone(),
-                            format!(
-                                "message \"{}\" puts {} parts in the body; document/literal wrapped needs exactly one",
-                                message.name.local,
-                                parts.len()
-                            ),
-                        )),
-                    }
-                };
-                let Some(input) = part_element(true)? else {
-                    return Err(unsupported(
-                        element,
-                        "the operation has no input element; notification operations are not supported"
-                            .into(),
-                    ));
-                };
-                let output = part_element(false)?;
-                let mut headers = Vec::new();
-                if let Some(h) = bop.and_then(|b| b.input.as_ref()) {
-                    for header in &h.headers {
-                        let part = defs
-                            .message(&header.message)
-                            .and_then(|m| m.part(&header.part));
-                        if let Some(PartKind::Element(q)) = part.map(|p| &p.kind) {
-                            headers.push(q.clone());
-                        }
-                    }
-                }
-                operations.push(OperationModel {
-                    name: op.name.clone(),
-                    doc: op.documentation.clone(),
-                    action: bop
-                        .and_then(|b| b.soap_action.clone())
-                        .filter(|a| !a.is_empty()),
-                    input,
-                    output,
-                    headers,
-                });
-            }
-            port_types.push(PortTypeModel {
-                name: port_type.name.local.clone(),
-                doc: port_type.documentation.clone(),
-                binding: binding.name.local.clone(),
-                version: soap.version,
-                operations,
-            });
-        }
-        Ok(Self {
-            file,
-            target_namespace: defs.target_namespace.clone(),
-            port_types,
-        })
-    }
-
-    /// Every element a body part names, in order, without repeats.
-    pub(crate) fn elements(&self) -> impl Iterator<Item = &QName> {
-        let mut seen = BTreeSet::new();
-        self.port_types
-            .iter()
-            .flat_map(|p| &p.operations)
-            .flat_map(|o| std::iter::once(&o.input).chain(o.output.as_ref()))
-            .filter(move |q| seen.insert((q.namespace.clone(), q.local.clone())))
-    }
-}
 
 /// Emits the namespace constants and one module per port type.
 pub(crate) fn emit(model: &Model, types: &Types, builder: &Builder) -> Result<TokenStream, Error> {
@@ -179,10 +18,17 @@ pub(crate) fn emit(model: &Model, types: &Types, builder: &Builder) -> Result<To
         file: model.file.clone(),
         source,
     })?;
-    let namespaces = emit_namespaces(model, types);
+    let (namespaces, namespace_consts) = emit_namespaces(model, types);
     let mut modules = Vec::new();
     for port_type in &model.port_types {
-        modules.push(emit_port_type(model, port_type, types, builder, &runtime)?);
+        modules.push(emit_port_type(
+            model,
+            port_type,
+            types,
+            &namespace_consts,
+            builder,
+            &runtime,
+        )?);
     }
     Ok(quote! {
         #namespaces
@@ -190,9 +36,15 @@ pub(crate) fn emit(model: &Model, types: &Types, builder: &Builder) -> Result<To
     })
 }
 
-fn emit_namespaces(model: &Model, types: &Types) -> TokenStream {
+/// The `namespaces` module, and the constant that names each namespace in it.
+fn emit_namespaces(model: &Model, types: &Types) -> (TokenStream, BTreeMap<String, syn::Ident>) {
     let mut names: BTreeSet<&str> = types.namespaces.iter().map(String::as_str).collect();
-    for q in model.elements() {
+    let headers = model
+        .port_types
+        .iter()
+        .flat_map(|p| &p.operations)
+        .flat_map(|o| &o.headers);
+    for q in model.elements().chain(headers) {
         if let Some(ns) = &q.namespace {
             names.insert(ns);
         }
@@ -206,14 +58,9 @@ fn emit_namespaces(model: &Model, types: &Types) -> TokenStream {
         });
         used.insert("TARGET".to_owned());
     }
+    let mut idents = BTreeMap::new();
     for ns in names {
-        let base = ns
-            .trim_end_matches(['/', '#'])
-            .rsplit(['/', ':', '#'])
-            .find(|s| !s.is_empty())
-            .map(constant_case)
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "NAMESPACE".into());
+        let base = namespace_constant(ns);
         let mut name = base.clone();
         let mut n = 2;
         while !used.insert(name.clone()) {
@@ -226,13 +73,15 @@ fn emit_namespaces(model: &Model, types: &Types) -> TokenStream {
             #[doc = #doc]
             pub const #id: &str = #ns;
         });
+        idents.insert(ns.to_owned(), id);
     }
-    quote! {
+    let module = quote! {
         /// The namespace names of the service's elements.
         pub mod namespaces {
             #(#consts)*
         }
-    }
+    };
+    (module, idents)
 }
 
 fn doc_lines(text: &Option<String>) -> Vec<TokenStream> {
@@ -276,9 +125,18 @@ fn emit_port_type(
     model: &Model,
     pt: &PortTypeModel,
     types: &Types,
+    namespace_consts: &BTreeMap<String, syn::Ident>,
     builder: &Builder,
     rt: &syn::Path,
 ) -> Result<TokenStream, Error> {
+    // A namespace as the constant of the `namespaces` module that names it.
+    let namespace = |q: Option<&QName>| -> TokenStream {
+        let ns = q.and_then(|q| q.namespace.as_deref()).unwrap_or_default();
+        match namespace_consts.get(ns) {
+            Some(id) => quote!(super::namespaces::#id),
+            None => quote!(#ns),
+        }
+    };
     let module = ident(&snake_case(&pt.name));
     let trait_name = format_ident!("{}", pascal_case(&pt.name));
     let server_name = format_ident!("{}Server", trait_name);
@@ -325,23 +183,17 @@ fn emit_port_type(
             None => quote!(""),
         };
         let req_ty = type_path(model, types, &op.input, op_name)?;
-        let (req_ns, req_local) = (
-            op.input.namespace.clone().unwrap_or_default(),
-            &op.input.local,
-        );
-        let (resp_ty, resp_ns, resp_local) = match &op.output {
-            Some(q) => (
-                {
-                    let t = type_path(model, types, q, op_name)?;
-                    quote!(types::#t)
-                },
-                q.namespace.clone().unwrap_or_default(),
-                q.local.clone(),
-            ),
-            None => (quote!(()), String::new(), String::new()),
+        let (req_ns, req_local) = (namespace(Some(&op.input)), &op.input.local);
+        let (resp_ty, resp_local) = match &op.output {
+            Some(q) => {
+                let t = type_path(model, types, q, op_name)?;
+                (quote!(types::#t), q.local.clone())
+            }
+            None => (quote!(()), String::new()),
         };
+        let resp_ns = namespace(op.output.as_ref());
         let headers = op.headers.iter().map(|h| {
-            let ns = h.namespace.clone().unwrap_or_default();
+            let ns = namespace(Some(h));
             let local = &h.local;
             quote!((#ns, #local))
         });

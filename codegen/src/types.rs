@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Group, Ident, TokenStream, TokenTree};
 use quote::quote;
 use xsd_parser::config::{
     Generate, GeneratorFlags, IdentQuadruple, Namespace, NamespaceIdent, OptimizerFlags,
@@ -21,7 +21,8 @@ use xsd_parser::pipeline::interpreter::Error as InterpreterError;
 use xsd_parser::{Config, IdentType, TypeIdent};
 
 use crate::error::Error;
-use crate::service::Model;
+use crate::model::Model;
+use crate::naming::namespace_constant;
 use crate::wsdl::{Definitions, QName, SchemaSource};
 
 /// The namespace of `xml:lang`, `xml:space`, `xml:base` and `xml:id`.
@@ -153,6 +154,7 @@ pub(crate) fn generate(defs: &Definitions, model: &Model) -> Result<Types, Error
 
     let module = xsd_parser::exec_render(config.renderer, &data_types)
         .map_err(|e| schema_error(e.into()))?;
+    let module = name_unnamed_namespaces(quote!(#module), &meta_types);
     let namespaces = schemas
         .namespaces()
         .filter_map(|(_, info)| info.namespace.as_ref())
@@ -218,12 +220,20 @@ fn config(defs: &Definitions, with_xml_ns: bool) -> Config {
     config
 }
 
-/// Gives each message element declared with a named complex type
-/// (`<xs:element name="X" type="XType"/>`) a copy of that type of its own,
-/// so that xsd-parser emits a struct `X` that reads and writes `<X>`.
-/// Left alone, `X` is an alias of `XType`, whose serializer, asked for no
-/// particular name (as the SOAP runtime asks for a body element), writes
-/// `<XType>`.
+/// Gives each message element its complex type as its own, so that
+/// xsd-parser emits a struct named after the element (`X`) that reads and
+/// writes `<X>`, rather than an alias `pub type X = ...;` of another struct
+/// (which rustdoc and compiler errors would then show):
+///
+/// - an element declared with a named complex type
+///   (`<xs:element name="X" type="XType"/>`) gets a copy of that type; left
+///   alone, `X` is an alias of `XType`, whose serializer, asked for no
+///   particular name (as the SOAP runtime asks for a body element), writes
+///   `<XType>`;
+/// - an element with an anonymous complex type (`<xs:element name="X">
+///   <xs:complexType>...`) takes that type's place; left alone, `X` is an
+///   alias of a struct `XElementType`. The anonymous type is then no longer
+///   referenced and so not emitted.
 fn own_element_types<'a>(
     meta_types: &mut MetaTypes,
     elements: impl Iterator<Item = &'a TypeIdent>,
@@ -238,12 +248,10 @@ fn own_element_types<'a>(
         if !reference.is_simple() {
             continue;
         }
-        // An anonymous type (`IdentType::ElementType`) already carries the
-        // element's name.
         let Some((target_ident, target)) = meta_types.get_resolved(ident) else {
             continue;
         };
-        if target_ident.type_ != IdentType::Type {
+        if !matches!(target_ident.type_, IdentType::Type | IdentType::ElementType) {
             continue;
         }
         let MetaTypeVariant::ComplexType(complex) = &target.variant else {
@@ -324,6 +332,72 @@ fn unique_type_names(meta_types: &mut MetaTypes, postfixes: &[String; 10]) {
             ty.display_name = Some(new);
         }
     }
+}
+
+/// Renames the constants xsd-parser gives namespaces without a prefix.
+///
+/// xsd-parser names a namespace constant after the namespace's prefix
+/// (`NS_T` for `xmlns:t`), and one that schemas only use as their default
+/// namespace `NS_UNNAMED_<n>`, `n` being an internal index. A prefix cannot
+/// be given to it instead: xsd-parser writes every element of a namespace
+/// with a prefix under that prefix, and answers would then read
+/// `<m:ResetPINResponse xmlns:m="...">` instead of the schema's
+/// `<ResetPINResponse xmlns="...">`. So the constant is renamed afterwards,
+/// after the namespace's last segment as in the `namespaces` module
+/// (`NS_MESSAGES`), with `_2`, `_3`, ... when that name is taken. An
+/// identifier token is renamed as a whole, so nothing else can change.
+fn name_unnamed_namespaces(tokens: TokenStream, meta_types: &MetaTypes) -> TokenStream {
+    fn idents(tokens: &TokenStream, out: &mut BTreeSet<String>) {
+        for token in tokens.clone() {
+            match token {
+                TokenTree::Ident(ident) => {
+                    out.insert(ident.to_string());
+                }
+                TokenTree::Group(group) => idents(&group.stream(), out),
+                _ => {}
+            }
+        }
+    }
+    fn rename(tokens: TokenStream, names: &BTreeMap<String, String>) -> TokenStream {
+        tokens
+            .into_iter()
+            .map(|token| match token {
+                TokenTree::Ident(ident) => match names.get(&ident.to_string()) {
+                    Some(new) => TokenTree::Ident(Ident::new(new, ident.span())),
+                    None => TokenTree::Ident(ident),
+                },
+                TokenTree::Group(group) => {
+                    let mut new = Group::new(group.delimiter(), rename(group.stream(), names));
+                    new.set_span(group.span());
+                    TokenTree::Group(new)
+                }
+                other => other,
+            })
+            .collect()
+    }
+    let mut taken = BTreeSet::new();
+    idents(&tokens, &mut taken);
+    let mut names = BTreeMap::new();
+    for module in meta_types.modules.values() {
+        let (None, Some(namespace)) = (module.name(), &module.namespace) else {
+            continue;
+        };
+        let old = format!("NS_UNNAMED_{}", module.namespace_id.0);
+        if !taken.contains(&old) {
+            continue;
+        }
+        let base = format!(
+            "NS_{}",
+            namespace_constant(&String::from_utf8_lossy(namespace))
+        );
+        let new = std::iter::once(base.clone())
+            .chain((2..).map(|n| format!("{base}_{n}")))
+            .find(|candidate| !taken.contains(candidate))
+            .expect("an unbounded sequence of candidates has a free one");
+        taken.insert(new.clone());
+        names.insert(old, new);
+    }
+    rename(tokens, &names)
 }
 
 /// Whether some parsed schema has `namespace` as its target namespace.

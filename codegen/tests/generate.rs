@@ -406,11 +406,17 @@ fn wrapped_operation_infos_carry_elements_actions_and_understood_headers() {
     let infos = operation_infos(module(&file.items, "calc_soap"));
     assert_eq!(infos.len(), 3);
 
+    // Namespaces are named by the constants of the `namespaces` module, not
+    // repeated as literals.
+    let namespaces = str_consts(module(&file.items, "namespaces"));
+    assert_eq!(namespaces["CALC"], "urn:example:calc");
+    assert_eq!(namespaces["HEADERS"], "urn:example:calc:headers");
+
     let add = &infos[0];
     assert_eq!(add["name"], "operations::ADD");
-    assert_eq!(add["request_namespace"], "urn:example:calc");
+    assert_eq!(add["request_namespace"], "super::namespaces::CALC");
     assert_eq!(add["request_element"], "Add");
-    assert_eq!(add["response_namespace"], "urn:example:calc");
+    assert_eq!(add["response_namespace"], "super::namespaces::CALC");
     assert_eq!(add["response_element"], "AddResponse");
     assert_eq!(
         add["soap_action"],
@@ -420,7 +426,7 @@ fn wrapped_operation_infos_carry_elements_actions_and_understood_headers() {
     // names `parameters`, so the header element is not the request.
     assert_eq!(
         add["understood_headers"],
-        r#"&[("urn:example:calc:headers","Session")]"#
+        r#"&[(super::namespaces::HEADERS,"Session")]"#
     );
 
     let negate = &infos[1];
@@ -628,6 +634,101 @@ fn element_declared_with_a_named_type_gets_a_struct_named_for_the_element() {
 }
 
 #[test]
+fn element_with_an_anonymous_type_gets_a_struct_named_for_the_element() {
+    // `<xs:element name="Add"><xs:complexType>...`: a struct `Add`, not an alias
+    // `pub type Add = AddElementType;` that rustdoc and compiler errors would show.
+    let generated = generate("wrapped.wsdl");
+    let file = parse(&generated);
+    let types = module(&file.items, "types");
+    for name in ["Add", "AddResponse", "Reset"] {
+        assert!(
+            types
+                .iter()
+                .any(|i| matches!(i, syn::Item::Struct(s) if s.ident == name)),
+            "types::{name} is not a struct"
+        );
+        assert!(has_impl_of(types, "WithSerializer", name));
+        assert!(has_impl_of(types, "WithDeserializer", name));
+        let tag = format!("name.unwrap_or(\"tns:{name}\")");
+        assert!(generated.code.contains(&tag), "missing {tag}");
+    }
+    assert!(
+        !generated.code.contains("ElementType"),
+        "no struct of an anonymous element type is left over"
+    );
+}
+
+#[test]
+fn um_message_elements_are_structs_without_aliases() {
+    let file = parse(&generate_with(&configure(), Path::new(UM_WSDL)));
+    let types = module(&file.items, "types");
+    let aliases: Vec<String> = types
+        .iter()
+        .filter_map(|i| match i {
+            syn::Item::Type(t) => Some(t.ident.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(aliases, Vec::<String>::new(), "type aliases in types");
+    for name in [
+        "IsUmEnabled",
+        "GetUmPropertiesResponse",
+        "ResetPin",
+        "GetCallInfoResponse",
+    ] {
+        assert!(
+            types
+                .iter()
+                .any(|i| matches!(i, syn::Item::Struct(s) if s.ident == name)),
+            "types::{name} is not a struct"
+        );
+    }
+}
+
+#[test]
+fn um_namespace_constants_are_named_for_the_namespace() {
+    let generated = generate_with(&configure(), Path::new(UM_WSDL));
+    let file = parse(&generated);
+    // The messages namespace is the schemas' default namespace (no prefix);
+    // xsd-parser alone would call its constant `NS_UNNAMED_<n>`.
+    let consts: BTreeMap<String, String> = module(&file.items, "types")
+        .iter()
+        .filter_map(|i| match i {
+            syn::Item::Const(c) if c.ident.to_string().starts_with("NS_") => {
+                Some((c.ident.to_string(), flat(&c.expr)))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        consts["NS_MESSAGES"]
+            .contains("http://schemas.microsoft.com/exchange/services/2006/messages"),
+        "{consts:?}"
+    );
+    assert!(consts["NS_T"].contains("http://schemas.microsoft.com/exchange/services/2006/types"));
+    assert!(
+        !generated.code.contains("NS_UNNAMED"),
+        "an unnamed namespace constant is left"
+    );
+    // The operation table names the namespaces by their constants.
+    let infos = operation_infos(module(&file.items, "um_service_soap"));
+    assert_eq!(infos.len(), 11);
+    for info in &infos {
+        assert_eq!(
+            info["request_namespace"], "super::namespaces::MESSAGES",
+            "{info:?}"
+        );
+        assert_eq!(
+            info["response_namespace"], "super::namespaces::MESSAGES",
+            "{info:?}"
+        );
+    }
+    assert!(!generated.code.contains(
+        "request_namespace: \"http://schemas.microsoft.com/exchange/services/2006/messages\""
+    ));
+}
+
+#[test]
 fn builder_settings_shape_the_output() {
     let path = fixture("wrapped.wsdl");
     let file = parse(&generate_with(
@@ -718,7 +819,8 @@ fn several_port_types_over_several_schemas() {
         assert!(namespaces.values().any(|v| v == ns), "no constant for {ns}");
     }
     let infos = operation_infos(module(&file.items, "orders_port"));
-    assert_eq!(infos[1]["request_namespace"], "urn:example:orders");
+    assert_eq!(namespaces["ORDERS"], "urn:example:orders");
+    assert_eq!(infos[1]["request_namespace"], "super::namespaces::ORDERS");
     assert_eq!(infos[1]["request_element"], "CancelOrder");
 }
 
@@ -792,7 +894,7 @@ fn xml_namespace_imported_without_location() {
     let fields = types
         .iter()
         .find_map(|i| match i {
-            syn::Item::Struct(s) if s.ident == "GreetElementType" => Some(&s.fields),
+            syn::Item::Struct(s) if s.ident == "Greet" => Some(&s.fields),
             _ => None,
         })
         .expect("the Greet element's struct");
@@ -964,22 +1066,14 @@ fn um_public_names_stay() {
     let types = module(&file.items, "types");
     let types_names = names(types);
     assert!(types_names.contains(&"ResetPin".to_owned()));
-    // `IsUmEnabledResponse { is_um_enabled_response }`: a struct, or an alias of one.
-    let target = types
-        .iter()
-        .find_map(|i| match i {
-            syn::Item::Struct(s) if s.ident == "IsUmEnabledResponse" => Some(s.ident.to_string()),
-            syn::Item::Type(t) if t.ident == "IsUmEnabledResponse" => Some(flat(&t.ty)),
-            _ => None,
-        })
-        .expect("types::IsUmEnabledResponse");
+    // `IsUmEnabledResponse { is_um_enabled_response }`.
     let is_um_enabled = types
         .iter()
         .find_map(|i| match i {
-            syn::Item::Struct(s) if s.ident == target => Some(s),
+            syn::Item::Struct(s) if s.ident == "IsUmEnabledResponse" => Some(s),
             _ => None,
         })
-        .expect("the struct of types::IsUmEnabledResponse");
+        .expect("the struct types::IsUmEnabledResponse");
     assert!(is_um_enabled
         .fields
         .iter()
