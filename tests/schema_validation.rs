@@ -35,46 +35,18 @@ const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 const SERVICE_PATH: &str = "/UnifiedMessaging/Service.asmx";
 
 /// A well-formed call id (base64 of `"<uuid>@<host>"`) that no call has.
-macro_rules! unknown_call_id {
-    () => {
-        "NDFiMmU3YzAtYjA1Ny00YjYzLWE4ZTAtN2E0ZDdjNzQ1ZTQ4QHVtLmV4YW1wbGUuY29t"
-    };
-}
-const UNKNOWN_CALL_ID: &str = unknown_call_id!();
+const UNKNOWN_CALL_ID: &str =
+    "NDFiMmU3YzAtYjA1Ny00YjYzLWE4ZTAtN2E0ZDdjNzQ1ZTQ4QHVtLmV4YW1wbGUuY29t";
 
-/// A valid request of each of the eleven operations: (operation, children
-/// of the request element).
-const VALID_REQUESTS: [(&str, &str); 11] = [
-    ("IsUMEnabled", ""),
-    ("GetUMProperties", ""),
-    ("SetOofStatus", "<status>true</status>"),
-    (
-        "SetPlayOnPhoneDialString",
-        "<dialString>+1 (425) 555-0100</dialString>",
-    ),
-    (
-        "SetTelephoneAccessFolderEmail",
-        "<base64FolderId>AAECAwQFBgc=</base64FolderId>",
-    ),
-    ("SetMissedCallNotificationEnabled", "<status>true</status>"),
-    ("ResetPIN", ""),
-    (
-        "PlayOnPhone",
-        "<entryId>AAECAw==</entryId><DialString>+1 425 555 0100</DialString>",
-    ),
-    (
-        "GetCallInfo",
-        concat!("<CallId>", unknown_call_id!(), "</CallId>"),
-    ),
-    (
-        "Disconnect",
-        concat!("<CallId>", unknown_call_id!(), "</CallId>"),
-    ),
-    (
-        "PlayOnPhoneGreeting",
-        "<GreetingType>NormalCustom</GreetingType><DialString>4100</DialString>",
-    ),
-];
+/// The example request element of `op` (`tests/fixtures/messages/<op>.request.xml`,
+/// which `tests/operations.rs` requires for every operation of the schema).
+fn example(op: &str, kind: &str) -> String {
+    let path = manifest_path(&format!("tests/fixtures/messages/{op}.{kind}.xml"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
 
 // ---------------------------------------------------------------------------
 // xmllint
@@ -566,10 +538,14 @@ fn every_request_validates_against_messages_xsd() {
         return;
     }
     let mut v = Validator::new();
-    for (op, children) in VALID_REQUESTS {
-        let element = request_element(op, children);
+    // Every operation of the schema, from the operation table: its example
+    // request and response.
+    for op in umws::um_service_soap::OPERATIONS.iter().map(|o| o.name) {
+        let element = example(op, "request");
         v.assert_valid(&format!("{op} request"), &element, &messages_xsd());
         v.assert_valid_message(&format!("{op} request"), &envelope(&element));
+        let response = example(op, "response");
+        v.assert_valid(&format!("{op} response"), &response, &messages_xsd());
     }
     // The ResetPIN request fixture in the canonical namespace.
     v.assert_valid_message(
@@ -604,8 +580,7 @@ fn successful_responses_validate_against_messages_xsd() {
         "GetUMProperties",
         "ResetPIN",
     ] {
-        let (_, children) = VALID_REQUESTS.iter().find(|(o, _)| *o == op).expect("op");
-        let request = envelope(&request_element(op, children));
+        let request = envelope(&example(op, "request"));
         v.assert_valid_message(&format!("{op} request"), &request);
         let answer = call(&server, "demo", &pw, op, &request);
         let tree = assert_success(op, &answer, op);
@@ -678,82 +653,85 @@ fn fault_responses_validate_and_have_the_exchange_shapes() {
     let envelope_xsd = envelope_xsd();
 
     // Application faults: valid requests the server refuses.
-    let application: &[(&str, &str, &str, &str, &str)] = &[
-        // (user, operation, request children, exception, what)
+    let application: &[(&str, &str, Option<&str>, &str, &str)] = &[
+        // (user, operation, request children (None: its example request), exception, what)
         (
             "demo",
             "PlayOnPhone",
-            VALID_REQUESTS[7].1,
+            None,
             "TransportException",
             "no telephony",
         ),
         (
             "demo",
             "PlayOnPhoneGreeting",
-            VALID_REQUESTS[10].1,
+            None,
             "TransportException",
             "no telephony",
         ),
         (
             "demo",
             "GetCallInfo",
-            VALID_REQUESTS[8].1,
+            None,
             "InvalidCallIdException",
             "unknown call",
         ),
         (
             "demo",
             "Disconnect",
-            VALID_REQUESTS[9].1,
+            None,
             "InvalidCallIdException",
             "unknown call",
         ),
         (
             "demo",
             "PlayOnPhone",
-            "<entryId>not base64!</entryId><DialString>4100</DialString>",
+            Some("<entryId>not base64!</entryId><DialString>4100</DialString>"),
             "InvalidObjectIdException",
             "bad entry id",
         ),
         (
             "demo",
             "SetPlayOnPhoneDialString",
-            "<dialString>call me</dialString>",
+            Some("<dialString>call me</dialString>"),
             "InvalidPhoneNumberException",
             "bad dial string",
         ),
         (
             "plain",
             "GetUMProperties",
-            "",
+            Some(""),
             "UserNotUmEnabledException",
             "no UM",
         ),
         (
             "plain",
             "SetOofStatus",
-            "<status>true</status>",
+            Some("<status>true</status>"),
             "UserNotUmEnabledException",
             "no UM",
         ),
         (
             "plain",
             "ResetPIN",
-            "",
+            Some(""),
             "UserNotUmEnabledException",
             "no UM",
         ),
         (
             "plain",
             "PlayOnPhone",
-            VALID_REQUESTS[7].1,
+            None,
             "UserNotUmEnabledException",
             "no UM",
         ),
     ];
     for (user, op, children, exception, why) in application {
         let what = format!("{op} ({why})");
-        let request = envelope(&request_element(op, children));
+        let request = envelope(&match children {
+            Some(children) => request_element(op, children),
+            None => example(op, "request"),
+        });
         v.assert_valid_message(&format!("{what} request"), &request);
         let password = if *user == "demo" {
             pw.as_str()
