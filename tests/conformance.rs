@@ -640,91 +640,33 @@ fn get_um_properties_answers_the_documented_shape_in_the_messages_namespace() {
     );
 }
 
-/// Answers GetCallInfo with a fixed call state; every other operation is refused.
+/// Answers GetCallInfo with a fixed call state, written by the generated serializer; every
+/// other operation is refused. A `SoapService` over the operation table, so that it needs no
+/// method per operation.
 struct OneCall;
 
-impl umws::um_service_soap::UmServiceSoap for OneCall {
-    async fn is_um_enabled(
-        &self,
-        _: &umws_soap::CallContext,
-        _: umws::types::IsUmEnabled,
-    ) -> Result<umws::types::IsUmEnabledResponse, umws_soap::SoapFault> {
-        Err(umws_soap::SoapFault::server("not served"))
+impl umws_soap::server::SoapService for OneCall {
+    fn operations(&self) -> &'static [umws_soap::OperationInfo] {
+        &umws::um_service_soap::OPERATIONS
     }
-    async fn get_um_properties(
-        &self,
-        _: &umws_soap::CallContext,
-        _: umws::types::GetUmProperties,
-    ) -> Result<umws::types::GetUmPropertiesResponse, umws_soap::SoapFault> {
-        Err(umws_soap::SoapFault::server("not served"))
-    }
-    async fn set_oof_status(
-        &self,
-        _: &umws_soap::CallContext,
-        _: umws::types::SetOofStatus,
-    ) -> Result<umws::types::SetOofStatusResponse, umws_soap::SoapFault> {
-        Err(umws_soap::SoapFault::server("not served"))
-    }
-    async fn set_play_on_phone_dial_string(
-        &self,
-        _: &umws_soap::CallContext,
-        _: umws::types::SetPlayOnPhoneDialString,
-    ) -> Result<umws::types::SetPlayOnPhoneDialStringResponse, umws_soap::SoapFault> {
-        Err(umws_soap::SoapFault::server("not served"))
-    }
-    async fn set_telephone_access_folder_email(
-        &self,
-        _: &umws_soap::CallContext,
-        _: umws::types::SetTelephoneAccessFolderEmail,
-    ) -> Result<umws::types::SetTelephoneAccessFolderEmailResponse, umws_soap::SoapFault> {
-        Err(umws_soap::SoapFault::server("not served"))
-    }
-    async fn set_missed_call_notification_enabled(
-        &self,
-        _: &umws_soap::CallContext,
-        _: umws::types::SetMissedCallNotificationEnabled,
-    ) -> Result<umws::types::SetMissedCallNotificationEnabledResponse, umws_soap::SoapFault> {
-        Err(umws_soap::SoapFault::server("not served"))
-    }
-    async fn reset_pin(
-        &self,
-        _: &umws_soap::CallContext,
-        _: umws::types::ResetPin,
-    ) -> Result<umws::types::ResetPinResponse, umws_soap::SoapFault> {
-        Err(umws_soap::SoapFault::server("not served"))
-    }
-    async fn play_on_phone(
-        &self,
-        _: &umws_soap::CallContext,
-        _: umws::types::PlayOnPhone,
-    ) -> Result<umws::types::PlayOnPhoneResponse, umws_soap::SoapFault> {
-        Err(umws_soap::SoapFault::server("not served"))
-    }
-    async fn get_call_info(
-        &self,
-        _: &umws_soap::CallContext,
-        _: umws::types::GetCallInfo,
-    ) -> Result<umws::types::GetCallInfoResponse, umws_soap::SoapFault> {
-        Ok(umws::types::GetCallInfoResponse {
+
+    async fn call<'a>(
+        &'a self,
+        _: &'a umws_soap::CallContext,
+        op: usize,
+        _: &'a umws_soap::envelope::BodyElement,
+    ) -> Result<umws_soap::server::Reply, umws_soap::server::CallError> {
+        if self.operations()[op].name != umws::um_service_soap::operations::GET_CALL_INFO {
+            return Err(umws_soap::server::CallError::Fault(
+                umws_soap::SoapFault::server("not served"),
+            ));
+        }
+        Ok(Box::new(umws::types::GetCallInfoResponse {
             get_call_info_response: umws::types::UmCallInfoType {
                 call_state: umws::types::UmCallStateType::Disconnected,
                 event_cause: umws::types::UmEventCauseType::NoAnswer,
             },
-        })
-    }
-    async fn disconnect(
-        &self,
-        _: &umws_soap::CallContext,
-        _: umws::types::Disconnect,
-    ) -> Result<umws::types::DisconnectResponse, umws_soap::SoapFault> {
-        Err(umws_soap::SoapFault::server("not served"))
-    }
-    async fn play_on_phone_greeting(
-        &self,
-        _: &umws_soap::CallContext,
-        _: umws::types::PlayOnPhoneGreeting,
-    ) -> Result<umws::types::PlayOnPhoneGreetingResponse, umws_soap::SoapFault> {
-        Err(umws_soap::SoapFault::server("not served"))
+        }))
     }
 }
 
@@ -741,7 +683,7 @@ fn get_call_info_answers_the_documented_shape_in_the_messages_namespace() {
         .expect("bind 127.0.0.1:0");
     let base = format!("http://{}", listener.local_addr().expect("address"));
     let server = umws_soap::server::SoapServer::new(
-        umws::um_service_soap::UmServiceSoapServer::new(OneCall),
+        OneCall,
         umws_soap::server::NoAuthentication,
         umws::fault::ExchangeFaults,
         umws_soap::server::ServerConfig {
