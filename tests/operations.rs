@@ -170,6 +170,6 @@ fn umws_client_has_a_command_for_every_operation() {
         .collect();
     assert!(
         missing.is_empty(),
-        "`umws client` has no command for {missing:?}: add one to src/main.rs (ClientOperation)"
+        "`umws client` has no command for {missing:?}: add one to src/cli/client.rs (enum Operation)"
     );
 }

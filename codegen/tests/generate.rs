@@ -543,6 +543,23 @@ fn one_way_operation_returns_unit_and_the_client_calls_one_way() {
         })
         .expect("impl SoapService for CalcSoapServer");
     assert!(server.contains("::umws_soap::server::EmptyReply"));
+
+    // The operation walk hands every operation over, the one-way one without a response type.
+    let walk = calc
+        .iter()
+        .find_map(|item| match item {
+            syn::Item::Fn(f) if f.sig.ident == "for_each_operation" => Some(flat(&f.block)),
+            _ => None,
+        })
+        .expect("fn for_each_operation");
+    assert!(
+        walk.contains("visitor.visit::<types::Add,types::AddResponse>(&OPERATIONS[0])"),
+        "{walk}"
+    );
+    assert!(
+        walk.contains("visitor.visit_one_way::<types::Reset>(&OPERATIONS[2])"),
+        "{walk}"
+    );
 }
 
 #[test]
@@ -555,6 +572,7 @@ fn server_and_client_are_emitted() {
             "operations",
             "actions",
             "OPERATIONS",
+            "for_each_operation",
             "CalcSoap",
             "CalcSoapServer",
             "CalcSoapClient"
