@@ -7104,7 +7104,7 @@ pub mod um_service_soap {
                         let request: types::IsUmEnabled = if body.bare {
                             types::IsUmEnabled {}
                         } else {
-                            ::umws_soap::xml::from_fragment(&body.xml)
+                            ::umws_soap::xml::from_request_fragment(&body.xml)
                                 .map_err(::umws_soap::server::CallError::InvalidRequest)?
                         };
                         let response = self.inner.is_um_enabled(ctx, request).await?;
@@ -7117,7 +7117,7 @@ pub mod um_service_soap {
                         let request: types::GetUmProperties = if body.bare {
                             types::GetUmProperties {}
                         } else {
-                            ::umws_soap::xml::from_fragment(&body.xml)
+                            ::umws_soap::xml::from_request_fragment(&body.xml)
                                 .map_err(::umws_soap::server::CallError::InvalidRequest)?
                         };
                         let response = self.inner.get_um_properties(ctx, request).await?;
@@ -7127,7 +7127,7 @@ pub mod um_service_soap {
                         )
                     }
                     2 => {
-                        let request: types::SetOofStatus = ::umws_soap::xml::from_fragment(
+                        let request: types::SetOofStatus = ::umws_soap::xml::from_request_fragment(
                                 &body.xml,
                             )
                             .map_err(::umws_soap::server::CallError::InvalidRequest)?;
@@ -7138,7 +7138,7 @@ pub mod um_service_soap {
                         )
                     }
                     3 => {
-                        let request: types::SetPlayOnPhoneDialString = ::umws_soap::xml::from_fragment(
+                        let request: types::SetPlayOnPhoneDialString = ::umws_soap::xml::from_request_fragment(
                                 &body.xml,
                             )
                             .map_err(::umws_soap::server::CallError::InvalidRequest)?;
@@ -7152,7 +7152,7 @@ pub mod um_service_soap {
                         )
                     }
                     4 => {
-                        let request: types::SetTelephoneAccessFolderEmail = ::umws_soap::xml::from_fragment(
+                        let request: types::SetTelephoneAccessFolderEmail = ::umws_soap::xml::from_request_fragment(
                                 &body.xml,
                             )
                             .map_err(::umws_soap::server::CallError::InvalidRequest)?;
@@ -7166,7 +7166,7 @@ pub mod um_service_soap {
                         )
                     }
                     5 => {
-                        let request: types::SetMissedCallNotificationEnabled = ::umws_soap::xml::from_fragment(
+                        let request: types::SetMissedCallNotificationEnabled = ::umws_soap::xml::from_request_fragment(
                                 &body.xml,
                             )
                             .map_err(::umws_soap::server::CallError::InvalidRequest)?;
@@ -7183,7 +7183,7 @@ pub mod um_service_soap {
                         let request: types::ResetPin = if body.bare {
                             types::ResetPin {}
                         } else {
-                            ::umws_soap::xml::from_fragment(&body.xml)
+                            ::umws_soap::xml::from_request_fragment(&body.xml)
                                 .map_err(::umws_soap::server::CallError::InvalidRequest)?
                         };
                         let response = self.inner.reset_pin(ctx, request).await?;
@@ -7193,7 +7193,7 @@ pub mod um_service_soap {
                         )
                     }
                     7 => {
-                        let request: types::PlayOnPhone = ::umws_soap::xml::from_fragment(
+                        let request: types::PlayOnPhone = ::umws_soap::xml::from_request_fragment(
                                 &body.xml,
                             )
                             .map_err(::umws_soap::server::CallError::InvalidRequest)?;
@@ -7204,7 +7204,7 @@ pub mod um_service_soap {
                         )
                     }
                     8 => {
-                        let request: types::GetCallInfo = ::umws_soap::xml::from_fragment(
+                        let request: types::GetCallInfo = ::umws_soap::xml::from_request_fragment(
                                 &body.xml,
                             )
                             .map_err(::umws_soap::server::CallError::InvalidRequest)?;
@@ -7215,7 +7215,7 @@ pub mod um_service_soap {
                         )
                     }
                     9 => {
-                        let request: types::Disconnect = ::umws_soap::xml::from_fragment(
+                        let request: types::Disconnect = ::umws_soap::xml::from_request_fragment(
                                 &body.xml,
                             )
                             .map_err(::umws_soap::server::CallError::InvalidRequest)?;
@@ -7226,7 +7226,7 @@ pub mod um_service_soap {
                         )
                     }
                     10 => {
-                        let request: types::PlayOnPhoneGreeting = ::umws_soap::xml::from_fragment(
+                        let request: types::PlayOnPhoneGreeting = ::umws_soap::xml::from_request_fragment(
                                 &body.xml,
                             )
                             .map_err(::umws_soap::server::CallError::InvalidRequest)?;

@@ -289,6 +289,25 @@ fn malformed_requests_get_error_invalid_request() {
                 r#"<ResetPIN xmlns="{M}"><mailbox>other</mailbox></ResetPIN>"#
             )),
         ),
+        // An unprefixed child is read by its local name; its namespace is checked apart.
+        (
+            "child in another default namespace",
+            envelope(&format!(
+                r#"<SetOofStatus xmlns="{M}"><status xmlns="urn:wrong">true</status></SetOofStatus>"#
+            )),
+        ),
+        (
+            "child in no namespace",
+            envelope(&format!(
+                r#"<SetOofStatus xmlns="{M}"><status xmlns="">true</status></SetOofStatus>"#
+            )),
+        ),
+        (
+            "child in the types namespace",
+            envelope(&format!(
+                r#"<m:SetOofStatus xmlns:m="{M}"><status xmlns="{T}">true</status></m:SetOofStatus>"#
+            )),
+        ),
         (
             "unexpected attribute",
             envelope(&format!(r#"<ResetPIN xmlns="{M}" mailbox="other"/>"#)),
@@ -323,6 +342,17 @@ fn malformed_requests_get_error_invalid_request() {
         server.mails("demo").is_empty(),
         "no bad request reset the PIN"
     );
+    // The same child in its own namespace, by default or by prefix, is read.
+    for request in [
+        format!(r#"<SetOofStatus xmlns="{M}"><status>true</status></SetOofStatus>"#),
+        format!(r#"<m:SetOofStatus xmlns:m="{M}"><m:status>true</m:status></m:SetOofStatus>"#),
+        format!(
+            r#"<m:SetOofStatus xmlns:m="{M}"><status xmlns="{M}">true</status></m:SetOofStatus>"#
+        ),
+    ] {
+        let (status, _, body) = soap(&server, PATH, None, &envelope(&request));
+        assert_eq!(status, 200, "{request}: {body}");
+    }
 }
 
 #[test]

@@ -249,7 +249,7 @@ fn emit_port_type(
         };
         // A type that carries no data has one value; a bare element needs no deserializer.
         let deserialize = quote! {
-            #rt::xml::from_fragment(&body.xml)
+            #rt::xml::from_request_fragment(&body.xml)
                 .map_err(#rt::server::CallError::InvalidRequest)?
         };
         let read = if types.unit.contains(&op.input) {

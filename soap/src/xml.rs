@@ -1,7 +1,8 @@
 //! The bridge between xsd-parser's generated (de)serializers and envelopes.
 
 use quick_xml::events::Event;
-use quick_xml::Writer;
+use quick_xml::name::ResolveResult;
+use quick_xml::{NsReader, Writer};
 use xsd_parser_types::quick_xml::{
     DeserializeSync, Error as ReadError, Serializer as _, SliceReader, WithDeserializer,
     WithSerializer, XmlReader, XmlReaderSync,
@@ -16,7 +17,7 @@ use crate::envelope::EnvelopeWriter;
 pub struct XmlError {
     message: String,
     #[source]
-    source: xsd_parser_types::quick_xml::Error,
+    source: Option<xsd_parser_types::quick_xml::Error>,
 }
 
 impl XmlError {
@@ -30,7 +31,92 @@ impl XmlError {
             .map(|e| format!(" at /{}", e.join("/")))
             .unwrap_or_default();
         let message = format!("{}{at}", source.kind);
-        Self { message, source }
+        Self {
+            message,
+            source: Some(source),
+        }
+    }
+
+    /// An element of a request where the schema has none of that name and namespace.
+    fn misplaced(given: &QualifiedName, expected: Option<&QualifiedName>) -> Self {
+        let message = match expected {
+            Some(expected) => format!("Unexpected element {given}, expected {expected}"),
+            None => format!("Unexpected element {given}"),
+        };
+        Self {
+            message,
+            source: None,
+        }
+    }
+}
+
+/// Reads a request of a generated type from a standalone XML fragment, like
+/// [`from_fragment`], and checks that every element of the fragment is one the
+/// schema puts there, namespace included.
+///
+/// xsd-parser's deserializers match an element written without a prefix by its
+/// local name alone, whatever default namespace is in scope (so
+/// `<status xmlns="urn:other">` would read as the messages namespace's
+/// `status`). The value read is therefore written back and the qualified names
+/// of its elements compared with those of the request, in order: any element in
+/// another namespace, or one the deserializer skipped, is refused.
+pub fn from_request_fragment<T>(xml: &str) -> Result<T, XmlError>
+where
+    T: WithDeserializer + WithSerializer,
+{
+    let value = from_fragment::<T>(xml)?;
+    let written = to_fragment(&value)?;
+    let given = element_names(xml.as_bytes())?;
+    let expected = element_names(&written)?;
+    if let Some(i) = (0..given.len().max(expected.len())).find(|&i| given.get(i) != expected.get(i))
+    {
+        return Err(match given.get(i) {
+            Some(name) => XmlError::misplaced(name, expected.get(i)),
+            None => XmlError::misplaced(&expected[i], None),
+        });
+    }
+    Ok(value)
+}
+
+/// The namespace and local name of an element.
+#[derive(Debug, PartialEq, Eq)]
+struct QualifiedName {
+    namespace: Option<Vec<u8>>,
+    local: Vec<u8>,
+}
+
+impl std::fmt::Display for QualifiedName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let local = String::from_utf8_lossy(&self.local);
+        match &self.namespace {
+            Some(ns) => write!(f, "{{{}}}{local}", String::from_utf8_lossy(ns)),
+            None => write!(f, "{local} (no namespace)"),
+        }
+    }
+}
+
+/// The qualified names of the elements of a fragment, in document order.
+fn element_names(xml: &[u8]) -> Result<Vec<QualifiedName>, XmlError> {
+    let mut reader = NsReader::from_reader(xml);
+    let mut names = Vec::new();
+    loop {
+        let (resolved, event) = reader
+            .read_resolved_event()
+            .map_err(|e| XmlError::new(e.into()))?;
+        match event {
+            Event::Start(start) | Event::Empty(start) => {
+                let namespace = match resolved {
+                    ResolveResult::Bound(ns) => Some(ns.as_ref().to_vec()),
+                    _ => None,
+                };
+                names.push(QualifiedName {
+                    namespace,
+                    local: start.local_name().as_ref().to_vec(),
+                });
+            }
+            Event::Eof => return Ok(names),
+            _ => {}
+        }
     }
 }
 
