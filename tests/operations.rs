@@ -126,22 +126,10 @@ fn a_broken_example_is_reported() {
     assert!(round_trip::<umws::types::ResetPin>(&dir.path().join("missing.xml"), "", "x").is_err());
 }
 
-/// The `umws client` command name of an operation: its WSDL name in kebab
+/// The `umws client` command name of an operation: the generated method's name in kebab
 /// case (`ResetPIN` -> `reset-pin`, `IsUMEnabled` -> `is-um-enabled`).
 fn command_name(op: &str) -> String {
-    let chars: Vec<char> = op.chars().collect();
-    let mut out = String::new();
-    for (i, &c) in chars.iter().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            let prev_lower = chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit();
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
-            if prev_lower || (next_lower && chars[i - 1].is_ascii_uppercase()) {
-                out.push('-');
-            }
-        }
-        out.push(c.to_ascii_lowercase());
-    }
-    out
+    umws_codegen::method_name(op).replace('_', "-")
 }
 
 #[test]
