@@ -1,11 +1,12 @@
 //! Limiting failed HTTP authentication, per user name and per client, so that passwords
 //! cannot be guessed at full speed - neither one after another nor in parallel.
 //!
-//! Every verified failure opens a **window** for its user name and for its client: until it
+//! Verified failures open a **window** for their user name and for their client: until it
 //! closes, an attempt that would need an argon2 verification is refused at once (the caller
 //! answers 429 with `Retry-After`), without checking the password, so a burst of guesses
 //! costs no more than one. A window lasts `base * 2^(n-1)`, capped at `max`, after the `n`th
-//! failure. Besides, a user name has at most one verification in flight, and a client one
+//! failure beyond an allowance (for a user name [`ThrottlePolicy::user_allowance`], one by
+//! default: a typo followed at once by the right password is not refused). Besides, a user name has at most one verification in flight, and a client one
 //! once it has failed (a few while it has not), and an attempt beyond that is refused the same
 //! way. A password already verified (the credentials cache of [`crate::auth`]) needs no
 //! verification: it is let in inside the client's window, but not inside its user's window
@@ -46,6 +47,9 @@ pub struct ThrottlePolicy {
     pub max: Duration,
     /// After this long without a failure, a counter is forgotten.
     pub forget_after: Duration,
+    /// How many failures of one user name open no window (so that a client that sends the
+    /// same wrong password twice, or a typo followed by the right password, is not refused).
+    pub user_allowance: u32,
     /// How many distinct user names may fail from one client before its window opens.
     pub client_allowance: u32,
     /// How many verifications one client may have in flight while none of its failures
@@ -63,6 +67,7 @@ impl Default for ThrottlePolicy {
             base: Duration::from_millis(200),
             max: Duration::from_secs(10),
             forget_after: Duration::from_secs(15 * 60),
+            user_allowance: 1,
             client_allowance: 2,
             client_parallel: 4,
             capacity: 100_000,
@@ -369,7 +374,10 @@ impl Throttle {
         }
         u.failures = u.failures.saturating_add(1);
         u.last = now;
-        u.until = now + self.window(u.failures);
+        u.until = match u.failures.checked_sub(self.policy.user_allowance) {
+            Some(n) if n > 0 => now + self.window(n),
+            _ => now,
+        };
     }
 
     fn count_client_failure(
@@ -581,6 +589,7 @@ mod tests {
             base: Duration::from_millis(100),
             max: Duration::from_secs(2),
             forget_after: Duration::from_secs(60),
+            user_allowance: 0,
             client_allowance: 2,
             client_parallel: 3,
             capacity: 8,
@@ -616,6 +625,18 @@ mod tests {
         let refused = t.admit(alice, Some(IP), false, now - Duration::from_millis(500));
         assert_eq!(refused.unwrap_err().retry_after.as_millis(), 500);
         assert!(t.admit(alice, Some(IP), false, now).is_ok());
+    }
+
+    #[test]
+    fn by_default_a_second_failure_opens_the_first_window() {
+        let t = Arc::new(Throttle::default());
+        let now = Instant::now();
+        let alice = t.user_key("alice");
+        fail(&t, "alice", Some(IP), now);
+        assert_eq!(t.windows(&alice, Some(IP), now), Duration::ZERO);
+        fail(&t, "alice", Some(IP), now);
+        assert_eq!(t.windows(&alice, Some(IP), now).as_millis(), 200);
+        assert!(t.admit_verified(&alice, || now).is_err());
     }
 
     #[test]
