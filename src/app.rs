@@ -133,7 +133,6 @@ impl umws_soap::server::Authenticator for MailboxAuth {
             tracing::debug!(bytes = user.len(), "logon refused: user name too long");
             return Ok(AuthDecision::Deny);
         }
-        let user_key = self.throttle.user_key(user);
         let refused = |refusal: Refusal| {
             tracing::debug!(
                 user = %LogUser(user),
@@ -143,13 +142,14 @@ impl umws_soap::server::Authenticator for MailboxAuth {
             Ok(AuthDecision::Throttled(refusal.retry_after))
         };
         let mailbox = match self.inner.lookup(user, password)? {
-            Lookup::Hit(mailbox) => match self.throttle.admit_verified(&user_key, Instant::now) {
+            Lookup::Hit(mailbox) => match self.throttle.admit_verified(user, Instant::now) {
                 Ok(()) => Some(mailbox),
                 Err(refusal) => return refused(refusal),
             },
             lookup => {
                 let ip = remote_addr.map(|a| a.ip());
                 let known_wrong = matches!(lookup, Lookup::Mismatch);
+                let user_key = self.throttle.user_key(user);
                 let admit = || {
                     let client = ip.map(ClientKey::of);
                     let permit =
