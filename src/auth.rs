@@ -443,14 +443,14 @@ impl Authenticator {
         let user_key = normalize_user(user).into_owned();
         let digest = self.digest(&user_key, password);
         let key = (user_key, digest);
-        let mut outcome = {
+        let (mut outcome, start) = {
             let mut inflight = self
                 .inner
                 .inflight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             match inflight.get(&key) {
-                Some(outcome) => outcome.clone(),
+                Some(outcome) => (outcome.clone(), None),
                 None => {
                     let completion = match admit() {
                         Ok(completion) => completion,
@@ -458,32 +458,35 @@ impl Authenticator {
                     };
                     let (publish, outcome) = watch::channel(None);
                     inflight.insert(key.clone(), outcome.clone());
-                    let flight = Flight {
-                        auth: self.clone(),
-                        key,
-                    };
-                    let user = user.to_owned();
-                    let password = password.to_owned();
-                    tokio::spawn(async move {
-                        let auth = flight.auth.clone();
-                        let verified = crate::store::spawn_argon2(move || {
-                            auth.verify_and_cache(&user, &password)
-                        })
-                        .await;
-                        let verified: Outcome = match verified {
-                            Ok(Ok(verified)) => Ok(verified),
-                            Ok(Err(error)) => Err(Arc::new(error)),
-                            Err(error) => Err(Arc::new(AuthError::Task(error))),
-                        };
-                        completion(verified.as_ref().ok());
-                        // Off the map before the waiters wake, so that none finds it there.
-                        drop(flight);
-                        publish.send_replace(Some(verified));
-                    });
-                    outcome
+                    (outcome, Some((publish, completion)))
                 }
             }
         };
+        if let Some((publish, completion)) = start {
+            // Made after the lock is released: should the spawn fail, this takes the
+            // verification off the map again.
+            let flight = Flight {
+                auth: self.clone(),
+                key,
+            };
+            let user = user.to_owned();
+            let password = password.to_owned();
+            tokio::spawn(async move {
+                let auth = flight.auth.clone();
+                let verified =
+                    crate::store::spawn_argon2(move || auth.verify_and_cache(&user, &password))
+                        .await;
+                let verified: Outcome = match verified {
+                    Ok(Ok(verified)) => Ok(verified),
+                    Ok(Err(error)) => Err(Arc::new(error)),
+                    Err(error) => Err(Arc::new(AuthError::Task(error))),
+                };
+                completion(verified.as_ref().ok());
+                // Off the map before the waiters wake, so that none finds it there.
+                drop(flight);
+                publish.send_replace(Some(verified));
+            });
+        }
         let published = outcome
             .wait_for(Option::is_some)
             .await
