@@ -1,6 +1,6 @@
 //! Assembling the UM web service: store, mail, authentication, SOAP server.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,14 +9,14 @@ use umws_soap::namespace::NamespaceAliases;
 use umws_soap::server::{AuthDecision, Credentials, ServerConfig, SoapServer};
 use umws_soap::wsdl::WsdlDocuments;
 
-use crate::auth::Authenticator;
+use crate::auth::{user_name_too_long, Authenticator, Completion, LogUser, Lookup, Verified};
 use crate::config::ServeConfig;
 use crate::fault::ExchangeFaults;
 use crate::generated::um_service_soap::UmServiceSoapServer;
 use crate::mail::{default_from, MailDelivery, MailError, Maildir, ResetPinMailer, SmtpRelay};
 use crate::service::{Caller, UmService};
 use crate::store::Store;
-use crate::throttle::{Throttle, ThrottlePolicy};
+use crate::throttle::{ClientKey, Permit, Refusal, Throttle, ThrottlePolicy};
 
 /// The URL paths the service answers on: Exchange 2007's and Exchange
 /// 2010's.
@@ -52,8 +52,15 @@ pub fn wsdl_documents() -> WsdlDocuments {
     )
 }
 
-/// HTTP Basic authentication against the mailbox store, with failed
-/// attempts slowed down per user and per address ([`Throttle`]).
+/// HTTP Basic authentication against the mailbox store, with failed attempts limited per
+/// user and per client ([`Throttle`]).
+///
+/// A logon goes: a user name longer than the store allows is refused (401) before anything
+/// else; a password in the credentials cache is let in unless its user name is throttled;
+/// any other attempt needs an argon2 verification, which the throttle admits or refuses
+/// unchecked (429 with `Retry-After`). Failures are logged at INFO with the (escaped,
+/// shortened) user name when a mailbox of that name exists; a name that is no mailbox's -
+/// perhaps a password typed into the wrong field - only at DEBUG.
 #[derive(Clone)]
 pub struct MailboxAuth {
     inner: Authenticator,
@@ -67,17 +74,48 @@ impl MailboxAuth {
         Self::with_throttle(store, ThrottlePolicy::default())
     }
 
-    /// Authentication over `store` with a throttle of `policy`.
+    /// Authentication over `store` with a throttle of `policy`. Within a tokio runtime, the
+    /// throttle's sweeper is started ([`Throttle::spawn_sweeper`]).
     pub fn with_throttle(store: Store, policy: ThrottlePolicy) -> Self {
+        let throttle = Arc::new(Throttle::new(policy));
+        throttle.spawn_sweeper();
         Self {
             inner: Authenticator::new(store),
-            throttle: Arc::new(Throttle::new(policy)),
+            throttle,
         }
     }
 
     /// The underlying authenticator (for its statistics).
     pub fn authenticator(&self) -> &Authenticator {
         &self.inner
+    }
+
+    /// The throttle (for tests and diagnostics).
+    pub fn throttle(&self) -> &Arc<Throttle> {
+        &self.throttle
+    }
+
+    /// The [`Completion`] of an admitted verification: reports it to the throttle and logs a
+    /// failure.
+    fn on_verified(permit: Permit, user: &str, client: Option<IpAddr>) -> Completion {
+        let shown = LogUser(user).to_string();
+        Box::new(move |verified: Option<&Verified>| {
+            permit.finish(
+                verified.map(|v| matches!(v, Verified::Right(_))),
+                Instant::now(),
+            );
+            let client = client.map(tracing::field::display);
+            match verified {
+                Some(Verified::Wrong { known_user: true }) => {
+                    tracing::info!(user = %shown, client, "authentication failed: wrong password");
+                }
+                Some(Verified::Wrong { known_user: false }) => {
+                    tracing::info!(client, "authentication failed: no such user");
+                    tracing::debug!(user = %shown, "the unknown user name");
+                }
+                Some(Verified::Right(_)) | None => {}
+            }
+        })
     }
 }
 
@@ -90,20 +128,44 @@ impl umws_soap::server::Authenticator for MailboxAuth {
         let Some(credentials) = credentials else {
             return Ok(AuthDecision::Deny);
         };
-        let ip = remote_addr.map(|a| a.ip());
-        let delay = self.throttle.delay(credentials.user(), ip, Instant::now);
-        if !delay.is_zero() {
-            tracing::debug!(user = %credentials.user(), delay_ms = delay.as_millis() as u64, "slowing a logon after failures");
-            // Boxed: rare, and a timer would make the future of every request larger.
-            Box::pin(tokio::time::sleep(delay)).await;
+        let (user, password) = (credentials.user(), credentials.password());
+        if user_name_too_long(user) {
+            tracing::debug!(bytes = user.len(), "logon refused: user name too long");
+            return Ok(AuthDecision::Deny);
         }
-        match self
-            .inner
-            .authenticate_mailbox(credentials.user(), credentials.password())
-            .await?
-        {
+        let refused = |refusal: Refusal| {
+            tracing::debug!(
+                user = %LogUser(user),
+                retry_after_ms = refusal.retry_after.as_millis() as u64,
+                "logon refused unchecked: throttled"
+            );
+            Ok(AuthDecision::Throttled(refusal.retry_after))
+        };
+        let mailbox = match self.inner.lookup(user, password)? {
+            Lookup::Hit(mailbox) => match self.throttle.admit_verified(user, Instant::now) {
+                Ok(()) => Some(mailbox),
+                Err(refusal) => return refused(refusal),
+            },
+            lookup => {
+                let ip = remote_addr.map(|a| a.ip());
+                let known_wrong = matches!(lookup, Lookup::Mismatch);
+                let user_key = self.throttle.user_key(user);
+                let admit = || {
+                    let client = ip.map(ClientKey::of);
+                    let permit =
+                        self.throttle
+                            .admit(user_key, client, known_wrong, Instant::now())?;
+                    Ok(Self::on_verified(permit, user, ip))
+                };
+                // Boxed: the future of every request holds only what a cache hit needs.
+                match Box::pin(self.inner.verify_admitted(user, password, admit)).await? {
+                    Ok(verified) => verified.mailbox(),
+                    Err(refusal) => return refused(refusal),
+                }
+            }
+        };
+        match mailbox {
             Some(mailbox) => {
-                self.throttle.succeeded(credentials.user());
                 let mut ext = http::Extensions::new();
                 ext.insert(Caller {
                     mailbox: mailbox.id,
@@ -112,11 +174,7 @@ impl umws_soap::server::Authenticator for MailboxAuth {
                 });
                 Ok(AuthDecision::Allow(ext))
             }
-            None => {
-                self.throttle.failed(credentials.user(), ip, Instant::now());
-                tracing::info!(user = %credentials.user(), "authentication failed");
-                Ok(AuthDecision::Deny)
-            }
+            None => Ok(AuthDecision::Deny),
         }
     }
 }

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 use crate::store::{normalize_user, Mailbox, MailboxId, Store, StoreError};
 
@@ -35,6 +36,55 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
 
 /// How many users the cache holds at most.
 pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// The longest user name, in characters: the store refuses longer ones, so no such mailbox
+/// exists and a logon with one is refused before anything else is done with it.
+pub const MAX_USER_CHARS: usize = 256;
+
+/// How many characters of a user name [`LogUser`] shows.
+pub const LOGGED_USER_CHARS: usize = 64;
+
+/// Whether `user` is longer than [`MAX_USER_CHARS`] (counting no further than needed).
+pub fn user_name_too_long(user: &str) -> bool {
+    user.len() > MAX_USER_CHARS && user.chars().nth(MAX_USER_CHARS).is_some()
+}
+
+/// A user name as the log shows it: at most [`LOGGED_USER_CHARS`] characters (then `...`),
+/// and `?` for every control character, line or paragraph separator and bidirectional
+/// control, so that a name can neither forge a log line nor disguise one.
+pub struct LogUser<'a>(pub &'a str);
+
+impl LogUser<'_> {
+    fn safe(c: char) -> char {
+        let unsafe_char = c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' // line and paragraph separator
+                | '\u{200e}' | '\u{200f}' | '\u{061c}' // direction marks
+                | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' // embeddings, isolates
+                | '\u{feff}'
+            );
+        if unsafe_char {
+            '?'
+        } else {
+            c
+        }
+    }
+}
+
+impl std::fmt::Display for LogUser<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        let mut chars = self.0.chars();
+        for c in chars.by_ref().take(LOGGED_USER_CHARS) {
+            f.write_char(Self::safe(c))?;
+        }
+        if chars.next().is_some() {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
 
 /// A failure to authenticate that is not a wrong password (which is `Ok(None)`).
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +95,12 @@ pub enum AuthError {
     /// The blocking task running the verification panicked or was cancelled.
     #[error("credential verification task failed")]
     Task(#[source] tokio::task::JoinError),
+    /// The verification this request shared with others failed.
+    #[error("shared credential verification failed")]
+    Shared(#[source] Arc<AuthError>),
+    /// The verification this request waited for ended without an outcome.
+    #[error("credential verification ended without an outcome")]
+    Abandoned,
 }
 
 /// Counters of the cache, for tests and benchmarks.
@@ -55,6 +111,49 @@ pub struct AuthStats {
     /// Requests that needed an argon2 verification.
     pub slow_verifications: u64,
 }
+
+/// What the cache knows of a (user, password) pair ([`Authenticator::lookup`]).
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// The password was verified for this user, and the mailbox record is current.
+    Hit(Arc<Mailbox>),
+    /// Another password was verified for this user: this one is wrong (or changed by another
+    /// process a moment ago).
+    Mismatch,
+    /// Nothing is known: only a verification can tell.
+    Absent,
+}
+
+/// What a full verification found.
+#[derive(Debug, Clone)]
+pub enum Verified {
+    /// The password is right.
+    Right(Arc<Mailbox>),
+    /// The password is wrong or there is no such user; `known_user` tells which, for the log
+    /// only (the answer must not).
+    Wrong {
+        /// A mailbox of this name exists.
+        known_user: bool,
+    },
+}
+
+impl Verified {
+    /// The mailbox, when the password is right.
+    pub fn mailbox(self) -> Option<Arc<Mailbox>> {
+        match self {
+            Verified::Right(mailbox) => Some(mailbox),
+            Verified::Wrong { .. } => None,
+        }
+    }
+}
+
+/// The outcome of one verification, shared by every request that waited for it.
+type Outcome = Result<Verified, Arc<AuthError>>;
+
+/// Runs once a verification started by [`Authenticator::verify_admitted`] has ended, also when
+/// the request that started it went away: with what it found, or `None` when the check itself
+/// failed.
+pub type Completion = Box<dyn FnOnce(Option<&Verified>) + Send>;
 
 struct Entry {
     digest: [u8; 32],
@@ -70,35 +169,29 @@ struct Inner {
     ttl: Duration,
     capacity: usize,
     cache: Mutex<HashMap<String, Entry>>,
-    /// One gate per (user, password digest) with a verification in flight (see
-    /// [`Authenticator::authenticate_mailbox`]).
-    inflight: Mutex<HashMap<FlightKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// The verifications in flight, per (user, password digest), with the channel their
+    /// outcome will be published on (see [`Authenticator::verify_admitted`]).
+    inflight: Mutex<HashMap<FlightKey, watch::Receiver<Option<Outcome>>>>,
     hits: AtomicU64,
     slow: AtomicU64,
 }
 
 type FlightKey = (String, [u8; 32]);
 
-/// A turn at verifying one (user, password) pair; gives its gate back on drop, also when the
-/// request is cancelled while waiting.
-struct Flight<'a> {
-    auth: &'a Authenticator,
+/// Takes a verification off the in-flight map when it ends, also if its task panics.
+struct Flight {
+    auth: Authenticator,
     key: FlightKey,
-    gate: Arc<tokio::sync::Mutex<()>>,
 }
 
-impl Drop for Flight<'_> {
+impl Drop for Flight {
     fn drop(&mut self) {
-        let mut inflight = self
-            .auth
+        self.auth
             .inner
             .inflight
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Clones are only made under this lock: the map's and ours mean nobody else waits.
-        if Arc::strong_count(&self.gate) <= 2 {
-            inflight.remove(&self.key);
-        }
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
     }
 }
 
@@ -180,6 +273,16 @@ impl Authenticator {
         user: &str,
         password: &str,
     ) -> Result<Option<Arc<Mailbox>>, AuthError> {
+        Ok(match self.lookup(user, password)? {
+            Lookup::Hit(mailbox) => Some(mailbox),
+            Lookup::Mismatch | Lookup::Absent => None,
+        })
+    }
+
+    /// What the cache knows of `user` and `password`, without a verification: a hit costs
+    /// one SHA-256, and one indexed database read only when the store changed since the
+    /// entry's record was read.
+    pub fn lookup(&self, user: &str, password: &str) -> Result<Lookup, AuthError> {
         let key = normalize_user(user);
         let key: &str = key.as_ref();
         let digest = self.digest(key, password);
@@ -197,15 +300,16 @@ impl Authenticator {
                 Some(e) if digests_equal(&e.digest, &digest) => {
                     Some((Arc::clone(&e.mailbox), e.version))
                 }
-                _ => None,
+                Some(_) => return Ok(Lookup::Mismatch),
+                None => None,
             }
         };
         let Some((cached, seen)) = found else {
-            return Ok(None);
+            return Ok(Lookup::Absent);
         };
         if seen == version {
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Some(cached));
+            return Ok(Lookup::Hit(cached));
         }
         let fresh = self
             .inner
@@ -215,7 +319,7 @@ impl Authenticator {
         let Some(fresh) = fresh else {
             // Password changed or mailbox gone since the entry was made.
             self.invalidate(user);
-            return Ok(None);
+            return Ok(Lookup::Absent);
         };
         let fresh = Arc::new(fresh);
         if let Some(e) = self.cache().get_mut(key) {
@@ -226,19 +330,17 @@ impl Authenticator {
             }
         }
         self.inner.hits.fetch_add(1, Ordering::Relaxed);
-        Ok(Some(fresh))
+        Ok(Lookup::Hit(fresh))
     }
 
-    /// The slow path: one argon2 verification; caches a success.
-    fn verify_and_cache(
-        &self,
-        user: &str,
-        password: &str,
-    ) -> Result<Option<Arc<Mailbox>>, AuthError> {
+    /// The slow path: one argon2 verification; caches a success. A failure costs one more
+    /// indexed read, known and unknown users alike, to tell the log which it was.
+    fn verify_and_cache(&self, user: &str, password: &str) -> Result<Verified, AuthError> {
         self.inner.slow.fetch_add(1, Ordering::Relaxed);
         let version = self.inner.store.change_version()?;
         let Some(mailbox) = self.inner.store.verify_password(user, password)? else {
-            return Ok(None);
+            let known_user = self.inner.store.mailbox(user)?.is_some();
+            return Ok(Verified::Wrong { known_user });
         };
         let mailbox = Arc::new(mailbox);
         if self.inner.capacity > 0 && !self.inner.ttl.is_zero() {
@@ -265,7 +367,7 @@ impl Authenticator {
             }
             cache.insert(key, entry);
         }
-        Ok(Some(mailbox))
+        Ok(Verified::Right(mailbox))
     }
 
     /// Checks `user`'s `password`: `Ok(Some(id))` if right, `Ok(None)` if wrong or unknown.
@@ -277,7 +379,10 @@ impl Authenticator {
         if let Some(id) = self.cached(user, password)? {
             return Ok(Some(id));
         }
-        Ok(self.verify_and_cache(user, password)?.map(|m| m.id))
+        Ok(self
+            .verify_and_cache(user, password)?
+            .mailbox()
+            .map(|m| m.id))
     }
 
     /// [`authenticate`](Self::authenticate) for async callers: a hit is answered inline, a miss
@@ -297,10 +402,10 @@ impl Authenticator {
     /// [`authenticate_async`](Self::authenticate_async), returning the
     /// caller's mailbox as read for the check.
     ///
-    /// Misses are single-flight: while one request verifies a (user, password) pair, others
-    /// with the same pair wait for it and then find its result in the cache, so a cold cache
-    /// under many concurrent requests costs one argon2 verification, not one per request.
-    /// (Wrong passwords are not cached, so their waiters verify one after another.)
+    /// Misses are single-flight ([`verify_admitted`](Self::verify_admitted)): while one
+    /// request verifies a (user, password) pair, others with the same pair wait for it and
+    /// share its outcome, so a cold cache under many concurrent requests costs one argon2
+    /// verification, not one per request - and so does a wrong password sent many times.
     pub async fn authenticate_mailbox(
         &self,
         user: &str,
@@ -310,42 +415,87 @@ impl Authenticator {
             return Ok(Some(m));
         }
         // Boxed: the future of every request holds only what the hit needs.
-        Box::pin(self.verify_single_flight(user, password)).await
+        let admitted = Box::pin(self.verify_admitted(user, password, || {
+            Ok::<Completion, std::convert::Infallible>(Box::new(|_| {}))
+        }))
+        .await?;
+        match admitted {
+            Ok(verified) => Ok(verified.mailbox()),
+            Err(never) => match never {},
+        }
     }
 
-    /// The miss of [`authenticate_mailbox`](Self::authenticate_mailbox): one verification per
-    /// (user, password) pair at a time.
-    async fn verify_single_flight(
+    /// The miss: one argon2 verification per (user, password) pair at a time. When the pair
+    /// is being verified already, waits for that verification and returns its outcome.
+    /// Otherwise asks `admit` (under the lock that makes verifications single-flight, so two
+    /// requests with one pair never both ask): `Err` refuses the attempt unchecked, `Ok` gives
+    /// the [`Completion`] to run when the verification ends.
+    ///
+    /// The verification runs in a task of its own ([`spawn_argon2`](crate::store::spawn_argon2)),
+    /// so its outcome is recorded and shared even if the request that started it is dropped.
+    /// Must be called within a tokio runtime.
+    pub async fn verify_admitted<R>(
         &self,
         user: &str,
         password: &str,
-    ) -> Result<Option<Arc<Mailbox>>, AuthError> {
+        admit: impl FnOnce() -> Result<Completion, R>,
+    ) -> Result<Result<Verified, R>, AuthError> {
         let user_key = normalize_user(user).into_owned();
         let digest = self.digest(&user_key, password);
         let key = (user_key, digest);
-        let flight = {
+        let (mut outcome, start) = {
             let mut inflight = self
                 .inner
                 .inflight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let gate = Arc::clone(inflight.entry(key.clone()).or_default());
-            Flight {
-                auth: self,
-                key,
-                gate,
+            match inflight.get(&key) {
+                Some(outcome) => (outcome.clone(), None),
+                None => {
+                    let completion = match admit() {
+                        Ok(completion) => completion,
+                        Err(refusal) => return Ok(Err(refusal)),
+                    };
+                    let (publish, outcome) = watch::channel(None);
+                    inflight.insert(key.clone(), outcome.clone());
+                    (outcome, Some((publish, completion)))
+                }
             }
         };
-        let _turn = flight.gate.lock().await;
-        if let Some(m) = self.cached_mailbox(user, password)? {
-            return Ok(Some(m));
+        if let Some((publish, completion)) = start {
+            // Made after the lock is released: should the spawn fail, this takes the
+            // verification off the map again.
+            let flight = Flight {
+                auth: self.clone(),
+                key,
+            };
+            let user = user.to_owned();
+            let password = password.to_owned();
+            tokio::spawn(async move {
+                let auth = flight.auth.clone();
+                let verified =
+                    crate::store::spawn_argon2(move || auth.verify_and_cache(&user, &password))
+                        .await;
+                let verified: Outcome = match verified {
+                    Ok(Ok(verified)) => Ok(verified),
+                    Ok(Err(error)) => Err(Arc::new(error)),
+                    Err(error) => Err(Arc::new(AuthError::Task(error))),
+                };
+                completion(verified.as_ref().ok());
+                // Off the map before the waiters wake, so that none finds it there.
+                drop(flight);
+                publish.send_replace(Some(verified));
+            });
         }
-        let this = self.clone();
-        let user = user.to_owned();
-        let password = password.to_owned();
-        crate::store::spawn_argon2(move || this.verify_and_cache(&user, &password))
+        let published = outcome
+            .wait_for(Option::is_some)
             .await
-            .map_err(AuthError::Task)?
+            .map_err(|_| AuthError::Abandoned)?;
+        match published.as_ref() {
+            Some(Ok(verified)) => Ok(Ok(verified.clone())),
+            Some(Err(error)) => Err(AuthError::Shared(Arc::clone(error))),
+            None => Err(AuthError::Abandoned),
+        }
     }
 
     /// Forgets the cached credentials of `user`; call it when the password changes.
@@ -579,6 +729,20 @@ mod tests {
     }
 
     #[test]
+    fn log_user_escapes_and_shortens() {
+        assert_eq!(LogUser("alice").to_string(), "alice");
+        assert_eq!(
+            LogUser("x\r\n2026 INFO forged\u{1b}[2J\u{2028}\u{202e}").to_string(),
+            "x??2026 INFO forged?[2J??"
+        );
+        let long = "ä".repeat(300);
+        let shown = LogUser(&long).to_string();
+        assert_eq!(shown, format!("{}...", "ä".repeat(LOGGED_USER_CHARS)));
+        assert!(!user_name_too_long(&"ä".repeat(MAX_USER_CHARS)));
+        assert!(user_name_too_long(&"a".repeat(MAX_USER_CHARS + 1)));
+    }
+
+    #[test]
     fn digest_compare_is_exact() {
         let a = [7u8; 32];
         let mut b = a;
@@ -616,10 +780,12 @@ mod tests {
             1,
             "one argon2 for 16 requests"
         );
-        assert_eq!(auth.stats().hits, 15);
-        // Wrong passwords are not shared: each is verified (one after another).
+        // The others shared its outcome, or came after it and hit the cache.
+        assert!(auth.stats().hits <= 15);
+        // A wrong password is shared as well: those that came while it was being verified
+        // got its outcome.
         assert_eq!(concurrent_logons(&auth, "guess", 3).await, [false; 3]);
-        assert_eq!(auth.stats().slow_verifications, 4);
+        assert!((2..=4).contains(&auth.stats().slow_verifications));
         assert!(
             auth.inner.inflight.lock().unwrap().is_empty(),
             "no gate is left behind"
@@ -627,18 +793,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_cancelled_wait_leaves_no_gate() {
+    async fn a_cancelled_wait_leaves_no_gate_and_the_verification_ends() {
         let (_dir, store) = setup(&["alice"]);
         let auth = Authenticator::new(store);
         let waiting = auth.authenticate_mailbox("alice", "alice-pw");
         // Dropped before it finished (the client went away).
         let _ = tokio::time::timeout(Duration::from_micros(1), waiting).await;
-        // Let a blocking verification that may have started finish.
+        // The verification it started goes on; this one shares it or hits its result.
         assert!(auth
             .authenticate_mailbox("alice", "alice-pw")
             .await
             .unwrap()
             .is_some());
+        assert_eq!(auth.stats().slow_verifications, 1);
+        // The flight's task takes itself off the map right after caching its result.
+        for _ in 0..1000 {
+            if auth.inner.inflight.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         assert!(auth.inner.inflight.lock().unwrap().is_empty());
     }
 

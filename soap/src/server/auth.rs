@@ -86,6 +86,9 @@ pub enum AuthDecision {
     Allow(http::Extensions),
     /// The credentials are wrong, unknown, or the account may not log on.
     Deny,
+    /// Refused unchecked after failed attempts: `429 Too Many Requests`, with `Retry-After`
+    /// this long (in whole seconds, rounded up).
+    Throttled(std::time::Duration),
 }
 
 /// Checks the credentials of every request.

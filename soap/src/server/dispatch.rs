@@ -41,6 +41,9 @@ impl<S: SoapService, A: Authenticator> SoapServer<S, A> {
         let extensions = match self.inner.auth.authenticate(credentials, remote_addr).await {
             Ok(AuthDecision::Allow(ext)) => ext,
             Ok(AuthDecision::Deny) => return Err(Rejection::Unauthorized),
+            Ok(AuthDecision::Throttled(retry_after)) => {
+                return Err(Rejection::TooManyAttempts { retry_after })
+            }
             Err(error) => return Err(Rejection::AuthenticationUnavailable(error)),
         };
 

@@ -113,6 +113,14 @@ pub(super) enum Rejection {
     /// [`ServerConfig::realm`].
     #[error("authentication required")]
     Unauthorized,
+    /// The [`Authenticator`](super::Authenticator) refused the credentials unchecked after
+    /// failed attempts ([`AuthDecision::Throttled`](super::AuthDecision::Throttled)): `429`
+    /// with `Retry-After` in whole seconds (at least 1).
+    #[error("too many failed logons")]
+    TooManyAttempts {
+        /// How long until an attempt may be checked again.
+        retry_after: std::time::Duration,
+    },
     /// The [`Authenticator`](super::Authenticator) itself failed: `503`.
     #[error("authentication is unavailable")]
     AuthenticationUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -287,6 +295,16 @@ impl Rejection {
                 {
                     r.headers_mut().insert(WWW_AUTHENTICATE, v);
                 }
+                return r;
+            }
+            Self::TooManyAttempts { retry_after } => {
+                let mut r = plain(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many failed logons; retry later\n",
+                );
+                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
                 return r;
             }
             Self::AuthenticationUnavailable(_) => {
