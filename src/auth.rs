@@ -37,9 +37,9 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
 /// How many users the cache holds at most.
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
-/// The longest user name, in characters: the store refuses longer ones, so no such mailbox
-/// exists and a logon with one is refused before anything else is done with it.
-pub const MAX_USER_CHARS: usize = 256;
+/// The longest user name, in characters: the store's own limit. A longer one is refused
+/// before the throttle, argon2 or the log see it.
+pub use crate::store::MAX_USER_CHARS;
 
 /// How many characters of a user name [`LogUser`] shows.
 pub const LOGGED_USER_CHARS: usize = 64;

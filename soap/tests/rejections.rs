@@ -96,6 +96,9 @@ impl Authenticator for Auth {
         match credentials.as_ref().map(|c| (c.user(), c.password())) {
             Some(("demo", "pw")) => Ok(AuthDecision::Allow(http::Extensions::new())),
             Some(("broken", _)) => Err("the account store is down".into()),
+            Some(("slow", _)) => Ok(AuthDecision::Throttled(std::time::Duration::from_millis(
+                1500,
+            ))),
             _ => Ok(AuthDecision::Deny),
         }
     }
@@ -253,6 +256,18 @@ async fn http_rejections_are_answered_as_before() {
                 "415 Unsupported Media Type",
                 "",
                 "only charset=utf-8 is supported\n",
+            ),
+        ),
+        (
+            "throttled logon",
+            post(
+                &format!("{xml}Authorization: Basic {}\r\n", basic("slow:pw")),
+                "<a/>",
+            ),
+            plain(
+                "429 Too Many Requests",
+                "retry-after: 2\r\n",
+                "too many failed logons; retry later\n",
             ),
         ),
         (

@@ -633,11 +633,14 @@ impl<E: std::error::Error + 'static> From<rusqlite::Error> for ResetPinError<E> 
     }
 }
 
+/// The longest user name a mailbox may have, in characters.
+pub const MAX_USER_CHARS: usize = 256;
+
 /// Checks a user name for [`Store::add_mailbox`] (give it in NFC, see [`display_user`]).
 pub(crate) fn validate_user(user: &str) -> Result<(), StoreError> {
     let reason = if user.is_empty() {
         "empty"
-    } else if user.chars().count() > 256 {
+    } else if user.chars().count() > MAX_USER_CHARS {
         "longer than 256 characters"
     } else if user.chars().any(char::is_control) {
         "contains a control character"
