@@ -15,6 +15,7 @@ mod tests;
 mod writer;
 
 pub use fault::read_fault;
+#[cfg(feature = "server")]
 pub(crate) use reader::is_utf8_label;
 pub use reader::parse;
 pub use writer::EnvelopeWriter;
