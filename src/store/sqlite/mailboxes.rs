@@ -5,7 +5,6 @@
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use super::Store;
-use crate::pin_policy::PinPolicy;
 use crate::store::{
     display_user, hash_secret, normalize_user, validate_extension, validate_user, verify_secret,
     CredentialStamp, Mailbox, MailboxId, NewMailbox, StoreError, DEFAULT_POLICY_NAME,
@@ -47,15 +46,7 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<MailboxRow> {
         extension: r.get(3)?,
         email: r.get(4)?,
         policy_name: r.get(5)?,
-        policy: PinPolicy {
-            min_pin_length: r.get(6)?,
-            pin_lifetime_days: r.get(7)?,
-            pin_history_count: r.get(8)?,
-            allow_common_patterns: r.get(9)?,
-            logon_failures_before_pin_reset: r.get(10)?,
-            max_logon_attempts: r.get(11)?,
-            reset_pin_text: r.get(12)?,
-        },
+        policy: super::policies::read_policy(r, 6)?,
         pin_set: pin_hash.is_some(),
         pin_set_at: r.get(14)?,
         pin_must_change: r.get(15)?,

@@ -1,10 +1,25 @@
 //! PIN policies: reading and writing them, and assigning one to a mailbox.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::Store;
 use crate::pin_policy::PinPolicy;
 use crate::store::{MailboxId, StoreError};
+
+/// A policy from the seven columns of a `policies` row that start at `first`, in this
+/// order: `min_pin_length, pin_lifetime_days, pin_history_count, allow_common_patterns,
+/// logon_failures_before_pin_reset, max_logon_attempts, reset_pin_text`.
+pub(super) fn read_policy(r: &Row<'_>, first: usize) -> rusqlite::Result<PinPolicy> {
+    Ok(PinPolicy {
+        min_pin_length: r.get(first)?,
+        pin_lifetime_days: r.get(first + 1)?,
+        pin_history_count: r.get(first + 2)?,
+        allow_common_patterns: r.get(first + 3)?,
+        logon_failures_before_pin_reset: r.get(first + 4)?,
+        max_logon_attempts: r.get(first + 5)?,
+        reset_pin_text: r.get(first + 6)?,
+    })
+}
 
 impl Store {
     /// The PIN policy named `name` (case-insensitive), if any.
@@ -15,19 +30,7 @@ impl Store {
                 logon_failures_before_pin_reset, max_logon_attempts, reset_pin_text
              FROM policies WHERE name = ?1",
         )?;
-        Ok(stmt
-            .query_row([name], |r| {
-                Ok(PinPolicy {
-                    min_pin_length: r.get(0)?,
-                    pin_lifetime_days: r.get(1)?,
-                    pin_history_count: r.get(2)?,
-                    allow_common_patterns: r.get(3)?,
-                    logon_failures_before_pin_reset: r.get(4)?,
-                    max_logon_attempts: r.get(5)?,
-                    reset_pin_text: r.get(6)?,
-                })
-            })
-            .optional()?)
+        Ok(stmt.query_row([name], |r| read_policy(r, 0)).optional()?)
     }
 
     /// Creates or replaces the PIN policy named `name` after [validating](PinPolicy::validate)
@@ -75,20 +78,7 @@ impl Store {
              FROM policies ORDER BY name",
         )?;
         let policies = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    PinPolicy {
-                        min_pin_length: r.get(1)?,
-                        pin_lifetime_days: r.get(2)?,
-                        pin_history_count: r.get(3)?,
-                        allow_common_patterns: r.get(4)?,
-                        logon_failures_before_pin_reset: r.get(5)?,
-                        max_logon_attempts: r.get(6)?,
-                        reset_pin_text: r.get(7)?,
-                    },
-                ))
-            })?
+            .query_map([], |r| Ok((r.get(0)?, read_policy(r, 1)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(policies)
     }
