@@ -272,9 +272,7 @@ pub fn decode_wav(bytes: &[u8]) -> Result<Audio, AudioError> {
             return Err(AudioError::Unsupported(format!("{bits}-bit G.711")))
         }
         (TAG_PCM, 8 | 16) => read_pcm(bytes, format)?,
-        (TAG_PCM, bits) => {
-            return Err(AudioError::Unsupported(format!("{bits}-bit PCM")))
-        }
+        (TAG_PCM, bits) => return Err(AudioError::Unsupported(format!("{bits}-bit PCM"))),
         (TAG_FLOAT, bits) => {
             return Err(AudioError::Unsupported(format!(
                 "{bits}-bit floating point"
@@ -319,17 +317,15 @@ fn to_i16(s: f32) -> i16 {
 
 /// The PCM samples of a WAV file through hound, scaled to the 16-bit range.
 fn read_pcm(bytes: &[u8], format: Format) -> Result<Vec<f32>, AudioError> {
-    let reader = hound::WavReader::new(Cursor::new(bytes))
-        .map_err(|e| AudioError::NotWav(e.to_string()))?;
+    let reader =
+        hound::WavReader::new(Cursor::new(bytes)).map_err(|e| AudioError::NotWav(e.to_string()))?;
     let scale = if format.bits == 8 { 256.0 } else { 1.0 };
     let mut out = Vec::with_capacity(reader.len() as usize);
     for sample in reader.into_samples::<i16>() {
         match sample {
             Ok(s) => out.push(f32::from(s) * scale),
             // A data chunk cut short ends the audio where it stops.
-            Err(hound::Error::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                break
-            }
+            Err(hound::Error::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(e) => return Err(AudioError::NotWav(e.to_string())),
         }
     }
@@ -353,8 +349,7 @@ pub fn resample(samples: &[f32], rate: u32) -> Result<Vec<f32>, AudioError> {
     let resample_error = |e: &dyn std::fmt::Display| AudioError::Resample(e.to_string());
     let mut resampler = Async::<f32>::new_sinc(ratio, 1.0, &params, 1024, 1, FixedAsync::Input)
         .map_err(|e| resample_error(&e))?;
-    let input =
-        InterleavedSlice::new(samples, 1, samples.len()).map_err(|e| resample_error(&e))?;
+    let input = InterleavedSlice::new(samples, 1, samples.len()).map_err(|e| resample_error(&e))?;
     let out = resampler
         .process_all(&input, samples.len(), None)
         .map_err(|e| resample_error(&e))?;
@@ -453,7 +448,9 @@ mod tests {
     fn tone(rate: u32, seconds: f32, amplitude: f32) -> Vec<f32> {
         let n = (rate as f32 * seconds) as usize;
         (0..n)
-            .map(|i| amplitude * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / rate as f32).sin())
+            .map(|i| {
+                amplitude * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / rate as f32).sin()
+            })
             .collect()
     }
 
@@ -546,15 +543,18 @@ mod tests {
 
     #[test]
     fn pcm16_at_44k_is_resampled_to_8k() {
-        let t: Vec<i32> = tone(44_100, 1.5, 10_000.0).iter().map(|&s| s as i32).collect();
+        let t: Vec<i32> = tone(44_100, 1.5, 10_000.0)
+            .iter()
+            .map(|&s| s as i32)
+            .collect();
         let audio = decode_wav(&wav(spec(44_100, 16, 1), &t)).unwrap();
         let n = audio.samples().len() as i64;
         assert!((n - 12_000).abs() <= 8, "{n} samples");
         assert_eq!(audio.duration_secs(), 2);
         // The tone's level survives (RMS of a 10000 sine is ~7071).
         let mid = &audio.samples()[2000..10_000];
-        let rms = (mid.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / mid.len() as f64)
-            .sqrt();
+        let rms =
+            (mid.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / mid.len() as f64).sqrt();
         assert!((rms - 7071.0).abs() < 350.0, "rms {rms}");
     }
 
@@ -567,7 +567,12 @@ mod tests {
         let audio = decode_wav(&wav(spec(8000, 8, 2), &t)).unwrap();
         assert_eq!(audio.samples().len(), 8000);
         assert_eq!(audio.duration_ms(), 1000);
-        let peak = audio.samples().iter().map(|s| s.unsigned_abs()).max().unwrap();
+        let peak = audio
+            .samples()
+            .iter()
+            .map(|s| s.unsigned_abs())
+            .max()
+            .unwrap();
         assert!((25_000..=25_700).contains(&peak), "peak {peak}");
     }
 
@@ -587,9 +592,15 @@ mod tests {
 
     #[test]
     fn bad_input_is_refused_with_its_reason() {
-        let t: Vec<i32> = tone(8000, 0.5, 1_000_000.0).iter().map(|&s| s as i32).collect();
+        let t: Vec<i32> = tone(8000, 0.5, 1_000_000.0)
+            .iter()
+            .map(|&s| s as i32)
+            .collect();
         let err = decode_wav(&wav(spec(8000, 24, 1), &t)).unwrap_err();
-        assert!(matches!(&err, AudioError::Unsupported(s) if s == "24-bit PCM"), "{err}");
+        assert!(
+            matches!(&err, AudioError::Unsupported(s) if s == "24-bit PCM"),
+            "{err}"
+        );
         assert!(matches!(
             decode_wav(b"hello, this is not audio"),
             Err(AudioError::NotWav(_))

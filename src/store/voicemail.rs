@@ -268,7 +268,10 @@ mod tests {
     fn bad_entry_ids_are_refused() {
         let good = EntryId::new([1; 16], MailboxId(1), VoiceMessageId(1)).to_bytes();
         assert_eq!(EntryId::parse("not base64!"), Err(EntryIdError::Base64));
-        assert_eq!(EntryId::parse(&b64(&good[..69])), Err(EntryIdError::Length(69)));
+        assert_eq!(
+            EntryId::parse(&b64(&good[..69])),
+            Err(EntryIdError::Length(69))
+        );
         assert_eq!(EntryId::parse(""), Err(EntryIdError::Length(0)));
         let mut bad = good;
         bad[5] ^= 1;
@@ -281,6 +284,9 @@ mod tests {
         assert_eq!(EntryId::parse(&b64(&bad)), Err(EntryIdError::MessageType));
         let mut bad = good;
         bad[50] ^= 1;
-        assert_eq!(EntryId::parse(&b64(&bad)), Err(EntryIdError::UnknownMessage));
+        assert_eq!(
+            EntryId::parse(&b64(&bad)),
+            Err(EntryIdError::UnknownMessage)
+        );
     }
 }

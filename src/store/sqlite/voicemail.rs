@@ -219,7 +219,9 @@ mod tests {
         let unknown = EntryId::new(guid, ids[0], VoiceMessageId(999)).to_base64();
         assert!(matches!(
             store.voice_message(ids[0], &unknown),
-            Err(VoiceMessageLookupError::EntryId(EntryIdError::UnknownMessage))
+            Err(VoiceMessageLookupError::EntryId(
+                EntryIdError::UnknownMessage
+            ))
         ));
         // Another data directory's store has another GUID.
         let (_dir2, other) = super::super::test_support::store();
@@ -231,7 +233,9 @@ mod tests {
         store.remove_voice_message(a.id).unwrap();
         assert!(matches!(
             store.voice_message(ids[0], &a.entry_id),
-            Err(VoiceMessageLookupError::EntryId(EntryIdError::UnknownMessage))
+            Err(VoiceMessageLookupError::EntryId(
+                EntryIdError::UnknownMessage
+            ))
         ));
     }
 
@@ -250,10 +254,19 @@ mod tests {
     fn greetings_are_per_mailbox_and_type_and_replaced() {
         let (_dir, store) = store();
         let ids = users(&store, 2);
-        assert_eq!(store.greeting(ids[0], GreetingType::NormalCustom).unwrap(), None);
-        store.set_greeting(ids[0], GreetingType::NormalCustom, &[1, 1]).unwrap();
-        store.set_greeting(ids[0], GreetingType::OofCustom, &[2, 2]).unwrap();
-        store.set_greeting(ids[0], GreetingType::NormalCustom, &[3, 3]).unwrap();
+        assert_eq!(
+            store.greeting(ids[0], GreetingType::NormalCustom).unwrap(),
+            None
+        );
+        store
+            .set_greeting(ids[0], GreetingType::NormalCustom, &[1, 1])
+            .unwrap();
+        store
+            .set_greeting(ids[0], GreetingType::OofCustom, &[2, 2])
+            .unwrap();
+        store
+            .set_greeting(ids[0], GreetingType::NormalCustom, &[3, 3])
+            .unwrap();
         assert_eq!(
             store.greeting(ids[0], GreetingType::NormalCustom).unwrap(),
             Some(vec![3, 3])
@@ -262,7 +275,10 @@ mod tests {
             store.greeting(ids[0], GreetingType::OofCustom).unwrap(),
             Some(vec![2, 2])
         );
-        assert_eq!(store.greeting(ids[1], GreetingType::OofCustom).unwrap(), None);
+        assert_eq!(
+            store.greeting(ids[1], GreetingType::OofCustom).unwrap(),
+            None
+        );
         assert!(matches!(
             store.set_greeting(MailboxId(999), GreetingType::OofCustom, &[1]),
             Err(StoreError::UnknownMailbox(MailboxId(999)))
