@@ -600,3 +600,23 @@ fn greetings_round_trip_per_type() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+#[test]
+fn a_deposit_whose_mail_cannot_be_delivered_keeps_no_message() {
+    let data = data_dir();
+    let wavs = tempfile::tempdir().unwrap();
+    let good = write(wavs.path(), "good.wav", &accepted_wavs()[0].1);
+    // A file where alice's Maildir should be: the delivery fails.
+    std::fs::create_dir_all(data.path().join("mail")).unwrap();
+    std::fs::write(data.path().join("mail").join("alice"), b"in the way").unwrap();
+    let out = umws(
+        data.path(),
+        &["voicemail", "deposit"],
+        &["--user", "alice", "--wav", good.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    let out = umws(data.path(), &["voicemail", "list"], &["--user", "alice"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "a message without its mail: {}", text(&out));
+}
