@@ -618,5 +618,9 @@ fn a_deposit_whose_mail_cannot_be_delivered_keeps_no_message() {
     assert!(out.stdout.is_empty(), "{}", text(&out));
     let out = umws(data.path(), &["voicemail", "list"], &["--user", "alice"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(out.stdout.is_empty(), "a message without its mail: {}", text(&out));
+    assert!(
+        out.stdout.is_empty(),
+        "a message without its mail: {}",
+        text(&out)
+    );
 }

@@ -204,7 +204,10 @@ mod tests {
         let found = store.voice_message(ids[0], &a.entry_id).unwrap();
         assert_eq!(found.audio, [1, 2, 3, 4]);
         assert_eq!(found.info, a);
-        assert_eq!(store.voice_messages(ids[0]).unwrap(), std::slice::from_ref(&a));
+        assert_eq!(
+            store.voice_messages(ids[0]).unwrap(),
+            std::slice::from_ref(&a)
+        );
         assert!(matches!(
             store.voice_message(ids[0], &b.entry_id),
             Err(VoiceMessageLookupError::EntryId(EntryIdError::OtherMailbox))
