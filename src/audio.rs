@@ -265,13 +265,22 @@ pub fn decode_wav(bytes: &[u8]) -> Result<Audio, AudioError> {
             format.rate
         )));
     }
+    // The length is known before decoding: refuse long audio without decoding it.
+    let frame_bytes = u64::from(format.bits.div_ceil(8).max(1)) * u64::from(format.channels);
+    let seconds = (data.len() as u64 / frame_bytes).div_ceil(u64::from(format.rate));
+    if seconds > u64::from(MAX_SECONDS) {
+        return Err(AudioError::TooLong {
+            seconds,
+            limit: MAX_SECONDS,
+        });
+    }
     let interleaved: Vec<f32> = match (format.tag, format.bits) {
         (TAG_ALAW, 8) => data.iter().map(|&b| f32::from(alaw_to_linear(b))).collect(),
         (TAG_MULAW, 8) => data.iter().map(|&b| f32::from(ulaw_to_linear(b))).collect(),
         (TAG_ALAW | TAG_MULAW, bits) => {
             return Err(AudioError::Unsupported(format!("{bits}-bit G.711")))
         }
-        (TAG_PCM, 8 | 16) => read_pcm(bytes, format)?,
+        (TAG_PCM, 8 | 16) => read_pcm(bytes, data.len(), format)?,
         (TAG_PCM, bits) => return Err(AudioError::Unsupported(format!("{bits}-bit PCM"))),
         (TAG_FLOAT, bits) => {
             return Err(AudioError::Unsupported(format!(
@@ -316,16 +325,19 @@ fn to_i16(s: f32) -> i16 {
 }
 
 /// The PCM samples of a WAV file through hound, scaled to the 16-bit range.
-fn read_pcm(bytes: &[u8], format: Format) -> Result<Vec<f32>, AudioError> {
+/// `data_len` is the length of the data present (the header's may claim more).
+fn read_pcm(bytes: &[u8], data_len: usize, format: Format) -> Result<Vec<f32>, AudioError> {
     let reader =
         hound::WavReader::new(Cursor::new(bytes)).map_err(|e| AudioError::NotWav(e.to_string()))?;
     let scale = if format.bits == 8 { 256.0 } else { 1.0 };
-    let mut out = Vec::with_capacity(reader.len() as usize);
+    let most = data_len / usize::from(format.bits / 8);
+    let mut out = Vec::with_capacity((reader.len() as usize).min(most));
     for sample in reader.into_samples::<i16>() {
         match sample {
             Ok(s) => out.push(f32::from(s) * scale),
-            // A data chunk cut short ends the audio where it stops.
-            Err(hound::Error::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            // Every byte sequence is valid 8- or 16-bit PCM, so an error in the stream of
+            // samples means that the data chunk is cut short: the audio ends there.
+            Err(hound::Error::IoError(_) | hound::Error::FormatError(_)) => break,
             Err(e) => return Err(AudioError::NotWav(e.to_string())),
         }
     }
@@ -523,6 +535,34 @@ mod tests {
         }
 
         #[test]
+        fn any_bytes_after_a_wav_header_never_panic(
+            tag in prop_oneof![Just(1u16), Just(3), Just(6), Just(7), Just(0xFFFE), any::<u16>()],
+            channels in 0u16..4,
+            rate in prop_oneof![Just(8000u32), Just(44_100), any::<u32>()],
+            bits in prop_oneof![Just(8u16), Just(16), Just(24), any::<u16>()],
+            block_align: u16,
+            rest in proptest::collection::vec(any::<u8>(), 0..200),
+            data_len: u32,
+        ) {
+            let mut b = Vec::new();
+            b.extend_from_slice(b"RIFF");
+            b.extend_from_slice(&1000u32.to_le_bytes());
+            b.extend_from_slice(b"WAVEfmt ");
+            b.extend_from_slice(&16u32.to_le_bytes());
+            b.extend_from_slice(&tag.to_le_bytes());
+            b.extend_from_slice(&channels.to_le_bytes());
+            b.extend_from_slice(&rate.to_le_bytes());
+            b.extend_from_slice(&rate.wrapping_mul(2).to_le_bytes());
+            b.extend_from_slice(&block_align.to_le_bytes());
+            b.extend_from_slice(&bits.to_le_bytes());
+            b.extend_from_slice(b"data");
+            b.extend_from_slice(&data_len.to_le_bytes());
+            b.extend_from_slice(&rest);
+            let _ = decode_wav(&b);
+            let _ = decode_wav(&rest);
+        }
+
+        #[test]
         fn stored_bytes_round_trip(samples: Vec<i16>) {
             let audio = Audio::from_samples(samples);
             prop_assert_eq!(Audio::from_le_bytes(&audio.to_le_bytes()), audio);
@@ -626,6 +666,16 @@ mod tests {
             decode_wav(&g711_wav(0x11, 8000, &[1, 2, 3])),
             Err(AudioError::Unsupported(s)) if s.contains("0x0011")
         ));
+    }
+
+    #[test]
+    fn a_data_chunk_cut_short_is_read_as_far_as_it_goes() {
+        let t: Vec<i32> = tone(8000, 0.5, 5000.0).iter().map(|&s| s as i32).collect();
+        let mut bytes = wav(spec(8000, 16, 1), &t);
+        // The header claims 4 GiB of samples; 4000 are there.
+        let at = bytes.len() - t.len() * 2 - 4;
+        bytes[at..at + 4].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        assert_eq!(decode_wav(&bytes).unwrap().samples().len(), 4000);
     }
 
     #[test]
