@@ -40,13 +40,9 @@ pub struct VoiceMail<'a> {
 
 /// The subject: `Voice Mail from NUMBER (N seconds)`, with `Unknown` for no number.
 pub fn subject(calling_number: Option<&str>, duration_secs: u64) -> String {
-    let unit = if duration_secs == 1 {
-        "second"
-    } else {
-        "seconds"
-    };
+    // One fixed form, "(N seconds)" for every N, that mail rules can match.
     format!(
-        "Voice Mail from {} ({duration_secs} {unit})",
+        "Voice Mail from {} ({duration_secs} seconds)",
         calling_number.unwrap_or("Unknown")
     )
 }
@@ -129,6 +125,6 @@ mod tests {
         ] {
             assert!(m.contains(needle), "missing {needle:?} in\n{m}");
         }
-        assert_eq!(subject(None, 1), "Voice Mail from Unknown (1 second)");
+        assert_eq!(subject(None, 1), "Voice Mail from Unknown (1 seconds)");
     }
 }
