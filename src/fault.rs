@@ -12,6 +12,7 @@ use umws_soap::{FaultCode, SoapFault};
 
 use crate::generated::namespaces;
 use crate::mail::MailError;
+use crate::store::voicemail::{EntryIdError, VoiceMessageLookupError};
 use crate::store::{ResetPinError, StoreError};
 
 /// The errors namespace of Exchange faults.
@@ -98,6 +99,24 @@ impl UmError {
             ),
             Self::Store(_) | Self::Task(_) => return None,
         })
+    }
+}
+
+impl From<EntryIdError> for UmError {
+    /// Every way an entry id fails to name one of the caller's voice messages is
+    /// `InvalidObjectIdException` (the reason goes to the log only).
+    fn from(error: EntryIdError) -> Self {
+        tracing::debug!(reason = %error, "entry id refused");
+        UmError::InvalidObjectId
+    }
+}
+
+impl From<VoiceMessageLookupError> for UmError {
+    fn from(error: VoiceMessageLookupError) -> Self {
+        match error {
+            VoiceMessageLookupError::EntryId(e) => e.into(),
+            VoiceMessageLookupError::Store(e) => UmError::Store(e),
+        }
     }
 }
 

@@ -20,6 +20,7 @@ pub mod generated {
 pub use generated::{namespaces, types, um_service_soap};
 
 pub mod app;
+pub mod audio;
 pub mod auth;
 pub mod config;
 pub mod fault;

@@ -17,10 +17,12 @@ use umws_soap::client::ClientError;
 mod cli;
 
 use cli::client::{client, ClientArgs};
+use cli::greeting::{greeting, GreetingCommand};
 use cli::mailbox::{mailbox, MailboxCommand};
 use cli::pin::{pin_check, pin_set, PinCommand};
 use cli::policy::{policy, PolicyCommand};
 use cli::serve::{serve, ServeArgs};
+use cli::voicemail::{voicemail, VoicemailCommand};
 
 /// mimalloc instead of the system allocator: a request makes a few dozen small allocations,
 /// and glibc's malloc spends measurably more per allocation under load (BENCHMARKS.md).
@@ -53,6 +55,12 @@ enum Command {
     Policy(PolicyCommand),
     /// Call a UM web service through the typed client.
     Client(ClientArgs),
+    /// Deposit and list voice messages.
+    #[command(subcommand)]
+    Voicemail(VoicemailCommand),
+    /// Set and get greetings.
+    #[command(subcommand)]
+    Greeting(GreetingCommand),
 }
 
 /// Why a command failed; printed as one line on stderr.
@@ -84,6 +92,20 @@ pub(crate) enum CliError {
     PolicyFile { path: PathBuf, message: String },
     #[error(transparent)]
     Tls(#[from] umws_soap::tls::TlsError),
+    #[error(transparent)]
+    Audio(#[from] umws::audio::AudioError),
+    #[error(transparent)]
+    Mail(#[from] umws::mail::MailError),
+    #[error("invalid entry id: {0}")]
+    EntryId(umws::store::voicemail::EntryIdError),
+    #[error("mailbox {user} has no {kind} greeting")]
+    NoGreeting { user: String, kind: &'static str },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn main() -> ExitCode {
@@ -108,6 +130,8 @@ fn main() -> ExitCode {
         }) => pin_set(&data, &user, &old, &new),
         Command::Policy(cmd) => policy(cmd).map(|()| ExitCode::SUCCESS),
         Command::Client(args) => runtime.block_on(client(args)),
+        Command::Voicemail(cmd) => voicemail(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Greeting(cmd) => greeting(cmd).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| fail(&e))
 }

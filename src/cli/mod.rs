@@ -3,7 +3,9 @@
 //! status.
 
 pub(crate) mod client;
+pub(crate) mod greeting;
 pub(crate) mod mailbox;
 pub(crate) mod pin;
 pub(crate) mod policy;
 pub(crate) mod serve;
+pub(crate) mod voicemail;

@@ -14,6 +14,7 @@
 pub mod maildir;
 pub mod outbox;
 pub mod smtp;
+pub mod voicemail;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -92,6 +93,9 @@ pub enum MailError {
         #[source]
         source: lettre::address::AddressError,
     },
+    /// lettre refused a content type.
+    #[error("invalid content type {0}")]
+    ContentType(&'static str),
     /// lettre refused to build the message.
     #[error("cannot build the mail")]
     Build(#[source] lettre::error::Error),

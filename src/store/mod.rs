@@ -15,6 +15,7 @@
 pub mod private;
 mod spool;
 pub mod sqlite;
+pub mod voicemail;
 
 use std::borrow::Cow;
 use std::fmt;

@@ -73,6 +73,29 @@ pub const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL                       -- unix seconds
     );
     CREATE INDEX pin_resets_by_mailbox ON pin_resets (mailbox_id, at);",
+    // Version 4: voice messages and greetings (see `crate::store::voicemail`). Audio is 8 kHz
+    // mono 16-bit little-endian PCM. `store_identity` holds the random GUID that entry ids
+    // carry as their database GUID, so that an entry id of another data directory is unknown.
+    "CREATE TABLE store_identity (
+        guid BLOB NOT NULL CHECK (length(guid) = 16)
+    );
+    INSERT INTO store_identity (guid) VALUES (randomblob(16));
+    CREATE TABLE voice_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,     -- the entry id's message counter, never reused
+        mailbox_id INTEGER NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+        calling_number TEXT,
+        duration_ms INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,             -- unix seconds
+        audio BLOB NOT NULL
+    );
+    CREATE INDEX voice_messages_by_mailbox ON voice_messages (mailbox_id, id);
+    CREATE TABLE greetings (
+        mailbox_id INTEGER NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('normal', 'oof')),
+        audio BLOB NOT NULL,
+        set_at INTEGER NOT NULL,                  -- unix seconds
+        PRIMARY KEY (mailbox_id, kind)
+    );",
 ];
 
 /// The schema version from which outbox messages are spooled and user keys are NFC-folded.
@@ -177,11 +200,16 @@ mod tests {
     }
 
     /// Turns the database of `store` back into version 2 (version 3 added the `pin_resets`
-    /// table) and opens it again, which migrates it to the current version.
+    /// table, version 4 the voice mail tables) and opens it again, which migrates it to the
+    /// current version.
     fn reopen_as_version_2(dir: &std::path::Path, store: Store) -> Store {
         let conn = store.conn().unwrap();
         conn.pragma_update(None, "user_version", 2).unwrap();
-        conn.execute_batch("DROP TABLE pin_resets").unwrap();
+        conn.execute_batch(
+            "DROP TABLE pin_resets; DROP TABLE store_identity; DROP TABLE voice_messages;
+             DROP TABLE greetings;",
+        )
+        .unwrap();
         drop(conn);
         drop(store);
         Store::open(dir).unwrap()

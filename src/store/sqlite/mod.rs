@@ -12,6 +12,7 @@
 //! - `pins.rs`: PIN checks at logon, PIN changes, the PIN record.
 //! - `resets.rs`: PIN resets and their rate limit.
 //! - `outbox.rs`: the queued PIN mails and their spool files.
+//! - `voicemail.rs`: voice messages and greetings.
 //!
 //! Argon2 hashing is never done while holding the pool lock, and never inside a write
 //! transaction except for the rare re-checks described on [`Store::reset_pin_queued`].
@@ -25,6 +26,7 @@ mod pool;
 mod resets;
 #[cfg(test)]
 mod test_support;
+mod voicemail;
 mod watcher;
 
 use std::collections::HashMap;

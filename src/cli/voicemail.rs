@@ -1,0 +1,189 @@
+//! `umws voicemail`: deposit voice messages into a mailbox and list them.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use umws::audio::{self, Audio};
+use umws::mail::voicemail::{voice_mail_message, VoiceMail};
+use umws::mail::{default_from, MailDelivery as _, Maildir};
+use umws::store::voicemail::{NewVoiceMessage, VoiceMessageLookupError};
+use umws::store::{Mailbox, Store};
+
+use crate::CliError;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum VoicemailCommand {
+    /// Store a voice message from a WAV file, deliver it as a voice mail into the user's
+    /// Maildir, and print its entry id.
+    ///
+    /// The WAV may be PCM 8- or 16-bit or G.711 A-law or µ-law, mono or stereo, at 4 to 192 kHz
+    /// (stored as 8 kHz 16-bit mono); at most 32 MiB and 10 minutes, not empty and not
+    /// silence only.
+    #[command(verbatim_doc_comment)]
+    Deposit {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// User name.
+        #[arg(long)]
+        user: String,
+        /// The WAV file.
+        #[arg(long)]
+        wav: PathBuf,
+        /// The calling telephone number.
+        #[arg(long)]
+        from: Option<String>,
+    },
+    /// Write the audio of a voice message, named by its entry id, to a WAV file (8 kHz 16-bit
+    /// mono PCM).
+    Get {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// User name.
+        #[arg(long)]
+        user: String,
+        /// The entry id `umws voicemail deposit` printed.
+        #[arg(long)]
+        entry_id: String,
+        /// The WAV file to write (replaced if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// List the voice messages of a mailbox: entry id, calling number, duration, time
+    /// received (UTC), one a line, oldest first.
+    List {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// User name.
+        #[arg(long)]
+        user: String,
+    },
+}
+
+/// The mailbox of `user` in `store`.
+pub(crate) fn mailbox_of(store: &Store, user: &str) -> Result<Mailbox, CliError> {
+    store
+        .mailbox(user)?
+        .ok_or_else(|| CliError::UnknownUser(user.to_string()))
+}
+
+pub(crate) fn voicemail(cmd: VoicemailCommand) -> Result<(), CliError> {
+    match cmd {
+        VoicemailCommand::Deposit {
+            data,
+            user,
+            wav,
+            from,
+        } => {
+            let store = Store::open(&data)?;
+            let mailbox = mailbox_of(&store, &user)?;
+            let audio = audio::read_wav_file(&wav)?;
+            let info = store.add_voice_message(
+                mailbox.id,
+                NewVoiceMessage {
+                    calling_number: from.as_deref(),
+                    duration_ms: audio.duration_ms(),
+                    audio: &audio.to_le_bytes(),
+                },
+            )?;
+            let delivered = audio
+                .to_wav()
+                .map_err(CliError::from)
+                .and_then(|wav| {
+                    let mail = VoiceMail {
+                        user: &mailbox.user,
+                        email: mailbox.email.as_deref(),
+                        calling_number: from.as_deref(),
+                        duration_secs: audio.duration_secs(),
+                        entry_id: &info.entry_id,
+                        received_at: info.received_at,
+                        wav,
+                    };
+                    Ok(voice_mail_message(&mail, &default_from())?)
+                })
+                .and_then(|message| {
+                    Ok(Maildir::in_data_dir(&data).deliver(&mailbox.user, &message)?)
+                });
+            if let Err(e) = delivered {
+                // No stored message without its mail.
+                store.remove_voice_message(info.id)?;
+                return Err(e);
+            }
+            println!("{}", info.entry_id);
+            Ok(())
+        }
+        VoicemailCommand::Get {
+            data,
+            user,
+            entry_id,
+            out,
+        } => {
+            let store = Store::open(&data)?;
+            let mailbox = mailbox_of(&store, &user)?;
+            let message = store
+                .voice_message(mailbox.id, &entry_id)
+                .map_err(|e| match e {
+                    VoiceMessageLookupError::EntryId(e) => CliError::EntryId(e),
+                    VoiceMessageLookupError::Store(e) => CliError::Store(e),
+                })?;
+            let wav = Audio::from_le_bytes(&message.audio).to_wav()?;
+            std::fs::write(&out, wav).map_err(|source| CliError::Write {
+                path: out.clone(),
+                source,
+            })?;
+            Ok(())
+        }
+        VoicemailCommand::List { data, user } => {
+            let store = Store::open(&data)?;
+            let mailbox = mailbox_of(&store, &user)?;
+            for m in store.voice_messages(mailbox.id)? {
+                println!(
+                    "{}\tfrom={}\tseconds={}.{:03}\treceived={}",
+                    m.entry_id,
+                    m.calling_number.as_deref().unwrap_or("Unknown"),
+                    m.duration_ms / 1000,
+                    m.duration_ms % 1000,
+                    utc(m.received_at),
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (the civil-from-days algorithm of
+/// H. Hinnant's date library).
+pub(crate) fn utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+}
