@@ -9,8 +9,10 @@
 //! * [`node_soap`]: npm's `soap` in `target/test-env/node-soap`, installed with `npm ci` from
 //!   `tests/interop/node/package-lock.json`, the same way.
 //! * [`xmllint`]: Debian's `libxml2-utils`.
+//! * [`sipp`]: Debian's `sip-tester`, the SIP peer of the telephony tests.
 //!
-//! A Debian package that is missing (`python3-venv`, `nodejs` and `npm`, `libxml2-utils`) is
+//! A Debian package that is missing (`python3-venv`, `nodejs` and `npm`, `libxml2-utils`,
+//! `sip-tester`) is
 //! installed with `apt-get install -y` when the tests run as root or may use sudo without a
 //! password; otherwise the test fails with a message that names the `apt-get install` line to
 //! run.
@@ -152,6 +154,40 @@ fn provide_xmllint() -> Result<PathBuf, String> {
         }
     }
     Ok(PathBuf::from("xmllint"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// sipp
+// ---------------------------------------------------------------------------------------------
+
+/// The `sipp` program, installed from Debian's sip-tester when missing; panics with what to do
+/// when it cannot be.
+pub fn sipp() -> &'static Path {
+    static SIPP: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match SIPP.get_or_init(provide_sipp) {
+        Ok(exe) => exe,
+        Err(e) => panic!("sipp is missing: {e}"),
+    }
+}
+
+fn provide_sipp() -> Result<PathBuf, String> {
+    // (`sipp -v` prints its version and exits 99)
+    let works = || {
+        Command::new("sipp")
+            .arg("-v")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("SIPp"))
+    };
+    if !works() {
+        apt_install(
+            &["sip-tester"],
+            "the telephony tests run sipp as the phone, which is not installed",
+        )?;
+        if !works() {
+            return Err("sip-tester is installed, and `sipp -v` still fails".into());
+        }
+    }
+    Ok(PathBuf::from("sipp"))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,395 @@
+//! The SIP agent and the task that drives one outbound call.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rsipstack::dialog::dialog::{Dialog, DialogState, DialogStateReceiver};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invitation::InviteOption;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::transaction::TransactionReceiver;
+use rsipstack::transport::{udp::UdpConnection, SipAddr, TransportLayer};
+use rsipstack::EndpointBuilder;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::media::{self, RtpStream, SAMPLES_PER_PACKET};
+use super::{new_call_id, CallState, EventCause, TelephonyError};
+
+/// The time between two RTP packets.
+const PACKET_INTERVAL: Duration = Duration::from_millis(20);
+
+/// One SIP/UDP endpoint placing outbound calls. Dropping it stops the endpoint (calls still
+/// running lose their signalling: hang them up first).
+pub struct SipAgent {
+    dialogs: Arc<DialogLayer>,
+    local: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Drop for SipAgent {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// What to call and what to play.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    /// The SIP URI to call, e.g. `sip:alice@127.0.0.1:5062`.
+    pub target: String,
+    /// The user part of our From URI.
+    pub from_user: String,
+    /// The audio to play once answered: 8 kHz, 16-bit PCM, mono.
+    pub audio: Arc<[i16]>,
+    /// How long the phone may ring before we CANCEL (cause [`EventCause::NoAnswer`]).
+    pub ring_timeout: Duration,
+}
+
+/// A call's state and cause, as GetCallInfo reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallStatus {
+    /// Connecting, Connected or Disconnected.
+    pub state: CallState,
+    /// Why it ended ([`EventCause::None`] while it runs).
+    pub cause: EventCause,
+}
+
+impl CallStatus {
+    fn new(state: CallState, cause: EventCause) -> CallStatus {
+        CallStatus { state, cause }
+    }
+}
+
+/// The handle of a call placed by [`SipAgent::place_call`]. Dropping it does not end the call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    id: String,
+    status: watch::Receiver<CallStatus>,
+    hang_up: CancellationToken,
+    packets_sent: Arc<AtomicU64>,
+}
+
+impl Call {
+    /// The call id (the base64 of `"<uuid>@<host>"`), also the SIP Call-ID.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The current state and cause.
+    pub fn status(&self) -> CallStatus {
+        *self.status.borrow()
+    }
+
+    /// Ends the call: CANCEL while it rings, BYE once connected; nothing once it ended. Returns
+    /// at once; [`Call::finished`] waits for the end.
+    pub fn hang_up(&self) {
+        self.hang_up.cancel();
+    }
+
+    /// Waits until the call is [`CallState::Disconnected`] and returns its final status.
+    pub async fn finished(&self) -> CallStatus {
+        self.wait_for(|s| s.state == CallState::Disconnected).await
+    }
+
+    /// Waits until the call leaves [`CallState::Connecting`] and returns that status.
+    pub async fn answered(&self) -> CallStatus {
+        self.wait_for(|s| s.state != CallState::Connecting).await
+    }
+
+    async fn wait_for(&self, done: impl FnMut(&CallStatus) -> bool) -> CallStatus {
+        let mut status = self.status.clone();
+        let reached = status.wait_for(done).await.map(|s| *s);
+        // (the task always ends in Disconnected before it drops the sender; were it to end
+        // otherwise, report a failure rather than wait forever)
+        reached.unwrap_or(CallStatus::new(CallState::Disconnected, EventCause::Other))
+    }
+
+    /// The number of RTP packets sent so far.
+    pub fn rtp_packets_sent(&self) -> u64 {
+        self.packets_sent.load(Ordering::Relaxed)
+    }
+}
+
+impl SipAgent {
+    /// Opens the SIP/UDP endpoint on `listen` (port 0 picks a free port) and starts serving it.
+    pub async fn bind(listen: SocketAddr) -> Result<SipAgent, TelephonyError> {
+        let stop = CancellationToken::new();
+        let transport = TransportLayer::new(stop.clone());
+        let connection = UdpConnection::create_connection(listen, None, Some(stop.child_token()))
+            .await
+            .map_err(|e| TelephonyError::Bind {
+                what: "SIP",
+                addr: listen,
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let local = connection.get_addr().get_socketaddr().map_err(|e| {
+            TelephonyError::Bind {
+                what: "SIP",
+                addr: listen,
+                source: std::io::Error::other(e.to_string()),
+            }
+        })?;
+        transport.add_transport(connection.into());
+        let endpoint = EndpointBuilder::new()
+            .with_cancel_token(stop.clone())
+            .with_transport_layer(transport)
+            .build();
+        let incoming = endpoint.incoming_transactions()?;
+        let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        tokio::spawn(async move { endpoint.serve().await });
+        tokio::spawn(route_requests(incoming, dialogs.clone(), stop.clone()));
+        Ok(SipAgent {
+            dialogs,
+            local,
+            stop,
+        })
+    }
+
+    /// The address the SIP endpoint listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Places a call: sends the INVITE and returns its handle at once, in
+    /// [`CallState::Connecting`].
+    pub async fn place_call(&self, request: CallRequest) -> Result<Call, TelephonyError> {
+        let target: rsipstack::sip::Uri = request
+            .target
+            .as_str()
+            .try_into()
+            .map_err(|_| TelephonyError::InvalidTarget(request.target.clone()))?;
+        if !matches!(target.scheme, Some(rsipstack::sip::Scheme::Sip)) {
+            return Err(TelephonyError::InvalidTarget(request.target.clone()));
+        }
+        let rtp_addr = SocketAddr::new(self.local.ip(), 0);
+        let rtp = UdpSocket::bind(rtp_addr)
+            .await
+            .map_err(|source| TelephonyError::Bind {
+                what: "RTP",
+                addr: rtp_addr,
+                source,
+            })?;
+        let rtp_local = rtp.local_addr().map_err(|source| TelephonyError::Bind {
+            what: "RTP",
+            addr: rtp_addr,
+            source,
+        })?;
+        let host = self.local.ip().to_string();
+        let id = new_call_id(&host);
+        let ours = |user: &str| -> Result<rsipstack::sip::Uri, TelephonyError> {
+            format!("sip:{user}@{}", self.local)
+                .as_str()
+                .try_into()
+                .map_err(|_| TelephonyError::InvalidTarget(user.to_owned()))
+        };
+        let destination = target
+            .host_with_port
+            .to_string()
+            .parse::<SocketAddr>()
+            .ok()
+            .map(SipAddr::from);
+        let option = InviteOption {
+            caller: ours(&request.from_user)?,
+            callee: target,
+            destination,
+            content_type: Some("application/sdp".into()),
+            offer: Some(media::offer(rtp_local, rand::random::<u32>().into()).into_bytes()),
+            contact: ours(&request.from_user)?,
+            call_id: Some(id.clone()),
+            ..Default::default()
+        };
+        let (status_tx, status) = watch::channel(CallStatus::new(
+            CallState::Connecting,
+            EventCause::None,
+        ));
+        let (state_tx, state_rx) = self.dialogs.new_dialog_state_channel();
+        let (dialog, invite) = self.dialogs.do_invite_async(option, state_tx)?;
+        let call = Call {
+            id,
+            status,
+            hang_up: self.stop.child_token(),
+            packets_sent: Arc::new(AtomicU64::new(0)),
+        };
+        let driver = Driver {
+            dialogs: self.dialogs.clone(),
+            status: status_tx,
+            hang_up: call.hang_up.clone(),
+            packets_sent: call.packets_sent.clone(),
+            audio: request.audio,
+            rtp,
+        };
+        tokio::spawn(driver.run(dialog, invite, state_rx, request.ring_timeout));
+        Ok(call)
+    }
+}
+
+/// Hands requests from the phone to their dialog (BYE is answered 200 there); a request for no
+/// dialog of ours gets 481.
+async fn route_requests(
+    mut incoming: TransactionReceiver,
+    dialogs: Arc<DialogLayer>,
+    stop: CancellationToken,
+) {
+    loop {
+        let mut tx = tokio::select! {
+            _ = stop.cancelled() => return,
+            tx = incoming.recv() => match tx {
+                Some(tx) => tx,
+                None => return,
+            },
+        };
+        match dialogs.match_dialog(&tx) {
+            Some(Dialog::Invite(mut dialog)) => {
+                tokio::spawn(async move {
+                    if let Err(e) = dialog.handle(&mut tx).await {
+                        tracing::debug!(error = %e, "in-dialog request failed");
+                    }
+                });
+            }
+            _ => {
+                if tx.original.method != rsipstack::sip::Method::Ack {
+                    let _ = tx
+                        .reply(rsipstack::sip::StatusCode::CallTransactionDoesNotExist)
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+/// Why the media phase ended.
+enum MediaEnd {
+    /// All the audio was sent: we hang up.
+    AudioDone,
+    /// [`Call::hang_up`]: we hang up.
+    HungUp,
+    /// The phone ended the dialog (BYE).
+    PhoneEnded,
+}
+
+/// The task behind one [`Call`].
+struct Driver {
+    dialogs: Arc<DialogLayer>,
+    status: watch::Sender<CallStatus>,
+    hang_up: CancellationToken,
+    packets_sent: Arc<AtomicU64>,
+    audio: Arc<[i16]>,
+    rtp: UdpSocket,
+}
+
+type InviteHandle =
+    rsipstack::platform::JoinHandle<rsipstack::dialog::invitation::InviteAsyncResult>;
+
+impl Driver {
+    async fn run(
+        self,
+        dialog: InviteDialog,
+        mut invite: InviteHandle,
+        mut states: DialogStateReceiver,
+        ring_timeout: Duration,
+    ) {
+        let finish = |cause| {
+            self.status
+                .send_replace(CallStatus::new(CallState::Disconnected, cause));
+        };
+        // Ringing: wait for the final answer, or cancel on timeout or hang-up.
+        let mut cancelled_cause = None;
+        let outcome = tokio::select! {
+            outcome = &mut invite => outcome,
+            _ = tokio::time::sleep(ring_timeout) => {
+                cancelled_cause = Some(EventCause::NoAnswer);
+                cancel(&dialog).await;
+                invite.await
+            }
+            _ = self.hang_up.cancelled() => {
+                cancelled_cause = Some(EventCause::None);
+                cancel(&dialog).await;
+                invite.await
+            }
+        };
+        let (dialog_id, response) = match outcome {
+            Ok(Ok((dialog_id, Some(response)))) => (dialog_id, response),
+            Ok(Ok((_, None))) => return finish(cancelled_cause.unwrap_or(EventCause::Other)),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "INVITE failed");
+                return finish(cancelled_cause.unwrap_or(EventCause::Other));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "INVITE task failed");
+                return finish(EventCause::Other);
+            }
+        };
+        let code = response.status_code.code();
+        if !(200..300).contains(&code) {
+            return finish(cancelled_cause.unwrap_or(EventCause::from_status(code)));
+        }
+        if let Some(cause) = cancelled_cause {
+            // A 2xx crossed our CANCEL: the stack ACKs it and sends BYE.
+            self.dialogs.remove_dialog(&dialog_id);
+            return finish(cause);
+        }
+        self.status
+            .send_replace(CallStatus::new(CallState::Connected, EventCause::None));
+        let answer = match media::parse_answer(&response.body) {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::info!(error = %e, "unusable SDP answer; hanging up");
+                bye(&dialog).await;
+                self.dialogs.remove_dialog(&dialog_id);
+                return finish(EventCause::Other);
+            }
+        };
+        let end = self.stream(answer, &mut states).await;
+        if !matches!(end, MediaEnd::PhoneEnded) {
+            bye(&dialog).await;
+        }
+        self.dialogs.remove_dialog(&dialog_id);
+        finish(EventCause::None);
+    }
+
+    /// Sends the audio as RTP every 20 ms until it ends, the phone hangs up or we do.
+    async fn stream(&self, answer: media::Answer, states: &mut DialogStateReceiver) -> MediaEnd {
+        let mut stream = RtpStream::new(answer.codec);
+        let mut chunks = self.audio.chunks(SAMPLES_PER_PACKET);
+        let mut ticks = tokio::time::interval(PACKET_INTERVAL);
+        let mut states_open = true;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {
+                    let Some(chunk) = chunks.next() else { return MediaEnd::AudioDone };
+                    let packet = stream.packet(chunk);
+                    match self.rtp.send_to(&packet, answer.remote_rtp).await {
+                        Ok(_) => {
+                            self.packets_sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // (ICMP unreachable and the like: RTP is best effort)
+                        Err(e) => tracing::debug!(error = %e, "RTP send failed"),
+                    }
+                }
+                state = states.recv(), if states_open => match state {
+                    Some(DialogState::Terminated(..)) => return MediaEnd::PhoneEnded,
+                    Some(_) => {}
+                    None => states_open = false,
+                },
+                _ = self.hang_up.cancelled() => return MediaEnd::HungUp,
+            }
+        }
+    }
+}
+
+async fn cancel(dialog: &InviteDialog) {
+    if let Err(e) = dialog.cancel().await {
+        tracing::debug!(error = %e, "CANCEL failed");
+    }
+}
+
+async fn bye(dialog: &InviteDialog) {
+    if let Err(e) = dialog.bye().await {
+        tracing::debug!(error = %e, "BYE failed");
+    }
+}
+

@@ -1,0 +1,135 @@
+//! Telephony: outbound calls over SIP/UDP that play audio over RTP (issue 12, section 3).
+//!
+//! A [`SipAgent`] owns one SIP/UDP endpoint. [`SipAgent::place_call`] sends an INVITE whose
+//! SDP offers PCMU (0), PCMA (8) and telephone-event (101), and returns a [`Call`] at once; a
+//! task then drives the call:
+//!
+//! * provisional answers (100/180/183) keep it [`CallState::Connecting`];
+//! * a 2xx is ACKed, the codec and the phone's RTP address are taken from the answer's SDP
+//!   ([`media`]), the call is [`CallState::Connected`] and the audio is sent as RTP in 20 ms
+//!   packets; at the end of the audio we send BYE;
+//! * a final failure, a ring timeout (we CANCEL), a BYE from the phone (answered 200) or our own
+//!   [`Call::hang_up`] (CANCEL while ringing, BYE once connected) end it in
+//!   [`CallState::Disconnected`] with the [`EventCause`] of the issue's table
+//!   ([`EventCause::from_status`]).
+//!
+//! The SIP protocol work (transactions, retransmissions, ACK, CANCEL, a 2xx that crosses our
+//! CANCEL being ACKed and BYEd, in-dialog BYE) is done by `rsipstack`, pinned to an exact
+//! version in `Cargo.toml` because its API changes between minor versions. SDP answers are
+//! parsed with `sdp`, RTP packets are written with `rtp-types`, G.711 comes from
+//! `audio-codec-algorithms`. Hand-written here: the offer, the choice of the answered codec, the
+//! RTP pacing and the mapping to the UM call states.
+//!
+//! Nothing the peer sends (SIP, SDP) can panic this module: malformed messages are dropped by
+//! the stack, an unusable SDP answer ends the call with [`EventCause::Other`].
+
+mod call;
+pub mod media;
+
+pub use call::{Call, CallRequest, CallStatus, SipAgent};
+
+use base64::Engine as _;
+
+/// A telephony failure that prevents a call from being placed (a call that was placed and then
+/// failed reports it through its [`CallStatus`] instead).
+#[derive(Debug, thiserror::Error)]
+pub enum TelephonyError {
+    /// The SIP or RTP socket could not be opened.
+    #[error("cannot open the {what} socket on {addr}: {source}")]
+    Bind {
+        /// `SIP` or `RTP`.
+        what: &'static str,
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The SIP stack refused to start or to build the request.
+    #[error("SIP stack error: {0}")]
+    Sip(#[from] rsipstack::Error),
+    /// The dial target is not a SIP URI the stack accepts.
+    #[error("not a usable SIP URI: {0}")]
+    InvalidTarget(String),
+}
+
+/// The state of a call, as GetCallInfo reports it (`CallState` in the UM schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    /// INVITE sent, no final answer yet.
+    Connecting,
+    /// Answered (2xx, ACK sent).
+    Connected,
+    /// Ended, for the reason in the [`EventCause`].
+    Disconnected,
+}
+
+/// Why a call ended (`EventCause` in the UM schema); `None` while it runs and after a normal
+/// hang-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventCause {
+    /// Nothing to report: running, or hung up normally.
+    None,
+    /// 486 Busy Here or 600 Busy Everywhere.
+    UserBusy,
+    /// No answer before the ring timeout (we cancelled), or 408.
+    NoAnswer,
+    /// 404, 410, 480, 484 or 604.
+    Unavailable,
+    /// Any other failure: other final statuses, transport errors, timer B, unusable SDP.
+    Other,
+}
+
+impl EventCause {
+    /// The cause for a final non-2xx answer to our INVITE (the issue's table).
+    pub fn from_status(code: u16) -> EventCause {
+        match code {
+            486 | 600 => EventCause::UserBusy,
+            408 => EventCause::NoAnswer,
+            404 | 410 | 480 | 484 | 604 => EventCause::Unavailable,
+            _ => EventCause::Other,
+        }
+    }
+}
+
+/// A new call id: the base64 of UTF-8 `"<uuid>@<host>"`, also used as the SIP Call-ID.
+pub fn new_call_id(host: &str) -> String {
+    let raw = format!("{}@{}", uuid::Uuid::new_v4(), host);
+    base64::engine::general_purpose::STANDARD.encode(raw.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_the_issue_table() {
+        for (code, cause) in [
+            (486, EventCause::UserBusy),
+            (600, EventCause::UserBusy),
+            (408, EventCause::NoAnswer),
+            (404, EventCause::Unavailable),
+            (410, EventCause::Unavailable),
+            (480, EventCause::Unavailable),
+            (484, EventCause::Unavailable),
+            (604, EventCause::Unavailable),
+            (403, EventCause::Other),
+            (503, EventCause::Other),
+            (603, EventCause::Other),
+        ] {
+            assert_eq!(EventCause::from_status(code), cause, "{code}");
+        }
+    }
+
+    #[test]
+    fn call_ids_are_base64_of_uuid_at_host() {
+        let id = new_call_id("127.0.0.1");
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&id)
+            .expect("base64");
+        let raw = String::from_utf8(raw).expect("UTF-8");
+        let (uuid, host) = raw.split_once('@').expect("an @");
+        assert!(uuid::Uuid::parse_str(uuid).is_ok(), "{uuid}");
+        assert_eq!(host, "127.0.0.1");
+        assert_ne!(new_call_id("127.0.0.1"), id);
+    }
+}

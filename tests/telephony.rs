@@ -1,0 +1,360 @@
+//! The telephony module (`umws::telephony`) against a real SIP peer: sipp as the phone, with
+//! its built-in UAS and the scenarios in `tests/sip/`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::process::{Child, Command};
+use umws::telephony::{Call, CallRequest, CallState, CallStatus, EventCause, SipAgent};
+
+/// A guard against a hung test (never an assertion on speed).
+const GUARD: Duration = Duration::from_secs(60);
+/// The ring timeout of the tests' calls (only the no-answer test waits for it).
+const RING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A free UDP port on 127.0.0.1 (the socket is closed again for sipp to take the port).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port()
+}
+
+/// sipp as the phone, answering one call; killed on drop.
+struct Phone {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+    errors: PathBuf,
+}
+
+impl Phone {
+    /// sipp with a scenario of `tests/sip/`, its `@NAME@` placeholders replaced.
+    fn scenario(name: &str, fill: &[(&str, String)]) -> Phone {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sip").join(name);
+        let mut text = std::fs::read_to_string(&path).expect("the scenario");
+        for (key, value) in fill {
+            text = text.replace(key, value);
+        }
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).expect("the filled scenario");
+        Phone::start(&["-sf".into(), file.display().to_string()], dir)
+    }
+
+    /// sipp's built-in UAS (`-sn uas`), echoing RTP (`-rtp_echo`).
+    fn builtin_uas() -> Phone {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let media = free_udp_port().to_string();
+        Phone::start(
+            &["-sn".into(), "uas".into(), "-rtp_echo".into(), "-mp".into(), media],
+            dir,
+        )
+    }
+
+    fn start(args: &[String], dir: tempfile::TempDir) -> Phone {
+        let port = free_udp_port();
+        let errors = dir.path().join("errors.log");
+        let child = Command::new(common::sipp())
+            .args(args)
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .args(["-cp"])
+            .arg(free_udp_port().to_string())
+            .args(["-m", "1", "-nostdin", "-timeout", "30s", "-timeout_error"])
+            .args(["-trace_err", "-error_file"])
+            .arg(&errors)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("sipp starts");
+        Phone {
+            child,
+            port,
+            _dir: dir,
+            errors,
+        }
+    }
+
+    fn uri(&self) -> String {
+        format!("sip:phone@127.0.0.1:{}", self.port)
+    }
+
+    /// Waits for sipp to end and asserts that its one call went through the whole scenario.
+    async fn assert_scenario_completed(mut self) {
+        let status = tokio::time::timeout(GUARD, self.child.wait())
+            .await
+            .expect("sipp ends")
+            .expect("sipp's exit status");
+        let errors = std::fs::read_to_string(&self.errors).unwrap_or_default();
+        assert!(
+            status.success(),
+            "sipp's call failed ({status}); its errors:\n{errors}"
+        );
+    }
+}
+
+/// A 440 Hz tone of `seconds`, 8 kHz 16-bit PCM.
+fn tone(seconds: f64) -> Arc<[i16]> {
+    let n = (8000.0 * seconds) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / 8000.0;
+            (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
+        })
+        .collect()
+}
+
+async fn agent() -> SipAgent {
+    SipAgent::bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("the SIP agent starts")
+}
+
+async fn call(agent: &SipAgent, phone: &Phone, audio: Arc<[i16]>) -> Call {
+    agent
+        .place_call(CallRequest {
+            target: phone.uri(),
+            from_user: "umws".into(),
+            audio,
+            ring_timeout: RING_TIMEOUT,
+        })
+        .await
+        .expect("the call is placed")
+}
+
+async fn finished(call: &Call) -> CallStatus {
+    tokio::time::timeout(GUARD, call.finished())
+        .await
+        .expect("the call ends")
+}
+
+fn status(state: CallState, cause: EventCause) -> CallStatus {
+    CallStatus { state, cause }
+}
+
+/// Receives RTP packets on `socket` until none came for a second.
+async fn received_rtp(socket: &UdpSocket) -> Vec<Vec<u8>> {
+    let mut packets = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), socket.recv(&mut buf)).await
+    {
+        packets.push(buf[..n].to_vec());
+    }
+    packets
+}
+
+#[tokio::test]
+async fn builtin_uas_answers_and_we_hang_up_after_the_audio() {
+    let phone = Phone::builtin_uas();
+    let agent = agent().await;
+    let audio = tone(0.5);
+    let call = call(&agent, &phone, audio.clone()).await;
+    assert_eq!(call.status().state, CallState::Connecting);
+    let answered = tokio::time::timeout(GUARD, call.answered())
+        .await
+        .expect("answered");
+    assert_eq!(answered, status(CallState::Connected, EventCause::None));
+    assert_eq!(
+        finished(&call).await,
+        status(CallState::Disconnected, EventCause::None)
+    );
+    assert_eq!(call.rtp_packets_sent(), (audio.len() / 160) as u64);
+    // sipp's uas scenario ends with our BYE (answered 200): it passes only if it came.
+    phone.assert_scenario_completed().await;
+}
+
+/// Answers with `formats` in the SDP; returns the RTP that arrived.
+async fn answered_call_rtp(formats: &str, audio: Arc<[i16]>) -> (Call, Vec<Vec<u8>>) {
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("RTP socket");
+    let rtp_port = rtp.local_addr().expect("addr").port();
+    let phone = Phone::scenario(
+        "uas_answer.xml",
+        &[
+            ("@RTP_PORT@", rtp_port.to_string()),
+            ("@FORMATS@", formats.into()),
+        ],
+    );
+    let agent = agent().await;
+    let call = call(&agent, &phone, audio).await;
+    assert_eq!(
+        finished(&call).await,
+        status(CallState::Disconnected, EventCause::None)
+    );
+    phone.assert_scenario_completed().await;
+    let packets = received_rtp(&rtp).await;
+    (call, packets)
+}
+
+#[tokio::test]
+async fn the_audio_arrives_as_paced_g711_rtp_in_the_answered_codec() {
+    for (formats, payload_type) in [("0 8", 0u8), ("8 0", 8u8)] {
+        // 1.01 s: 50 whole packets and one of 80 samples
+        let audio = tone(1.01);
+        let (call, packets) = answered_call_rtp(formats, audio.clone()).await;
+        assert_eq!(packets.len(), 51, "answer {formats}");
+        assert_eq!(call.rtp_packets_sent(), 51);
+        let parsed: Vec<_> = packets
+            .iter()
+            .map(|p| rtp_types::RtpPacket::parse(p).expect("RTP"))
+            .collect();
+        let first = &parsed[0];
+        assert!(first.marker_bit());
+        let mut payload = Vec::new();
+        for (i, p) in parsed.iter().enumerate() {
+            assert_eq!(p.version(), 2);
+            assert_eq!(p.payload_type(), payload_type, "answer {formats}");
+            assert_eq!(p.ssrc(), first.ssrc());
+            assert_eq!(
+                p.sequence_number(),
+                first.sequence_number().wrapping_add(i as u16)
+            );
+            assert_eq!(
+                p.timestamp(),
+                first.timestamp().wrapping_add(160 * i as u32)
+            );
+            assert_eq!(p.marker_bit(), i == 0);
+            payload.extend_from_slice(p.payload());
+        }
+        // what arrived is the audio, in order, in the answered law
+        let decoded: Vec<i16> = payload
+            .iter()
+            .map(|&b| match payload_type {
+                0 => audio_codec_algorithms::decode_ulaw(b),
+                _ => audio_codec_algorithms::decode_alaw(b),
+            })
+            .collect();
+        assert_eq!(decoded.len(), audio.len());
+        for (got, sent) in decoded.iter().zip(audio.iter()) {
+            // G.711 keeps a sample within 1/16 of its magnitude (and a step near zero)
+            let err = (i32::from(*got) - i32::from(*sent)).abs();
+            assert!(err <= i32::from(sent.unsigned_abs() / 16) + 32, "{got} for {sent}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_phone_hanging_up_mid_audio_ends_the_call_and_the_rtp() {
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("RTP socket");
+    let rtp_port = rtp.local_addr().expect("addr").port();
+    let phone = Phone::scenario(
+        "uas_answer_then_bye.xml",
+        &[("@RTP_PORT@", rtp_port.to_string())],
+    );
+    let agent = agent().await;
+    // 60 s of audio (3000 packets); the phone hangs up after about one second
+    let call = call(&agent, &phone, tone(60.0)).await;
+    assert_eq!(
+        finished(&call).await,
+        status(CallState::Disconnected, EventCause::None)
+    );
+    phone.assert_scenario_completed().await;
+    let sent = call.rtp_packets_sent();
+    assert!(sent > 0 && sent < 3000, "{sent} packets sent");
+    // and nothing more is sent after the end
+    let packets = received_rtp(&rtp).await;
+    assert_eq!(packets.len() as u64, sent);
+    assert_eq!(call.rtp_packets_sent(), sent);
+}
+
+async fn rejected_with(reply: &str) -> CallStatus {
+    let phone = Phone::scenario("uas_reject.xml", &[("@STATUS@", reply.into())]);
+    let agent = agent().await;
+    let call = call(&agent, &phone, tone(1.0)).await;
+    let status = finished(&call).await;
+    assert_eq!(call.rtp_packets_sent(), 0);
+    phone.assert_scenario_completed().await;
+    status
+}
+
+#[tokio::test]
+async fn busy_is_user_busy() {
+    assert_eq!(
+        rejected_with("486 Busy Here").await,
+        status(CallState::Disconnected, EventCause::UserBusy)
+    );
+}
+
+#[tokio::test]
+async fn not_found_is_unavailable() {
+    assert_eq!(
+        rejected_with("404 Not Found").await,
+        status(CallState::Disconnected, EventCause::Unavailable)
+    );
+}
+
+#[tokio::test]
+async fn temporarily_unavailable_is_unavailable() {
+    assert_eq!(
+        rejected_with("480 Temporarily Unavailable").await,
+        status(CallState::Disconnected, EventCause::Unavailable)
+    );
+}
+
+#[tokio::test]
+async fn service_unavailable_is_other() {
+    assert_eq!(
+        rejected_with("503 Service Unavailable").await,
+        status(CallState::Disconnected, EventCause::Other)
+    );
+}
+
+#[tokio::test]
+async fn no_answer_before_the_ring_timeout_is_cancelled_and_no_answer() {
+    let phone = Phone::scenario("uas_no_answer.xml", &[]);
+    let agent = agent().await;
+    let call = call(&agent, &phone, tone(1.0)).await;
+    assert_eq!(
+        finished(&call).await,
+        status(CallState::Disconnected, EventCause::NoAnswer)
+    );
+    assert_eq!(call.rtp_packets_sent(), 0);
+    // the scenario completes only when the CANCEL came
+    phone.assert_scenario_completed().await;
+}
+
+#[tokio::test]
+async fn hanging_up_while_ringing_cancels() {
+    let phone = Phone::scenario("uas_no_answer.xml", &[]);
+    let agent = agent().await;
+    let call = agent
+        .place_call(CallRequest {
+            target: phone.uri(),
+            from_user: "umws".into(),
+            audio: tone(1.0),
+            // long: the CANCEL is ours, not the timeout's
+            ring_timeout: GUARD,
+        })
+        .await
+        .expect("the call is placed");
+    call.hang_up();
+    assert_eq!(
+        finished(&call).await,
+        status(CallState::Disconnected, EventCause::None)
+    );
+    phone.assert_scenario_completed().await;
+}
+
+#[tokio::test]
+async fn a_target_that_is_not_a_sip_uri_is_refused() {
+    let agent = agent().await;
+    for target in ["", "tel:+15551234", "not a uri", "sip:"] {
+        let placed = agent
+            .place_call(CallRequest {
+                target: target.into(),
+                from_user: "umws".into(),
+                audio: tone(0.1),
+                ring_timeout: RING_TIMEOUT,
+            })
+            .await;
+        assert!(placed.is_err(), "{target:?} was accepted");
+    }
+}
