@@ -36,7 +36,9 @@ struct Phone {
 impl Phone {
     /// sipp with a scenario of `tests/sip/`, its `@NAME@` placeholders replaced.
     fn scenario(name: &str, fill: &[(&str, String)]) -> Phone {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sip").join(name);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sip")
+            .join(name);
         let mut text = std::fs::read_to_string(&path).expect("the scenario");
         for (key, value) in fill {
             text = text.replace(key, value);
@@ -52,7 +54,13 @@ impl Phone {
         let dir = tempfile::tempdir().expect("a temp dir");
         let media = free_udp_port().to_string();
         Phone::start(
-            &["-sn".into(), "uas".into(), "-rtp_echo".into(), "-mp".into(), media],
+            &[
+                "-sn".into(),
+                "uas".into(),
+                "-rtp_echo".into(),
+                "-mp".into(),
+                media,
+            ],
             dir,
         )
     }
@@ -236,7 +244,10 @@ async fn the_audio_arrives_as_paced_g711_rtp_in_the_answered_codec() {
         for (got, sent) in decoded.iter().zip(audio.iter()) {
             // G.711 keeps a sample within 1/16 of its magnitude (and a step near zero)
             let err = (i32::from(*got) - i32::from(*sent)).abs();
-            assert!(err <= i32::from(sent.unsigned_abs() / 16) + 32, "{got} for {sent}");
+            assert!(
+                err <= i32::from(sent.unsigned_abs() / 16) + 32,
+                "{got} for {sent}"
+            );
         }
     }
 }
@@ -300,6 +311,22 @@ async fn temporarily_unavailable_is_unavailable() {
 }
 
 #[tokio::test]
+async fn request_timeout_is_no_answer() {
+    assert_eq!(
+        rejected_with("408 Request Timeout").await,
+        status(CallState::Disconnected, EventCause::NoAnswer)
+    );
+}
+
+#[tokio::test]
+async fn busy_everywhere_is_user_busy() {
+    assert_eq!(
+        rejected_with("600 Busy Everywhere").await,
+        status(CallState::Disconnected, EventCause::UserBusy)
+    );
+}
+
+#[tokio::test]
 async fn service_unavailable_is_other() {
     assert_eq!(
         rejected_with("503 Service Unavailable").await,
@@ -357,4 +384,88 @@ async fn a_target_that_is_not_a_sip_uri_is_refused() {
             .await;
         assert!(placed.is_err(), "{target:?} was accepted");
     }
+}
+
+#[tokio::test]
+async fn hanging_up_a_connected_call_sends_bye_and_stops_the_rtp() {
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("RTP socket");
+    let rtp_port = rtp.local_addr().expect("addr").port();
+    let phone = Phone::scenario(
+        "uas_answer.xml",
+        &[
+            ("@RTP_PORT@", rtp_port.to_string()),
+            ("@FORMATS@", "0".into()),
+        ],
+    );
+    let agent = agent().await;
+    // 60 s of audio (3000 packets); we hang up once the first packet arrived
+    let call = call(&agent, &phone, tone(60.0)).await;
+    let mut buf = [0u8; 2048];
+    tokio::time::timeout(GUARD, rtp.recv(&mut buf))
+        .await
+        .expect("RTP arrives")
+        .expect("RTP");
+    assert_eq!(
+        call.status(),
+        status(CallState::Connected, EventCause::None)
+    );
+    call.hang_up();
+    assert_eq!(
+        finished(&call).await,
+        status(CallState::Disconnected, EventCause::None)
+    );
+    // the scenario ends with the BYE
+    phone.assert_scenario_completed().await;
+    let sent = call.rtp_packets_sent();
+    assert!(sent < 3000, "{sent} packets sent");
+    let packets = received_rtp(&rtp).await;
+    assert_eq!(packets.len() as u64 + 1, sent);
+    // hanging up a finished call does nothing
+    call.hang_up();
+    assert_eq!(
+        call.status(),
+        status(CallState::Disconnected, EventCause::None)
+    );
+}
+
+#[tokio::test]
+async fn an_answer_without_usable_sdp_is_hung_up_as_other() {
+    let phone = Phone::scenario("uas_answer_bad_sdp.xml", &[]);
+    let agent = agent().await;
+    let call = call(&agent, &phone, tone(1.0)).await;
+    assert_eq!(
+        finished(&call).await,
+        status(CallState::Disconnected, EventCause::Other)
+    );
+    assert_eq!(call.rtp_packets_sent(), 0);
+    // the scenario ends with our BYE
+    phone.assert_scenario_completed().await;
+}
+
+#[tokio::test]
+async fn malformed_datagrams_do_not_stop_the_agent() {
+    let agent = agent().await;
+    let garbage = UdpSocket::bind("127.0.0.1:0").await.expect("socket");
+    for datagram in [
+        &b""[..],
+        b"\x00\xff\xfe garbage",
+        b"INVITE\r\n\r\n",
+        b"SIP/2.0 200 OK\r\nCSeq: x\r\n\r\n",
+        b"BYE sip:umws@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\n\
+          Call-ID: nope\r\nCSeq: 1 BYE\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\n\
+          Content-Length: 99999\r\n\r\n",
+    ] {
+        garbage
+            .send_to(datagram, agent.local_addr())
+            .await
+            .expect("sent");
+    }
+    // the agent still places and completes a call
+    let phone = Phone::builtin_uas();
+    let call = call(&agent, &phone, tone(0.2)).await;
+    assert_eq!(
+        finished(&call).await,
+        status(CallState::Disconnected, EventCause::None)
+    );
+    phone.assert_scenario_completed().await;
 }

@@ -21,6 +21,9 @@ use super::{new_call_id, CallState, EventCause, TelephonyError};
 
 /// The time between two RTP packets.
 const PACKET_INTERVAL: Duration = Duration::from_millis(20);
+/// How long the INVITE may go on after our CANCEL before we give up on it: 64*T1, the
+/// transaction timeout of RFC 3261 (a phone that already rang has no timer B to end it).
+const AFTER_CANCEL: Duration = Duration::from_secs(32);
 
 /// One SIP/UDP endpoint placing outbound calls. Dropping it stops the endpoint (calls still
 /// running lose their signalling: hang them up first).
@@ -126,13 +129,14 @@ impl SipAgent {
                 addr: listen,
                 source: std::io::Error::other(e.to_string()),
             })?;
-        let local = connection.get_addr().get_socketaddr().map_err(|e| {
-            TelephonyError::Bind {
+        let local = connection
+            .get_addr()
+            .get_socketaddr()
+            .map_err(|e| TelephonyError::Bind {
                 what: "SIP",
                 addr: listen,
                 source: std::io::Error::other(e.to_string()),
-            }
-        })?;
+            })?;
         transport.add_transport(connection.into());
         let endpoint = EndpointBuilder::new()
             .with_cancel_token(stop.clone())
@@ -202,10 +206,8 @@ impl SipAgent {
             call_id: Some(id.clone()),
             ..Default::default()
         };
-        let (status_tx, status) = watch::channel(CallStatus::new(
-            CallState::Connecting,
-            EventCause::None,
-        ));
+        let (status_tx, status) =
+            watch::channel(CallStatus::new(CallState::Connecting, EventCause::None));
         let (state_tx, state_rx) = self.dialogs.new_dialog_state_channel();
         let (dialog, invite) = self.dialogs.do_invite_async(option, state_tx)?;
         let call = Call {
@@ -299,17 +301,19 @@ impl Driver {
         // Ringing: wait for the final answer, or cancel on timeout or hang-up.
         let mut cancelled_cause = None;
         let outcome = tokio::select! {
-            outcome = &mut invite => outcome,
+            outcome = &mut invite => Some(outcome),
             _ = tokio::time::sleep(ring_timeout) => {
                 cancelled_cause = Some(EventCause::NoAnswer);
-                cancel(&dialog).await;
-                invite.await
+                cancel(&dialog, &mut invite).await
             }
             _ = self.hang_up.cancelled() => {
                 cancelled_cause = Some(EventCause::None);
-                cancel(&dialog).await;
-                invite.await
+                cancel(&dialog, &mut invite).await
             }
+        };
+        let Some(outcome) = outcome else {
+            // (no final answer to our CANCEL: the INVITE task was aborted)
+            return finish(cancelled_cause.unwrap_or(EventCause::Other));
         };
         let (dialog_id, response) = match outcome {
             Ok(Ok((dialog_id, Some(response)))) => (dialog_id, response),
@@ -381,9 +385,22 @@ impl Driver {
     }
 }
 
-async fn cancel(dialog: &InviteDialog) {
+/// Cancels the ringing INVITE and waits for its final answer (487, or a 2xx that crossed the
+/// CANCEL, which the stack ACKs and BYEs); `None` when none came in time (the INVITE's task is
+/// then aborted, which unregisters its early dialog).
+async fn cancel(
+    dialog: &InviteDialog,
+    invite: &mut InviteHandle,
+) -> Option<<InviteHandle as std::future::Future>::Output> {
     if let Err(e) = dialog.cancel().await {
         tracing::debug!(error = %e, "CANCEL failed");
+    }
+    match tokio::time::timeout(AFTER_CANCEL, &mut *invite).await {
+        Ok(outcome) => Some(outcome),
+        Err(_) => {
+            invite.abort();
+            None
+        }
     }
 }
 
@@ -392,4 +409,3 @@ async fn bye(dialog: &InviteDialog) {
         tracing::debug!(error = %e, "BYE failed");
     }
 }
-

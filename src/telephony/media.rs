@@ -219,19 +219,32 @@ mod tests {
 
     #[test]
     fn unusable_answers_are_errors_not_panics() {
-        let sdp = |c: &str, m: &str| format!("v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\n{c}t=0 0\r\n{m}\r\n");
+        let sdp = |c: &str, m: &str| {
+            format!("v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\n{c}t=0 0\r\n{m}\r\n")
+        };
         let c = "c=IN IP4 10.0.0.1\r\n";
         for (body, err) in [
             (sdp(c, "m=audio 0 RTP/AVP 0"), AnswerError::NoAudio),
             (sdp(c, "m=video 5004 RTP/AVP 0"), AnswerError::NoAudio),
             (sdp(c, "m=audio 5004 RTP/AVP 9 18"), AnswerError::NoCodec),
             (sdp("", "m=audio 5004 RTP/AVP 0"), AnswerError::NoAddress),
-            (sdp("c=IN IP4 0.0.0.0\r\n", "m=audio 5004 RTP/AVP 0"), AnswerError::NoAddress),
-            (sdp("c=IN IP4 nonsense\r\n", "m=audio 5004 RTP/AVP 0"), AnswerError::NoAddress),
+            (
+                sdp("c=IN IP4 0.0.0.0\r\n", "m=audio 5004 RTP/AVP 0"),
+                AnswerError::NoAddress,
+            ),
+            (
+                sdp("c=IN IP4 nonsense\r\n", "m=audio 5004 RTP/AVP 0"),
+                AnswerError::NoAddress,
+            ),
         ] {
             assert_eq!(parse_answer(body.as_bytes()), Err(err), "{body}");
         }
-        for garbage in [&b""[..], b"\xff\xfe", b"v=0\r\nm=audio x RTP/AVP 0\r\n", b"m=\r\n"] {
+        for garbage in [
+            &b""[..],
+            b"\xff\xfe",
+            b"v=0\r\nm=audio x RTP/AVP 0\r\n",
+            b"m=\r\n",
+        ] {
             assert!(parse_answer(garbage).is_err());
         }
     }
@@ -254,9 +267,6 @@ mod tests {
         assert_eq!(p1.ssrc(), stream.ssrc());
         assert_eq!(p1.payload().len(), 160);
         assert_eq!(p2.payload().len(), 80);
-        assert_eq!(
-            p1.payload()[0],
-            audio_codec_algorithms::encode_alaw(1000)
-        );
+        assert_eq!(p1.payload()[0], audio_codec_algorithms::encode_alaw(1000));
     }
 }

@@ -46,10 +46,16 @@ pub enum TelephonyError {
     },
     /// The SIP stack refused to start or to build the request.
     #[error("SIP stack error: {0}")]
-    Sip(#[from] rsipstack::Error),
+    Sip(Box<rsipstack::Error>),
     /// The dial target is not a SIP URI the stack accepts.
     #[error("not a usable SIP URI: {0}")]
     InvalidTarget(String),
+}
+
+impl From<rsipstack::Error> for TelephonyError {
+    fn from(e: rsipstack::Error) -> TelephonyError {
+        TelephonyError::Sip(Box::new(e))
+    }
 }
 
 /// The state of a call, as GetCallInfo reports it (`CallState` in the UM schema).
