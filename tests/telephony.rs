@@ -31,6 +31,7 @@ struct Phone {
     port: u16,
     _dir: tempfile::TempDir,
     errors: PathBuf,
+    messages: PathBuf,
 }
 
 impl Phone {
@@ -68,6 +69,7 @@ impl Phone {
     fn start(args: &[String], dir: tempfile::TempDir) -> Phone {
         let port = free_udp_port();
         let errors = dir.path().join("errors.log");
+        let messages = dir.path().join("messages.log");
         let child = Command::new(common::sipp())
             .args(args)
             .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
@@ -77,6 +79,8 @@ impl Phone {
             .args(["-m", "1", "-nostdin", "-timeout", "30s", "-timeout_error"])
             .args(["-trace_err", "-error_file"])
             .arg(&errors)
+            .args(["-trace_msg", "-message_file"])
+            .arg(&messages)
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -89,6 +93,7 @@ impl Phone {
             port,
             _dir: dir,
             errors,
+            messages,
         }
     }
 
@@ -96,8 +101,9 @@ impl Phone {
         format!("sip:phone@127.0.0.1:{}", self.port)
     }
 
-    /// Waits for sipp to end and asserts that its one call went through the whole scenario.
-    async fn assert_scenario_completed(mut self) {
+    /// Waits for sipp to end, asserts that its one call went through the whole scenario and
+    /// returns the SIP messages it received and sent.
+    async fn assert_scenario_completed(mut self) -> String {
         let status = tokio::time::timeout(GUARD, self.child.wait())
             .await
             .expect("sipp ends")
@@ -107,6 +113,7 @@ impl Phone {
             status.success(),
             "sipp's call failed ({status}); its errors:\n{errors}"
         );
+        std::fs::read_to_string(&self.messages).expect("sipp's message log")
     }
 }
 
@@ -177,7 +184,13 @@ async fn builtin_uas_answers_and_we_hang_up_after_the_audio() {
     );
     assert_eq!(call.rtp_packets_sent(), (audio.len() / 160) as u64);
     // sipp's uas scenario ends with our BYE (answered 200): it passes only if it came.
-    phone.assert_scenario_completed().await;
+    let messages = phone.assert_scenario_completed().await;
+    // the call id is the SIP Call-ID
+    assert!(
+        messages.contains(&format!("Call-ID: {}\r\n", call.id())),
+        "{messages}"
+    );
+    assert!(messages.contains("BYE sip:"), "{messages}");
 }
 
 /// Answers with `formats` in the SDP; returns the RTP that arrived.
@@ -345,7 +358,8 @@ async fn no_answer_before_the_ring_timeout_is_cancelled_and_no_answer() {
     );
     assert_eq!(call.rtp_packets_sent(), 0);
     // the scenario completes only when the CANCEL came
-    phone.assert_scenario_completed().await;
+    let messages = phone.assert_scenario_completed().await;
+    assert!(messages.contains("CANCEL sip:"), "{messages}");
 }
 
 #[tokio::test]
