@@ -269,4 +269,18 @@ mod tests {
         assert_eq!(p2.payload().len(), 80);
         assert_eq!(p1.payload()[0], audio_codec_algorithms::encode_alaw(1000));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_answer_body_is_an_answer_or_an_error(body in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let _ = parse_answer(&body);
+        }
+
+        #[test]
+        fn any_sdp_like_body_is_an_answer_or_an_error(
+            lines in proptest::collection::vec("[vosctm]=[ -~]{0,40}", 0..12)
+        ) {
+            let _ = parse_answer(lines.join("\r\n").as_bytes());
+        }
+    }
 }
