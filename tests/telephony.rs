@@ -483,3 +483,14 @@ async fn malformed_datagrams_do_not_stop_the_agent() {
     );
     phone.assert_scenario_completed().await;
 }
+
+#[tokio::test]
+async fn a_wildcard_listen_address_is_refused() {
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        let bound = SipAgent::bind(listen.parse().expect("addr")).await;
+        assert!(
+            matches!(bound, Err(umws::telephony::TelephonyError::Unspecified(_))),
+            "{listen}"
+        );
+    }
+}

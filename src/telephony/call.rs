@@ -119,7 +119,12 @@ impl Call {
 
 impl SipAgent {
     /// Opens the SIP/UDP endpoint on `listen` (port 0 picks a free port) and starts serving it.
+    /// The address goes into Contact headers and SDP offers, so it cannot be a wildcard; RTP
+    /// sockets are opened on the same address.
     pub async fn bind(listen: SocketAddr) -> Result<SipAgent, TelephonyError> {
+        if listen.ip().is_unspecified() {
+            return Err(TelephonyError::Unspecified(listen));
+        }
         let stop = CancellationToken::new();
         let transport = TransportLayer::new(stop.clone());
         let connection = UdpConnection::create_connection(listen, None, Some(stop.child_token()))

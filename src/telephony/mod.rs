@@ -44,6 +44,10 @@ pub enum TelephonyError {
         /// Why.
         source: std::io::Error,
     },
+    /// The SIP listen address is a wildcard (0.0.0.0 or ::): the agent puts its address into
+    /// Contact headers and SDP, so it must be one the phone can reach.
+    #[error("the SIP listen address {0} is a wildcard; give the address phones reach")]
+    Unspecified(std::net::SocketAddr),
     /// The SIP stack refused to start or to build the request.
     #[error("SIP stack error: {0}")]
     Sip(Box<rsipstack::Error>),
