@@ -494,3 +494,20 @@ async fn a_wildcard_listen_address_is_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_200_crossing_our_cancel_is_acked_and_ended_with_bye() {
+    let phone = Phone::scenario("uas_answer_crossing_cancel.xml", &[]);
+    let agent = agent().await;
+    let call = call(&agent, &phone, tone(1.0)).await;
+    // the ring timeout fired first: the call stays a no-answer, with nothing played
+    assert_eq!(
+        finished(&call).await,
+        status(CallState::Disconnected, EventCause::NoAnswer)
+    );
+    assert_eq!(call.rtp_packets_sent(), 0);
+    // the scenario ends only with our ACK and BYE after the CANCEL
+    let messages = phone.assert_scenario_completed().await;
+    assert!(messages.contains("CANCEL sip:"), "{messages}");
+    assert!(messages.contains("BYE sip:"), "{messages}");
+}
