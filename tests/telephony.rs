@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::process::{Child, Command};
-use umws::telephony::{Call, CallRequest, CallState, CallStatus, EventCause, SipAgent};
+use umws::telephony::{
+    Call, CallRegistry, CallRequest, CallState, CallStatus, EventCause, SipAgent, UnknownCall,
+};
 
 /// A guard against a hung test (never an assertion on speed).
 const GUARD: Duration = Duration::from_secs(60);
@@ -510,4 +512,59 @@ async fn a_200_crossing_our_cancel_is_acked_and_ended_with_bye() {
     let messages = phone.assert_scenario_completed().await;
     assert!(messages.contains("CANCEL sip:"), "{messages}");
     assert!(messages.contains("BYE sip:"), "{messages}");
+}
+
+#[tokio::test]
+async fn the_registry_answers_a_call_id_to_its_owner_until_it_expires() {
+    const KEEP: Duration = Duration::from_secs(15 * 60);
+    let registry = CallRegistry::new(KEEP);
+    let agent = agent().await;
+    // a call that rings until we hang up, and one that ends at once (486)
+    let ringing_phone = Phone::scenario("uas_no_answer.xml", &[]);
+    let busy_phone = Phone::scenario("uas_reject.xml", &[("@STATUS@", "486 Busy Here".into())]);
+    let ringing = agent
+        .place_call(CallRequest {
+            target: ringing_phone.uri(),
+            from_user: "umws".into(),
+            audio: tone(1.0),
+            ring_timeout: GUARD,
+        })
+        .await
+        .expect("placed");
+    let busy = call(&agent, &busy_phone, tone(1.0)).await;
+    registry.insert("alice", ringing.clone());
+    registry.insert("bob", busy.clone());
+    assert_eq!(
+        finished(&busy).await,
+        status(CallState::Disconnected, EventCause::UserBusy)
+    );
+    let ended = busy.ended_at().expect("ended");
+
+    // only the owner gets the call; another user's, unknown and malformed ids are unknown
+    let found = registry.get("bob", busy.id()).expect("bob's call");
+    assert_eq!(found.status(), busy.status());
+    assert_eq!(registry.get("alice", busy.id()).err(), Some(UnknownCall));
+    assert_eq!(registry.get("bob", ringing.id()).err(), Some(UnknownCall));
+    assert_eq!(registry.get("bob", "").err(), Some(UnknownCall));
+    assert_eq!(registry.get("bob", "not base64 !").err(), Some(UnknownCall));
+    assert_eq!(registry.running("alice"), (1, 1));
+    assert_eq!(registry.running("bob"), (1, 0));
+
+    // a finished call stays until `KEEP` after its end; a running one stays
+    assert_eq!(registry.purge(ended + KEEP - Duration::from_secs(1)), 0);
+    assert!(registry.get("bob", busy.id()).is_ok());
+    assert_eq!(registry.purge(ended + KEEP), 1);
+    assert_eq!(registry.get("bob", busy.id()).err(), Some(UnknownCall));
+    assert!(registry.get("alice", ringing.id()).is_ok());
+
+    // shutdown hangs up the rest (the ringing call is cancelled)
+    for call in registry.hang_up_all() {
+        assert_eq!(
+            finished(&call).await,
+            status(CallState::Disconnected, EventCause::None)
+        );
+    }
+    assert_eq!(registry.running("alice"), (0, 0));
+    ringing_phone.assert_scenario_completed().await;
+    busy_phone.assert_scenario_completed().await;
 }

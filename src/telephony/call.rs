@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use rsipstack::dialog::dialog::{Dialog, DialogState, DialogStateReceiver};
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -74,6 +74,7 @@ pub struct Call {
     status: watch::Receiver<CallStatus>,
     hang_up: CancellationToken,
     packets_sent: Arc<AtomicU64>,
+    ended_at: Arc<OnceLock<Instant>>,
 }
 
 impl Call {
@@ -109,6 +110,11 @@ impl Call {
         // (the task always ends in Disconnected before it drops the sender; were it to end
         // otherwise, report a failure rather than wait forever)
         reached.unwrap_or(CallStatus::new(CallState::Disconnected, EventCause::Other))
+    }
+
+    /// When the call became [`CallState::Disconnected`].
+    pub fn ended_at(&self) -> Option<Instant> {
+        self.ended_at.get().copied()
     }
 
     /// The number of RTP packets sent so far.
@@ -220,12 +226,14 @@ impl SipAgent {
             status,
             hang_up: self.stop.child_token(),
             packets_sent: Arc::new(AtomicU64::new(0)),
+            ended_at: Arc::new(OnceLock::new()),
         };
         let driver = Driver {
             dialogs: self.dialogs.clone(),
             status: status_tx,
             hang_up: call.hang_up.clone(),
             packets_sent: call.packets_sent.clone(),
+            ended_at: call.ended_at.clone(),
             audio: request.audio,
             rtp,
         };
@@ -284,6 +292,7 @@ struct Driver {
     status: watch::Sender<CallStatus>,
     hang_up: CancellationToken,
     packets_sent: Arc<AtomicU64>,
+    ended_at: Arc<OnceLock<Instant>>,
     audio: Arc<[i16]>,
     rtp: UdpSocket,
 }
@@ -300,6 +309,7 @@ impl Driver {
         ring_timeout: Duration,
     ) {
         let finish = |cause| {
+            let _ = self.ended_at.set(Instant::now());
             self.status
                 .send_replace(CallStatus::new(CallState::Disconnected, cause));
         };

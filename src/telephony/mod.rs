@@ -20,13 +20,18 @@
 //! `audio-codec-algorithms`. Hand-written here: the offer, the choice of the answered codec, the
 //! RTP pacing and the mapping to the UM call states.
 //!
+//! [`CallRegistry`] keeps the calls by id for GetCallInfo and Disconnect: only to the user who
+//! placed them, and until a while after they ended.
+//!
 //! Nothing the peer sends (SIP, SDP) can panic this module: malformed messages are dropped by
 //! the stack, an unusable SDP answer ends the call with [`EventCause::Other`].
 
 mod call;
 pub mod media;
+mod registry;
 
 pub use call::{Call, CallRequest, CallStatus, SipAgent};
+pub use registry::{CallRegistry, UnknownCall};
 
 use base64::Engine as _;
 
