@@ -6,8 +6,9 @@
 //!
 //! - PCM (format tag 1, or WAVE_FORMAT_EXTENSIBLE with the PCM subformat), 8-bit unsigned or
 //!   16-bit signed, read with `hound`;
-//! - G.711 A-law (tag 6) and µ-law (tag 7), 8 bits a sample, decoded here ([`alaw_to_linear`],
-//!   [`ulaw_to_linear`]: hound does not read these tags);
+//! - G.711 A-law (tag 6) and µ-law (tag 7), 8 bits a sample, decoded with the
+//!   `audio-codec-algorithms` crate ([`alaw_to_linear`], [`ulaw_to_linear`]; hound does not
+//!   read these tags);
 //!
 //! at any sample rate from [`MIN_INPUT_RATE`] to [`MAX_INPUT_RATE`] and with any number of
 //! channels (mixed down to mono). Other rates are resampled with `rubato`'s sinc resampler.
@@ -381,75 +382,24 @@ pub fn is_silent(samples: &[i16]) -> bool {
 // G.711 (ITU-T G.711, as in the reference code of Sun's g711.c): 13-bit (A-law) and 14-bit
 // (µ-law) segments, here scaled to 16-bit samples.
 
-const ULAW_BIAS: i32 = 0x84;
-/// The largest magnitude µ-law encodes, in 14-bit units.
-const ULAW_CLIP: i32 = 8159;
-
-/// The 16-bit linear value of an A-law byte.
+/// The 16-bit linear value of an A-law byte (ITU-T G.711).
 pub fn alaw_to_linear(byte: u8) -> i16 {
-    let a = byte ^ 0x55;
-    let mut t = i32::from(a & 0x0F) << 4;
-    let seg = (a & 0x70) >> 4;
-    match seg {
-        0 => t += 8,
-        1 => t += 0x108,
-        _ => {
-            t += 0x108;
-            t <<= seg - 1;
-        }
-    }
-    let v = if a & 0x80 != 0 { t } else { -t };
-    v as i16
+    audio_codec_algorithms::decode_alaw(byte)
 }
 
-/// The A-law byte of a 16-bit linear value.
+/// The A-law byte of a 16-bit linear value (ITU-T G.711).
 pub fn linear_to_alaw(sample: i16) -> u8 {
-    let pcm = i32::from(sample) >> 3;
-    let (mask, pcm) = if pcm >= 0 {
-        (0xD5u8, pcm)
-    } else {
-        (0x55u8, -pcm - 1)
-    };
-    const SEG_END: [i32; 8] = [0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF];
-    let seg = SEG_END.iter().position(|&end| pcm <= end);
-    let byte = match seg {
-        None => 0x7F,
-        Some(seg) => {
-            let shift = if seg < 2 { 1 } else { seg };
-            ((seg as u8) << 4) | (((pcm >> shift) & 0x0F) as u8)
-        }
-    };
-    byte ^ mask
+    audio_codec_algorithms::encode_alaw(sample)
 }
 
-/// The 16-bit linear value of a µ-law byte.
+/// The 16-bit linear value of a µ-law byte (ITU-T G.711).
 pub fn ulaw_to_linear(byte: u8) -> i16 {
-    let u = !byte;
-    let mut t = (i32::from(u & 0x0F) << 3) + ULAW_BIAS;
-    t <<= (u & 0x70) >> 4;
-    let v = if u & 0x80 != 0 {
-        ULAW_BIAS - t
-    } else {
-        t - ULAW_BIAS
-    };
-    v as i16
+    audio_codec_algorithms::decode_ulaw(byte)
 }
 
-/// The µ-law byte of a 16-bit linear value.
+/// The µ-law byte of a 16-bit linear value (ITU-T G.711).
 pub fn linear_to_ulaw(sample: i16) -> u8 {
-    let mut pcm = i32::from(sample) >> 2;
-    let mask = if pcm < 0 {
-        pcm = -pcm;
-        0x7Fu8
-    } else {
-        0xFFu8
-    };
-    pcm = pcm.min(ULAW_CLIP) + (ULAW_BIAS >> 2);
-    const SEG_END: [i32; 8] = [0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF];
-    match SEG_END.iter().position(|&end| pcm <= end) {
-        None => 0x7F ^ mask,
-        Some(seg) => (((seg as u8) << 4) | (((pcm >> (seg + 1)) & 0x0F) as u8)) ^ mask,
-    }
+    audio_codec_algorithms::encode_ulaw(sample)
 }
 
 #[cfg(test)]
