@@ -48,7 +48,8 @@ EOF
 cp "$ROOT/api/examples/client.rs" "$CLIENT/src/main.rs"
 cp "$ROOT/Cargo.lock" "$CLIENT/Cargo.lock"
 
-# Prints: wall seconds, user+sys seconds, Compiling lines, distinct crates (name and version).
+# Prints: wall seconds, user+sys seconds, Compiling lines, distinct crates compiled (name and
+# version), crates in `cargo tree -e normal`, load average before and after.
 measure() { # NAME DIR
     name=$1
     dir=$2
@@ -70,7 +71,11 @@ measure() { # NAME DIR
         "$WORK/$name.time")
     compiling=$(grep -c '^ *Compiling ' "$WORK/$name.log" || true)
     crates=$(grep '^ *Compiling ' "$WORK/$name.log" | awk '{ print $2, $3 }' | sort -u | wc -l)
-    echo "$wall $cpu $compiling $crates $load_before / $load_after"
+    # The normal dependency tree (proc macros included; build dependencies such as the code
+    # generator left out), the package itself included.
+    linked=$(cd "$dir" && cargo tree -e normal --prefix none 2>/dev/null | sed 's/ (\*)$//' |
+        sort -u | wc -l)
+    echo "$wall $cpu $compiling $crates $linked $load_before / $load_after"
 }
 
 echo "# build_size.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs" \
@@ -82,15 +87,15 @@ service=""
 if [ "$ONLY" != service ]; then client=$(measure client "$CLIENT"); fi
 if [ "$ONLY" != client ]; then service=$(measure service "$ROOT"); fi
 echo
-echo "| build | wall s | user+sys CPU s | Compiling lines | crates | load average before / after |"
-echo "|---|---:|---:|---:|---:|---|"
+echo "| build | wall s | user+sys CPU s | \`Compiling\` lines | crates compiled | crates in \`cargo tree -e normal\` | load average before / after |"
+echo "|---|---:|---:|---:|---:|---:|---|"
 row() { # LABEL "wall cpu compiling crates load..."
     label=$1
     shift
     set -- $1
-    wall=$1 cpu=$2 compiling=$3 crates=$4
-    shift 4
-    echo "| $label | $wall | $cpu | $compiling | $crates | $* |"
+    wall=$1 cpu=$2 compiling=$3 crates=$4 linked=$5
+    shift 5
+    echo "| $label | $wall | $cpu | $compiling | $crates | $linked | $* |"
 }
 if [ -n "$client" ]; then
     row "client-only consumer (umws-api, \`client\`, + tokio)" "$client"
