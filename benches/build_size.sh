@@ -15,7 +15,9 @@
 # the repository's Cargo.lock (so both builds compile the same versions), and `cargo fetch`
 # runs before the clock starts (downloads are not build time). On a shared machine read the
 # CPU seconds (user + sys) first: wall time depends on what else runs. Prints a Markdown
-# table; the logs stay in WORKDIR. BUILD_SIZE_ONLY=client (or service) builds one of the two.
+# table; the logs stay in WORKDIR, cargo's per-crate timings in
+# WORKDIR/target-{client,service}/cargo-timings/. BUILD_SIZE_ONLY=client (or service) builds
+# one of the two.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,7 +60,7 @@ measure() { # NAME DIR
     (cd "$dir" && cargo fetch --quiet)
     load_before=$(cut -d' ' -f1-3 /proc/loadavg)
     (cd "$dir" && CARGO_TARGET_DIR="$target" /usr/bin/time -v -o "$WORK/$name.time" \
-        cargo build --release --color never) > "$WORK/$name.log" 2>&1 || {
+        cargo build --release --timings --color never) > "$WORK/$name.log" 2>&1 || {
         echo "cargo build --release failed in $dir (see $WORK/$name.log):" >&2
         tail -20 "$WORK/$name.log" >&2
         exit 1
