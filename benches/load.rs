@@ -38,7 +38,9 @@
 //! `UMWS_LOAD_TARGETS` (comma-separated subset of `umws,log,trusted,inline,hand,hyper,raw,node`;
 //! without it every target, `node` only when Node.js and npm are installed),
 //! `UMWS_LOAD_MAX_BLOCKING` (the server runtime's blocking pool limit; tokio's default 512),
-//! `UMWS_LOAD_NODE_WORKERS` (node-soap's processes, node's `cluster` module sharing the port; 1).
+//! `UMWS_LOAD_NODE_WORKERS` (node-soap's processes, node's `cluster` module sharing the port; 1),
+//! `UMWS_LOAD_NODE_CHUNKED` (1: node-soap answers chunked, its default; 0, the default here:
+//! with a Content-Length, node's cheaper way).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -103,6 +105,7 @@ struct Settings {
     targets: Option<Vec<String>>,
     max_blocking: Option<usize>,
     node_workers: usize,
+    node_chunked: bool,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -149,6 +152,7 @@ impl Settings {
                 .and_then(|v| v.trim().parse().ok())
                 .filter(|n| *n > 0),
             node_workers: env_or("UMWS_LOAD_NODE_WORKERS", 1usize).max(1),
+            node_chunked: env_or("UMWS_LOAD_NODE_CHUNKED", 0u8) != 0,
         }
     }
 
@@ -224,28 +228,47 @@ impl Operation {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP/1.1 framing for the client and the raw server (Content-Length only, no pipelining)
+// HTTP/1.1 framing for the client and the raw server (Content-Length, or a chunked body
+// without trailers; no pipelining)
 
 fn head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
-fn content_length(head: &[u8]) -> usize {
-    let text = String::from_utf8_lossy(head);
-    text.split("\r\n")
+/// The value of header `name` in `head`.
+fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n")
         .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse().ok())
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+fn content_length(head: &[u8]) -> usize {
+    header_value(&String::from_utf8_lossy(head), "content-length")
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
 
-/// Reads one message (head and Content-Length body) into `buf`; returns its length, or `None`
-/// at a clean end of stream.
+fn is_chunked(head: &[u8]) -> bool {
+    header_value(&String::from_utf8_lossy(head), "transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+}
+
+/// Reads more of the stream into `buf`; an end of stream is an error here.
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
+    if stream.read_buf(buf).await? == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+/// Reads one message (head and a Content-Length or chunked body) into `buf`; returns its
+/// length, or `None` at a clean end of stream.
 async fn read_message(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
     buf.clear();
-    let total = loop {
+    let head = loop {
         if let Some(end) = head_end(buf) {
-            break end + content_length(&buf[..end]);
+            break end;
         }
         if stream.read_buf(buf).await? == 0 {
             return if buf.is_empty() {
@@ -255,10 +278,33 @@ async fn read_message(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<O
             };
         }
     };
-    while buf.len() < total {
-        if stream.read_buf(buf).await? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+    let total = if is_chunked(&buf[..head]) {
+        // Chunks `SIZE[;ext]\r\nDATA\r\n` up to the last one, `0\r\n\r\n` (no trailers).
+        let mut at = head;
+        loop {
+            let line = loop {
+                if let Some(i) = buf[at..].windows(2).position(|w| w == b"\r\n") {
+                    break at + i;
+                }
+                read_more(stream, buf).await?;
+            };
+            let size = std::str::from_utf8(&buf[at..line])
+                .ok()
+                .and_then(|l| usize::from_str_radix(l.split(';').next()?.trim(), 16).ok())
+                .ok_or(io::ErrorKind::InvalidData)?;
+            at = line + 2 + size + 2;
+            while buf.len() < at {
+                read_more(stream, buf).await?;
+            }
+            if size == 0 {
+                break at;
+            }
         }
+    } else {
+        head + content_length(&buf[..head])
+    };
+    while buf.len() < total {
+        read_more(stream, buf).await?;
     }
     Ok(Some(total))
 }
@@ -896,8 +942,9 @@ fn node_soap_modules() -> Result<(PathBuf, String), String> {
 }
 
 /// Starts node-soap (`benches/node_soap/server.js`) over `schemas/um.wsdl` with `workers`
-/// processes, accepting the load's user and password; waits until it serves.
-fn start_node_soap(workers: usize) -> Result<NodeSoap, String> {
+/// processes, accepting the load's user and password, its answers chunked (node-soap's
+/// default) or with a Content-Length; waits until it serves.
+fn start_node_soap(workers: usize, chunked: bool) -> Result<NodeSoap, String> {
     use std::io::BufRead as _;
 
     let (modules, node_version) = node_soap_modules()?;
@@ -909,6 +956,7 @@ fn start_node_soap(workers: usize) -> Result<NodeSoap, String> {
         .arg(workers.to_string())
         .env("NODE_PATH", &modules)
         .env("NODE_ENV", "production")
+        .env("NODE_SOAP_CHUNKED", if chunked { "1" } else { "0" })
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -951,10 +999,37 @@ fn start_node_soap(workers: usize) -> Result<NodeSoap, String> {
         })
         .unwrap_or_else(|| "?".into());
     server.versions = format!(
-        "npm soap {soap_version} on Node.js {node_version}, {workers} process{}",
-        if workers == 1 { "" } else { "es" }
+        "npm soap {soap_version} on Node.js {node_version}, {workers} process{}, answers {}",
+        if workers == 1 { "" } else { "es" },
+        if chunked {
+            "chunked (node-soap's default)"
+        } else {
+            "with a Content-Length"
+        }
     );
     Ok(server)
+}
+
+/// The body of `response`, a complete HTTP message as [`read_message`] reads it (chunks
+/// joined).
+fn body_of(response: &[u8]) -> Option<Vec<u8>> {
+    let head = head_end(response)?;
+    if !is_chunked(&response[..head]) {
+        return Some(response[head..].to_vec());
+    }
+    let mut body = Vec::new();
+    let mut rest = &response[head..];
+    loop {
+        let line = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&rest[..line])
+            .ok()
+            .and_then(|l| usize::from_str_radix(l.split(';').next()?.trim(), 16).ok())?;
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(rest.get(line + 2..line + 2 + size)?);
+        rest = rest.get(line + 2 + size + 2..)?;
+    }
 }
 
 /// Checks that `response` (a complete HTTP response) is a SOAP 1.1 answer whose body is an
@@ -964,9 +1039,9 @@ fn check_is_um_enabled_answer(response: &[u8]) -> Result<(), String> {
     if status != 200 {
         return Err(format!("HTTP status {status}"));
     }
-    let body = &response[head_end(response).ok_or("no complete head")?..];
+    let body = body_of(response).ok_or("not a complete HTTP response")?;
     let aliases = NamespaceAliases::none();
-    let envelope = envelope::parse(body, ParseOptions::new(&aliases))
+    let envelope = envelope::parse(&body, ParseOptions::new(&aliases))
         .map_err(|e| format!("not a SOAP envelope: {e}"))?;
     let element = envelope.body.ok_or("an empty soap:Body")?;
     if (element.namespace.as_str(), element.local_name.as_str())
@@ -992,7 +1067,7 @@ fn node_soap_for_load(s: &Settings, client_rt: &Runtime) -> Option<NodeSoap> {
     if !s.targets("node") {
         return None;
     }
-    let server = match start_node_soap(s.node_workers) {
+    let server = match start_node_soap(s.node_workers, s.node_chunked) {
         Ok(server) => server,
         Err(e) if !s.names_target("node") => {
             println!("\nnode-soap target skipped: {e}");

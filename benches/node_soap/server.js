@@ -13,10 +13,11 @@
 //
 // The service is written as node-soap's README shows: a handler per operation, the WSDL
 // loaded by `soap.listen`, and HTTP Basic checked in node-soap's `authorizeConnection` hook
-// against USER and PASSWORD (401 with a challenge otherwise, like umws). One setting differs
-// from node-soap's defaults: `enableChunkedEncoding: false`, so that answers carry a
-// Content-Length (the bench's client reads Content-Length framing only; one `res.end` is
-// also the cheaper of node's two ways to answer).
+// against USER and PASSWORD (401 with a challenge otherwise, like umws). One setting may
+// differ from node-soap's defaults: with NODE_SOAP_CHUNKED=0 (the bench's default) answers
+// carry a Content-Length (`enableChunkedEncoding: false`: one `res.end`, the cheaper of
+// node's two ways to answer); with NODE_SOAP_CHUNKED=1 they are chunked, node-soap's default
+// (`res.write` then `res.end`).
 'use strict';
 
 const cluster = require('cluster');
@@ -90,7 +91,7 @@ function serve() {
       services,
       xml,
       uri: wsdlPath,
-      enableChunkedEncoding: false,
+      enableChunkedEncoding: process.env.NODE_SOAP_CHUNKED === '1',
       callback: (err) => {
         if (err) {
           process.stderr.write(`node-soap cannot load ${wsdlPath}: ${err.stack || err}\n`);
