@@ -23,23 +23,33 @@
 //!   alone on the ceiling's HTTP stack (checks, Basic with the real credentials cache, a
 //!   quick-xml pass over the envelope, the answer from a template; no schema layer);
 //! - `raw fixed`: tokio TCP reading a request head and body and writing the exact response the
-//!   real server sent (head included): the floor of any HTTP server on this machine.
+//!   real server sent (head included): the floor of any HTTP server on this machine;
+//! - `node-soap`: a stock SOAP server from another ecosystem, npm's `soap` on Node.js serving
+//!   `schemas/um.wsdl`'s IsUMEnabled with Basic auth (`benches/node_soap/server.js`, the
+//!   version pinned in its `package-lock.json`), run as a child process on a free port and
+//!   killed at the end. The first use installs it with `npm ci` into `target/bench-node/`;
+//!   its CPU time is that of its process tree, read from `/proc/PID/task/*/schedstat`.
 //!
 //! Settings (environment variables): `UMWS_LOAD_SECS` (5), `UMWS_LOAD_WARMUP_SECS` (1),
 //! `UMWS_LOAD_CONNECTIONS` (`64`, comma-separated list), `UMWS_LOAD_RESET_CONNECTIONS` (`4,16`),
 //! `UMWS_LOAD_RESET_SECS` (10), `UMWS_LOAD_RESET_WARMUP_SECS` (2), `UMWS_LOAD_ROUNDS` (2),
 //! `UMWS_LOAD_SERVER_THREADS` (the number of CPUs, like `umws serve`),
 //! `UMWS_LOAD_CLIENT_THREADS` (1), `UMWS_LOAD_ONLY` (`is-um-enabled`, `reset-pin` or `phases`),
-//! `UMWS_LOAD_TARGETS` (comma-separated subset of `umws,log,trusted,inline,hand,hyper,raw`),
-//! `UMWS_LOAD_MAX_BLOCKING` (the server runtime's blocking pool limit; tokio's default 512).
+//! `UMWS_LOAD_TARGETS` (comma-separated subset of `umws,log,trusted,inline,hand,hyper,raw,node`;
+//! without it every target, `node` only when Node.js and npm are installed),
+//! `UMWS_LOAD_MAX_BLOCKING` (the server runtime's blocking pool limit; tokio's default 512),
+//! `UMWS_LOAD_NODE_WORKERS` (node-soap's processes, node's `cluster` module sharing the port; 1),
+//! `UMWS_LOAD_NODE_CHUNKED` (1: node-soap answers chunked, its default; 0, the default here:
+//! with a Content-Length, node's cheaper way).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -94,6 +104,8 @@ struct Settings {
     only: Option<String>,
     targets: Option<Vec<String>>,
     max_blocking: Option<usize>,
+    node_workers: usize,
+    node_chunked: bool,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -139,6 +151,8 @@ impl Settings {
                 .ok()
                 .and_then(|v| v.trim().parse().ok())
                 .filter(|n| *n > 0),
+            node_workers: env_or("UMWS_LOAD_NODE_WORKERS", 1usize).max(1),
+            node_chunked: env_or("UMWS_LOAD_NODE_CHUNKED", 0u8) != 0,
         }
     }
 
@@ -146,6 +160,13 @@ impl Settings {
         self.targets
             .as_ref()
             .is_none_or(|t| t.iter().any(|k| k == key))
+    }
+
+    /// Whether `UMWS_LOAD_TARGETS` names `key` (not merely leaves it in by being unset).
+    fn names_target(&self, key: &str) -> bool {
+        self.targets
+            .as_ref()
+            .is_some_and(|t| t.iter().any(|k| k == key))
     }
 
     fn runs(&self, part: &str) -> bool {
@@ -207,28 +228,47 @@ impl Operation {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP/1.1 framing for the client and the raw server (Content-Length only, no pipelining)
+// HTTP/1.1 framing for the client and the raw server (Content-Length, or a chunked body
+// without trailers; no pipelining)
 
 fn head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
-fn content_length(head: &[u8]) -> usize {
-    let text = String::from_utf8_lossy(head);
-    text.split("\r\n")
+/// The value of header `name` in `head`.
+fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n")
         .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse().ok())
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+fn content_length(head: &[u8]) -> usize {
+    header_value(&String::from_utf8_lossy(head), "content-length")
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
 
-/// Reads one message (head and Content-Length body) into `buf`; returns its length, or `None`
-/// at a clean end of stream.
+fn is_chunked(head: &[u8]) -> bool {
+    header_value(&String::from_utf8_lossy(head), "transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+}
+
+/// Reads more of the stream into `buf`; an end of stream is an error here.
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
+    if stream.read_buf(buf).await? == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+/// Reads one message (head and a Content-Length or chunked body) into `buf`; returns its
+/// length, or `None` at a clean end of stream.
 async fn read_message(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
     buf.clear();
-    let total = loop {
+    let head = loop {
         if let Some(end) = head_end(buf) {
-            break end + content_length(&buf[..end]);
+            break end;
         }
         if stream.read_buf(buf).await? == 0 {
             return if buf.is_empty() {
@@ -238,10 +278,33 @@ async fn read_message(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<O
             };
         }
     };
-    while buf.len() < total {
-        if stream.read_buf(buf).await? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+    let total = if is_chunked(&buf[..head]) {
+        // Chunks `SIZE[;ext]\r\nDATA\r\n` up to the last one, `0\r\n\r\n` (no trailers).
+        let mut at = head;
+        loop {
+            let line = loop {
+                if let Some(i) = buf[at..].windows(2).position(|w| w == b"\r\n") {
+                    break at + i;
+                }
+                read_more(stream, buf).await?;
+            };
+            let size = std::str::from_utf8(&buf[at..line])
+                .ok()
+                .and_then(|l| usize::from_str_radix(l.split(';').next()?.trim(), 16).ok())
+                .ok_or(io::ErrorKind::InvalidData)?;
+            at = line + 2 + size + 2;
+            while buf.len() < at {
+                read_more(stream, buf).await?;
+            }
+            if size == 0 {
+                break at;
+            }
         }
+    } else {
+        head + content_length(&buf[..head])
+    };
+    while buf.len() < total {
+        read_more(stream, buf).await?;
     }
     Ok(Some(total))
 }
@@ -758,6 +821,292 @@ fn start_hand_written(server_rt: &Runtime, store: &Store, real: &[u8]) -> Socket
 }
 
 // ---------------------------------------------------------------------------------------------
+// node-soap: a stock SOAP server from another ecosystem
+
+/// A running `benches/node_soap/server.js`: killed (with its workers) when dropped.
+struct NodeSoap {
+    child: Child,
+    /// Held open: the server exits by itself when it closes (if this process dies first).
+    stdin: Option<ChildStdin>,
+    addr: SocketAddr,
+    /// `node --version` and the pinned `soap` version, for the table's heading.
+    versions: String,
+}
+
+impl Drop for NodeSoap {
+    fn drop(&mut self) {
+        // Closing stdin lets the cluster primary stop its workers; the kill is for a server
+        // that does not notice.
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The directory Cargo builds this bench into (`target/` or `CARGO_TARGET_DIR`): the bench
+/// runs as `TARGET/release/deps/load-HASH`.
+fn target_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// The output of `program --version`, when it runs.
+fn version_of(program: &str) -> Option<String> {
+    let out = Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// `node_modules` holding npm's `soap` as pinned in `benches/node_soap/package-lock.json`:
+/// installed with `npm ci` into `target/bench-node/` on first use (and again when the lock
+/// file changes), reused after. Returns it with `node --version`.
+fn node_soap_modules() -> Result<(PathBuf, String), String> {
+    let missing = "the node-soap target (`node`) needs Node.js 18 or later and npm; install \
+                   them (Debian/Ubuntu: `apt-get install nodejs npm`) or leave `node` out of \
+                   UMWS_LOAD_TARGETS";
+    let node = version_of("node").ok_or_else(|| format!("`node` does not run: {missing}"))?;
+    let major: u32 = node
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major < 18 {
+        return Err(format!("node {node} is installed: {missing}"));
+    }
+    version_of("npm").ok_or_else(|| format!("`npm` does not run: {missing}"))?;
+
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/node_soap");
+    let dir = target_dir().join("bench-node");
+    let modules = dir.join("node_modules");
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let manifest = read(&source.join("package.json"))?;
+    let lock = read(&source.join("package-lock.json"))?;
+    // Written after a successful `npm ci`: what it installed.
+    let stamp = dir.join("umws-installed.json");
+    let wanted = [manifest.as_slice(), b"\n", lock.as_slice()].concat();
+    if modules.join("soap/package.json").is_file()
+        && std::fs::read(&stamp).ok() == Some(wanted.clone())
+    {
+        return Ok((modules, node));
+    }
+    eprintln!(
+        "node-soap: installing npm's soap from {} into {} (npm ci)",
+        source.join("package-lock.json").display(),
+        dir.display()
+    );
+    let write = |path: &Path, bytes: &[u8]| {
+        std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    let _ = std::fs::remove_file(&stamp);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    write(&dir.join("package.json"), &manifest)?;
+    write(&dir.join("package-lock.json"), &lock)?;
+    let status = Command::new("npm")
+        .args(["ci", "--prefix"])
+        .arg(&dir)
+        .args([
+            "--no-audit",
+            "--no-fund",
+            "--ignore-scripts",
+            "--loglevel=error",
+        ])
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run npm: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "`npm ci --prefix {}` failed ({status}); npm needs to reach its registry once",
+            dir.display()
+        ));
+    }
+    write(&stamp, &wanted)?;
+    Ok((modules, node))
+}
+
+/// Starts node-soap (`benches/node_soap/server.js`) over `schemas/um.wsdl` with `workers`
+/// processes, accepting the load's user and password, its answers chunked (node-soap's
+/// default) or with a Content-Length; waits until it serves.
+fn start_node_soap(workers: usize, chunked: bool) -> Result<NodeSoap, String> {
+    use std::io::BufRead as _;
+
+    let (modules, node_version) = node_soap_modules()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new("node")
+        .arg(root.join("benches/node_soap/server.js"))
+        .arg(root.join("schemas/um.wsdl"))
+        .args([DEMO_USER, DEMO_PASSWORD])
+        .arg(workers.to_string())
+        .env("NODE_PATH", &modules)
+        .env("NODE_ENV", "production")
+        .env("NODE_SOAP_CHUNKED", if chunked { "1" } else { "0" })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start node: {e}"))?;
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    // The guard from here on, so that an error below does not leave node running.
+    let mut server = NodeSoap {
+        child,
+        stdin,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        versions: String::new(),
+    };
+    let stdout = stdout.ok_or("node's stdout is not a pipe")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = io::BufReader::new(stdout).lines();
+        let _ = tx.send(lines.next());
+        // Keep reading, so that a later write of the server never fails on a closed pipe.
+        for _ in lines {}
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Some(Ok(line))) => line,
+        Ok(_) => return Err("node-soap exited before it served (see its output above)".into()),
+        Err(_) => return Err("node-soap did not start serving within 60 s".into()),
+    };
+    let port: u16 = line
+        .strip_prefix("listening ")
+        .and_then(|p| p.trim().parse().ok())
+        .ok_or_else(|| format!("node-soap said {line:?} instead of `listening PORT`"))?;
+    server.addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let soap_version = std::fs::read_to_string(modules.join("soap/package.json"))
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let v = l.trim().strip_prefix("\"version\": \"")?;
+                Some(v.trim_end_matches([',', '"']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "?".into());
+    server.versions = format!(
+        "npm soap {soap_version} on Node.js {node_version}, {workers} process{}, answers {}",
+        if workers == 1 { "" } else { "es" },
+        if chunked {
+            "chunked (node-soap's default)"
+        } else {
+            "with a Content-Length"
+        }
+    );
+    Ok(server)
+}
+
+/// The body of `response`, a complete HTTP message as [`read_message`] reads it (chunks
+/// joined).
+fn body_of(response: &[u8]) -> Option<Vec<u8>> {
+    let head = head_end(response)?;
+    if !is_chunked(&response[..head]) {
+        return Some(response[head..].to_vec());
+    }
+    let mut body = Vec::new();
+    let mut rest = &response[head..];
+    loop {
+        let line = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&rest[..line])
+            .ok()
+            .and_then(|l| usize::from_str_radix(l.split(';').next()?.trim(), 16).ok())?;
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(rest.get(line + 2..line + 2 + size)?);
+        rest = rest.get(line + 2 + size + 2..)?;
+    }
+}
+
+/// Checks that `response` (a complete HTTP response) is a SOAP 1.1 answer whose body is an
+/// `IsUMEnabledResponse` in the messages namespace that the generated type reads as `true`.
+fn check_is_um_enabled_answer(response: &[u8]) -> Result<(), String> {
+    let status = status_of(response);
+    if status != 200 {
+        return Err(format!("HTTP status {status}"));
+    }
+    let body = body_of(response).ok_or("not a complete HTTP response")?;
+    let aliases = NamespaceAliases::none();
+    let envelope = envelope::parse(&body, ParseOptions::new(&aliases))
+        .map_err(|e| format!("not a SOAP envelope: {e}"))?;
+    let element = envelope.body.ok_or("an empty soap:Body")?;
+    if (element.namespace.as_str(), element.local_name.as_str())
+        != (MESSAGES, "IsUMEnabledResponse")
+    {
+        return Err(format!(
+            "the body holds {{{}}}{}",
+            element.namespace, element.local_name
+        ));
+    }
+    let answer: types::IsUmEnabledResponse = umws_soap::xml::from_fragment(&element.xml)
+        .map_err(|e| format!("not an IsUMEnabledResponse: {e}"))?;
+    if !answer.is_um_enabled_response {
+        return Err("IsUMEnabledResponse is false".into());
+    }
+    Ok(())
+}
+
+/// Starts node-soap for the IsUMEnabled load and checks its answers: a valid
+/// IsUMEnabledResponse to the load's request, 401 to a wrong password. `None` (with a
+/// message) when Node.js is not installed and the target was not asked for by name.
+fn node_soap_for_load(s: &Settings, client_rt: &Runtime) -> Option<NodeSoap> {
+    if !s.targets("node") {
+        return None;
+    }
+    let server = match start_node_soap(s.node_workers, s.node_chunked) {
+        Ok(server) => server,
+        Err(e) if !s.names_target("node") => {
+            println!("\nnode-soap target skipped: {e}");
+            return None;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
+    let op = Operation::IsUmEnabled;
+    let answer = client_rt
+        .block_on(exchange(
+            server.addr,
+            &op.request(server.addr, DEMO_USER, DEMO_PASSWORD),
+        ))
+        .expect("node-soap answers");
+    if let Err(e) = check_is_um_enabled_answer(&answer) {
+        panic!(
+            "node-soap's answer is not a valid IsUMEnabledResponse ({e}):\n{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let refused = client_rt
+        .block_on(exchange(
+            server.addr,
+            &op.request(server.addr, DEMO_USER, "not-the-password"),
+        ))
+        .expect("node-soap answers");
+    assert_eq!(
+        status_of(&refused),
+        401,
+        "node-soap checks the password: {}",
+        String::from_utf8_lossy(&refused)
+    );
+    Some(server)
+}
+
+// ---------------------------------------------------------------------------------------------
 // CPU accounting per thread group
 
 /// Nanoseconds on CPU so far of each live thread whose name starts with `prefix`, by thread id.
@@ -776,6 +1125,64 @@ fn cpu_ns(prefix: &str) -> BTreeMap<u64, u64> {
             Some((tid, stat.split_whitespace().next()?.parse().ok()?))
         })
         .collect()
+}
+
+/// Nanoseconds on CPU so far of every thread of process `root` and of its descendants (node-soap
+/// and its cluster workers), by thread id.
+fn process_tree_cpu_ns(root: u32) -> BTreeMap<u64, u64> {
+    let parent_of = |pid: &str| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let mut pids = vec![root];
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        let procs: Vec<(u32, u32)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                Some((name.parse().ok()?, parent_of(&name)?))
+            })
+            .collect();
+        let mut i = 0;
+        while i < pids.len() {
+            let pid = pids[i];
+            pids.extend(procs.iter().filter(|(_, p)| *p == pid).map(|(c, _)| *c));
+            i += 1;
+        }
+    }
+    pids.iter()
+        .filter_map(|pid| std::fs::read_dir(format!("/proc/{pid}/task")).ok())
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|t| {
+            let tid = t.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            Some((tid, stat.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Where a target's server runs, for its CPU time: this process's server runtime, or another
+/// process (and its children).
+#[derive(Clone, Copy)]
+enum ServerCpu {
+    Runtime,
+    Process(u32),
+}
+
+impl ServerCpu {
+    fn snapshot(self) -> BTreeMap<u64, u64> {
+        match self {
+            Self::Runtime => cpu_ns("umws-srv"),
+            Self::Process(pid) => process_tree_cpu_ns(pid),
+        }
+    }
 }
 
 /// The CPU time the threads spent between two [`cpu_ns`] snapshots (threads born in between
@@ -878,10 +1285,12 @@ async fn connection(
     stats
 }
 
-/// Drives `target` with one connection per request in `requests` for `warmup + secs`.
+/// Drives `target` with one connection per request in `requests` for `warmup + secs`;
+/// `server` tells where the target's CPU time is counted.
 fn run(
     client_rt: &Runtime,
     target: SocketAddr,
+    server: ServerCpu,
     requests: &[Arc<[u8]>],
     warmup: f64,
     secs: f64,
@@ -894,9 +1303,9 @@ fn run(
             .map(|r| tokio::spawn(connection(target, Arc::clone(r), start, end)))
             .collect();
         tokio::time::sleep_until(start.into()).await;
-        let (srv0, cli0) = (cpu_ns("umws-srv"), cpu_ns("umws-cli"));
+        let (srv0, cli0) = (server.snapshot(), cpu_ns("umws-cli"));
         tokio::time::sleep_until(end.into()).await;
-        let (srv1, cli1) = (cpu_ns("umws-srv"), cpu_ns("umws-cli"));
+        let (srv1, cli1) = (server.snapshot(), cpu_ns("umws-cli"));
         let server_threads = srv1.len();
         let mut result = RunResult {
             requests: 0,
@@ -1007,7 +1416,12 @@ fn is_um_enabled_load(s: &Settings, server_rt: &Runtime, client_rt: &Runtime, wo
             &op.request(world.umws, DEMO_USER, DEMO_PASSWORD),
         ))
         .expect("IsUMEnabled answers");
-    assert_eq!(status_of(&real), 200, "{}", String::from_utf8_lossy(&real));
+    if let Err(e) = check_is_um_enabled_answer(&real) {
+        panic!(
+            "umws's answer is not a valid IsUMEnabledResponse ({e}):\n{}",
+            String::from_utf8_lossy(&real)
+        );
+    }
     assert!(String::from_utf8_lossy(&real).contains("<IsUMEnabledResponse>true"));
     let (hyper_addr, raw_addr) = start_ceilings(server_rt, &real);
     let hand_addr = start_hand_written(server_rt, &world.store, &real);
@@ -1022,11 +1436,16 @@ fn is_um_enabled_load(s: &Settings, server_rt: &Runtime, client_rt: &Runtime, wo
         real[head_end(&real).unwrap_or(0)..],
         "the hand-written server answers the real server's bytes"
     );
+    // Killed when this function returns.
+    let node = node_soap_for_load(s, client_rt);
     println!(
         "\n## IsUMEnabled, Basic auth (one mailbox), response {} bytes ({} of body)",
         real.len(),
         real.len() - head_end(&real).unwrap_or(0)
     );
+    if let Some(node) = &node {
+        println!("node-soap: {}", node.versions);
+    }
     let pairs = [
         ("umws", "hyper", "umws / hyper fixed"),
         ("umws", "raw", "umws / raw fixed"),
@@ -1035,6 +1454,7 @@ fn is_um_enabled_load(s: &Settings, server_rt: &Runtime, client_rt: &Runtime, wo
         ("inline", "hyper", "umws with inline read / hyper fixed"),
         ("hand", "hyper", "hand-written / hyper fixed"),
         ("umws", "hand", "umws / hand-written"),
+        ("umws", "node", "umws / node-soap"),
     ];
     for &conns in &s.connections {
         let mut history: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
@@ -1045,21 +1465,38 @@ fn is_um_enabled_load(s: &Settings, server_rt: &Runtime, client_rt: &Runtime, wo
             );
             print_header();
             let mut results = BTreeMap::new();
+            let in_process = ServerCpu::Runtime;
             let mut targets = vec![
-                ("umws", "umws", world.umws, false),
-                ("log", "umws, access log on", world.umws, true),
-                ("trusted", "umws, trusted auth", world.trusted, false),
-                ("inline", "umws, inline read", world.inline, false),
-                ("hand", "hand-written", hand_addr, false),
-                ("hyper", "hyper fixed", hyper_addr, false),
-                ("raw", "raw fixed", raw_addr, false),
+                ("umws", "umws", world.umws, in_process, false),
+                ("log", "umws, access log on", world.umws, in_process, true),
+                (
+                    "trusted",
+                    "umws, trusted auth",
+                    world.trusted,
+                    in_process,
+                    false,
+                ),
+                (
+                    "inline",
+                    "umws, inline read",
+                    world.inline,
+                    in_process,
+                    false,
+                ),
+                ("hand", "hand-written", hand_addr, in_process, false),
+                ("hyper", "hyper fixed", hyper_addr, in_process, false),
+                ("raw", "raw fixed", raw_addr, in_process, false),
             ];
+            if let Some(node) = &node {
+                let pid = ServerCpu::Process(node.child.id());
+                targets.push(("node", "node-soap", node.addr, pid, false));
+            }
             // Every other round in reverse order, so that a drift of the machine's load
             // does not always favour the same target.
             if round % 2 == 0 {
                 targets.reverse();
             }
-            for (key, name, addr, log) in targets {
+            for (key, name, addr, server, log) in targets {
                 if !s.targets(key) {
                     continue;
                 }
@@ -1069,7 +1506,7 @@ fn is_um_enabled_load(s: &Settings, server_rt: &Runtime, client_rt: &Runtime, wo
                 let _ = client_rt.block_on(exchange(addr, &request));
                 let requests = vec![request; conns];
                 LOG_ON.store(log, Ordering::Relaxed);
-                let r = run(client_rt, addr, &requests, s.warmup, s.secs);
+                let r = run(client_rt, addr, server, &requests, s.warmup, s.secs);
                 LOG_ON.store(false, Ordering::Relaxed);
                 print_row(op, name, conns, &r);
                 results.insert(key, r);
@@ -1141,7 +1578,14 @@ fn reset_pin_load(s: &Settings, server_rt: &Runtime, client_rt: &Runtime, world:
                 let requests: Vec<Arc<[u8]>> = (0..conns)
                     .map(|i| op.request(addr, &format!("user{i}"), DEMO_PASSWORD).into())
                     .collect();
-                let r = run(client_rt, addr, &requests, s.reset_warmup, s.reset_secs);
+                let r = run(
+                    client_rt,
+                    addr,
+                    ServerCpu::Runtime,
+                    &requests,
+                    s.reset_warmup,
+                    s.reset_secs,
+                );
                 print_row(op, name, conns, &r);
                 results.insert(key, r);
             }
