@@ -29,6 +29,5 @@ pub mod phone;
 pub mod pin_policy;
 pub mod service;
 pub mod store;
-/// Outbound calls over SIP/UDP that play audio over RTP (the telephony side of issue 12).
 pub mod telephony;
 pub mod throttle;

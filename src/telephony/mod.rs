@@ -1,4 +1,5 @@
-//! Telephony: outbound calls over SIP/UDP that play audio over RTP (issue 12, section 3).
+//! Telephony: outbound calls over SIP/UDP that play audio over RTP, the side of the call
+//! operations (PlayOnPhone, GetCallInfo, Disconnect) that talks to phones.
 //!
 //! A [`SipAgent`] owns one SIP/UDP endpoint. [`SipAgent::place_call`] sends an INVITE whose
 //! SDP offers PCMU (0), PCMA (8) and telephone-event (101), and returns a [`Call`] at once; a
@@ -10,7 +11,7 @@
 //!   packets; at the end of the audio we send BYE;
 //! * a final failure, a ring timeout (we CANCEL), a BYE from the phone (answered 200) or our own
 //!   [`Call::hang_up`] (CANCEL while ringing, BYE once connected) end it in
-//!   [`CallState::Disconnected`] with the [`EventCause`] of the issue's table
+//!   [`CallState::Disconnected`] with the [`EventCause`] of the table of GetCallInfo's states
 //!   ([`EventCause::from_status`]).
 //!
 //! The SIP protocol work (transactions, retransmissions, ACK, CANCEL, a 2xx that crosses our
@@ -95,7 +96,7 @@ pub enum EventCause {
 }
 
 impl EventCause {
-    /// The cause for a final non-2xx answer to our INVITE (the issue's table).
+    /// The cause for a final non-2xx answer to our INVITE (GetCallInfo's table of causes).
     pub fn from_status(code: u16) -> EventCause {
         match code {
             486 | 600 => EventCause::UserBusy,

@@ -1,6 +1,6 @@
 //! The calls of the running service by call id, for GetCallInfo and Disconnect: a call id is
 //! answered only to the user who placed the call, and a finished call is forgotten a while
-//! after it ended (15 minutes in the issue).
+//! after it ended (15 minutes for GetCallInfo).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
