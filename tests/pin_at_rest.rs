@@ -1,4 +1,4 @@
-//! No PIN at rest once its mail is delivered (issue 11, section 4): after many ResetPINs on
+//! No PIN at rest once its mail is delivered: after many ResetPINs on
 //! several mailboxes at once, and again after a SIGKILL under that load and a restart, no PIN
 //! that was delivered into a Maildir is found in any file of the data directory outside
 //! `mail/` (the database, its WAL and shared memory, free pages, the spool).

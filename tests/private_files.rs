@@ -1,4 +1,4 @@
-//! The data directory is private to the service's user (issue 15, section 4): with the usual
+//! The data directory is private to the service's user: with the usual
 //! umask 022, after `umws mailbox add`, `umws serve` and ResetPINs, every directory under the
 //! data directory is `0700` and every file `0600`; modes an older version left wider are
 //! tightened at start; a data directory the group or others may write to is refused.

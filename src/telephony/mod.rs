@@ -118,7 +118,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses_map_to_the_issue_table() {
+    fn statuses_map_to_the_get_call_info_causes() {
         for (code, cause) in [
             (486, EventCause::UserBusy),
             (600, EventCause::UserBusy),
