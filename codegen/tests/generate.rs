@@ -629,6 +629,21 @@ fn bare_requests_of_types_without_data_skip_the_deserializer() {
     assert_eq!(bare, ["IsUmEnabled", "GetUmProperties", "ResetPin"]);
 }
 
+/// `types::{name}` is a struct with a serializer and a deserializer that write and read the
+/// element `tns:{name}`.
+fn assert_element_struct(types: &[syn::Item], code: &str, name: &str) {
+    assert!(
+        types
+            .iter()
+            .any(|i| matches!(i, syn::Item::Struct(s) if s.ident == name)),
+        "types::{name} is not a struct"
+    );
+    assert!(has_impl_of(types, "WithSerializer", name));
+    assert!(has_impl_of(types, "WithDeserializer", name));
+    let tag = format!("name.unwrap_or(\"tns:{name}\")");
+    assert!(code.contains(&tag), "missing {tag}");
+}
+
 #[test]
 fn element_declared_with_a_named_type_gets_a_struct_named_for_the_element() {
     // `<xs:element name="Negate" type="NegateType"/>`: `Negate` must write
@@ -638,16 +653,7 @@ fn element_declared_with_a_named_type_gets_a_struct_named_for_the_element() {
     let file = parse(&generated);
     let types = module(&file.items, "types");
     for name in ["Negate", "NegateResponse"] {
-        assert!(
-            types
-                .iter()
-                .any(|i| matches!(i, syn::Item::Struct(s) if s.ident == name)),
-            "types::{name} is not a struct"
-        );
-        assert!(has_impl_of(types, "WithSerializer", name));
-        assert!(has_impl_of(types, "WithDeserializer", name));
-        let tag = format!("name.unwrap_or(\"tns:{name}\")");
-        assert!(generated.code.contains(&tag), "missing {tag}");
+        assert_element_struct(types, &generated.code, name);
     }
 }
 
@@ -659,16 +665,7 @@ fn element_with_an_anonymous_type_gets_a_struct_named_for_the_element() {
     let file = parse(&generated);
     let types = module(&file.items, "types");
     for name in ["Add", "AddResponse", "Reset"] {
-        assert!(
-            types
-                .iter()
-                .any(|i| matches!(i, syn::Item::Struct(s) if s.ident == name)),
-            "types::{name} is not a struct"
-        );
-        assert!(has_impl_of(types, "WithSerializer", name));
-        assert!(has_impl_of(types, "WithDeserializer", name));
-        let tag = format!("name.unwrap_or(\"tns:{name}\")");
-        assert!(generated.code.contains(&tag), "missing {tag}");
+        assert_element_struct(types, &generated.code, name);
     }
     assert!(
         !generated.code.contains("ElementType"),
