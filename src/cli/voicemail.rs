@@ -141,12 +141,13 @@ pub(crate) fn voicemail(cmd: VoicemailCommand) -> Result<(), CliError> {
             let mailbox = mailbox_of(&store, &user)?;
             for m in store.voice_messages(mailbox.id)? {
                 println!(
-                    "{}\tfrom={}\tseconds={}.{:03}\treceived={}",
+                    "{}\tfrom={}\tseconds={}.{:03}\treceived={}\t{}",
                     m.entry_id,
                     m.calling_number.as_deref().unwrap_or("Unknown"),
                     m.duration_ms / 1000,
                     m.duration_ms % 1000,
                     utc(m.received_at),
+                    if m.heard { "heard" } else { "new" },
                 );
             }
             Ok(())

@@ -96,6 +96,10 @@ pub const MIGRATIONS: &[&str] = &[
         set_at INTEGER NOT NULL,                  -- unix seconds
         PRIMARY KEY (mailbox_id, kind)
     );",
+    // Version 5: subscriber access by phone. `heard_at` marks a voice message listened to by
+    // phone (NULL = new); mailboxes are looked up by the extension a caller keys in.
+    "ALTER TABLE voice_messages ADD COLUMN heard_at INTEGER;  -- unix seconds; NULL = new
+    CREATE INDEX mailboxes_by_extension ON mailboxes (extension);",
 ];
 
 /// The schema version from which outbox messages are spooled and user keys are NFC-folded.
