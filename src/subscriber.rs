@@ -403,7 +403,7 @@ struct Dialogue<'a, L, M> {
 /// The outcome of the sign-in.
 enum SignIn {
     /// Signed in with this PIN.
-    Done(Mailbox, String),
+    Done(Box<Mailbox>, String),
     /// The call ends.
     End(Ending),
 }
@@ -492,7 +492,7 @@ impl<L: Line, M: Mailboxes> Dialogue<'_, L, M> {
             };
             let logon = self.mailboxes.logon(&current.user, &pin).await?;
             match logon.check {
-                PinCheck::Ok => return Ok(SignIn::Done(current, pin)),
+                PinCheck::Ok => return Ok(SignIn::Done(Box::new(current), pin)),
                 PinCheck::OkMustChange | PinCheck::Expired => {
                     let why = if logon.check == PinCheck::Expired {
                         Prompt::PinExpired
@@ -501,7 +501,7 @@ impl<L: Line, M: Mailboxes> Dialogue<'_, L, M> {
                     };
                     self.say(&[why]).await?;
                     return match self.new_pin(&current, &pin).await? {
-                        Some(new) => Ok(SignIn::Done(current, new)),
+                        Some(new) => Ok(SignIn::Done(Box::new(current), new)),
                         None => Ok(SignIn::End(
                             self.goodbye(Prompt::TooManyTries, Ending::TooManyTries)
                                 .await?,
@@ -656,7 +656,7 @@ impl<L: Line, M: Mailboxes> Dialogue<'_, L, M> {
         mailbox: MailboxId,
         mut messages: Vec<VoiceMessageInfo>,
     ) -> Result<(), Stop> {
-        messages.sort_by(|a, b| (b.received_at, b.id).cmp(&(a.received_at, a.id)));
+        messages.sort_by_key(|m| std::cmp::Reverse((m.received_at, m.id)));
         let mut at = 0;
         let mut unanswered = 0;
         let mut play = true;
