@@ -9,7 +9,6 @@ use clap::Args;
 use rand::Rng;
 
 use umws::config::{FileConfig, ServeConfig, DEFAULT_SIP_LISTEN};
-use umws::fault::ErrorChain;
 use umws::store::{NewMailbox, Store};
 use umws::telephony::{Listening, Telephony};
 
@@ -208,9 +207,8 @@ async fn start_telephony(config: &ServeConfig) -> Result<Arc<Telephony>, CliErro
     Telephony::start(&config.telephony).await.map_err(|e| {
         let asked = config.telephony.sip_listen.unwrap_or(DEFAULT_SIP_LISTEN);
         CliError::Usage(format!(
-            "cannot place calls from SIP address {asked}: {}; choose another address with \
-             --sip-listen or sip_listen in [telephony], or turn calls off with --no-telephony",
-            ErrorChain(&e)
+            "cannot place calls from SIP address {asked}: {e}; choose another address with \
+             --sip-listen or sip_listen in [telephony], or turn calls off with --no-telephony"
         ))
     })
 }
