@@ -788,3 +788,111 @@ fn zeep_plays_a_message_polls_to_disconnected_and_disconnects() {
     let messages = ringing.completed();
     assert!(messages.contains("CANCEL sip:"), "{messages}");
 }
+
+/// A SOAP call of `op` with the request element's `children`, raw over HTTP; returns the
+/// status and the response envelope.
+fn raw_call(server: &Server, op: &str, children: &str) -> (u16, String) {
+    const MESSAGES_NS: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<soap:Envelope \
+         xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>\
+         <{op} xmlns=\"{MESSAGES_NS}\">{children}</{op}></soap:Body></soap:Envelope>"
+    );
+    let action = format!("\"{MESSAGES_NS}/{op}\"");
+    let auth = common::basic("demo", &server.demo_password);
+    let (status, _, envelope) = common::post_raw(
+        &server.base,
+        "/UnifiedMessaging/Service.asmx",
+        &[
+            ("Content-Type", "text/xml; charset=utf-8"),
+            ("SOAPAction", &action),
+            ("Authorization", &auth),
+        ],
+        body.as_bytes(),
+    );
+    (status, envelope)
+}
+
+/// Asserts that a whole envelope is valid against the SOAP and UM schemas (xmllint).
+fn assert_valid(what: &str, envelope: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("message.xml");
+    std::fs::write(&file, envelope).expect("the message");
+    let schema =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/validation/um-envelope.xsd");
+    let out = Command::new(common::xmllint())
+        .args(["--noout", "--nonet", "--schema"])
+        .arg(&schema)
+        .arg(&file)
+        .output()
+        .expect("run xmllint");
+    assert!(
+        out.status.success(),
+        "{what} is not valid:\n{}\n{envelope}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_messages_of_a_call_validate_against_the_schemas() {
+    if std::env::var("UMWS_SKIP_XMLLINT").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: xmllint schema validation (UMWS_SKIP_XMLLINT=1)");
+        return;
+    }
+    let server = Server::start();
+    let entry_id = deposit(&server, "demo", 1.0);
+    let phone = Phone::ringing();
+    let (status, envelope) = raw_call(
+        &server,
+        "PlayOnPhone",
+        &format!(
+            "<entryId>{entry_id}</entryId><DialString>{}</DialString>",
+            phone.uri()
+        ),
+    );
+    assert_eq!(status, 200, "{envelope}");
+    assert_valid("PlayOnPhoneResponse", &envelope);
+    let call_id = envelope
+        .rsplit_once("<PlayOnPhoneResponse>")
+        .and_then(|(_, rest)| rest.split_once("</PlayOnPhoneResponse>"))
+        .map(|(id, _)| id.to_owned())
+        .unwrap_or_else(|| panic!("no call id in {envelope}"));
+    let info = |expected: &str| {
+        let (status, envelope) = raw_call(
+            &server,
+            "GetCallInfo",
+            &format!("<CallId>{call_id}</CallId>"),
+        );
+        assert_eq!(status, 200, "{envelope}");
+        assert!(envelope.contains(expected), "{envelope}");
+        assert_valid("GetCallInfoResponse", &envelope);
+    };
+    info("<CallState>Connecting</CallState><EventCause>None</EventCause>");
+    let (status, envelope) = raw_call(
+        &server,
+        "Disconnect",
+        &format!("<CallId>{call_id}</CallId>"),
+    );
+    assert_eq!(status, 200, "{envelope}");
+    assert_valid("DisconnectResponse", &envelope);
+    info("<CallState>Disconnected</CallState><EventCause>None</EventCause>");
+    phone.completed();
+    // the new faults
+    for (dial, exception) in [
+        ("+1 425 555 0100", "TransportException"),
+        ("sip:@127.0.0.1", "InvalidSipUriException"),
+        ("call me", "InvalidPhoneNumberException"),
+    ] {
+        let (status, envelope) = raw_call(
+            &server,
+            "PlayOnPhone",
+            &format!("<entryId>{entry_id}</entryId><DialString>{dial}</DialString>"),
+        );
+        assert_eq!(status, 500, "{envelope}");
+        assert!(
+            envelope.contains(&format!(">{exception}</ExceptionType>")),
+            "{envelope}"
+        );
+        assert_valid(exception, &envelope);
+    }
+}
