@@ -26,6 +26,7 @@
 //! No PIN is ever logged: the dialogue logs only what happened (signed in, locked out) and the
 //! mailbox id.
 
+pub mod recordings;
 pub mod speech;
 
 use std::future::Future;

@@ -126,6 +126,13 @@ impl Word {
     }
 }
 
+/// The head of `assets/prompts/access.txt`.
+pub const LIST_HEADER: &str = "\
+# The words of subscriber access (src/subscriber/speech.rs, Word::all): NAME|TEXT a line, NAME
+# being the WAV's name (assets/prompts/access/NAME.wav). Made by scripts/make-prompts.sh;
+# a test checks this list against the code.
+";
+
 /// The words of `say`; `None` for audio, which is played as it is.
 pub fn words(say: &Say) -> Option<Vec<Word>> {
     let mut out = Vec::new();
@@ -276,6 +283,22 @@ mod tests {
         assert_eq!(
             said(Say::Time(86_340)),
             "January one at twenty three fifty nine"
+        );
+    }
+
+    /// `assets/prompts/access.txt`, the list `scripts/make-prompts.sh` records, is
+    /// [`Word::all`].
+    #[test]
+    fn the_recorded_list_is_the_list_of_words() {
+        let mut expected = String::from(LIST_HEADER);
+        for word in Word::all() {
+            expected.push_str(&format!("{}|{}\n", word.file_stem(), word.text()));
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/prompts/access.txt");
+        let found = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            found == expected,
+            "{path} differs from Word::all(); it should read:\n{expected}"
         );
     }
 
