@@ -11,7 +11,8 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::process::{Child, Command};
 use umws::telephony::{
-    Call, CallRegistry, CallRequest, CallState, CallStatus, EventCause, SipAgent, UnknownCall,
+    AgentConfig, Call, CallMedia, CallRegistry, CallRequest, CallState, CallStatus, Credentials,
+    EventCause, GreetingSession, SipAgent, UnknownCall,
 };
 
 /// A guard against a hung test (never an assertion on speed).
@@ -55,19 +56,10 @@ impl Phone {
     /// sipp's built-in UAS (`-sn uas`), echoing RTP (`-rtp_echo`).
     fn builtin_uas() -> Phone {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let media = free_udp_port().to_string();
-        Phone::start(
-            &[
-                "-sn".into(),
-                "uas".into(),
-                "-rtp_echo".into(),
-                "-mp".into(),
-                media,
-            ],
-            dir,
-        )
+        Phone::start(&["-sn".into(), "uas".into(), "-rtp_echo".into()], dir)
     }
 
+    /// sipp's media port (`-mp`, `[media_port]` in scenarios) is a free one of its own.
     fn start(args: &[String], dir: tempfile::TempDir) -> Phone {
         let port = free_udp_port();
         let errors = dir.path().join("errors.log");
@@ -77,6 +69,8 @@ impl Phone {
             .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
             .arg(port.to_string())
             .args(["-cp"])
+            .arg(free_udp_port().to_string())
+            .args(["-mp"])
             .arg(free_udp_port().to_string())
             .args(["-m", "1", "-nostdin", "-timeout", "30s", "-timeout_error"])
             .args(["-trace_err", "-error_file"])
@@ -131,7 +125,7 @@ fn tone(seconds: f64) -> Arc<[i16]> {
 }
 
 async fn agent() -> SipAgent {
-    SipAgent::bind("127.0.0.1:0".parse().expect("addr"))
+    SipAgent::bind(AgentConfig::new("127.0.0.1:0".parse().expect("addr")))
         .await
         .expect("the SIP agent starts")
 }
@@ -141,7 +135,7 @@ async fn call(agent: &SipAgent, phone: &Phone, audio: Arc<[i16]>) -> Call {
         .place_call(CallRequest {
             target: phone.uri(),
             from_user: "umws".into(),
-            audio,
+            media: CallMedia::Play(audio),
             ring_timeout: RING_TIMEOUT,
         })
         .await
@@ -372,7 +366,7 @@ async fn hanging_up_while_ringing_cancels() {
         .place_call(CallRequest {
             target: phone.uri(),
             from_user: "umws".into(),
-            audio: tone(1.0),
+            media: CallMedia::Play(tone(1.0)),
             // long: the CANCEL is ours, not the timeout's
             ring_timeout: GUARD,
         })
@@ -394,7 +388,7 @@ async fn a_target_that_is_not_a_sip_uri_is_refused() {
             .place_call(CallRequest {
                 target: target.into(),
                 from_user: "umws".into(),
-                audio: tone(0.1),
+                media: CallMedia::Play(tone(0.1)),
                 ring_timeout: RING_TIMEOUT,
             })
             .await;
@@ -489,7 +483,7 @@ async fn malformed_datagrams_do_not_stop_the_agent() {
 #[tokio::test]
 async fn a_wildcard_listen_address_is_refused() {
     for listen in ["0.0.0.0:0", "[::]:0"] {
-        let bound = SipAgent::bind(listen.parse().expect("addr")).await;
+        let bound = SipAgent::bind(AgentConfig::new(listen.parse().expect("addr"))).await;
         assert!(
             matches!(bound, Err(umws::telephony::TelephonyError::Unspecified(_))),
             "{listen}"
@@ -526,7 +520,7 @@ async fn the_registry_answers_a_call_id_to_its_owner_until_it_expires() {
         .place_call(CallRequest {
             target: ringing_phone.uri(),
             from_user: "umws".into(),
-            audio: tone(1.0),
+            media: CallMedia::Play(tone(1.0)),
             ring_timeout: GUARD,
         })
         .await
@@ -567,4 +561,261 @@ async fn the_registry_answers_a_call_id_to_its_owner_until_it_expires() {
     assert_eq!(registry.running("alice"), (0, 0));
     ringing_phone.assert_scenario_completed().await;
     busy_phone.assert_scenario_completed().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Digest authentication, and an outbound proxy
+// ---------------------------------------------------------------------------------------------
+
+async fn agent_with(configure: impl FnOnce(&mut AgentConfig)) -> SipAgent {
+    let mut config = AgentConfig::new("127.0.0.1:0".parse().expect("addr"));
+    configure(&mut config);
+    SipAgent::bind(config).await.expect("the SIP agent starts")
+}
+
+fn credentials(user: &str, password: &str) -> Credentials {
+    Credentials {
+        user: user.into(),
+        password: password.into(),
+        realm: Some("umws.test".into()),
+    }
+}
+
+async fn call_uri(agent: &SipAgent, target: String, audio: Arc<[i16]>) -> Call {
+    agent
+        .place_call(CallRequest {
+            target,
+            from_user: "umws".into(),
+            media: CallMedia::Play(audio),
+            ring_timeout: RING_TIMEOUT,
+        })
+        .await
+        .expect("the call is placed")
+}
+
+#[tokio::test]
+async fn a_401_is_answered_with_the_configured_credentials() {
+    let phone = Phone::scenario(
+        "uas_auth_401.xml",
+        &[("@USER@", "umws".into()), ("@PASSWORD@", "s3cret".into())],
+    );
+    let agent = agent_with(|c| c.credentials = Some(credentials("umws", "s3cret"))).await;
+    let call = call(&agent, &phone, tone(0.2)).await;
+    assert_eq!(
+        finished(&call).await,
+        status(CallState::Disconnected, EventCause::None)
+    );
+    assert_eq!(call.rtp_packets_sent(), 10);
+    // the scenario answers 200 only to a correct Authorization, and ends with our BYE
+    let messages = phone.assert_scenario_completed().await;
+    assert!(messages.contains("Authorization: Digest"), "{messages}");
+    assert!(messages.contains("username=\"umws\""), "{messages}");
+    assert!(!messages.contains("s3cret"), "{messages}");
+}
+
+#[tokio::test]
+async fn a_second_401_ends_the_call_as_other() {
+    let phone = Phone::scenario("uas_auth_401_twice.xml", &[]);
+    let agent = agent_with(|c| c.credentials = Some(credentials("umws", "wrong"))).await;
+    let call = call(&agent, &phone, tone(0.2)).await;
+    assert_eq!(
+        finished(&call).await,
+        status(CallState::Disconnected, EventCause::Other)
+    );
+    assert_eq!(call.rtp_packets_sent(), 0);
+    // the scenario fails on a third INVITE
+    phone.assert_scenario_completed().await;
+}
+
+/// kamailio as a proxy on a free port of 127.0.0.1 that challenges INVITEs with 407 (realm
+/// `umws.test`, user `umws`, password `s3cret`), record-routes and relays them to their
+/// Request-URI; stopped (with its child processes) on drop.
+struct Proxy {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    /// `None` (after saying why) when kamailio cannot be installed.
+    async fn start() -> Option<Proxy> {
+        let kamailio = match common::kamailio() {
+            Ok(kamailio) => kamailio,
+            Err(e) => {
+                eprintln!("SKIPPED: kamailio is not available: {e}");
+                return None;
+            }
+        };
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let port = free_udp_port();
+        let config = include_str!("sip/kamailio.cfg")
+            .replace("@PORT@", &port.to_string())
+            .replace("@MODULES@", &kamailio.modules.display().to_string());
+        let cfg = dir.path().join("kamailio.cfg");
+        std::fs::write(&cfg, config).expect("kamailio.cfg");
+        let log = dir.path().join("kamailio.log");
+        let child = Command::new(&kamailio.exe)
+            .arg("-f")
+            .arg(&cfg)
+            // in the foreground, logging to stderr, its runtime files in the temp dir
+            .args(["-DD", "-E", "-m", "32", "-M", "8", "-Y"])
+            .arg(dir.path())
+            .arg("-w")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("the log file"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("kamailio starts");
+        // ready when it answers an OPTIONS (with anything)
+        let probe = UdpSocket::bind("127.0.0.1:0").await.expect("socket");
+        let options = format!(
+            "OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKprobe\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:ping@127.0.0.1>\r\n\
+             Call-ID: probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            local = probe.local_addr().expect("addr"),
+        );
+        let mut buf = [0u8; 4096];
+        for _ in 0..100 {
+            probe
+                .send_to(options.as_bytes(), ("127.0.0.1", port))
+                .await
+                .expect("sent");
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_millis(200), probe.recv(&mut buf)).await
+            {
+                return Some(Proxy {
+                    child,
+                    port,
+                    log,
+                    _dir: dir,
+                });
+            }
+        }
+        panic!(
+            "kamailio does not answer; its log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// What kamailio logged (a line per request it routed).
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // SIGTERM: the main process stops its children
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_407_from_a_real_proxy_is_answered_and_the_call_goes_through_it() {
+    let Some(proxy) = Proxy::start().await else {
+        return;
+    };
+    let phone = Phone::builtin_uas();
+    let agent = agent_with(|c| {
+        c.outbound_proxy = Some(proxy.addr());
+        c.credentials = Some(credentials("umws", "s3cret"));
+    })
+    .await;
+    let call = call(&agent, &phone, tone(0.2)).await;
+    assert_eq!(
+        finished(&call).await,
+        status(CallState::Disconnected, EventCause::None)
+    );
+    assert_eq!(call.rtp_packets_sent(), 10);
+    let uri = phone.uri();
+    let messages = phone.assert_scenario_completed().await;
+    // the INVITE came through the proxy (its Via and Record-Route), to the dialled URI
+    let via = format!("Via: SIP/2.0/UDP 127.0.0.1:{};branch=", proxy.port);
+    assert!(messages.contains(&via), "{messages}");
+    assert!(messages.contains("Record-Route:"), "{messages}");
+    assert!(
+        messages.contains(&format!("INVITE {uri} SIP/2.0")),
+        "{messages}"
+    );
+    let log = proxy.log();
+    assert!(log.contains("umws-proxy: 407 for INVITE"), "{log}");
+    assert!(log.contains("umws-proxy: relaying INVITE"), "{log}");
+}
+
+#[tokio::test]
+async fn a_407_without_credentials_or_with_a_wrong_password_is_other() {
+    let Some(proxy) = Proxy::start().await else {
+        return;
+    };
+    for credentials in [None, Some(credentials("umws", "wrong"))] {
+        let agent = agent_with(|c| {
+            c.outbound_proxy = Some(proxy.addr());
+            c.credentials = credentials.clone();
+        })
+        .await;
+        // (never reached: the proxy refuses the INVITE)
+        let target = format!("sip:phone@127.0.0.1:{}", free_udp_port());
+        let call = call_uri(&agent, target, tone(0.2)).await;
+        assert_eq!(
+            finished(&call).await,
+            status(CallState::Disconnected, EventCause::Other),
+            "{credentials:?}"
+        );
+    }
+    let log = proxy.log();
+    assert!(!log.contains("umws-proxy: relaying INVITE"), "{log}");
+}
+
+#[tokio::test]
+async fn hanging_up_while_ringing_through_the_proxy_cancels_at_the_phone() {
+    let Some(proxy) = Proxy::start().await else {
+        return;
+    };
+    let phone = Phone::scenario("uas_no_answer.xml", &[]);
+    let agent = agent_with(|c| {
+        c.outbound_proxy = Some(proxy.addr());
+        c.credentials = Some(credentials("umws", "s3cret"));
+    })
+    .await;
+    let call = agent
+        .place_call(CallRequest {
+            target: phone.uri(),
+            from_user: "umws".into(),
+            media: CallMedia::Play(tone(1.0)),
+            ring_timeout: GUARD,
+        })
+        .await
+        .expect("placed");
+    // once the phone rings (the proxy relayed the authenticated INVITE), hang up
+    let log_has = |text: &str| proxy.log().contains(text);
+    for _ in 0..200 {
+        if log_has("umws-proxy: relaying INVITE") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    call.hang_up();
+    assert_eq!(
+        finished(&call).await,
+        status(CallState::Disconnected, EventCause::None)
+    );
+    // the scenario completes only when the CANCEL reached the phone
+    let messages = phone.assert_scenario_completed().await;
+    assert!(messages.contains("CANCEL sip:"), "{messages}");
+    assert!(
+        proxy.log().contains("umws-proxy: CANCEL"),
+        "{}",
+        proxy.log()
+    );
 }

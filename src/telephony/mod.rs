@@ -28,10 +28,17 @@
 //! the stack, an unusable SDP answer ends the call with [`EventCause::Other`].
 
 mod call;
+pub mod dtmf;
+mod greeting;
 pub mod media;
+pub mod prompts;
 mod registry;
+mod session;
 
-pub use call::{Call, CallRequest, CallStatus, SipAgent};
+pub use call::{AgentConfig, Call, CallMedia, CallRequest, CallStatus, Credentials, SipAgent};
+pub use greeting::{
+    GreetingSession, SaveError, SaveGreeting, DEFAULT_MAX_GREETING, SILENCE_ENDS_RECORDING,
+};
 pub use registry::{CallRegistry, UnknownCall};
 
 use base64::Engine as _;
@@ -57,6 +64,9 @@ pub enum TelephonyError {
     /// The SIP stack refused to start or to build the request.
     #[error("SIP stack error: {0}")]
     Sip(Box<rsipstack::Error>),
+    /// Every port of the configured RTP range is taken.
+    #[error("no free RTP port in {}-{}", .0.start(), .0.end())]
+    NoRtpPort(std::ops::RangeInclusive<u16>),
     /// The dial target is not a SIP URI the stack accepts.
     #[error("not a usable SIP URI: {0}")]
     InvalidTarget(String),
