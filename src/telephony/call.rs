@@ -470,9 +470,9 @@ impl Driver {
             Ok(()) | Err(Ended::HungUp) => {}
             Err(Ended::NoRtp) => tracing::info!("no RTP from the phone; hanging up"),
             Err(Ended::MaxLength) => tracing::info!("the call reached its maximum length"),
-            Err(Ended::PhoneEnded) => {}
+            Err(Ended::ByPhone) => {}
         }
-        if end != Err(Ended::PhoneEnded) {
+        if end != Err(Ended::ByPhone) {
             bye(&dialog).await;
         }
         self.dialogs.remove_dialog(&dialog_id);

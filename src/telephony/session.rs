@@ -39,7 +39,7 @@ pub(super) enum Ended {
     /// Our [`super::Call::hang_up`].
     HungUp,
     /// The phone ended the dialog (BYE).
-    PhoneEnded,
+    ByPhone,
     /// No RTP from the phone for the configured time.
     NoRtp,
     /// The call reached its maximum length.
@@ -113,7 +113,7 @@ impl<'a> Session<'a> {
                 biased;
                 _ = self.hang_up.cancelled() => return Err(Ended::HungUp),
                 state = self.states.recv(), if self.states_open => match state {
-                    Some(DialogState::Terminated(..)) => return Err(Ended::PhoneEnded),
+                    Some(DialogState::Terminated(..)) => return Err(Ended::ByPhone),
                     Some(_) => {}
                     None => self.states_open = false,
                 },
