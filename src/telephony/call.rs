@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::greeting::{self, GreetingSession};
 use super::media;
-use super::session::{Ended, Limits, Session};
+use super::session::{Ended, Limits, SendStats, Session};
 use super::{new_call_id, CallState, EventCause, TelephonyError};
 /// How long the INVITE may go on after our CANCEL before we give up on it: 64*T1, the
 /// transaction timeout of RFC 3261 (a phone that already rang has no timer B to end it).
@@ -150,7 +150,7 @@ pub struct Call {
     id: String,
     status: watch::Receiver<CallStatus>,
     hang_up: CancellationToken,
-    packets_sent: Arc<AtomicU64>,
+    sent: Arc<SendStats>,
     ended_at: Arc<OnceLock<Instant>>,
 }
 
@@ -196,7 +196,15 @@ impl Call {
 
     /// The number of RTP packets sent so far.
     pub fn rtp_packets_sent(&self) -> u64 {
-        self.packets_sent.load(Ordering::Relaxed)
+        self.sent.packets.load(Ordering::Relaxed)
+    }
+
+    /// The pacing jitter of the RTP sent: how far the time between two packets was from
+    /// 20 ms, as the number of gaps per bucket of [`JITTER_BUCKET`](super::JITTER_BUCKET)
+    /// (bucket `i` holds deviations from `i` to `i + 1` buckets; the last one everything from
+    /// 10 ms on). For benchmarks.
+    pub fn send_jitter(&self) -> Vec<u64> {
+        self.sent.jitter()
     }
 }
 
@@ -321,14 +329,14 @@ impl SipAgent {
             id,
             status,
             hang_up: self.stop.child_token(),
-            packets_sent: Arc::new(AtomicU64::new(0)),
+            sent: Arc::new(SendStats::new()),
             ended_at: Arc::new(OnceLock::new()),
         };
         let driver = Driver {
             dialogs: self.dialogs.clone(),
             status: status_tx,
             hang_up: call.hang_up.clone(),
-            packets_sent: call.packets_sent.clone(),
+            sent: call.sent.clone(),
             ended_at: call.ended_at.clone(),
             media: request.media,
             limits: Limits {
@@ -381,7 +389,7 @@ struct Driver {
     dialogs: Arc<DialogLayer>,
     status: watch::Sender<CallStatus>,
     hang_up: CancellationToken,
-    packets_sent: Arc<AtomicU64>,
+    sent: Arc<SendStats>,
     ended_at: Arc<OnceLock<Instant>>,
     media: CallMedia,
     limits: Limits,
@@ -458,7 +466,7 @@ impl Driver {
             &answer,
             &mut states,
             &self.hang_up,
-            &self.packets_sent,
+            &self.sent,
             self.limits,
         );
         let end = match &self.media {

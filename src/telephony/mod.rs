@@ -52,6 +52,7 @@ pub use greeting::{
     GreetingSession, SaveError, SaveGreeting, DEFAULT_MAX_GREETING, SILENCE_ENDS_RECORDING,
 };
 pub use registry::{CallRegistry, UnknownCall};
+pub use session::{JITTER_BUCKET, JITTER_BUCKETS};
 
 use base64::Engine as _;
 

@@ -22,6 +22,50 @@ use super::media::{Answer, Codec, RtpStream, SAMPLES_PER_PACKET};
 /// The time between two RTP packets.
 pub(super) const PACKET_INTERVAL: Duration = Duration::from_millis(20);
 
+/// The width of a bucket of [`super::Call::send_jitter`]: 0.1 ms.
+pub const JITTER_BUCKET: Duration = Duration::from_micros(100);
+/// The buckets of [`super::Call::send_jitter`]; the last one holds 10 ms and more.
+pub const JITTER_BUCKETS: usize = 101;
+
+/// What a call sent: the RTP packets, and how far the time between two of them was from
+/// 20 ms (the pacing jitter).
+#[derive(Debug)]
+pub(super) struct SendStats {
+    pub packets: AtomicU64,
+    jitter: [AtomicU64; JITTER_BUCKETS],
+}
+
+impl SendStats {
+    pub(super) fn new() -> SendStats {
+        SendStats {
+            packets: AtomicU64::new(0),
+            jitter: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Counts one packet sent `gap` after the one before (`None` for the first).
+    fn sent(&self, gap: Option<Duration>) {
+        self.packets.fetch_add(1, Ordering::Relaxed);
+        if let Some(gap) = gap {
+            let deviation = gap.abs_diff(PACKET_INTERVAL);
+            let bucket =
+                (deviation.as_micros() / JITTER_BUCKET.as_micros()).min(JITTER_BUCKETS as u128 - 1);
+            // (bucket < JITTER_BUCKETS: the index is in range)
+            if let Some(count) = self.jitter.get(bucket as usize) {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The gaps between packets per bucket of deviation from 20 ms ([`JITTER_BUCKET`] wide).
+    pub(super) fn jitter(&self) -> Vec<u64> {
+        self.jitter
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
 /// What happened on the call's media.
 #[derive(Debug)]
 pub(super) enum Event {
@@ -60,7 +104,8 @@ pub(super) struct Session<'a> {
     last_rtp: Instant,
     no_rtp_timeout: Duration,
     deadline: Instant,
-    packets_sent: &'a AtomicU64,
+    stats: &'a SendStats,
+    last_sent: Option<Instant>,
     buf: Vec<u8>,
 }
 
@@ -79,7 +124,7 @@ impl<'a> Session<'a> {
         answer: &Answer,
         states: &'a mut DialogStateReceiver,
         hang_up: &'a CancellationToken,
-        packets_sent: &'a AtomicU64,
+        stats: &'a SendStats,
         limits: Limits,
     ) -> Session<'a> {
         let now = Instant::now();
@@ -100,7 +145,8 @@ impl<'a> Session<'a> {
             last_rtp: now,
             no_rtp_timeout: limits.no_rtp_timeout,
             deadline: now + limits.max_call,
-            packets_sent,
+            stats,
+            last_sent: None,
             buf: vec![0; 2048],
         }
     }
@@ -165,7 +211,10 @@ impl<'a> Session<'a> {
         let packet = self.stream.packet(samples);
         match self.rtp.send_to(&packet, self.remote).await {
             Ok(_) => {
-                self.packets_sent.fetch_add(1, Ordering::Relaxed);
+                let now = Instant::now();
+                self.stats
+                    .sent(self.last_sent.map(|last| now.duration_since(last)));
+                self.last_sent = Some(now);
             }
             // (ICMP unreachable and the like: RTP is best effort)
             Err(e) => tracing::debug!(error = %e, "RTP send failed"),
@@ -211,5 +260,26 @@ impl<'a> Session<'a> {
                 Event::Audio(_) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_buckets_count_the_deviation_from_20_ms() {
+        let stats = SendStats::new();
+        stats.sent(None);
+        stats.sent(Some(Duration::from_millis(20)));
+        stats.sent(Some(Duration::from_micros(20_150)));
+        stats.sent(Some(Duration::from_micros(19_750)));
+        stats.sent(Some(Duration::from_millis(45)));
+        let jitter = stats.jitter();
+        assert_eq!(stats.packets.load(Ordering::Relaxed), 5);
+        assert_eq!(jitter.len(), JITTER_BUCKETS);
+        assert_eq!((jitter[0], jitter[1], jitter[2]), (1, 1, 1));
+        assert_eq!(jitter[JITTER_BUCKETS - 1], 1);
+        assert_eq!(jitter.iter().sum::<u64>(), 4);
     }
 }
