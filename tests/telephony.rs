@@ -1314,3 +1314,67 @@ async fn garbage_and_foreign_rtp_are_ignored_while_a_greeting_is_recorded() {
     );
     phone.assert_scenario_completed().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The RTP port range
+// ---------------------------------------------------------------------------------------------
+
+/// A free even UDP port of 127.0.0.1 (closed again for the agent to take).
+fn free_even_port() -> u16 {
+    loop {
+        let port = free_udp_port();
+        if port % 2 == 0 && port < u16::MAX - 1 {
+            return port;
+        }
+    }
+}
+
+#[tokio::test]
+async fn rtp_comes_from_an_even_port_of_the_configured_range() {
+    let port = free_even_port();
+    let media = UdpSocket::bind("127.0.0.1:0").await.expect("RTP socket");
+    let phone = Phone::scenario(
+        "uas_answer.xml",
+        &[
+            (
+                "@RTP_PORT@",
+                media.local_addr().expect("addr").port().to_string(),
+            ),
+            ("@FORMATS@", "0".into()),
+        ],
+    );
+    // an odd start: the even port after it is the only one
+    let agent = agent_with(|c| c.rtp_ports = Some(port - 1..=port + 1)).await;
+    let call = call(&agent, &phone, tone(0.2)).await;
+    let mut buf = [0u8; 2048];
+    let (_, from) = tokio::time::timeout(GUARD, media.recv_from(&mut buf))
+        .await
+        .expect("RTP arrives")
+        .expect("RTP");
+    assert_eq!(from.port(), port);
+    assert_eq!(
+        finished(&call).await,
+        status(CallState::Disconnected, EventCause::None)
+    );
+    phone.assert_scenario_completed().await;
+}
+
+#[tokio::test]
+async fn a_taken_rtp_range_refuses_the_call() {
+    let port = free_even_port();
+    let _taken = std::net::UdpSocket::bind(("127.0.0.1", port)).expect("the port");
+    let agent = agent_with(|c| c.rtp_ports = Some(port..=port + 1)).await;
+    let placed = agent
+        .place_call(CallRequest {
+            target: "sip:phone@127.0.0.1:9".into(),
+            from_user: "umws".into(),
+            media: CallMedia::Play(tone(0.1)),
+            ring_timeout: RING_TIMEOUT,
+        })
+        .await;
+    assert!(
+        matches!(placed, Err(umws::telephony::TelephonyError::NoRtpPort(_))),
+        "{:?}",
+        placed.err()
+    );
+}
