@@ -11,12 +11,17 @@ use std::time::Duration;
 use base64::Engine as _;
 use umws_soap::{CallContext, SoapFault};
 
+use crate::audio::Audio;
 use crate::fault::UmError;
 use crate::generated::types;
 use crate::generated::um_service_soap::{operations, UmServiceSoap};
 use crate::mail::{Backoff, Delivery, MailDelivery, Outbox, ResetPinMailer};
+use crate::store::voicemail::GreetingType;
 use crate::store::{Mailbox, MailboxId, ResetReason, Store};
-use crate::telephony::{Call, CallState, EventCause, Telephony};
+use crate::telephony::dialplan::Dialed;
+use crate::telephony::{
+    Call, CallMedia, CallState, EventCause, GreetingSession, SaveError, SaveGreeting, Telephony,
+};
 
 /// The authenticated caller, put into [`CallContext::extensions`] by
 /// authentication.
@@ -80,6 +85,32 @@ impl UmService {
     /// The key of the caller's calls in the registry: the mailbox id.
     fn call_owner(id: MailboxId) -> String {
         id.0.to_string()
+    }
+
+    /// The telephony and the URI to call for a call operation's `dial_string`: an empty one
+    /// calls the mailbox's PlayOnPhoneDialString. Without telephony, the dial string is still
+    /// checked, then the operation answers that there is no call backend.
+    fn dial(
+        &self,
+        ctx: &CallContext,
+        dial_string: Option<&str>,
+        operation: &'static str,
+    ) -> Result<(&Arc<Telephony>, Dialed), UmError> {
+        let mailbox = Self::um_mailbox(ctx)?;
+        let Some(telephony) = &self.telephony else {
+            check_stored_dial_string(dial_string.unwrap_or("").trim())?;
+            return Err(UmError::NoCallBackend { operation });
+        };
+        let dial = match dial_string.map(str::trim) {
+            Some(dial) if !dial.is_empty() => dial,
+            _ => mailbox
+                .play_on_phone_dial_string
+                .as_deref()
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .ok_or(UmError::InvalidPhoneNumber)?,
+        };
+        Ok((telephony, telephony.dial(dial)?))
     }
 
     /// The caller's call `call_id`: any call id that is not one of the caller's (malformed,
@@ -336,41 +367,22 @@ impl UmServiceSoap for UmService {
         ctx: &CallContext,
         request: types::PlayOnPhone,
     ) -> Result<types::PlayOnPhoneResponse, SoapFault> {
-        let mailbox = Self::um_mailbox(ctx)?;
         let id = Self::caller(ctx)?;
         let entry_id = request.entry_id.as_deref().unwrap_or("").trim().to_owned();
         check_object_id(&entry_id)?;
-        let Some(telephony) = &self.telephony else {
-            check_stored_dial_string(request.dial_string.as_deref().unwrap_or("").trim())?;
-            return Err(UmError::NoCallBackend {
-                operation: operations::PLAY_ON_PHONE,
-            }
-            .into());
-        };
-        // An empty dial string calls the mailbox's PlayOnPhoneDialString.
-        let dial = match request.dial_string.as_deref().map(str::trim) {
-            Some(dial) if !dial.is_empty() => dial.to_owned(),
-            _ => mailbox
-                .play_on_phone_dial_string
-                .as_deref()
-                .map(str::trim)
-                .filter(|d| !d.is_empty())
-                .ok_or(UmError::InvalidPhoneNumber)?
-                .to_owned(),
-        };
-        let dialed = telephony.dial(&dial).map_err(UmError::from)?;
+        let (telephony, dialed) = self.dial(
+            ctx,
+            request.dial_string.as_deref(),
+            operations::PLAY_ON_PHONE,
+        )?;
         let owner = Self::call_owner(id);
         telephony.check_limits(&owner).map_err(UmError::from)?;
         let message = self
             .blocking(move |store| Ok(store.voice_message(id, &entry_id)?))
             .await?;
-        let audio: Arc<[i16]> = message
-            .audio
-            .chunks_exact(2)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]))
-            .collect();
+        let audio: Arc<[i16]> = Arc::from(Audio::from_le_bytes(&message.audio).samples());
         let call = telephony
-            .place(&owner, &dialed, audio)
+            .place(&owner, &dialed, CallMedia::Play(audio))
             .await
             .map_err(UmError::from)?;
         tracing::info!(mailbox = id.0, call_id = call.id(), "PlayOnPhone: calling");
@@ -429,12 +441,53 @@ impl UmServiceSoap for UmService {
         ctx: &CallContext,
         request: types::PlayOnPhoneGreeting,
     ) -> Result<types::PlayOnPhoneGreetingResponse, SoapFault> {
-        Self::um_mailbox(ctx)?;
-        check_dial_string(request.dial_string.as_deref().unwrap_or(""))?;
-        Err(UmError::NoCallBackend {
-            operation: operations::PLAY_ON_PHONE_GREETING,
-        }
-        .into())
+        let id = Self::caller(ctx)?;
+        let kind = match request.greeting_type {
+            types::UmGreetingType::NormalCustom => GreetingType::NormalCustom,
+            types::UmGreetingType::OofCustom => GreetingType::OofCustom,
+        };
+        let (telephony, dialed) = self.dial(
+            ctx,
+            request.dial_string.as_deref(),
+            operations::PLAY_ON_PHONE_GREETING,
+        )?;
+        let owner = Self::call_owner(id);
+        telephony.check_limits(&owner).map_err(UmError::from)?;
+        let current = self
+            .blocking(move |store| Ok(store.greeting(id, kind)?))
+            .await?
+            .map(|bytes| Arc::from(Audio::from_le_bytes(&bytes).samples()));
+        // A greeting recorded on the call is saved here, replacing the stored one.
+        let store = self.store.clone();
+        let save: SaveGreeting = Arc::new(move |recording: Arc<[i16]>| {
+            let store = store.clone();
+            Box::pin(async move {
+                let bytes = Audio::from_samples(recording.to_vec()).to_le_bytes();
+                tokio::task::spawn_blocking(move || store.set_greeting(id, kind, &bytes))
+                    .await
+                    .map_err(|e| Box::new(e) as SaveError)?
+                    .map_err(|e| Box::new(e) as SaveError)?;
+                tracing::info!(
+                    mailbox = id.0,
+                    greeting = kind.as_db(),
+                    "greeting recorded by phone"
+                );
+                Ok(())
+            })
+        });
+        let session = GreetingSession::new(current, save);
+        let call = telephony
+            .place(&owner, &dialed, CallMedia::Greeting(session))
+            .await
+            .map_err(UmError::from)?;
+        tracing::info!(
+            mailbox = id.0,
+            call_id = call.id(),
+            "PlayOnPhoneGreeting: calling"
+        );
+        Ok(types::PlayOnPhoneGreetingResponse {
+            play_on_phone_greeting_response: Some(call.id().to_owned()),
+        })
     }
 }
 

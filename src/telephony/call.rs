@@ -1,11 +1,13 @@
 //! The SIP agent and the task that drives one outbound call.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ops::RangeInclusive;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use rsipstack::dialog::dialog::{Dialog, DialogState, DialogStateReceiver};
+use rsipstack::dialog::authenticate::Credential;
+use rsipstack::dialog::dialog::{Dialog, DialogStateReceiver};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
@@ -16,14 +18,86 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::media::{self, RtpStream, SAMPLES_PER_PACKET};
+use super::greeting::{self, GreetingSession};
+use super::media;
+use super::session::{Ended, Limits, SendStats, Session};
 use super::{new_call_id, CallState, EventCause, TelephonyError};
-
-/// The time between two RTP packets.
-const PACKET_INTERVAL: Duration = Duration::from_millis(20);
 /// How long the INVITE may go on after our CANCEL before we give up on it: 64*T1, the
 /// transaction timeout of RFC 3261 (a phone that already rang has no timer B to end it).
 const AFTER_CANCEL: Duration = Duration::from_secs(32);
+
+/// Digest credentials for the 401 and 407 challenges of a proxy, trunk or phone.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The digest user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+    /// The realm the credentials are for, when known. (The SIP stack answers a challenge with
+    /// the challenge's own realm; this is handed to it as the credential's realm.)
+    pub realm: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // (never the password)
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("realm", &self.realm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a [`SipAgent`] places calls.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The SIP/UDP address to listen on (port 0 picks a free port). It goes into Contact
+    /// headers and SDP offers, so it cannot be a wildcard; RTP sockets use its IP address.
+    pub listen: SocketAddr,
+    /// The outbound proxy: every INVITE (and its CANCEL) is sent there, with a `Route` header
+    /// naming it (`;lr`), while the Request-URI stays the dialled target. `None`: INVITEs go
+    /// to the target's own host and port.
+    pub outbound_proxy: Option<SocketAddr>,
+    /// Answers a 401 or 407 challenge to an INVITE once; a second challenge ends the call
+    /// ([`EventCause::Other`]). `None`: a challenge ends the call.
+    pub credentials: Option<Credentials>,
+    /// The UDP ports for RTP (an even port per call, RFC 3550); `None`: any free port.
+    pub rtp_ports: Option<RangeInclusive<u16>>,
+    /// A connected call is hung up (BYE, cause None) after this long without RTP from the
+    /// phone.
+    pub no_rtp_timeout: Duration,
+    /// A connected call is hung up (BYE, cause None) this long after it was answered.
+    pub max_call: Duration,
+}
+
+impl AgentConfig {
+    /// The default no-RTP timeout: 30 s.
+    pub const DEFAULT_NO_RTP_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The default maximum call length: 20 minutes (a 10-minute message, or a 5-minute
+    /// greeting recorded twice with its menus).
+    pub const DEFAULT_MAX_CALL: Duration = Duration::from_secs(20 * 60);
+
+    /// Listening on `listen`, calling targets directly, no credentials, any RTP port, the
+    /// default timeouts.
+    pub fn new(listen: SocketAddr) -> AgentConfig {
+        AgentConfig {
+            listen,
+            outbound_proxy: None,
+            credentials: None,
+            rtp_ports: None,
+            no_rtp_timeout: AgentConfig::DEFAULT_NO_RTP_TIMEOUT,
+            max_call: AgentConfig::DEFAULT_MAX_CALL,
+        }
+    }
+
+    /// The same settings, listening on `listen`.
+    pub fn with_listen(&self, listen: SocketAddr) -> AgentConfig {
+        AgentConfig {
+            listen,
+            ..self.clone()
+        }
+    }
+}
 
 /// One SIP/UDP endpoint placing outbound calls. Dropping it stops the endpoint (calls still
 /// running lose their signalling: hang them up first).
@@ -31,6 +105,7 @@ pub struct SipAgent {
     dialogs: Arc<DialogLayer>,
     local: SocketAddr,
     stop: CancellationToken,
+    config: AgentConfig,
 }
 
 impl Drop for SipAgent {
@@ -39,17 +114,27 @@ impl Drop for SipAgent {
     }
 }
 
-/// What to call and what to play.
+/// What to call and what the call does once answered.
 #[derive(Debug, Clone)]
 pub struct CallRequest {
     /// The SIP URI to call, e.g. `sip:alice@127.0.0.1:5062`.
     pub target: String,
     /// The user part of our From URI.
     pub from_user: String,
-    /// The audio to play once answered: 8 kHz, 16-bit PCM, mono.
-    pub audio: Arc<[i16]>,
+    /// What the call does once answered.
+    pub media: CallMedia,
     /// How long the phone may ring before we CANCEL (cause [`EventCause::NoAnswer`]).
     pub ring_timeout: Duration,
+}
+
+/// What a call does once answered.
+#[derive(Debug, Clone)]
+pub enum CallMedia {
+    /// PlayOnPhone: play this audio (8 kHz, 16-bit PCM, mono), then hang up.
+    Play(Arc<[i16]>),
+    /// PlayOnPhoneGreeting: play the greeting and run the recording menu
+    /// ([`GreetingSession`]), then hang up.
+    Greeting(GreetingSession),
 }
 
 /// A call's state and cause, as GetCallInfo reports them.
@@ -73,7 +158,7 @@ pub struct Call {
     id: String,
     status: watch::Receiver<CallStatus>,
     hang_up: CancellationToken,
-    packets_sent: Arc<AtomicU64>,
+    sent: Arc<SendStats>,
     ended_at: Arc<OnceLock<Instant>>,
 }
 
@@ -119,15 +204,23 @@ impl Call {
 
     /// The number of RTP packets sent so far.
     pub fn rtp_packets_sent(&self) -> u64 {
-        self.packets_sent.load(Ordering::Relaxed)
+        self.sent.packets.load(Ordering::Relaxed)
+    }
+
+    /// The pacing jitter of the RTP sent: how far the time between two packets was from
+    /// 20 ms, as the number of gaps per bucket of [`JITTER_BUCKET`](super::JITTER_BUCKET)
+    /// (bucket `i` holds deviations from `i` to `i + 1` buckets; the last one everything from
+    /// 10 ms on). For benchmarks.
+    pub fn send_jitter(&self) -> Vec<u64> {
+        self.sent.jitter()
     }
 }
 
 impl SipAgent {
-    /// Opens the SIP/UDP endpoint on `listen` (port 0 picks a free port) and starts serving it.
-    /// The address goes into Contact headers and SDP offers, so it cannot be a wildcard; RTP
-    /// sockets are opened on the same address.
-    pub async fn bind(listen: SocketAddr) -> Result<SipAgent, TelephonyError> {
+    /// Opens the SIP/UDP endpoint on `config.listen` (port 0 picks a free port) and starts
+    /// serving it.
+    pub async fn bind(config: AgentConfig) -> Result<SipAgent, TelephonyError> {
+        let listen = config.listen;
         if listen.ip().is_unspecified() {
             return Err(TelephonyError::Unspecified(listen));
         }
@@ -161,6 +254,7 @@ impl SipAgent {
             dialogs,
             local,
             stop,
+            config,
         })
     }
 
@@ -180,17 +274,10 @@ impl SipAgent {
         if !matches!(target.scheme, Some(rsipstack::sip::Scheme::Sip)) {
             return Err(TelephonyError::InvalidTarget(request.target.clone()));
         }
-        let rtp_addr = SocketAddr::new(self.local.ip(), 0);
-        let rtp = UdpSocket::bind(rtp_addr)
-            .await
-            .map_err(|source| TelephonyError::Bind {
-                what: "RTP",
-                addr: rtp_addr,
-                source,
-            })?;
+        let rtp = bind_rtp(self.local.ip(), self.config.rtp_ports.clone()).await?;
         let rtp_local = rtp.local_addr().map_err(|source| TelephonyError::Bind {
             what: "RTP",
-            addr: rtp_addr,
+            addr: SocketAddr::new(self.local.ip(), 0),
             source,
         })?;
         let host = self.local.ip().to_string();
@@ -201,12 +288,35 @@ impl SipAgent {
                 .try_into()
                 .map_err(|_| TelephonyError::InvalidTarget(user.to_owned()))
         };
-        let destination = target
-            .host_with_port
-            .to_string()
-            .parse::<SocketAddr>()
-            .ok()
-            .map(SipAddr::from);
+        let (destination, route_set) = match self.config.outbound_proxy {
+            Some(proxy) => {
+                let uri: rsipstack::sip::Uri = format!("sip:{proxy};lr")
+                    .as_str()
+                    .try_into()
+                    .map_err(|_| TelephonyError::InvalidTarget(proxy.to_string()))?;
+                let route = rsipstack::sip::typed::Route {
+                    display_name: None,
+                    uri,
+                    params: vec![],
+                };
+                (Some(SipAddr::from(proxy)), vec![route])
+            }
+            None => {
+                let direct = target
+                    .host_with_port
+                    .to_string()
+                    .parse::<SocketAddr>()
+                    .ok()
+                    .map(SipAddr::from);
+                (direct, Vec::new())
+            }
+        };
+        let credential = self.config.credentials.as_ref().map(|c| Credential {
+            username: c.user.clone(),
+            password: c.password.clone(),
+            realm: c.realm.clone(),
+            auth_username: None,
+        });
         let option = InviteOption {
             caller: ours(&request.from_user)?,
             callee: target,
@@ -215,6 +325,8 @@ impl SipAgent {
             offer: Some(media::offer(rtp_local, rand::random::<u32>().into()).into_bytes()),
             contact: ours(&request.from_user)?,
             call_id: Some(id.clone()),
+            credential,
+            route_set,
             ..Default::default()
         };
         let (status_tx, status) =
@@ -225,16 +337,20 @@ impl SipAgent {
             id,
             status,
             hang_up: self.stop.child_token(),
-            packets_sent: Arc::new(AtomicU64::new(0)),
+            sent: Arc::new(SendStats::new()),
             ended_at: Arc::new(OnceLock::new()),
         };
         let driver = Driver {
             dialogs: self.dialogs.clone(),
             status: status_tx,
             hang_up: call.hang_up.clone(),
-            packets_sent: call.packets_sent.clone(),
+            sent: call.sent.clone(),
             ended_at: call.ended_at.clone(),
-            audio: request.audio,
+            media: request.media,
+            limits: Limits {
+                no_rtp_timeout: self.config.no_rtp_timeout,
+                max_call: self.config.max_call,
+            },
             rtp,
         };
         tokio::spawn(driver.run(dialog, invite, state_rx, request.ring_timeout));
@@ -276,24 +392,15 @@ async fn route_requests(
     }
 }
 
-/// Why the media phase ended.
-enum MediaEnd {
-    /// All the audio was sent: we hang up.
-    AudioDone,
-    /// [`Call::hang_up`]: we hang up.
-    HungUp,
-    /// The phone ended the dialog (BYE).
-    PhoneEnded,
-}
-
 /// The task behind one [`Call`].
 struct Driver {
     dialogs: Arc<DialogLayer>,
     status: watch::Sender<CallStatus>,
     hang_up: CancellationToken,
-    packets_sent: Arc<AtomicU64>,
+    sent: Arc<SendStats>,
     ended_at: Arc<OnceLock<Instant>>,
-    audio: Arc<[i16]>,
+    media: CallMedia,
+    limits: Limits,
     rtp: UdpSocket,
 }
 
@@ -362,41 +469,30 @@ impl Driver {
                 return finish(EventCause::Other);
             }
         };
-        let end = self.stream(answer, &mut states).await;
-        if !matches!(end, MediaEnd::PhoneEnded) {
+        let mut session = Session::new(
+            &self.rtp,
+            &answer,
+            &mut states,
+            &self.hang_up,
+            &self.sent,
+            self.limits,
+        );
+        let end = match &self.media {
+            CallMedia::Play(audio) => session.play(audio, false).await.map(|_| ()),
+            CallMedia::Greeting(greeting) => greeting::run(&mut session, greeting).await,
+        };
+        drop(session);
+        match end {
+            Ok(()) | Err(Ended::HungUp) => {}
+            Err(Ended::NoRtp) => tracing::info!("no RTP from the phone; hanging up"),
+            Err(Ended::MaxLength) => tracing::info!("the call reached its maximum length"),
+            Err(Ended::ByPhone) => {}
+        }
+        if end != Err(Ended::ByPhone) {
             bye(&dialog).await;
         }
         self.dialogs.remove_dialog(&dialog_id);
         finish(EventCause::None);
-    }
-
-    /// Sends the audio as RTP every 20 ms until it ends, the phone hangs up or we do.
-    async fn stream(&self, answer: media::Answer, states: &mut DialogStateReceiver) -> MediaEnd {
-        let mut stream = RtpStream::new(answer.codec);
-        let mut chunks = self.audio.chunks(SAMPLES_PER_PACKET);
-        let mut ticks = tokio::time::interval(PACKET_INTERVAL);
-        let mut states_open = true;
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {
-                    let Some(chunk) = chunks.next() else { return MediaEnd::AudioDone };
-                    let packet = stream.packet(chunk);
-                    match self.rtp.send_to(&packet, answer.remote_rtp).await {
-                        Ok(_) => {
-                            self.packets_sent.fetch_add(1, Ordering::Relaxed);
-                        }
-                        // (ICMP unreachable and the like: RTP is best effort)
-                        Err(e) => tracing::debug!(error = %e, "RTP send failed"),
-                    }
-                }
-                state = states.recv(), if states_open => match state {
-                    Some(DialogState::Terminated(..)) => return MediaEnd::PhoneEnded,
-                    Some(_) => {}
-                    None => states_open = false,
-                },
-                _ = self.hang_up.cancelled() => return MediaEnd::HungUp,
-            }
-        }
     }
 }
 
@@ -423,4 +519,34 @@ async fn bye(dialog: &InviteDialog) {
     if let Err(e) = dialog.bye().await {
         tracing::debug!(error = %e, "BYE failed");
     }
+}
+
+/// Opens the RTP socket of a call on `ip`: an even port of `ports` (tried from a random one on),
+/// or any free port.
+async fn bind_rtp(
+    ip: std::net::IpAddr,
+    ports: Option<RangeInclusive<u16>>,
+) -> Result<UdpSocket, TelephonyError> {
+    let Some(ports) = ports else {
+        let addr = SocketAddr::new(ip, 0);
+        return UdpSocket::bind(addr)
+            .await
+            .map_err(|source| TelephonyError::Bind {
+                what: "RTP",
+                addr,
+                source,
+            });
+    };
+    let first = ports.start().saturating_add(ports.start() % 2);
+    let even: Vec<u16> = (first..=*ports.end()).step_by(2).collect();
+    if even.is_empty() {
+        return Err(TelephonyError::NoRtpPort(ports));
+    }
+    let offset = rand::random::<usize>() % even.len();
+    for port in even[offset..].iter().chain(&even[..offset]) {
+        if let Ok(socket) = UdpSocket::bind(SocketAddr::new(ip, *port)).await {
+            return Ok(socket);
+        }
+    }
+    Err(TelephonyError::NoRtpPort(ports))
 }

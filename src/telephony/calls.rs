@@ -7,7 +7,10 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::dialplan::{DialError, DialPlan, Dialed};
-use super::{Call, CallRegistry, CallRequest, CallState, SipAgent, TelephonyError, UnknownCall};
+use super::{
+    AgentConfig, Call, CallMedia, CallRegistry, CallRequest, CallState, Credentials, SipAgent,
+    TelephonyError, UnknownCall,
+};
 use crate::config::{TelephonyConfig, DEFAULT_SIP_LISTEN};
 
 /// How long a finished call stays answerable to GetCallInfo.
@@ -74,13 +77,14 @@ impl Telephony {
     /// in `config.sip_listen` must be bound; the default one (127.0.0.1:5060) falls back to a
     /// free port on 127.0.0.1 when it cannot be bound, with a warning in the log.
     pub async fn start(config: &TelephonyConfig) -> Result<Arc<Telephony>, TelephonyError> {
+        let agent_config = agent_config(config).await?;
         let (agent, fell_back) = match config.sip_listen {
-            Some(addr) => (SipAgent::bind(addr).await?, false),
-            None => match SipAgent::bind(DEFAULT_SIP_LISTEN).await {
+            Some(addr) => (SipAgent::bind(agent_config.with_listen(addr)).await?, false),
+            None => match SipAgent::bind(agent_config.with_listen(DEFAULT_SIP_LISTEN)).await {
                 Ok(agent) => (agent, false),
                 Err(e) => {
                     let fallback = SocketAddr::new(DEFAULT_SIP_LISTEN.ip(), 0);
-                    let agent = SipAgent::bind(fallback).await?;
+                    let agent = SipAgent::bind(agent_config.with_listen(fallback)).await?;
                     tracing::warn!(
                         default = %DEFAULT_SIP_LISTEN,
                         error = %e,
@@ -152,13 +156,13 @@ impl Telephony {
         Ok(())
     }
 
-    /// Places a call to `dialed` that plays `audio` (8 kHz PCM) for `owner`, within the
-    /// limits, and keeps it for [`Telephony::call`].
+    /// Places a call to `dialed` that runs `media` (a message to play, or the greeting menu)
+    /// for `owner`, within the limits, and keeps it for [`Telephony::call`].
     pub async fn place(
         &self,
         owner: &str,
         dialed: &Dialed,
-        audio: Arc<[i16]>,
+        media: CallMedia,
     ) -> Result<Call, PlaceError> {
         let _placing = self.placing.lock().await;
         self.check_limits(owner)?;
@@ -167,7 +171,7 @@ impl Telephony {
             .place_call(CallRequest {
                 target: dialed.uri().to_owned(),
                 from_user: self.from_user.clone(),
-                audio,
+                media,
                 ring_timeout: self.ring_timeout,
             })
             .await
@@ -210,6 +214,33 @@ impl Telephony {
         }
         left
     }
+}
+
+/// The agent settings of `config` (the listen address is set by the caller): the outbound
+/// proxy resolved to an address, the credentials, the RTP ports, and the timeouts (no no-RTP
+/// timeout: the call's maximum length ends a silent call).
+async fn agent_config(config: &TelephonyConfig) -> Result<AgentConfig, TelephonyError> {
+    let mut agent = AgentConfig::new(DEFAULT_SIP_LISTEN);
+    if let Some(proxy) = &config.outbound_proxy {
+        let host = proxy.host.trim_start_matches('[').trim_end_matches(']');
+        let port = proxy.port.unwrap_or(5060);
+        let found = tokio::net::lookup_host((host, port))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next());
+        agent.outbound_proxy = Some(found.ok_or_else(|| TelephonyError::ProxyUnresolved {
+            proxy: format!("{}:{port}", proxy.host),
+        })?);
+    }
+    agent.credentials = config.credentials.as_ref().map(|c| Credentials {
+        user: c.username.clone(),
+        password: c.password.0.clone(),
+        realm: None,
+    });
+    agent.rtp_ports = Some(config.rtp_ports.0..=config.rtp_ports.1);
+    agent.max_call = config.max_call;
+    agent.no_rtp_timeout = config.no_rtp_timeout.unwrap_or(config.max_call);
+    Ok(agent)
 }
 
 /// Forgets finished calls [`CALL_INFO_KEEP`] after their end, until the registry is dropped.

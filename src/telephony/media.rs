@@ -29,6 +29,31 @@ impl Codec {
         }
     }
 
+    /// The codec of an RTP payload type: 0 PCMU, 8 PCMA.
+    pub fn from_payload_type(payload_type: u8) -> Option<Codec> {
+        match payload_type {
+            0 => Some(Codec::Pcmu),
+            8 => Some(Codec::Pcma),
+            _ => None,
+        }
+    }
+
+    /// Decodes a G.711 payload into 16-bit PCM samples, appended to `out`.
+    pub fn decode(self, payload: &[u8], out: &mut Vec<i16>) {
+        match self {
+            Codec::Pcmu => out.extend(
+                payload
+                    .iter()
+                    .map(|&b| audio_codec_algorithms::decode_ulaw(b)),
+            ),
+            Codec::Pcma => out.extend(
+                payload
+                    .iter()
+                    .map(|&b| audio_codec_algorithms::decode_alaw(b)),
+            ),
+        }
+    }
+
     /// Encodes 16-bit PCM samples.
     pub fn encode(self, samples: &[i16], out: &mut Vec<u8>) {
         out.clear();
@@ -76,8 +101,11 @@ pub fn offer(rtp: SocketAddr, session_id: u64) -> String {
 pub struct Answer {
     /// The codec to send: the first of the answer's audio formats that we offered.
     pub codec: Codec,
-    /// Where to send RTP.
+    /// Where to send RTP (and the only address whose RTP we take).
     pub remote_rtp: SocketAddr,
+    /// The payload type of the phone's telephone-events: the answer's
+    /// `telephone-event/8000` rtpmap, or the one we offered ([`TELEPHONE_EVENT_PT`]).
+    pub telephone_event: u8,
 }
 
 /// Why an SDP answer cannot be used.
@@ -132,9 +160,25 @@ pub fn parse_answer(body: &[u8]) -> Result<Answer, AnswerError> {
         // c=0.0.0.0: the phone puts us on hold; nowhere to send.
         return Err(AnswerError::NoAddress);
     }
+    let telephone_event = audio
+        .attributes
+        .iter()
+        .filter(|a| a.key == "rtpmap")
+        .filter_map(|a| a.value.as_deref())
+        .find_map(|v| {
+            let (pt, encoding) = v.trim().split_once(' ')?;
+            let name = encoding.split('/').next()?;
+            if name.eq_ignore_ascii_case("telephone-event") {
+                pt.parse::<u8>().ok().filter(|pt| (96..=127).contains(pt))
+            } else {
+                None
+            }
+        })
+        .unwrap_or(TELEPHONE_EVENT_PT);
     Ok(Answer {
         codec,
         remote_rtp: SocketAddr::new(ip, port),
+        telephone_event,
     })
 }
 
@@ -199,7 +243,8 @@ mod tests {
             parse_answer(sdp.as_bytes()),
             Ok(Answer {
                 codec: Codec::Pcmu,
-                remote_rtp: rtp
+                remote_rtp: rtp,
+                telephone_event: TELEPHONE_EVENT_PT,
             })
         );
     }
@@ -207,12 +252,14 @@ mod tests {
     #[test]
     fn answers_pick_the_first_g711_format_and_the_media_address() {
         let sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
-                   m=audio 5004 RTP/AVP 101 8 0\r\nc=IN IP4 10.0.0.2\r\n";
+                   m=audio 5004 RTP/AVP 96 8 0\r\nc=IN IP4 10.0.0.2\r\n\
+                   a=rtpmap:96 telephone-event/8000\r\n";
         assert_eq!(
             parse_answer(sdp.as_bytes()),
             Ok(Answer {
                 codec: Codec::Pcma,
-                remote_rtp: "10.0.0.2:5004".parse().expect("addr")
+                remote_rtp: "10.0.0.2:5004".parse().expect("addr"),
+                telephone_event: 96,
             })
         );
     }
@@ -268,6 +315,27 @@ mod tests {
         assert_eq!(p1.payload().len(), 160);
         assert_eq!(p2.payload().len(), 80);
         assert_eq!(p1.payload()[0], audio_codec_algorithms::encode_alaw(1000));
+    }
+
+    #[test]
+    fn payloads_decode_in_their_law() {
+        let samples = [0i16, 1000, -1000, 30000, -30000];
+        for codec in [Codec::Pcmu, Codec::Pcma] {
+            let mut encoded = Vec::new();
+            codec.encode(&samples, &mut encoded);
+            let mut decoded = Vec::new();
+            codec.decode(&encoded, &mut decoded);
+            assert_eq!(decoded.len(), samples.len());
+            for (got, sent) in decoded.iter().zip(samples) {
+                let err = (i32::from(*got) - i32::from(sent)).abs();
+                assert!(
+                    err <= i32::from(sent.unsigned_abs() / 16) + 32,
+                    "{codec:?}: {got} for {sent}"
+                );
+            }
+            assert_eq!(Codec::from_payload_type(codec.payload_type()), Some(codec));
+        }
+        assert_eq!(Codec::from_payload_type(101), None);
     }
 
     proptest::proptest! {

@@ -1,41 +1,61 @@
-//! Telephony: outbound calls over SIP/UDP that play audio over RTP, the side of the call
-//! operations (PlayOnPhone, GetCallInfo, Disconnect) that talks to phones.
+//! Telephony: outbound calls over SIP/UDP with RTP media, the side of the call operations
+//! (PlayOnPhone, PlayOnPhoneGreeting, GetCallInfo, Disconnect) that talks to phones.
 //!
-//! A [`SipAgent`] owns one SIP/UDP endpoint. [`SipAgent::place_call`] sends an INVITE whose
-//! SDP offers PCMU (0), PCMA (8) and telephone-event (101), and returns a [`Call`] at once; a
-//! task then drives the call:
+//! A [`SipAgent`] owns one SIP/UDP endpoint, set up by an [`AgentConfig`]: the listen
+//! address, an optional outbound proxy (INVITEs and their CANCELs are sent there with a
+//! preloaded `Route`; the Request-URI stays the dialled target), optional digest
+//! [`Credentials`] (a 401 or 407 is answered once; a second challenge ends the call with
+//! [`EventCause::Other`]), an RTP port range, the no-RTP timeout and the maximum call length.
+//! [`SipAgent::place_call`] sends an INVITE whose SDP offers PCMU (0), PCMA (8) and
+//! telephone-event (101), and returns a [`Call`] at once; a task then drives the call:
 //!
 //! * provisional answers (100/180/183) keep it [`CallState::Connecting`];
-//! * a 2xx is ACKed, the codec and the phone's RTP address are taken from the answer's SDP
-//!   ([`media`]), the call is [`CallState::Connected`] and the audio is sent as RTP in 20 ms
-//!   packets; at the end of the audio we send BYE;
+//! * a 2xx is ACKed, the codec, the phone's RTP address and its telephone-event payload type
+//!   are taken from the answer's SDP ([`media`]), the call is [`CallState::Connected`] and
+//!   its [`CallMedia`] runs: [`CallMedia::Play`] sends the audio as RTP in 20 ms packets,
+//!   [`CallMedia::Greeting`] runs the greeting menu ([`GreetingSession`]: play, record from
+//!   the keypad, save through a callback); at the end we send BYE;
+//! * while connected, the phone's RTP is received (only from the address its SDP gave),
+//!   G.711 is decoded and RFC 4733 telephone-events become digits ([`dtmf`]); without RTP
+//!   from the phone for the no-RTP timeout, or at the maximum call length, we send BYE
+//!   (cause [`EventCause::None`]);
 //! * a final failure, a ring timeout (we CANCEL), a BYE from the phone (answered 200) or our own
 //!   [`Call::hang_up`] (CANCEL while ringing, BYE once connected) end it in
 //!   [`CallState::Disconnected`] with the [`EventCause`] of the table of GetCallInfo's states
 //!   ([`EventCause::from_status`]).
 //!
-//! The SIP protocol work (transactions, retransmissions, ACK, CANCEL, a 2xx that crosses our
-//! CANCEL being ACKed and BYEd, in-dialog BYE) is done by `rsipstack`, pinned to an exact
-//! version in `Cargo.toml` because its API changes between minor versions. SDP answers are
-//! parsed with `sdp`, RTP packets are written with `rtp-types`, G.711 comes from
-//! `audio-codec-algorithms`. Hand-written here: the offer, the choice of the answered codec, the
-//! RTP pacing and the mapping to the UM call states.
+//! The SIP protocol work (transactions, retransmissions, ACK, CANCEL, digest authentication, a
+//! 2xx that crosses our CANCEL being ACKed and BYEd, in-dialog BYE) is done by `rsipstack`,
+//! pinned to an exact version in `Cargo.toml` because its API changes between minor versions.
+//! SDP answers are parsed with `sdp`, RTP packets are read and written with `rtp-types`, G.711
+//! comes from `audio-codec-algorithms`. Hand-written here: the offer, the choice of the
+//! answered codec, the RTP pacing, the RFC 4733 receiver, the menus and the mapping to the UM
+//! call states. The menus' spoken [`prompts`] are WAVs built into the binary.
 //!
 //! [`CallRegistry`] keeps the calls by id for GetCallInfo and Disconnect: only to the user who
 //! placed them, and until a while after they ended.
 //!
-//! Nothing the peer sends (SIP, SDP) can panic this module: malformed messages are dropped by
-//! the stack, an unusable SDP answer ends the call with [`EventCause::Other`].
+//! Nothing the peer sends (SIP, SDP, RTP, telephone-events) can panic this module: malformed
+//! messages are dropped by the stack, an unusable SDP answer ends the call with
+//! [`EventCause::Other`], RTP that does not parse or comes from elsewhere is ignored.
 
 mod call;
 mod calls;
 pub mod dialplan;
+pub mod dtmf;
+mod greeting;
 pub mod media;
+pub mod prompts;
 mod registry;
+mod session;
 
-pub use call::{Call, CallRequest, CallStatus, SipAgent};
+pub use call::{AgentConfig, Call, CallMedia, CallRequest, CallStatus, Credentials, SipAgent};
 pub use calls::{Listening, PlaceError, Telephony, CALL_INFO_KEEP};
+pub use greeting::{
+    GreetingSession, SaveError, SaveGreeting, DEFAULT_MAX_GREETING, SILENCE_ENDS_RECORDING,
+};
 pub use registry::{CallRegistry, UnknownCall};
+pub use session::{JITTER_BUCKET, JITTER_BUCKETS};
 
 use base64::Engine as _;
 
@@ -60,6 +80,15 @@ pub enum TelephonyError {
     /// The SIP stack refused to start or to build the request.
     #[error("SIP stack error: {0}")]
     Sip(Box<rsipstack::Error>),
+    /// Every port of the configured RTP range is taken.
+    #[error("no free RTP port in {}-{}", .0.start(), .0.end())]
+    NoRtpPort(std::ops::RangeInclusive<u16>),
+    /// The configured outbound proxy's host does not resolve.
+    #[error("the outbound proxy {proxy} does not resolve to an address")]
+    ProxyUnresolved {
+        /// `host:port` as configured.
+        proxy: String,
+    },
     /// The dial target is not a SIP URI the stack accepts.
     #[error("not a usable SIP URI: {0}")]
     InvalidTarget(String),

@@ -10,6 +10,7 @@
 //!   `tests/interop/node/package-lock.json`, the same way.
 //! * [`xmllint`]: Debian's `libxml2-utils`.
 //! * [`sipp`]: Debian's `sip-tester`, the SIP peer of the telephony tests.
+//! * [`kamailio`]: Debian's `kamailio`, the SIP proxy (a 407 challenger) of the telephony tests.
 //!
 //! A Debian package that is missing (`python3-venv`, `nodejs` and `npm`, `libxml2-utils`,
 //! `sip-tester`) is
@@ -188,6 +189,62 @@ fn provide_sipp() -> Result<PathBuf, String> {
         }
     }
     Ok(PathBuf::from("sipp"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// kamailio
+// ---------------------------------------------------------------------------------------------
+
+/// The `kamailio` program and its modules' directory, installed from Debian's kamailio when
+/// missing; `Err` says why it cannot be (the caller skips its test with that message).
+pub fn kamailio() -> Result<&'static Kamailio, &'static str> {
+    static KAMAILIO: OnceLock<Result<Kamailio, String>> = OnceLock::new();
+    KAMAILIO
+        .get_or_init(provide_kamailio)
+        .as_ref()
+        .map_err(|e| e.as_str())
+}
+
+/// Where kamailio is.
+#[derive(Debug)]
+pub struct Kamailio {
+    /// The program.
+    pub exe: PathBuf,
+    /// The directory of its modules (`mpath`).
+    pub modules: PathBuf,
+}
+
+fn provide_kamailio() -> Result<Kamailio, String> {
+    let works = || {
+        Command::new("kamailio")
+            .arg("-v")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("kamailio"))
+    };
+    if !works() {
+        apt_install(
+            &["kamailio"],
+            "the telephony tests run kamailio as a proxy, which is not installed",
+        )?;
+        if !works() {
+            return Err("kamailio is installed, and `kamailio -v` still fails".into());
+        }
+    }
+    // Debian puts the modules under the multiarch library directory.
+    let modules = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib64",
+        "/usr/lib",
+    ]
+    .iter()
+    .map(|lib| Path::new(lib).join("kamailio/modules"))
+    .find(|dir| dir.join("auth.so").exists())
+    .ok_or("kamailio is installed, and its modules (auth.so) are not found")?;
+    Ok(Kamailio {
+        exe: PathBuf::from("kamailio"),
+        modules,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@
 mod env;
 // (each test binary uses some of these)
 #[allow(unused_imports)]
-pub use env::{node_soap, python, python_exe, sipp, test_env_dir, venv_dir, xmllint, NodeSoap};
+pub use env::{
+    kamailio, node_soap, python, python_exe, sipp, test_env_dir, venv_dir, xmllint, NodeSoap,
+};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
