@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::sip::{actions, assert_recording_is_pcap_speech, Step, PCAPS};
+
 use std::io::Cursor;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -37,11 +39,12 @@ struct Phone {
 }
 
 impl Phone {
-    /// sipp with the scenario `tests/sip/calls/NAME`, its `@KEY@` placeholders filled.
+    /// sipp with the scenario `tests/sip/NAME`, its `@KEY@` placeholders filled.
     fn start(name: &str, fill: &[(&str, String)]) -> Phone {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/sip/calls")
+            .join("tests/sip")
             .join(name);
+        let name = path.file_name().expect("a file name");
         let mut text = std::fs::read_to_string(&path).expect("the scenario");
         for (key, value) in fill {
             text = text.replace(key, value);
@@ -74,17 +77,17 @@ impl Phone {
     /// A phone that answers, sends its RTP port as `rtp`'s, and waits for our BYE.
     fn answering(rtp: &UdpSocket) -> Phone {
         let port = rtp.local_addr().expect("RTP address").port();
-        Phone::start("answer.xml", &[("@RTP_PORT@", port.to_string())])
+        Phone::start("calls/answer.xml", &[("@RTP_PORT@", port.to_string())])
     }
 
     /// A phone that rings until it is cancelled.
     fn ringing() -> Phone {
-        Phone::start("ring.xml", &[])
+        Phone::start("calls/ring.xml", &[])
     }
 
     /// A phone that rings, then answers `status` (e.g. `486 Busy Here`).
     fn rejecting(status: &str) -> Phone {
-        Phone::start("reject.xml", &[("@STATUS@", status.to_owned())])
+        Phone::start("calls/reject.xml", &[("@STATUS@", status.to_owned())])
     }
 
     fn uri(&self) -> String {
@@ -310,6 +313,82 @@ fn decoded(packets: &[Vec<u8>]) -> Vec<i16> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// PlayOnPhoneGreeting: the phone (sipp) hears the menu, presses 1, speaks after the tone,
+/// ends with # and saves with 1; `umws greeting get` then answers what it said.
+#[test]
+fn a_greeting_recorded_on_the_phone_replaces_the_stored_one() {
+    let server = Server::start();
+    let um = Um::demo(&server);
+    let tone = umws::telephony::prompts::Prompt::RecordAfterTone
+        .audio()
+        .len()
+        + umws::telephony::prompts::tone().len();
+    let before_the_tone = Duration::from_millis(tone as u64 / 8 + 1000);
+    let steps = [
+        Step::Pause(Duration::from_millis(500)),
+        Step::Key('1'),
+        Step::Pause(before_the_tone),
+        Step::Speak,
+        Step::Pause(Duration::from_millis(7300)),
+        Step::Key('#'),
+        Step::Pause(Duration::from_secs(1)),
+        Step::Key('1'),
+    ];
+    let phone = Phone::start(
+        "uas_greeting.xml",
+        &[("@ACTIONS@", actions(&steps)), ("@PCAPS@", PCAPS.into())],
+    );
+    let call_id = um
+        .rt
+        .block_on(
+            um.client
+                .play_on_phone_greeting(&types::PlayOnPhoneGreeting {
+                    greeting_type: types::UmGreetingType::OofCustom,
+                    dial_string: Some(phone.uri()),
+                }),
+        )
+        .expect("PlayOnPhoneGreeting")
+        .play_on_phone_greeting_response
+        .expect("a call id");
+    assert_eq!(um.disconnected(&call_id), Cause::None);
+    phone.completed();
+    let out = server.data_dir().join("greeting.wav");
+    let got = common::run_umws(&[
+        "greeting",
+        "get",
+        "--data",
+        server.data_dir().to_str().expect("UTF-8"),
+        "--user",
+        "demo",
+        "--type",
+        "oof",
+        "--out",
+        out.to_str().expect("UTF-8"),
+    ]);
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let wav = std::fs::read(&out).expect("the greeting");
+    let audio = umws::audio::decode_wav(&wav).expect("a WAV");
+    assert_recording_is_pcap_speech(audio.samples(), 6.0);
+    // The normal greeting was not touched.
+    let normal = common::run_umws(&[
+        "greeting",
+        "get",
+        "--data",
+        server.data_dir().to_str().expect("UTF-8"),
+        "--user",
+        "demo",
+        "--type",
+        "normal",
+        "--out",
+        out.to_str().expect("UTF-8"),
+    ]);
+    assert!(!normal.status.success());
 }
 
 #[test]

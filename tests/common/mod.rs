@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod env;
+pub mod sip;
 // (each test binary uses some of these)
 #[allow(unused_imports)]
 pub use env::{
