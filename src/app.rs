@@ -226,6 +226,11 @@ pub fn build_server_with_telephony(
     let mailer = ResetPinMailer::new(delivery).with_from(from);
     let mut service = UmService::with_backoff(store.clone(), mailer, config.backoff);
     if let Some(telephony) = telephony {
+        // Calls to the SIP address are subscriber access calls.
+        telephony.answer_calls(crate::subscriber::inbound(
+            Arc::clone(service.outbox()),
+            config.telephony.max_calls,
+        ));
         service = service.with_telephony(telephony);
     }
     // Deliver what a previous run left in the outbox, then keep retrying what fails.

@@ -826,5 +826,56 @@ impl<D: MailDelivery + Send + Sync + 'static> Mailboxes for StoreMailboxes<D> {
     }
 }
 
+/// How the SIP agent answers inbound calls: the dialogue of this module over `outbox`'s store
+/// (automatic PIN resets mailed through it), its greeting menu saving to that store; at most
+/// `max_calls` at once.
+pub fn inbound<D: MailDelivery + Send + Sync + 'static>(
+    outbox: Arc<Outbox<D>>,
+    max_calls: usize,
+) -> crate::telephony::Inbound {
+    use crate::telephony::{GreetingSession, InboundHandler, SaveError, SaveGreeting};
+    let store = outbox.store().clone();
+    let mailboxes = Arc::new(StoreMailboxes::new(outbox));
+    let handler: InboundHandler = Arc::new(move |caller, line| {
+        let mailboxes = Arc::clone(&mailboxes);
+        Box::pin(async move {
+            let ending = run(line, &*mailboxes, caller.as_deref()).await;
+            tracing::info!(?ending, "subscriber access call ended");
+        })
+    });
+    let greetings: crate::telephony::GreetingMenus = Arc::new(move |mailbox, kind| {
+        let store = store.clone();
+        Box::pin(async move {
+            let read = store.clone();
+            let current = tokio::task::spawn_blocking(move || read.greeting(mailbox, kind))
+                .await
+                .ok()?
+                .map_err(|e| tracing::warn!(error = %e, "reading a greeting failed"))
+                .ok()?
+                .map(|bytes| Arc::from(crate::audio::Audio::from_le_bytes(&bytes).samples()));
+            let save: SaveGreeting = Arc::new(move |recording: Arc<[i16]>| {
+                let store = store.clone();
+                Box::pin(async move {
+                    let bytes = crate::audio::Audio::from_samples(recording.to_vec()).to_le_bytes();
+                    tokio::task::spawn_blocking(move || store.set_greeting(mailbox, kind, &bytes))
+                        .await
+                        .map_err(|e| Box::new(e) as SaveError)?
+                        .map_err(|e| Box::new(e) as SaveError)?;
+                    tracing::info!(mailbox = %mailbox, "greeting recorded by phone");
+                    Ok(())
+                })
+            });
+            let mut menu = GreetingSession::new(current, save);
+            menu.goodbye = false;
+            Some(menu)
+        })
+    });
+    crate::telephony::Inbound {
+        handler,
+        greetings,
+        max_calls,
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::greeting::{self, GreetingSession};
+use super::inbound::{self, Inbound, InboundState};
 use super::media;
 use super::session::{Ended, Limits, SendStats, Session};
 use super::{new_call_id, CallState, EventCause, TelephonyError};
@@ -106,6 +107,7 @@ pub struct SipAgent {
     local: SocketAddr,
     stop: CancellationToken,
     config: AgentConfig,
+    inbound: Arc<InboundState>,
 }
 
 impl Drop for SipAgent {
@@ -249,13 +251,49 @@ impl SipAgent {
         let incoming = endpoint.incoming_transactions()?;
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         tokio::spawn(async move { endpoint.serve().await });
-        tokio::spawn(route_requests(incoming, dialogs.clone(), stop.clone()));
+        let inbound = Arc::new(InboundState::default());
+        tokio::spawn(route_requests(
+            incoming,
+            dialogs.clone(),
+            stop.clone(),
+            Router {
+                inbound: Arc::clone(&inbound),
+                local,
+                rtp_ports: config.rtp_ports.clone(),
+                limits: Limits {
+                    no_rtp_timeout: config.no_rtp_timeout,
+                    max_call: config.max_call,
+                },
+            },
+        ));
         Ok(SipAgent {
             dialogs,
             local,
             stop,
             config,
+            inbound,
         })
+    }
+
+    /// Answers inbound calls (INVITEs outside a dialog) with `inbound`; until this is called
+    /// they get 480. Only the first call of this takes effect.
+    pub fn answer_calls(&self, inbound: Inbound) {
+        if self.inbound.inbound.set(inbound).is_err() {
+            tracing::warn!("inbound calls are answered already");
+        }
+    }
+
+    /// The inbound calls running now.
+    pub fn inbound_calls(&self) -> usize {
+        self.inbound
+            .active
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Hangs up every inbound call (graceful shutdown); new ones are still answered until the
+    /// agent is dropped.
+    pub fn hang_up_inbound(&self) {
+        self.inbound.stop.cancel();
     }
 
     /// The address the SIP endpoint listens on.
@@ -360,10 +398,19 @@ impl SipAgent {
 
 /// Hands requests from the phone to their dialog (BYE is answered 200 there); a request for no
 /// dialog of ours gets 481.
+/// What [`route_requests`] needs to answer inbound calls.
+struct Router {
+    inbound: Arc<InboundState>,
+    local: SocketAddr,
+    rtp_ports: Option<RangeInclusive<u16>>,
+    limits: Limits,
+}
+
 async fn route_requests(
     mut incoming: TransactionReceiver,
     dialogs: Arc<DialogLayer>,
     stop: CancellationToken,
+    router: Router,
 ) {
     loop {
         let mut tx = tokio::select! {
@@ -380,6 +427,16 @@ async fn route_requests(
                         tracing::debug!(error = %e, "in-dialog request failed");
                     }
                 });
+            }
+            _ if tx.original.method == rsipstack::sip::Method::Invite => {
+                tokio::spawn(inbound::answer(
+                    dialogs.clone(),
+                    tx,
+                    Arc::clone(&router.inbound),
+                    router.local,
+                    router.rtp_ports.clone(),
+                    router.limits,
+                ));
             }
             _ => {
                 if tx.original.method != rsipstack::sip::Method::Ack {
@@ -523,7 +580,7 @@ async fn bye(dialog: &InviteDialog) {
 
 /// Opens the RTP socket of a call on `ip`: an even port of `ports` (tried from a random one on),
 /// or any free port.
-async fn bind_rtp(
+pub(super) async fn bind_rtp(
     ip: std::net::IpAddr,
     ports: Option<RangeInclusive<u16>>,
 ) -> Result<UdpSocket, TelephonyError> {

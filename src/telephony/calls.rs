@@ -180,6 +180,11 @@ impl Telephony {
         Ok(call)
     }
 
+    /// Answers inbound calls with `inbound` (subscriber access).
+    pub fn answer_calls(&self, inbound: super::Inbound) {
+        self.agent.answer_calls(inbound);
+    }
+
     /// `owner`'s call `id`.
     pub fn call(&self, owner: &str, id: &str) -> Result<Call, UnknownCall> {
         self.registry.get(owner, id)
@@ -192,6 +197,7 @@ impl Telephony {
         // (a placement under way finishes first, so its call is hung up too)
         let _placing = self.placing.lock().await;
         let calls = self.registry.hang_up_all();
+        self.agent.hang_up_inbound();
         let running = calls
             .iter()
             .filter(|c| c.status().state != CallState::Disconnected)
@@ -209,6 +215,10 @@ impl Telephony {
                 left += 1;
             }
         }
+        while self.agent.inbound_calls() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        left += self.agent.inbound_calls();
         if left > 0 {
             tracing::warn!(calls = left, "calls had not ended when the server stopped");
         }

@@ -49,6 +49,9 @@ pub struct GreetingSession {
     pub max_length: Duration,
     /// Where a recording the user saves goes.
     pub save: SaveGreeting,
+    /// Say goodbye at the end (a call placed for the menu ends with it; a menu reached from
+    /// subscriber access returns to its main menu).
+    pub goodbye: bool,
 }
 
 impl GreetingSession {
@@ -58,6 +61,7 @@ impl GreetingSession {
             current,
             max_length: DEFAULT_MAX_GREETING,
             save,
+            goodbye: true,
         }
     }
 }
@@ -95,7 +99,7 @@ pub(super) async fn run(
         menu(session, Prompt::GreetingMenu, &mut key, "1*").await?,
         Some('1')
     ) {
-        return goodbye(session).await;
+        return goodbye(session, greeting).await;
     }
     let mut silent_tries = 0;
     loop {
@@ -109,7 +113,7 @@ pub(super) async fn run(
             silent_tries += 1;
             session.play(&Prompt::NothingRecorded.audio(), true).await?;
             if silent_tries >= MENU_TRIES {
-                return goodbye(session).await;
+                return goodbye(session, greeting).await;
             }
             continue;
         }
@@ -125,14 +129,14 @@ pub(super) async fn run(
                     }
                 };
                 session.play(&prompt.audio(), true).await?;
-                return goodbye(session).await;
+                return goodbye(session, greeting).await;
             }
             Some('2') => continue,
             Some(_) => {
                 session.play(&Prompt::Cancelled.audio(), true).await?;
-                return goodbye(session).await;
+                return goodbye(session, greeting).await;
             }
-            None => return goodbye(session).await,
+            None => return goodbye(session, greeting).await,
         }
     }
 }
@@ -162,7 +166,10 @@ async fn menu(
     Ok(None)
 }
 
-async fn goodbye(session: &mut Session<'_>) -> Result<(), Ended> {
+async fn goodbye(session: &mut Session<'_>, greeting: &GreetingSession) -> Result<(), Ended> {
+    if !greeting.goodbye {
+        return Ok(());
+    }
     session.play(&Prompt::Goodbye.audio(), false).await?;
     Ok(())
 }

@@ -96,6 +96,34 @@ pub fn offer(rtp: SocketAddr, session_id: u64) -> String {
     )
 }
 
+/// The SDP answer to an inbound call's offer (read with [`parse_answer`]): one audio stream at
+/// `rtp` with the offer's chosen G.711 codec and telephone-events.
+pub fn answer_sdp(rtp: SocketAddr, offer: &Answer, session_id: u64) -> String {
+    let (ip_type, ip) = match rtp.ip() {
+        IpAddr::V4(ip) => ("IP4", ip.to_string()),
+        IpAddr::V6(ip) => ("IP6", ip.to_string()),
+    };
+    let (pt, name) = match offer.codec {
+        Codec::Pcmu => (0, "PCMU"),
+        Codec::Pcma => (8, "PCMA"),
+    };
+    format!(
+        "v=0\r\n\
+         o=umws {session_id} {session_id} IN {ip_type} {ip}\r\n\
+         s=umws\r\n\
+         c=IN {ip_type} {ip}\r\n\
+         t=0 0\r\n\
+         m=audio {port} RTP/AVP {pt} {te}\r\n\
+         a=rtpmap:{pt} {name}/8000\r\n\
+         a=rtpmap:{te} telephone-event/8000\r\n\
+         a=fmtp:{te} 0-16\r\n\
+         a=ptime:20\r\n\
+         a=sendrecv\r\n",
+        port = rtp.port(),
+        te = offer.telephone_event,
+    )
+}
+
 /// What the phone's SDP answer settles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {

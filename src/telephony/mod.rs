@@ -44,6 +44,7 @@ mod calls;
 pub mod dialplan;
 pub mod dtmf;
 mod greeting;
+mod inbound;
 pub mod media;
 pub mod prompts;
 mod registry;
@@ -54,6 +55,7 @@ pub use calls::{Listening, PlaceError, Telephony, CALL_INFO_KEEP};
 pub use greeting::{
     GreetingSession, SaveError, SaveGreeting, DEFAULT_MAX_GREETING, SILENCE_ENDS_RECORDING,
 };
+pub use inbound::{BoxFuture, GreetingMenus, Inbound, InboundHandler, SessionLine};
 pub use registry::{CallRegistry, UnknownCall};
 pub use session::{JITTER_BUCKET, JITTER_BUCKETS};
 

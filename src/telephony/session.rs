@@ -107,6 +107,8 @@ pub(super) struct Session<'a> {
     stats: &'a SendStats,
     last_sent: Option<Instant>,
     buf: Vec<u8>,
+    /// Take RTP from any port of the remote address (see [`Session::with_any_source_port`]).
+    any_source_port: bool,
 }
 
 /// The limits of one call's media.
@@ -148,7 +150,15 @@ impl<'a> Session<'a> {
             stats,
             last_sent: None,
             buf: vec![0; 2048],
+            any_source_port: false,
         }
+    }
+
+    /// Takes the phone's RTP from any port of its address, not only the one its SDP gave (for
+    /// callers that send from another port than they receive on).
+    pub(super) fn with_any_source_port(mut self) -> Session<'a> {
+        self.any_source_port = true;
+        self
     }
 
     /// Waits for the next event.
@@ -181,7 +191,8 @@ impl<'a> Session<'a> {
 
     /// One datagram on the RTP socket: audio, a digit, or nothing.
     fn inbound(&mut self, n: usize, from: SocketAddr) -> Option<Event> {
-        if from != self.remote {
+        let ours = from == self.remote || (self.any_source_port && from.ip() == self.remote.ip());
+        if !ours {
             return None;
         }
         let packet = rtp_types::RtpPacket::parse(self.buf.get(..n)?).ok()?;

@@ -1,0 +1,309 @@
+//! Subscriber access by phone against a real `umws serve`: sipp calls the SIP address as the
+//! caller, keys in extension and PIN (RFC 4733 from sipp's captures), and the test hears what
+//! umws says on its own RTP socket (named in sipp's SDP offer), decoded from µ-law.
+
+mod common;
+
+use std::io::Cursor;
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::sip::{actions, Step};
+use common::Server;
+use umws::subscriber::recordings;
+use umws::subscriber::speech::Word;
+use umws::subscriber::Prompt;
+
+/// A guard against a hung test (never an assertion on speed).
+const GUARD: Duration = Duration::from_secs(90);
+
+const EXTENSION: &str = "4712";
+const PIN: &str = "480151";
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port()
+}
+
+/// sipp calling umws as `caller`, keying in `keys`, then listening `hold` and hanging up
+/// (`tests/sip/access/caller.xml`), or waiting up to `hold` for umws to hang up
+/// (`hung_up.xml`).
+struct Caller {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Caller {
+    fn call(
+        server: &Server,
+        scenario: &str,
+        caller: &str,
+        rtp: &UdpSocket,
+        keys: &str,
+        hold: Duration,
+    ) -> Caller {
+        let sip = server.sip.expect("calls on");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sip/access")
+            .join(scenario);
+        let mut steps = vec![Step::Pause(Duration::from_millis(300))];
+        steps.extend(keys.chars().map(Step::Key));
+        let text = std::fs::read_to_string(&path)
+            .expect("the scenario")
+            .replace("@CALLER@", caller)
+            .replace(
+                "@RTP_PORT@",
+                &rtp.local_addr().expect("RTP").port().to_string(),
+            )
+            .replace("@KEYS@", &actions(&steps))
+            .replace("@HOLD_MS@", &hold.as_millis().to_string());
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let file = dir.path().join(scenario);
+        std::fs::write(&file, text).expect("the filled scenario");
+        let child = Command::new(common::sipp())
+            .arg("-sf")
+            .arg(&file)
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
+            .arg(free_udp_port().to_string())
+            .arg("-mp")
+            .arg(free_udp_port().to_string())
+            .args(["-m", "1", "-nostdin", "-timeout", "80s", "-timeout_error"])
+            .args(["-trace_err", "-error_file"])
+            .arg(dir.path().join("errors.log"))
+            .current_dir(dir.path())
+            .arg(sip.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp starts");
+        Caller { child, dir }
+    }
+
+    /// Waits for sipp to end; asserts its call went through the whole scenario.
+    fn completed(mut self) {
+        let deadline = Instant::now() + GUARD;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("sipp's status") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "sipp did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let errors =
+            std::fs::read_to_string(self.dir.path().join("errors.log")).unwrap_or_default();
+        assert!(
+            status.success(),
+            "sipp's call failed ({status}); its errors:\n{errors}"
+        );
+    }
+}
+
+impl Drop for Caller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The test's RTP socket (what umws says arrives here).
+fn rtp_socket() -> UdpSocket {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("RTP socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .expect("timeout");
+    socket
+}
+
+/// Everything umws said until it stopped sending (PCMU), in sequence order, decoded.
+fn heard(socket: &UdpSocket) -> Vec<i16> {
+    let mut packets: Vec<(u16, Vec<i16>)> = Vec::new();
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + GUARD;
+    // (the first packet may take a while: the caller keys in first)
+    let mut started = false;
+    while Instant::now() < deadline {
+        match socket.recv(&mut buf) {
+            Ok(n) => {
+                started = true;
+                let packet = rtp_types::RtpPacket::parse(&buf[..n]).expect("RTP from umws");
+                assert_eq!(packet.payload_type(), 0, "PCMU, as offered first");
+                let samples = packet
+                    .payload()
+                    .iter()
+                    .map(|&b| audio_codec_algorithms::decode_ulaw(b))
+                    .collect();
+                packets.push((packet.sequence_number(), samples));
+            }
+            Err(_) if started => break,
+            Err(_) => {}
+        }
+    }
+    // (sequence numbers may wrap once in a call this short)
+    let first = packets.first().map_or(0, |p| p.0);
+    packets.sort_by_key(|(seq, _)| seq.wrapping_sub(first));
+    packets.into_iter().flat_map(|(_, s)| s).collect()
+}
+
+/// `audio` as it arrives over PCMU.
+fn over_pcmu(audio: &[i16]) -> Vec<i16> {
+    audio
+        .iter()
+        .map(|&s| audio_codec_algorithms::decode_ulaw(audio_codec_algorithms::encode_ulaw(s)))
+        .collect()
+}
+
+/// Whether `word` was said (its recording arrived sample for sample).
+fn said(heard: &[i16], word: Word) -> bool {
+    contains(heard, &over_pcmu(&recordings::audio(word)))
+}
+
+fn contains(haystack: &[i16], needle: &[i16]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A 440 Hz tone of `seconds` as an 8 kHz 16-bit mono WAV.
+fn tone_wav(seconds: f64) -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut out, spec).expect("WAV writer");
+    for i in 0..(8000.0 * seconds) as usize {
+        let t = i as f64 / 8000.0;
+        w.write_sample((10_000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16)
+            .expect("sample");
+    }
+    w.finalize().expect("WAV");
+    out.into_inner()
+}
+
+fn umws(server: &Server, args: &[&str]) -> std::process::Output {
+    let data = server.data_dir().to_str().expect("UTF-8").to_owned();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--data", &data]);
+    common::run_umws(&all)
+}
+
+/// A server with the mailbox `ann` (extension 4712) whose PIN is [`PIN`].
+fn server_with_ann() -> Server {
+    let server = Server::start();
+    server.add_mailbox("ann", "pw", &["--extension", EXTENSION]);
+    assert_eq!(
+        common::try_reset_pin(&server.base, "ann", "pw"),
+        common::Sent::Status(200)
+    );
+    let mailed = common::pin_in_mail(server.mails("ann").last().expect("a PIN mail"));
+    let out = umws(
+        &server,
+        &[
+            "pin", "set", "--user", "ann", "--old", &mailed, "--new", PIN,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server
+}
+
+/// Deposits a tone for ann; returns its audio as stored.
+fn deposit(server: &Server, from: &str) -> Vec<i16> {
+    let wav = server.data_dir().join("tone.wav");
+    std::fs::write(&wav, tone_wav(1.0)).expect("the WAV");
+    let out = umws(
+        server,
+        &[
+            "voicemail",
+            "deposit",
+            "--user",
+            "ann",
+            "--from",
+            from,
+            "--wav",
+            wav.to_str().expect("UTF-8"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entry_id = String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned();
+    let stored = server.data_dir().join("stored.wav");
+    let out = umws(
+        server,
+        &[
+            "voicemail",
+            "get",
+            "--user",
+            "ann",
+            "--entry-id",
+            &entry_id,
+            "--out",
+            stored.to_str().expect("UTF-8"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    umws::audio::decode_wav(&std::fs::read(&stored).expect("WAV"))
+        .expect("a WAV")
+        .samples()
+        .to_vec()
+}
+
+fn list(server: &Server) -> String {
+    let out = umws(server, &["voicemail", "list", "--user", "ann"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+#[test]
+fn the_right_pin_hears_the_new_message_count_and_the_message() {
+    let server = server_with_ann();
+    let message = deposit(&server, "100");
+    assert!(list(&server).trim_end().ends_with("\tnew"));
+    let rtp = rtp_socket();
+    let caller = Caller::call(
+        &server,
+        "caller.xml",
+        "alice",
+        &rtp,
+        &format!("{EXTENSION}#{PIN}#"),
+        Duration::from_secs(14),
+    );
+    let heard = heard(&rtp);
+    caller.completed();
+    assert!(said(&heard, Word::Prompt(Prompt::YouHave)), "the count");
+    assert!(said(&heard, Word::Small(1)), "one");
+    assert!(
+        said(&heard, Word::Prompt(Prompt::NewMessage)),
+        "new message"
+    );
+    assert!(said(&heard, Word::Prompt(Prompt::MessageFrom)));
+    assert!(
+        contains(&heard, &over_pcmu(&message)),
+        "the message's audio arrived"
+    );
+    assert!(!said(&heard, Word::Prompt(Prompt::WrongPin)));
+    // Heard by phone: no longer new.
+    assert!(list(&server).trim_end().ends_with("\theard"));
+}
