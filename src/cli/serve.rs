@@ -19,6 +19,15 @@ pub(crate) struct ServeArgs {
     /// Data directory (mailbox store and Maildirs) [default: ./umws-data].
     #[arg(long)]
     data: Option<PathBuf>,
+    /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
+    /// then holds only the Maildirs, the outbox spool and the demo credentials.
+    #[arg(
+        long,
+        env = "UMWS_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    database: Option<String>,
     /// A TOML config file; flags win over it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -108,6 +117,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if let Some(data) = args.data {
         config.data = data;
     }
+    if let Some(database) = args.database {
+        config.database = Some(umws::store::DatabaseUrl(database));
+    }
     config.strict_namespaces |= args.strict_namespaces;
     config.demo_mailbox &= !args.no_demo;
     if let Some(n) = args.max_pin_resets_per_hour {
@@ -136,7 +148,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
         )));
     }
 
-    let store = Store::create(&config.data)?.with_reset_limit(Some(config.reset_limit()));
+    let database = config.database.as_ref().map(|d| d.0.as_str());
+    let store = Store::open_with(database, &config.data, true)?
+        .with_reset_limit(Some(config.reset_limit()));
     let demo = if config.demo_mailbox {
         ensure_demo_mailbox(&store, &config.data)?
     } else {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod env;
+pub mod postgres;
 // (each test binary uses some of these)
 #[allow(unused_imports)]
 pub use env::{node_soap, python, python_exe, sipp, test_env_dir, venv_dir, xmllint, NodeSoap};

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use super::Store;
 use crate::store::{
-    display_user, hash_secret, normalize_user, validate_extension, validate_user, verify_secret,
+    display_user, hash_secret, normalize_user, validate_new_mailbox, verify_secret,
     CredentialStamp, Mailbox, MailboxId, NewMailbox, StoreError, DEFAULT_POLICY_NAME,
 };
 
@@ -93,27 +93,7 @@ impl Store {
     /// already (compared case-insensitively) with [`StoreError::DuplicateUser`].
     pub fn add_mailbox(&self, mut new: NewMailbox) -> Result<MailboxId, StoreError> {
         new.user = display_user(&new.user).into_owned();
-        validate_user(&new.user)?;
-        if let Some(ext) = &new.extension {
-            validate_extension(ext)?;
-        }
-        if let Some(email) = &new.email {
-            if email.len() > 320
-                || !email.contains('@')
-                || email.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                return Err(StoreError::InvalidInput {
-                    field: "email address",
-                    reason: "must look like local@domain",
-                });
-            }
-        }
-        if new.password.is_empty() {
-            return Err(StoreError::InvalidInput {
-                field: "password",
-                reason: "empty",
-            });
-        }
+        validate_new_mailbox(&new)?;
         let password_hash = hash_secret(self.cost, new.password.as_bytes())?;
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -168,6 +168,14 @@ impl Store {
     /// files `0600` (the Maildirs and the mails an older version left readable). `umws serve`
     /// and `umws mailbox add` open the store this way.
     pub fn create(data_dir: &Path) -> Result<Store, StoreError> {
+        Self::create_data_dir(data_dir)?;
+        let store = Self::open(data_dir)?;
+        super::private::private_tree(data_dir)?;
+        Ok(store)
+    }
+
+    /// Creates `data_dir` (`0700`; its parents as the umask says) unless it exists.
+    pub(crate) fn create_data_dir(data_dir: &Path) -> Result<(), StoreError> {
         if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
                 path: data_dir.to_path_buf(),
@@ -187,9 +195,7 @@ impl Store {
                 })
             }
         }
-        let store = Self::open(data_dir)?;
-        super::private::private_tree(data_dir)?;
-        Ok(store)
+        Ok(())
     }
 
     /// Limits the resets that this handle makes for [`ResetReason::Requested`] (the ResetPIN
