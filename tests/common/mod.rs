@@ -6,7 +6,9 @@ mod env;
 pub mod postgres;
 // (each test binary uses some of these)
 #[allow(unused_imports)]
-pub use env::{node_soap, python, python_exe, sipp, test_env_dir, venv_dir, xmllint, NodeSoap};
+pub use env::{
+    apt_install, node_soap, python, python_exe, sipp, test_env_dir, venv_dir, xmllint, NodeSoap,
+};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

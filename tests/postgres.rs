@@ -1,0 +1,191 @@
+//! umws on PostgreSQL, end to end: the command line and `umws serve` with `--database`, against
+//! a real PostgreSQL server (the private test cluster of `common::postgres`, or
+//! `UMWS_TEST_DATABASE_URL`), each test in a database of its own.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::postgres::TestDatabase;
+use common::{
+    maildir_mails, pin_in_mail, try_reset_pin, umws_in, wait_until, Sent, Serve, MANY_RESETS,
+};
+use umws::store::Store;
+
+fn database() -> TestDatabase {
+    common::postgres::test_database(&common::test_env_dir(), common::apt_install)
+}
+
+/// `url` without its password (`postgres://user:password@...` to `postgres://user@...`), and
+/// the password.
+fn split_password(url: &str) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (userinfo, host) = rest.split_once('@').unwrap();
+    let (user, password) = userinfo.split_once(':').unwrap();
+    (format!("{scheme}://{user}@{host}"), password.to_owned())
+}
+
+/// `umws pin check --database` exit code.
+fn pin_check(data: &std::path::Path, url: &str, user: &str, pin: &str) -> i32 {
+    umws_in_code(
+        data,
+        &["pin", "check"],
+        &["--database", url, "--user", user, "--pin", pin],
+    )
+}
+
+/// `umws WORDS --data DATA REST`, returning the exit code.
+fn umws_in_code(data: &std::path::Path, words: &[&str], rest: &[&str]) -> i32 {
+    Command::new(env!("CARGO_BIN_EXE_umws"))
+        .args(words)
+        .arg("--data")
+        .arg(data)
+        .args(rest)
+        .env("UMWS_LOG", "warn")
+        .output()
+        .unwrap()
+        .status
+        .code()
+        .unwrap_or(-1)
+}
+
+/// The PostgreSQL store of `url` as the tests read it.
+fn open(url: &str, data: &std::path::Path) -> Store {
+    Store::open_postgres(url, data).unwrap()
+}
+
+#[test]
+fn serve_resets_a_pin_whose_mail_pin_check_accepts() {
+    let db = database();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("data");
+    // The password from PGPASSWORD rather than the URL.
+    let (bare_url, password) = split_password(&db.url);
+    let out = Command::new(env!("CARGO_BIN_EXE_umws"))
+        .args(["mailbox", "add", "--data"])
+        .arg(&dir)
+        .args(["--database", &bare_url, "--user", "One", "--password", "pw"])
+        .env("PGPASSWORD", &password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The mailbox is in the database, not in a SQLite file of the data directory.
+    assert!(!dir.join(umws::store::sqlite::DATABASE_FILE).exists());
+    let store = open(&db.url, &dir);
+    let id = store.mailbox("one").unwrap().unwrap().id;
+
+    let server = Serve::start_with(&dir, &["--database", &db.url]);
+    assert_eq!(try_reset_pin(&server.base, "one", "pw"), Sent::Status(200));
+    assert!(
+        wait_until(Duration::from_secs(30), || maildir_mails(&dir, "one").len()
+            == 1),
+        "the PIN mail arrives"
+    );
+    assert!(!dir.join(umws::store::sqlite::DATABASE_FILE).exists());
+    let mails = maildir_mails(&dir, "one");
+    let pin = pin_in_mail(&mails[0].1);
+    assert_eq!(store.pin_changes(id).unwrap(), 1);
+    assert!(store.match_pin_record(id, &[&pin]).unwrap().is_exact());
+    assert_eq!(
+        pin_check(&dir, &db.url, "one", &pin),
+        0,
+        "the mailed PIN is accepted"
+    );
+    assert_eq!(
+        pin_check(&dir, &db.url, "one", "000000"),
+        1,
+        "a wrong one is not"
+    );
+    // Without --database the command reads the (empty) SQLite store of the data directory.
+    assert_eq!(
+        umws_in_code(&dir, &["pin", "check"], &["--user", "one", "--pin", &pin]),
+        1
+    );
+    assert_eq!(
+        store.mailbox("one").unwrap().unwrap().failed_logon_count,
+        1,
+        "the wrong PIN was counted in the database"
+    );
+    drop(server);
+}
+
+/// Clients spread over two instances on one database, resetting one mailbox: the instances
+/// serialise the resets (row lock), so the PIN record is exactly the mailed PINs in order.
+#[test]
+fn two_instances_serialize_resets_of_one_mailbox() {
+    const CLIENTS: usize = 6;
+    const RESETS_PER_CLIENT: usize = 3;
+    let db = database();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path();
+    umws_in(
+        dir,
+        &["mailbox", "add"],
+        &["--database", &db.url, "--user", "one", "--password", "pw"],
+        0,
+    );
+    umws_in(
+        dir,
+        &["policy", "set"],
+        &[
+            "--database",
+            &db.url,
+            "--name",
+            "Default",
+            "--pin-history-count",
+            "20",
+        ],
+        0,
+    );
+    let mut args = vec!["--database", db.url.as_str()];
+    args.extend(MANY_RESETS);
+    let servers = [Serve::start_with(dir, &args), Serve::start_with(dir, &args)];
+    let answers: Vec<Sent> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let servers = &servers;
+                s.spawn(move || {
+                    (0..RESETS_PER_CLIENT)
+                        .map(|r| try_reset_pin(&servers[(c + r) % 2].base, "one", "pw"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect()
+    });
+    assert!(
+        answers.iter().all(|a| *a == Sent::Status(200)),
+        "{answers:?}"
+    );
+    let store = open(&db.url, dir);
+    assert!(
+        wait_until(Duration::from_secs(30), || store.outbox_len().unwrap() == 0),
+        "every mail delivered"
+    );
+    drop(servers);
+
+    let mails = maildir_mails(dir, "one");
+    assert_eq!(
+        mails.len(),
+        CLIENTS * RESETS_PER_CLIENT,
+        "one mail per reset"
+    );
+    let pins: Vec<String> = mails.iter().map(|(_, m)| pin_in_mail(m)).collect();
+    let refs: Vec<&str> = pins.iter().map(String::as_str).collect();
+    let id = store.mailbox("one").unwrap().unwrap().id;
+    assert_eq!(store.pin_changes(id).unwrap(), pins.len() as u64);
+    let record = store.match_pin_record(id, &refs).unwrap();
+    assert!(
+        record.is_exact(),
+        "history + current != acknowledged PINs in mail order: {record:?}"
+    );
+    assert_eq!(pin_check(dir, &db.url, "one", pins.last().unwrap()), 0);
+}
