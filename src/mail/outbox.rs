@@ -34,6 +34,11 @@ use crate::store::{MailboxId, OutboxMail, ResetPinError, ResetReason, Store, Sto
 /// How many rows [`Outbox::deliver_pending`] reads at a time.
 const BATCH: u32 = 64;
 
+/// How long a claim of this process on a mail keeps other processes (instances on one
+/// PostgreSQL database) from delivering it ([`Store::outbox_claim`]): longer than any delivery
+/// takes; the mail of an instance that dies is delivered by another once it runs out.
+pub const DELIVERY_LEASE: Duration = Duration::from_secs(120);
+
 /// How long a mail waits after a failed delivery: `base * 2^(attempts - 1)`, at most `max`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backoff {
@@ -170,20 +175,28 @@ impl<D: MailDelivery> Outbox<D> {
         self.backoff
     }
 
-    /// Claims `mail` for delivery by this caller: `None` when another caller has it, or when
-    /// `only_due` and it is waiting out its backoff.
-    fn claim(&self, mail: &OutboxMail, only_due: bool) -> Option<Claim<'_>> {
-        let mut state = lock(&self.state);
-        if only_due && state.due.get(&mail.id).is_some_and(|t| *t > Instant::now()) {
-            return None;
-        }
-        if !state.in_flight.insert(mail.id) {
-            return None;
-        }
-        Some(Claim {
-            state: &self.state,
-            id: mail.id,
-        })
+    /// Claims `mail` for delivery by this caller: `None` when another caller has it (in this
+    /// process, or another process through the store's lease), or when `only_due` and it is
+    /// waiting out its backoff.
+    fn claim(&self, mail: &OutboxMail, only_due: bool) -> Result<Option<Claim<'_>>, StoreError> {
+        let claim = {
+            let mut state = lock(&self.state);
+            if only_due && state.due.get(&mail.id).is_some_and(|t| *t > Instant::now()) {
+                return Ok(None);
+            }
+            if !state.in_flight.insert(mail.id) {
+                return Ok(None);
+            }
+            Claim {
+                state: &self.state,
+                id: mail.id,
+            }
+        };
+        // Dropping `claim` gives the mail back to the other callers of this process.
+        Ok(self
+            .store
+            .outbox_claim(mail.id, DELIVERY_LEASE)?
+            .then_some(claim))
     }
 
     /// The store.
@@ -247,7 +260,7 @@ impl<D: MailDelivery> Outbox<D> {
     /// attempt is counted, the mail stays queued and is due again after its backoff.
     pub fn deliver(&self, mail: &OutboxMail) -> Result<DeliveryReceipt, OutboxError> {
         let claim = self
-            .claim(mail, false)
+            .claim(mail, false)?
             .ok_or_else(|| OutboxError::InFlight {
                 key: mail.key.clone(),
             })?;
@@ -269,7 +282,7 @@ impl<D: MailDelivery> Outbox<D> {
             Err(source) => {
                 let wait = self.backoff.delay(mail.attempts.saturating_add(1));
                 lock(&self.state).due.insert(mail.id, Instant::now() + wait);
-                self.store.outbox_record_failure(mail.id)?;
+                self.store.outbox_record_failure(mail.id, wait)?;
                 Err(OutboxError::Deliver {
                     key: mail.key.clone(),
                     source,
@@ -290,7 +303,7 @@ impl<D: MailDelivery> Outbox<D> {
             };
             after = last.id;
             for mail in &batch {
-                let Some(claim) = self.claim(mail, true) else {
+                let Some(claim) = self.claim(mail, true)? else {
                     report.deferred += 1;
                     continue;
                 };

@@ -216,8 +216,6 @@ impl Store {
         pub fn outbox_len(&self) -> Result<u64, StoreError>;
         /// Removes a delivered mail ([`SqliteStore::outbox_remove`]).
         pub fn outbox_remove(&self, id: i64) -> Result<bool, StoreError>;
-        /// Records a failed delivery attempt.
-        pub fn outbox_record_failure(&self, id: i64) -> Result<(), StoreError>;
 
         /// The GUID that entry ids carry.
         pub fn store_guid(&self) -> Result<[u8; 16], StoreError>;
@@ -242,6 +240,16 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(_) => Ok(true),
             Backend::Postgres(p) => p.outbox_claim(id, lease),
+        }
+    }
+
+    /// Records a failed delivery attempt of mail `id`, due again after `retry_in`: on
+    /// PostgreSQL no instance claims it before then; on SQLite the outbox of the one process
+    /// keeps the time itself.
+    pub fn outbox_record_failure(&self, id: i64, retry_in: Duration) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.outbox_record_failure(id),
+            Backend::Postgres(p) => p.outbox_record_failure(id, retry_in),
         }
     }
 

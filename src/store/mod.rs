@@ -17,6 +17,8 @@ pub mod postgres;
 pub mod private;
 mod spool;
 pub mod sqlite;
+#[cfg(test)]
+mod suite;
 pub mod voicemail;
 
 use std::borrow::Cow;

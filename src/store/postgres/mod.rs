@@ -245,6 +245,10 @@ pub struct PgStore {
     cost: HashCost,
     pin_work_hook: Option<PinWorkHook>,
     reset_limit: Option<ResetLimit>,
+    /// A test hook called inside a reset's write transaction, once it holds the row lock and
+    /// found the state unchanged.
+    #[cfg(test)]
+    tx_hook: Option<PinWorkHook>,
 }
 
 impl fmt::Debug for PgStore {
@@ -314,6 +318,8 @@ impl PgStore {
             cost: HashCost::default(),
             pin_work_hook: None,
             reset_limit: None,
+            #[cfg(test)]
+            tx_hook: None,
         };
         store.sweep_spool()?;
         Ok(store)
@@ -335,6 +341,23 @@ impl PgStore {
     pub fn with_pin_work_hook(mut self, hook: PinWorkHook) -> PgStore {
         self.pin_work_hook = Some(hook);
         self
+    }
+
+    /// Installs [`tx_hook`](Self::tx_hook).
+    #[cfg(test)]
+    pub(crate) fn with_tx_hook(mut self, hook: PinWorkHook) -> PgStore {
+        self.tx_hook = Some(hook);
+        self
+    }
+
+    /// How many mailboxes have a lock in the map of per-mailbox locks.
+    #[cfg(test)]
+    pub(crate) fn pin_locks_len(&self) -> usize {
+        self.shared
+            .pin_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// The data directory (the outbox spool).
@@ -464,27 +487,144 @@ async fn listen(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Condvar, Mutex};
+
     use super::test_support::store;
+    use super::*;
+    use crate::store::{NewMailbox, OutgoingMail, ResetReason};
 
-    use crate::store::{NewMailbox, PinCheck};
+    fn alice() -> NewMailbox {
+        NewMailbox {
+            user: "Alice".into(),
+            password: "pw".into(),
+            um_enabled: true,
+            extension: Some("36697".into()),
+            email: Some("alice@example.org".into()),
+        }
+    }
 
+    /// Two instances (two handles, each with its own per-mailbox locks, so only the database
+    /// serialises them) reset one mailbox at once, both having made their PIN for the same
+    /// state. The first, inside its transaction, waits for the second to get into its own:
+    /// the row lock keeps the second out until the first commits, so the second finds the
+    /// state changed, starts over, and the PIN record is both PINs in order. (Without the row
+    /// lock both transactions run at once and the second overwrites the first's PIN.)
     #[test]
-    fn smoke() {
-        let (_db, _dir, store) = store();
-        let id = store
-            .add_mailbox(NewMailbox {
-                user: "Alice".into(),
-                password: "pw".into(),
-                um_enabled: true,
-                extension: Some("36697".into()),
-                email: Some("alice@example.org".into()),
+    fn resets_of_one_mailbox_serialise_across_instances() {
+        #[derive(Default)]
+        struct Seen {
+            a_in_tx: bool,
+            b_in_tx_while_a: bool,
+            b_waited: bool,
+        }
+        let state = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
+        let (_db, dir, a) = store();
+        let id = a.add_mailbox(alice()).unwrap();
+        let url = _db.url.clone();
+        let a_hook: PinWorkHook = {
+            let state = Arc::clone(&state);
+            Arc::new(move |_| {
+                let (seen, cv) = &*state;
+                let mut s = seen.lock().unwrap();
+                s.a_in_tx = true;
+                cv.notify_all();
+                // Bounded: B must not get in; if it cannot, this ends and A commits.
+                let (mut s, _) = cv
+                    .wait_timeout_while(s, Duration::from_secs(2), |s| !s.b_in_tx_while_a)
+                    .unwrap();
+                s.a_in_tx = false;
             })
+        };
+        let a = a.with_tx_hook(a_hook);
+        let b_work: PinWorkHook = {
+            let state = Arc::clone(&state);
+            Arc::new(move |_| {
+                // B's first attempt starts its transaction only once A is in its own.
+                let (seen, cv) = &*state;
+                let mut s = seen.lock().unwrap();
+                if !s.b_waited {
+                    s.b_waited = true;
+                    s = cv.wait_while(s, |s| !s.a_in_tx).unwrap();
+                }
+                drop(s);
+            })
+        };
+        let b_tx: PinWorkHook = {
+            let state = Arc::clone(&state);
+            Arc::new(move |_| {
+                let (seen, cv) = &*state;
+                let mut s = seen.lock().unwrap();
+                if s.a_in_tx {
+                    s.b_in_tx_while_a = true;
+                    cv.notify_all();
+                }
+            })
+        };
+        let b = PgStore::open(&url, dir.path())
+            .unwrap()
+            .with_hash_cost(HashCost::Test)
+            .with_pin_work_hook(b_work)
+            .with_tx_hook(b_tx);
+        let (pa, pb) = std::thread::scope(|s| {
+            let b = &b;
+            let first = s.spawn(|| a.reset_pin(id, &mut rand::rngs::OsRng).unwrap());
+            let second = s.spawn(move || {
+                // A prepares and gets into its transaction first.
+                let (seen, cv) = &*state;
+                drop(cv.wait_while(seen.lock().unwrap(), |s| !s.a_in_tx).unwrap());
+                b.reset_pin(id, &mut rand::rngs::OsRng).unwrap()
+            });
+            (first.join().unwrap(), second.join().unwrap())
+        });
+        let record = a.match_pin_record(id, &[&pa, &pb]).unwrap();
+        assert!(record.is_exact(), "{record:?}");
+        assert_eq!(a.pin_changes(id).unwrap(), 2);
+    }
+
+    /// One instance at a time has a queued mail: a lease (claimed with `SKIP LOCKED`) keeps
+    /// the others off until it is given back by a failure's wait running out.
+    #[test]
+    fn outbox_leases_keep_other_instances_off() {
+        let (db, dir, a) = store();
+        let b = PgStore::open(&db.url, dir.path()).unwrap();
+        let id = a.add_mailbox(alice()).unwrap();
+        let mail = a
+            .reset_pin_queued(
+                id,
+                &mut rand::rngs::OsRng,
+                ResetReason::Requested,
+                |_, _| {
+                    Ok::<_, std::convert::Infallible>(OutgoingMail {
+                        recipient: "alice@example.org".into(),
+                        message: b"mail".to_vec(),
+                    })
+                },
+            )
             .unwrap();
-        let pin = store.reset_pin(id, &mut rand::rngs::OsRng).unwrap();
-        assert_eq!(
-            store.check_pin("alice", &pin).unwrap(),
-            PinCheck::OkMustChange
+        let lease = Duration::from_secs(60);
+        assert!(a.outbox_claim(mail.id, lease).unwrap());
+        assert!(!b.outbox_claim(mail.id, lease).unwrap(), "A holds it");
+        assert!(
+            a.outbox_claim(mail.id, lease).unwrap(),
+            "A may renew its own"
         );
-        assert!(store.verify_password("ALICE", "pw").unwrap().is_some());
+        a.outbox_record_failure(mail.id, Duration::from_secs(60))
+            .unwrap();
+        assert!(
+            !a.outbox_claim(mail.id, lease).unwrap(),
+            "waiting out the backoff"
+        );
+        assert!(
+            !b.outbox_claim(mail.id, lease).unwrap(),
+            "waiting out the backoff"
+        );
+        // The wait (or the lease of an instance that died) runs out: anyone may take it.
+        let conn = a.conn().unwrap();
+        block(conn.batch_execute("UPDATE outbox SET leased_until = leased_until - 61")).unwrap();
+        drop(conn);
+        assert!(b.outbox_claim(mail.id, lease).unwrap());
+        assert!(!a.outbox_claim(mail.id, lease).unwrap(), "B holds it now");
+        assert!(b.outbox_remove(mail.id).unwrap());
+        assert!(!a.outbox_claim(mail.id, lease).unwrap(), "gone");
     }
 }

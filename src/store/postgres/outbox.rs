@@ -136,14 +136,17 @@ impl PgStore {
         }
     }
 
-    /// See [`crate::store::Store::outbox_record_failure`]; also ends this instance's lease.
-    pub fn outbox_record_failure(&self, id: i64) -> Result<(), StoreError> {
+    /// See [`crate::store::Store::outbox_record_failure`]: counts the attempt and turns this
+    /// instance's lease into a wait of `retry_in` for every instance.
+    pub fn outbox_record_failure(&self, id: i64, retry_in: Duration) -> Result<(), StoreError> {
+        let now = unix_now();
+        let wait = i64::try_from(retry_in.as_secs()).unwrap_or(i64::MAX);
         exec(
             &self.conn()?,
             "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = $2,
-                leased_until = NULL, leased_by = NULL
+                leased_until = $3, leased_by = NULL
              WHERE id = $1",
-            &[&id, &unix_now()],
+            &[&id, &now, &now.saturating_add(wait)],
         )?;
         Ok(())
     }

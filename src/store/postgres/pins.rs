@@ -417,6 +417,10 @@ impl PgStore {
                 tracing::debug!(mailbox = %id, "PIN state changed during reset; starting over");
                 continue;
             }
+            #[cfg(test)]
+            if let Some(hook) = &self.tx_hook {
+                hook(id);
+            }
             let now = unix_now();
             if let Some(limit) = limit {
                 check_reset_limit(&tx, id, limit, now)?;
