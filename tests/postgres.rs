@@ -189,3 +189,72 @@ fn two_instances_serialize_resets_of_one_mailbox() {
     );
     assert_eq!(pin_check(dir, &db.url, "one", pins.last().unwrap()), 0);
 }
+
+/// Instances started at once on an empty database: one migrates it while the others wait
+/// (advisory lock), one makes the demo mailbox and the others find it; all serve.
+#[test]
+fn instances_start_at_once_on_an_empty_database() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let db = database();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut children: Vec<_> = dirs
+        .iter()
+        .map(|dir| {
+            Command::new(env!("CARGO_BIN_EXE_umws"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+                .arg(dir.path())
+                .args(["--database", &db.url])
+                .env("UMWS_LOG", "warn")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut demo_created = 0;
+    for child in &mut children {
+        let stdout = child.stdout.take().unwrap();
+        let lines: Vec<String> = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| !l.starts_with("stop with Ctrl-C"))
+            .collect();
+        let serving = lines
+            .iter()
+            .any(|l| l.starts_with("umws: serving the UM web service on "));
+        if !serving {
+            let _ = child.kill();
+            let out = child.wait_with_output_stderr();
+            panic!("an instance did not start: {lines:?}\n{out}");
+        }
+        demo_created += lines
+            .iter()
+            .filter(|l| l.starts_with("demo mailbox: user demo, password "))
+            .count();
+    }
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(demo_created, 1, "one instance made the demo mailbox");
+    let store = open(&db.url, dirs[0].path());
+    assert_eq!(store.mailboxes().unwrap().len(), 1);
+}
+
+/// The stderr of a child that was killed.
+trait StderrOf {
+    fn wait_with_output_stderr(&mut self) -> String;
+}
+
+impl StderrOf for std::process::Child {
+    fn wait_with_output_stderr(&mut self) -> String {
+        use std::io::Read;
+        let _ = self.wait();
+        let mut text = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            let _ = e.read_to_string(&mut text);
+        }
+        text
+    }
+}

@@ -211,13 +211,18 @@ pub(crate) fn ensure_demo_mailbox(store: &Store, data: &Path) -> Result<Demo, Cl
         .take(16)
         .map(char::from)
         .collect();
-    store.add_mailbox(NewMailbox {
+    let added = store.add_mailbox(NewMailbox {
         user: DEMO_USER.into(),
         password: password.clone(),
         um_enabled: true,
         extension: Some("12345".into()),
         email: Some("demo@localhost".into()),
-    })?;
+    });
+    match added {
+        // Another instance on the same database made it just now.
+        Err(umws::store::StoreError::DuplicateUser { .. }) => return Ok(Demo::Exists),
+        other => other?,
+    };
     write_private(&file, &format!("user={DEMO_USER}\npassword={password}\n"));
     Ok(Demo::Created(password))
 }
