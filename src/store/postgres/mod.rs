@@ -14,7 +14,7 @@
 //! The store's API is synchronous (the service calls it on blocking threads, the command line
 //! directly, and the credentials cache now and then from a request's task). The driver is
 //! `tokio-postgres` with the `deadpool-postgres` pool: each connection's I/O runs as a task on
-//! a small runtime of the store's own (two threads, [`runtime`]), and a store call sends its
+//! a small runtime of the store's own (two threads, `runtime`), and a store call sends its
 //! statements to the connection and waits for the answers with a plain thread park
 //! (`futures_executor::block_on`). That works on any thread, including a tokio worker of the
 //! caller's runtime (where the synchronous `postgres` crate, which runs a runtime per
