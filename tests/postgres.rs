@@ -258,3 +258,29 @@ impl StderrOf for std::process::Child {
         text
     }
 }
+
+/// `database` in the config file chooses the PostgreSQL store as `--database` does.
+#[test]
+fn the_config_file_names_the_database() {
+    let db = database();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path();
+    umws_in(
+        dir,
+        &["mailbox", "add"],
+        &["--database", &db.url, "--user", "two", "--password", "pw"],
+        0,
+    );
+    let config = dir.join("umws.toml");
+    std::fs::write(&config, format!("database = \"{}\"\n", db.url)).unwrap();
+    let server = Serve::start_with(dir, &["--config", config.to_str().unwrap()]);
+    assert_eq!(try_reset_pin(&server.base, "two", "pw"), Sent::Status(200));
+    assert!(
+        wait_until(Duration::from_secs(30), || maildir_mails(dir, "two").len()
+            == 1),
+        "the PIN mail arrives"
+    );
+    let pin = pin_in_mail(&maildir_mails(dir, "two")[0].1);
+    assert_eq!(pin_check(dir, &db.url, "two", &pin), 0);
+    assert!(!dir.join(umws::store::sqlite::DATABASE_FILE).exists());
+}

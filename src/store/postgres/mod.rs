@@ -182,6 +182,14 @@ pub(super) fn is_state(e: &StoreError, state: &tokio_postgres::error::SqlState) 
 /// named by [`PASSWORD_FILE_ENV`] or from [`PASSWORD_ENV`]. Neither the URL nor the password
 /// ever appears in an error or a log.
 pub fn connect_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    connect_config_from(url, |name| std::env::var_os(name))
+}
+
+/// [`connect_config`] with the environment read through `env`.
+fn connect_config_from(
+    url: &str,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<tokio_postgres::Config, StoreError> {
     let bad = |reason| StoreError::InvalidInput {
         field: "database URL",
         reason,
@@ -193,14 +201,14 @@ pub fn connect_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
         .parse()
         .map_err(|_| bad("not a PostgreSQL connection URL (postgres://user@host:port/db)"))?;
     if config.get_password().is_none() {
-        if let Some(path) = std::env::var_os(PASSWORD_FILE_ENV).filter(|p| !p.is_empty()) {
+        if let Some(path) = env(PASSWORD_FILE_ENV).filter(|p| !p.is_empty()) {
             let path = PathBuf::from(path);
             let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Private {
                 path: path.clone(),
                 source,
             })?;
             config.password(text.trim_end_matches(['\r', '\n']));
-        } else if let Some(password) = std::env::var_os(PASSWORD_ENV) {
+        } else if let Some(password) = env(PASSWORD_ENV) {
             config.password(password.as_encoded_bytes());
         }
     }
@@ -579,6 +587,51 @@ mod tests {
         let record = a.match_pin_record(id, &[&pa, &pb]).unwrap();
         assert!(record.is_exact(), "{record:?}");
         assert_eq!(a.pin_changes(id).unwrap(), 2);
+    }
+
+    #[test]
+    fn the_password_comes_from_the_url_a_file_or_the_environment_and_is_never_shown() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "from-file\n").unwrap();
+        let path = file.path().as_os_str().to_owned();
+        let env = |file: bool, var: bool| {
+            let path = path.clone();
+            move |name: &str| match name {
+                PASSWORD_FILE_ENV if file => Some(path.clone()),
+                PASSWORD_ENV if var => Some("from-env".into()),
+                _ => None,
+            }
+        };
+        let url = "postgres://umws@127.0.0.1:5432/umws";
+        let password = |c: tokio_postgres::Config| c.get_password().map(<[u8]>::to_vec);
+        assert_eq!(
+            password(connect_config_from("postgres://u:in-url@h/db", env(true, true)).unwrap()),
+            Some(b"in-url".to_vec())
+        );
+        assert_eq!(
+            password(connect_config_from(url, env(true, true)).unwrap()),
+            Some(b"from-file".to_vec())
+        );
+        assert_eq!(
+            password(connect_config_from(url, env(false, true)).unwrap()),
+            Some(b"from-env".to_vec())
+        );
+        assert_eq!(
+            password(connect_config_from(url, env(false, false)).unwrap()),
+            None
+        );
+        let config = connect_config_from("postgres://u:secret@h/db", env(false, false)).unwrap();
+        assert!(!format!("{config:?}").contains("secret"));
+        for bad in ["mysql://u:secret@h/db", "postgres://u:secret@h:notaport/db"] {
+            let err = connect_config_from(bad, env(false, false)).unwrap_err();
+            let text = crate::fault::ErrorChain(&err).to_string();
+            assert!(text.contains("database URL"), "{text}");
+            assert!(!text.contains("secret"), "{text}");
+        }
+        // The store's Debug shows no URL either.
+        let (db, dir, store) = store();
+        assert!(!format!("{store:?}").contains(&db.url));
+        drop(dir);
     }
 
     /// One instance at a time has a queued mail: a lease (claimed with `SKIP LOCKED`) keeps
