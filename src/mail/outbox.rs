@@ -556,4 +556,77 @@ mod tests {
             .is_exact());
         assert_eq!(pins[2], pin);
     }
+
+    /// Two instances on one PostgreSQL database drain one outbox at once: each mail is
+    /// delivered by one of them, once (the lease; without it both would deliver every mail
+    /// they both read).
+    #[test]
+    fn instances_on_one_database_deliver_each_mail_once() {
+        struct Counting {
+            inner: Maildir,
+            delivered: Mutex<Vec<String>>,
+        }
+        impl MailDelivery for Counting {
+            fn deliver(
+                &self,
+                user: &str,
+                message: &lettre::Message,
+            ) -> Result<DeliveryReceipt, MailError> {
+                self.inner.deliver(user, message)
+            }
+            fn deliver_queued(&self, mail: &OutboxMail) -> Result<DeliveryReceipt, MailError> {
+                self.delivered.lock().unwrap().push(mail.key.clone());
+                // Long enough for the other instance to reach the same mail.
+                std::thread::sleep(Duration::from_millis(5));
+                self.inner.deliver_queued(mail)
+            }
+        }
+        let db = crate::store::postgres::test_support::database();
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            Store::open_postgres(&db.url, dir.path())
+                .unwrap()
+                .with_hash_cost(HashCost::Test)
+        };
+        let counting = Arc::new(Counting {
+            inner: Maildir::in_data_dir(dir.path()),
+            delivered: Mutex::new(Vec::new()),
+        });
+        let outboxes: Vec<Outbox<Arc<Counting>>> = (0..2)
+            .map(|_| Outbox::new(open(), Arc::new(ResetPinMailer::new(Arc::clone(&counting)))))
+            .collect();
+        let id = outboxes[0]
+            .store()
+            .add_mailbox(NewMailbox {
+                user: "erin".into(),
+                password: "pw".into(),
+                um_enabled: true,
+                extension: None,
+                email: None,
+            })
+            .unwrap();
+        for _ in 0..20 {
+            outboxes[0]
+                .queue_reset_pin(id, &mut rand::rngs::OsRng, ResetReason::Requested)
+                .unwrap();
+        }
+        std::thread::scope(|s| {
+            for outbox in &outboxes {
+                s.spawn(move || {
+                    for _ in 0..100 {
+                        outbox.deliver_pending().unwrap();
+                        if outbox.store().outbox_len().unwrap() == 0 {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(outboxes[0].store().outbox_len().unwrap(), 0);
+        let mut delivered = counting.delivered.lock().unwrap().clone();
+        assert_eq!(delivered.len(), 20, "{delivered:?}");
+        delivered.sort();
+        delivered.dedup();
+        assert_eq!(delivered.len(), 20, "a mail delivered twice");
+    }
 }
