@@ -18,7 +18,8 @@
 //! (1 s, 2 s, 4 s, ... up to 5 min by default); the background delivery skips mails that are not
 //! due yet. After a restart every queued mail is due at once. Within this process a mail is
 //! delivered by one caller at a time (the reset's own attempt or the background one), never two
-//! concurrently. A queued mail holds the PIN in clear (like any mail queue), in its spool file
+//! concurrently; across instances on one PostgreSQL database, by one instance at a time (the
+//! store's lease, [`Store::outbox_claim`], which also keeps a failed mail's backoff for all). A queued mail holds the PIN in clear (like any mail queue), in its spool file
 //! beside the row (never in the database, see `crate::store::spool`); row and file are deleted
 //! once it is delivered, and bodies are never logged.
 
