@@ -284,3 +284,117 @@ fn the_config_file_names_the_database() {
     assert_eq!(pin_check(dir, &db.url, "two", &pin), 0);
     assert!(!dir.join(umws::store::sqlite::DATABASE_FILE).exists());
 }
+
+/// Every command that takes `--data` works on the database with `--database`: mailbox list,
+/// set-policy and unlock, policy set and show, voicemail deposit, list and get, greeting set and
+/// get; and nothing of it lands in a SQLite store of the data directory.
+#[test]
+fn every_data_command_takes_the_database() {
+    let db = database();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path();
+    let url = db.url.as_str();
+    let run = |words: &[&str], rest: &[&str]| {
+        let mut all = vec!["--database", url];
+        all.extend(rest);
+        umws_in(dir, words, &all, 0)
+    };
+    run(
+        &["mailbox", "add"],
+        &["--user", "Carol", "--password", "pw", "--extension", "4711"],
+    );
+    run(
+        &["policy", "set"],
+        &[
+            "--name",
+            "Strict",
+            "--max-logon-attempts",
+            "2",
+            "--logon-failures-before-pin-reset",
+            "Unlimited",
+            "--min-pin-length",
+            "8",
+        ],
+    );
+    assert!(run(&["policy", "show"], &["--name", "strict"]).contains("min_pin_length = 8"));
+    run(
+        &["mailbox", "set-policy"],
+        &["--user", "carol", "--policy", "Strict"],
+    );
+    let store = open(url, dir);
+    let id = store.mailbox("carol").unwrap().unwrap().id;
+    let pin = store.reset_pin(id, &mut rand::rngs::OsRng).unwrap();
+    assert_eq!(pin.len(), 8, "the policy set through the CLI applies");
+    for _ in 0..2 {
+        pin_check(dir, url, "carol", "00000000");
+    }
+    assert!(store.mailbox("carol").unwrap().unwrap().locked_out);
+    let list = run(&["mailbox", "list"], &[]);
+    assert!(
+        list.contains("Carol") && list.contains("policy=Strict") && list.contains("locked_out"),
+        "{list}"
+    );
+    run(&["mailbox", "unlock"], &["--user", "carol"]);
+    assert_eq!(pin_check(dir, url, "carol", &pin), 0);
+
+    // One second of a 440 Hz tone, 8 kHz 16-bit mono.
+    let wav = dir.join("tone.wav");
+    {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&wav, spec).unwrap();
+        for i in 0..8000 {
+            let t = f64::from(i) / 8000.0;
+            w.write_sample((8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16)
+                .unwrap();
+        }
+        w.finalize().unwrap();
+    }
+    let wav = wav.to_str().unwrap();
+    let entry_id = run(
+        &["voicemail", "deposit"],
+        &["--user", "carol", "--wav", wav, "--from", "+14255550100"],
+    );
+    let entry_id = entry_id.lines().next().unwrap().trim().to_owned();
+    assert_eq!(store.voice_messages(id).unwrap().len(), 1);
+    assert!(run(&["voicemail", "list"], &["--user", "carol"]).contains(&entry_id));
+    let out = dir.join("out.wav");
+    run(
+        &["voicemail", "get"],
+        &[
+            "--user",
+            "carol",
+            "--entry-id",
+            &entry_id,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(hound::WavReader::open(&out).unwrap().len(), 8000);
+    run(
+        &["greeting", "set"],
+        &["--user", "carol", "--type", "oof", "--wav", wav],
+    );
+    assert!(store
+        .greeting(id, umws::store::voicemail::GreetingType::OofCustom)
+        .unwrap()
+        .is_some());
+    let greeting = dir.join("greeting.wav");
+    run(
+        &["greeting", "get"],
+        &[
+            "--user",
+            "carol",
+            "--type",
+            "oof",
+            "--out",
+            greeting.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(hound::WavReader::open(&greeting).unwrap().len(), 8000);
+    assert!(!dir.join(umws::store::sqlite::DATABASE_FILE).exists());
+}
