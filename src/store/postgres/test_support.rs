@@ -20,17 +20,33 @@ fn test_env_dir() -> PathBuf {
     target.join("test-env")
 }
 
-/// `apt-get install -y` as root; otherwise the line to run.
+/// `apt-get install -y` (through `sudo -n` when not root); otherwise the line to run.
 fn install(packages: &[&str], why: &str) -> Result<(), String> {
     let line = format!("apt-get install -y {}", packages.join(" "));
-    let status = std::process::Command::new("apt-get")
-        .args(["install", "-y", "-q"])
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let mut command = if root {
+        std::process::Command::new("apt-get")
+    } else {
+        let mut sudo = std::process::Command::new("sudo");
+        sudo.args(["-n", "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]);
+        sudo
+    };
+    let installed = command
+        .args(["install", "-y", "-q", "-o", "DPkg::Lock::Timeout=600"])
         .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive")
-        .status();
-    match status {
-        Ok(s) if s.success() => Ok(()),
-        _ => Err(format!("{why}; run `sudo {line}` (or `cargo test --test postgres`, which installs it) and try again")),
+        .status()
+        .is_ok_and(|s| s.success());
+    if installed {
+        Ok(())
+    } else {
+        Err(format!(
+            "{why}; install it with `sudo {line}` (or run `cargo test --test postgres`, \
+             which does) and try again"
+        ))
     }
 }
 
