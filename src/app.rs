@@ -16,6 +16,7 @@ use crate::generated::um_service_soap::UmServiceSoapServer;
 use crate::mail::{default_from, MailDelivery, MailError, Maildir, ResetPinMailer, SmtpRelay};
 use crate::service::{Caller, UmService};
 use crate::store::Store;
+use crate::telephony::Telephony;
 use crate::throttle::{ClientKey, Permit, Refusal, Throttle, ThrottlePolicy};
 
 /// The URL paths the service answers on: Exchange 2007's and Exchange
@@ -199,6 +200,17 @@ pub enum AppError {
 /// every backoff base, when shorter). Mails go to the SMTP relay of `config.smtp` when set, else
 /// into the Maildirs under `data`.
 pub fn build_server(store: Store, data: &Path, config: &ServeConfig) -> Result<UmServer, AppError> {
+    build_server_with_telephony(store, data, config, None)
+}
+
+/// [`build_server`] whose call operations place calls with `telephony` (`None`: they answer
+/// a `TransportException`, as without a telephony backend).
+pub fn build_server_with_telephony(
+    store: Store,
+    data: &Path,
+    config: &ServeConfig,
+    telephony: Option<Arc<Telephony>>,
+) -> Result<UmServer, AppError> {
     let from = match &config.mail_from {
         Some(from) => from.parse().map_err(AppError::MailFrom)?,
         None => default_from(),
@@ -212,7 +224,10 @@ pub fn build_server(store: Store, data: &Path, config: &ServeConfig) -> Result<U
         None => Box::new(Maildir::in_data_dir(data)),
     };
     let mailer = ResetPinMailer::new(delivery).with_from(from);
-    let service = UmService::with_backoff(store.clone(), mailer, config.backoff);
+    let mut service = UmService::with_backoff(store.clone(), mailer, config.backoff);
+    if let Some(telephony) = telephony {
+        service = service.with_telephony(telephony);
+    }
     // Deliver what a previous run left in the outbox, then keep retrying what fails.
     Arc::clone(service.outbox()).spawn_drain(OUTBOX_RETRY_INTERVAL);
     let server_config = ServerConfig {

@@ -14,6 +14,8 @@ use crate::generated::namespaces;
 use crate::mail::MailError;
 use crate::store::voicemail::{EntryIdError, VoiceMessageLookupError};
 use crate::store::{ResetPinError, StoreError};
+use crate::telephony::dialplan::DialError;
+use crate::telephony::{PlaceError, TelephonyError};
 
 /// The errors namespace of Exchange faults.
 pub const ERRORS_NS: &str = "http://schemas.microsoft.com/exchange/services/2006/errors";
@@ -46,6 +48,12 @@ pub enum UmError {
         /// The operation.
         operation: &'static str,
     },
+    /// The dial string cannot be called (the dial plan says why).
+    #[error("the dial string cannot be called")]
+    Dial(#[from] DialError),
+    /// The call could not be placed (limits, shutdown, SIP agent).
+    #[error("the call could not be placed")]
+    Place(#[from] PlaceError),
     /// ResetPIN failed; the old PIN is still valid.
     #[error("the PIN could not be reset")]
     ResetPin(#[source] ResetPinError<MailError>),
@@ -83,6 +91,23 @@ impl UmError {
                 "TransportException",
                 format!("{operation} is not available: this server has no telephony backend to place calls."),
             ),
+            Self::Dial(e @ DialError::NotANumber(_)) => {
+                ("InvalidPhoneNumberException", sentence(e))
+            }
+            Self::Dial(e @ (DialError::InvalidSipUri(_) | DialError::SipUrisNotAllowed)) => {
+                ("InvalidSipUriException", sentence(e))
+            }
+            Self::Dial(e @ DialError::NoTrunk) => ("TransportException", sentence(e)),
+            Self::Dial(e @ DialError::Refused(_)) => ("DialingRulesException", sentence(e)),
+            Self::Place(PlaceError::Agent(TelephonyError::InvalidTarget(_))) => (
+                "InvalidSipUriException",
+                "The SIP URI cannot be called.".into(),
+            ),
+            Self::Place(PlaceError::Agent(_)) => (
+                "TransportException",
+                "The call could not be placed.".into(),
+            ),
+            Self::Place(e) => ("TransportException", sentence(e)),
             Self::ResetPin(ResetPinError::TooManyResets { limit, retry_after }) => (
                 "ResetPINException",
                 format!(
@@ -134,6 +159,16 @@ impl From<UmError> for SoapFault {
                 SoapFault::server("An internal server error occurred.").with_lang("en-US")
             }
         }
+    }
+}
+
+/// An error's message as a sentence: capitalised, with a full stop.
+fn sentence(error: &dyn std::fmt::Display) -> String {
+    let text = error.to_string();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        None => text,
     }
 }
 

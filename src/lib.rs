@@ -29,5 +29,6 @@ pub mod phone;
 pub mod pin_policy;
 pub mod service;
 pub mod store;
+pub mod subscriber;
 pub mod telephony;
 pub mod throttle;

@@ -46,6 +46,9 @@ pub enum PhoneError {
     /// The automatic PIN reset failed; the PIN is unchanged (the failure stays counted).
     #[error("the automatic PIN reset failed")]
     AutoReset(#[source] ResetPinError<MailError>),
+    /// The worker thread running the store call failed (it panicked or was cancelled).
+    #[error("a store worker failed")]
+    Worker,
 }
 
 /// A phone logon of `user` with `pin`: checks it (counting a failure), and resets and mails

@@ -6,6 +6,7 @@
 //! (SQLite, argon2) runs on tokio's blocking pool.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use umws_soap::{CallContext, SoapFault};
@@ -15,6 +16,7 @@ use crate::generated::types;
 use crate::generated::um_service_soap::{operations, UmServiceSoap};
 use crate::mail::{Backoff, Delivery, MailDelivery, Outbox, ResetPinMailer};
 use crate::store::{Mailbox, MailboxId, ResetReason, Store};
+use crate::telephony::{Call, CallState, EventCause, Telephony};
 
 /// The authenticated caller, put into [`CallContext::extensions`] by
 /// authentication.
@@ -29,11 +31,17 @@ pub struct Caller {
     pub record: Arc<Mailbox>,
 }
 
-/// The UM service over a [`Store`] and a mail delivery.
+/// The UM service over a [`Store`] and a mail delivery, and the [`Telephony`] that places
+/// the calls of PlayOnPhone (without it, the call operations answer faults).
 pub struct UmService {
     store: Store,
     outbox: Arc<Outbox<Box<dyn MailDelivery>>>,
+    telephony: Option<Arc<Telephony>>,
 }
+
+/// How long Disconnect waits for the call to end (a phone answers CANCEL and BYE at once;
+/// one that does not is not waited for longer).
+const DISCONNECT_WAIT: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for UmService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,7 +64,35 @@ impl UmService {
         backoff: Backoff,
     ) -> Self {
         let outbox = Arc::new(Outbox::new(store.clone(), Arc::new(mailer)).with_backoff(backoff));
-        Self { store, outbox }
+        Self {
+            store,
+            outbox,
+            telephony: None,
+        }
+    }
+
+    /// The service placing calls with `telephony`.
+    pub fn with_telephony(mut self, telephony: Arc<Telephony>) -> Self {
+        self.telephony = Some(telephony);
+        self
+    }
+
+    /// The key of the caller's calls in the registry: the mailbox id.
+    fn call_owner(id: MailboxId) -> String {
+        id.0.to_string()
+    }
+
+    /// The caller's call `call_id`: any call id that is not one of the caller's (malformed,
+    /// unknown, another user's, expired) is `InvalidCallIdException`.
+    fn own_call(&self, ctx: &CallContext, call_id: Option<&str>) -> Result<Call, UmError> {
+        let id = Self::caller(ctx)?;
+        Self::um_mailbox(ctx)?;
+        let call_id = call_id.unwrap_or("").trim();
+        check_call_id(call_id)?;
+        let telephony = self.telephony.as_ref().ok_or(UmError::InvalidCallId)?;
+        telephony
+            .call(&Self::call_owner(id), call_id)
+            .map_err(|_| UmError::InvalidCallId)
     }
 
     /// The outbox the PIN mails go through (to run its background delivery).
@@ -142,6 +178,18 @@ fn check_dial_string(s: &str) -> Result<(), UmError> {
     }
 }
 
+/// What SetPlayOnPhoneDialString stores: a dial string ([`check_dial_string`]) or a `sip:`
+/// URI (checked as PlayOnPhone will; the dial plan decides at call time).
+fn check_stored_dial_string(s: &str) -> Result<(), UmError> {
+    let scheme = s
+        .split_once(':')
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("sip" | "sips") => Ok(crate::telephony::dialplan::DialPlan::check_syntax(s)?),
+        _ => check_dial_string(s),
+    }
+}
+
 /// A non-empty base64 id (an entry id or a folder id).
 fn check_object_id(s: &str) -> Result<(), UmError> {
     match base64::engine::general_purpose::STANDARD.decode(s.trim()) {
@@ -211,7 +259,7 @@ impl UmServiceSoap for UmService {
             .map(|d| d.trim().to_owned())
             .filter(|d| !d.is_empty());
         if let Some(d) = &dial {
-            check_dial_string(d)?;
+            check_stored_dial_string(d)?;
         }
         self.update(ctx, move |s, id| {
             s.set_play_on_phone_dial_string(id, dial.as_deref())
@@ -288,13 +336,47 @@ impl UmServiceSoap for UmService {
         ctx: &CallContext,
         request: types::PlayOnPhone,
     ) -> Result<types::PlayOnPhoneResponse, SoapFault> {
-        Self::um_mailbox(ctx)?;
-        check_object_id(request.entry_id.as_deref().unwrap_or(""))?;
-        check_dial_string(request.dial_string.as_deref().unwrap_or(""))?;
-        Err(UmError::NoCallBackend {
-            operation: operations::PLAY_ON_PHONE,
-        }
-        .into())
+        let mailbox = Self::um_mailbox(ctx)?;
+        let id = Self::caller(ctx)?;
+        let entry_id = request.entry_id.as_deref().unwrap_or("").trim().to_owned();
+        check_object_id(&entry_id)?;
+        let Some(telephony) = &self.telephony else {
+            check_stored_dial_string(request.dial_string.as_deref().unwrap_or("").trim())?;
+            return Err(UmError::NoCallBackend {
+                operation: operations::PLAY_ON_PHONE,
+            }
+            .into());
+        };
+        // An empty dial string calls the mailbox's PlayOnPhoneDialString.
+        let dial = match request.dial_string.as_deref().map(str::trim) {
+            Some(dial) if !dial.is_empty() => dial.to_owned(),
+            _ => mailbox
+                .play_on_phone_dial_string
+                .as_deref()
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .ok_or(UmError::InvalidPhoneNumber)?
+                .to_owned(),
+        };
+        let dialed = telephony.dial(&dial).map_err(UmError::from)?;
+        let owner = Self::call_owner(id);
+        telephony.check_limits(&owner).map_err(UmError::from)?;
+        let message = self
+            .blocking(move |store| Ok(store.voice_message(id, &entry_id)?))
+            .await?;
+        let audio: Arc<[i16]> = message
+            .audio
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        let call = telephony
+            .place(&owner, &dialed, audio)
+            .await
+            .map_err(UmError::from)?;
+        tracing::info!(mailbox = id.0, call_id = call.id(), "PlayOnPhone: calling");
+        Ok(types::PlayOnPhoneResponse {
+            play_on_phone_response: Some(call.id().to_owned()),
+        })
     }
 
     async fn get_call_info(
@@ -302,10 +384,23 @@ impl UmServiceSoap for UmService {
         ctx: &CallContext,
         request: types::GetCallInfo,
     ) -> Result<types::GetCallInfoResponse, SoapFault> {
-        Self::um_mailbox(ctx)?;
-        check_call_id(request.call_id.as_deref().unwrap_or(""))?;
-        // No call was ever placed by this server, so no call id is known.
-        Err(UmError::InvalidCallId.into())
+        let status = self.own_call(ctx, request.call_id.as_deref())?.status();
+        Ok(types::GetCallInfoResponse {
+            get_call_info_response: types::UmCallInfoType {
+                call_state: match status.state {
+                    CallState::Connecting => types::UmCallStateType::Connecting,
+                    CallState::Connected => types::UmCallStateType::Connected,
+                    CallState::Disconnected => types::UmCallStateType::Disconnected,
+                },
+                event_cause: match status.cause {
+                    EventCause::None => types::UmEventCauseType::None,
+                    EventCause::UserBusy => types::UmEventCauseType::UserBusy,
+                    EventCause::NoAnswer => types::UmEventCauseType::NoAnswer,
+                    EventCause::Unavailable => types::UmEventCauseType::Unavailable,
+                    EventCause::Other => types::UmEventCauseType::Other,
+                },
+            },
+        })
     }
 
     async fn disconnect(
@@ -313,9 +408,20 @@ impl UmServiceSoap for UmService {
         ctx: &CallContext,
         request: types::Disconnect,
     ) -> Result<types::DisconnectResponse, SoapFault> {
-        Self::um_mailbox(ctx)?;
-        check_call_id(request.call_id.as_deref().unwrap_or(""))?;
-        Err(UmError::InvalidCallId.into())
+        let call = self.own_call(ctx, request.call_id.as_deref())?;
+        // CANCEL while it rings, BYE once connected, nothing once it ended; the answer waits
+        // (a little) for the end, so a GetCallInfo after it says Disconnected.
+        call.hang_up();
+        if tokio::time::timeout(DISCONNECT_WAIT, call.finished())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                call_id = call.id(),
+                "Disconnect: the call has not ended yet"
+            );
+        }
+        Ok(types::DisconnectResponse {})
     }
 
     async fn play_on_phone_greeting(
@@ -343,6 +449,16 @@ mod tests {
         assert!(check_dial_string("").is_err());
         assert!(check_dial_string("call me").is_err());
         assert!(check_dial_string(&"1".repeat(65)).is_err());
+        assert!(check_stored_dial_string("sip:phone@127.0.0.1:5062").is_ok());
+        assert!(check_stored_dial_string("+1 (425) 555-0100").is_ok());
+        assert!(matches!(
+            check_stored_dial_string("sip:@127.0.0.1"),
+            Err(UmError::Dial(_))
+        ));
+        assert!(matches!(
+            check_stored_dial_string("call me"),
+            Err(UmError::InvalidPhoneNumber)
+        ));
     }
 
     #[test]

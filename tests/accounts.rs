@@ -17,7 +17,14 @@ const PATH: &str = "/UnifiedMessaging/Service.asmx";
 /// stops it; returns (stdout banner, stderr).
 fn serve_banner(data: &Path) -> (String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_umws"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--sip-listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
         .arg(data)
         .env("UMWS_LOG", "info")
         .stdout(Stdio::piped())

@@ -124,7 +124,14 @@ fn nothing_under_the_data_directory_is_readable_by_others_after_serve_and_resets
         .arg("-c")
         .arg("umask 022 && exec \"$0\" \"$@\"")
         .arg(env!("CARGO_BIN_EXE_umws"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--sip-listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
         .arg(&demo_data)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

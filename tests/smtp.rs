@@ -109,7 +109,15 @@ struct Umws {
 impl Umws {
     fn start(data: &Path, extra: &[&str]) -> Umws {
         let mut child = Command::new(env!("CARGO_BIN_EXE_umws"))
-            .args(["serve", "--no-demo", "--listen", "127.0.0.1:0", "--data"])
+            .args([
+                "serve",
+                "--no-demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--sip-listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
             .arg(data)
             .args(extra)
             .env("UMWS_LOG", "trace")

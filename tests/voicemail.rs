@@ -259,6 +259,7 @@ fn every_format_is_deposited_and_delivered_as_an_8k_voice_mail() {
             fields[3].starts_with("received=20") && fields[3].ends_with('Z'),
             "{line}"
         );
+        assert_eq!(fields[4], "new", "{line}");
     }
     // Bob has none.
     let out = umws(data.path(), &["voicemail", "list"], &["--user", "bob"]);

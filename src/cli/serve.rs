@@ -2,12 +2,15 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 use rand::Rng;
 
-use umws::config::{FileConfig, ServeConfig};
+use umws::config::{FileConfig, ServeConfig, DEFAULT_SIP_LISTEN};
 use umws::store::{NewMailbox, Store};
+use umws::telephony::{Listening, Telephony};
 
 use crate::CliError;
 
@@ -64,7 +67,18 @@ pub(crate) struct ServeArgs {
     /// The environment variable holding the relay's AUTH password.
     #[arg(long, value_name = "VAR", requires = "smtp_user")]
     smtp_password_env: Option<String>,
+    /// The SIP/UDP address calls are placed from [default: 127.0.0.1:5060, or another free
+    /// port on 127.0.0.1 when that one is busy]; more settings in the config file's
+    /// [telephony] table.
+    #[arg(long, value_name = "ADDR:PORT")]
+    sip_listen: Option<SocketAddr>,
+    /// Place no calls: PlayOnPhone and the other call operations answer a TransportException.
+    #[arg(long)]
+    no_telephony: bool,
 }
+
+/// How long a graceful shutdown waits for the calls it hangs up to end.
+const CALLS_SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
 /// The `--smtp-*` flags over the config file's `[smtp]` table.
 pub(crate) fn apply_smtp_flags(
@@ -135,6 +149,10 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
         args.smtp_starttls,
         args.smtp_user.zip(args.smtp_password_env),
     )?;
+    if let Some(listen) = args.sip_listen {
+        config.telephony.sip_listen = Some(listen);
+    }
+    config.telephony.enabled &= !args.no_telephony;
     config.validate()?;
     let tls = match &config.tls {
         Some((cert, key)) => Some(umws_soap::tls::server_config(cert, key)?),
@@ -156,7 +174,13 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
     } else {
         Demo::Off
     };
-    let server = umws::app::build_server(store, &config.data, &config)?;
+    let telephony = if config.telephony.enabled {
+        Some(start_telephony(&config).await?)
+    } else {
+        None
+    };
+    let server =
+        umws::app::build_server_with_telephony(store, &config.data, &config, telephony.clone())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| CliError::Listen {
@@ -168,17 +192,39 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
     // Signal handlers first: a SIGTERM right after the banner must stop
     // the server gracefully, not kill it.
     let shutdown = umws::app::shutdown_signal();
-    print_banner(scheme, addr, &config.data, &demo);
+    print_banner(
+        scheme,
+        addr,
+        &config.data,
+        telephony.as_ref().map(|t| t.listening()),
+        &demo,
+    );
     let served = match tls {
         Some(tls) => server.serve_tls(listener, tls, shutdown).await,
         None => server.serve(listener, shutdown).await,
     };
+    // Graceful shutdown hangs up every call (also when serving failed).
+    if let Some(telephony) = &telephony {
+        telephony.shut_down(CALLS_SHUTDOWN_WAIT).await;
+    }
     served.map_err(|source| CliError::Listen {
         addr: config.listen,
         source,
     })?;
     eprintln!("umws: stopped");
     Ok(())
+}
+
+/// Starts the SIP agent; an address that cannot be bound stops `umws serve` with a message
+/// that says what to do.
+async fn start_telephony(config: &ServeConfig) -> Result<Arc<Telephony>, CliError> {
+    Telephony::start(&config.telephony).await.map_err(|e| {
+        let asked = config.telephony.sip_listen.unwrap_or(DEFAULT_SIP_LISTEN);
+        CliError::Usage(format!(
+            "cannot place calls from SIP address {asked}: {e}; choose another address with \
+             --sip-listen or sip_listen in [telephony], or turn calls off with --no-telephony"
+        ))
+    })
 }
 
 /// The demo mailbox's name.
@@ -243,7 +289,13 @@ pub(crate) fn write_private(path: &Path, text: &str) {
     }
 }
 
-pub(crate) fn print_banner(scheme: &str, addr: SocketAddr, data: &Path, demo: &Demo) {
+pub(crate) fn print_banner(
+    scheme: &str,
+    addr: SocketAddr,
+    data: &Path,
+    sip: Option<Listening>,
+    demo: &Demo,
+) {
     let base = format!("{scheme}://{addr}");
     let url = format!("{base}{}", umws::app::PATHS[0]);
     println!("umws: serving the UM web service on {url}");
@@ -252,6 +304,19 @@ pub(crate) fn print_banner(scheme: &str, addr: SocketAddr, data: &Path, demo: &D
         umws::app::PATHS[1]
     );
     println!("      data directory {}", data.display());
+    match sip {
+        Some(Listening {
+            addr,
+            fell_back: false,
+        }) => println!("      calls: SIP/UDP on {addr}"),
+        Some(Listening {
+            addr,
+            fell_back: true,
+        }) => {
+            println!("      calls: SIP/UDP on {addr} (the default {DEFAULT_SIP_LISTEN} was busy)")
+        }
+        None => println!("      calls: off (PlayOnPhone answers TransportException)"),
+    }
     if let Demo::Exists = demo {
         println!(
             "demo mailbox: user {DEMO_USER}; its password is in {} \

@@ -174,12 +174,13 @@ pub(crate) fn voicemail(cmd: VoicemailCommand) -> Result<(), CliError> {
             let mailbox = mailbox_of(&store, &user)?;
             for m in store.voice_messages(mailbox.id)? {
                 println!(
-                    "{}\tfrom={}\tseconds={}.{:03}\treceived={}",
+                    "{}\tfrom={}\tseconds={}.{:03}\treceived={}\t{}",
                     m.entry_id,
                     m.calling_number.as_deref().unwrap_or("Unknown"),
                     m.duration_ms / 1000,
                     m.duration_ms % 1000,
                     utc(m.received_at),
+                    if m.heard { "heard" } else { "new" },
                 );
             }
             Ok(())
@@ -187,20 +188,10 @@ pub(crate) fn voicemail(cmd: VoicemailCommand) -> Result<(), CliError> {
     }
 }
 
-/// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (the civil-from-days algorithm of
-/// H. Hinnant's date library).
+/// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
 pub(crate) fn utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
+    let (year, month, day) = umws::subscriber::speech::civil_date(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,

@@ -175,6 +175,8 @@ impl Store {
         pub fn mailbox(&self, user: &str) -> Result<Option<Mailbox>, StoreError>;
         /// The mailbox with this id, if any.
         pub fn mailbox_by_id(&self, id: MailboxId) -> Result<Option<Mailbox>, StoreError>;
+        /// The mailbox only `extension` names ([`SqliteStore::mailbox_by_extension`]).
+        pub fn mailbox_by_extension(&self, extension: &str) -> Result<Option<Mailbox>, StoreError>;
         /// All mailboxes, ordered by id.
         pub fn mailboxes(&self) -> Result<Vec<Mailbox>, StoreError>;
         /// Sets the Out of Office status (`SetOofStatus`).
@@ -227,6 +229,12 @@ impl Store {
         pub fn voice_messages(&self, mailbox: MailboxId) -> Result<Vec<VoiceMessageInfo>, StoreError>;
         /// The voice message an entry id names ([`SqliteStore::voice_message`]).
         pub fn voice_message(&self, mailbox: MailboxId, entry_id: &str) -> Result<VoiceMessage, VoiceMessageLookupError>;
+        /// The audio of a voice message of `mailbox` ([`SqliteStore::voice_message_audio`]).
+        pub fn voice_message_audio(&self, mailbox: MailboxId, id: VoiceMessageId) -> Result<Option<Vec<u8>>, StoreError>;
+        /// Marks a voice message heard ([`SqliteStore::mark_voice_message_heard`]).
+        pub fn mark_voice_message_heard(&self, mailbox: MailboxId, id: VoiceMessageId) -> Result<bool, StoreError>;
+        /// Deletes a voice message of `mailbox` ([`SqliteStore::delete_voice_message`]).
+        pub fn delete_voice_message(&self, mailbox: MailboxId, id: VoiceMessageId) -> Result<bool, StoreError>;
         /// Stores a greeting ([`SqliteStore::set_greeting`]).
         pub fn set_greeting(&self, mailbox: MailboxId, kind: GreetingType, audio: &[u8]) -> Result<(), StoreError>;
         /// A greeting, if one was set.

@@ -192,6 +192,8 @@ suite! {
     outbox_rows_grow_in_order_and_are_removed,
     queued_mails_live_in_spool_files_removed_on_delivery_and_at_open,
     messages_are_found_by_entry_id_of_their_own_mailbox_only,
+    phone_access_marks_deletes_and_reads_only_its_own_mailboxs_messages,
+    a_mailbox_is_found_by_an_extension_only_it_has,
     refused_entry_ids_are_invalid_object_id_faults,
     greetings_are_per_mailbox_and_type_and_replaced,
     change_version_moves_with_commits_of_any_handle,
@@ -945,6 +947,43 @@ fn messages_are_found_by_entry_id_of_their_own_mailbox_only(f: Fixture) {
             EntryIdError::UnknownMessage
         ))
     ));
+}
+
+fn phone_access_marks_deletes_and_reads_only_its_own_mailboxs_messages(f: Fixture) {
+    let store = &f.store;
+    let ids = users(store, 2);
+    let a = store
+        .add_voice_message(ids[0], new_message(&[1, 2]))
+        .unwrap();
+    assert!(!a.heard);
+    // Another mailbox cannot read, mark or delete it.
+    assert_eq!(store.voice_message_audio(ids[1], a.id).unwrap(), None);
+    assert!(!store.mark_voice_message_heard(ids[1], a.id).unwrap());
+    assert!(!store.delete_voice_message(ids[1], a.id).unwrap());
+    assert!(!store.voice_messages(ids[0]).unwrap()[0].heard);
+    assert_eq!(
+        store.voice_message_audio(ids[0], a.id).unwrap(),
+        Some(vec![1, 2])
+    );
+    assert!(store.mark_voice_message_heard(ids[0], a.id).unwrap());
+    assert!(store.voice_messages(ids[0]).unwrap()[0].heard);
+    assert!(store.voice_message(ids[0], &a.entry_id).unwrap().info.heard);
+    assert!(store.delete_voice_message(ids[0], a.id).unwrap());
+    assert!(store.voice_messages(ids[0]).unwrap().is_empty());
+    assert!(!store.mark_voice_message_heard(ids[0], a.id).unwrap());
+}
+
+fn a_mailbox_is_found_by_an_extension_only_it_has(f: Fixture) {
+    let store = &f.store;
+    let ids = users(store, 1);
+    let found = store.mailbox_by_extension("36697").unwrap().unwrap();
+    assert_eq!(found.id, ids[0]);
+    assert_eq!(store.mailbox_by_extension("3669").unwrap(), None);
+    // A second mailbox with the same extension: it names neither.
+    let mut twin = alice();
+    twin.user = "twin".into();
+    store.add_mailbox(twin).unwrap();
+    assert_eq!(store.mailbox_by_extension("36697").unwrap(), None);
 }
 
 fn refused_entry_ids_are_invalid_object_id_faults(f: Fixture) {

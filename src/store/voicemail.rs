@@ -173,6 +173,8 @@ pub struct VoiceMessageInfo {
     pub duration_ms: u64,
     /// When it was received, in unix seconds.
     pub received_at: i64,
+    /// Whether it was listened to by phone (a new message is not).
+    pub heard: bool,
 }
 
 /// A voice message with its audio.

@@ -28,10 +28,13 @@
 //! the stack, an unusable SDP answer ends the call with [`EventCause::Other`].
 
 mod call;
+mod calls;
+pub mod dialplan;
 pub mod media;
 mod registry;
 
 pub use call::{Call, CallRequest, CallStatus, SipAgent};
+pub use calls::{Listening, PlaceError, Telephony, CALL_INFO_KEEP};
 pub use registry::{CallRegistry, UnknownCall};
 
 use base64::Engine as _;

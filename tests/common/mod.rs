@@ -31,6 +31,24 @@ pub struct Server {
     pub demo_password: String,
     /// Lines the server wrote to stderr (the log), collected in the background.
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The SIP address calls are placed from, from the banner (`None`: calls off).
+    pub sip: Option<std::net::SocketAddr>,
+}
+
+/// `--sip-listen 127.0.0.1:0` unless `extra` names a SIP address: parallel servers never
+/// compete for the default port.
+fn sip_listen(extra: &[&str]) -> &'static [&'static str] {
+    if extra.contains(&"--sip-listen") {
+        &[]
+    } else {
+        &["--sip-listen", "127.0.0.1:0"]
+    }
+}
+
+/// The SIP address of a banner line `      calls: SIP/UDP on ADDR ...`.
+pub fn banner_sip(line: &str) -> Option<std::net::SocketAddr> {
+    let rest = line.trim_start().strip_prefix("calls: SIP/UDP on ")?;
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 impl Server {
@@ -48,6 +66,7 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--data")
             .arg(data.path())
+            .args(sip_listen(extra))
             .args(extra)
             .env("UMWS_LOG", "trace")
             .stdout(Stdio::piped())
@@ -65,6 +84,7 @@ impl Server {
         });
         let mut base = None;
         let mut password = None;
+        let mut sip = None;
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut lines = BufReader::new(stdout).lines();
         while base.is_none() || password.is_none() {
@@ -81,6 +101,7 @@ impl Server {
             if let Some(rest) = line.strip_prefix("demo mailbox: user demo, password ") {
                 password = Some(rest.split(',').next().unwrap().trim().to_owned());
             }
+            sip = sip.or(banner_sip(&line));
         }
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines.by_ref() {});
@@ -90,6 +111,7 @@ impl Server {
             base: base.unwrap(),
             demo_password: password.unwrap(),
             log,
+            sip,
         }
     }
 
@@ -296,6 +318,7 @@ impl Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_umws"))
             .args(["serve", "--no-demo", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(sip_listen(&[]))
             .env("UMWS_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -432,6 +455,7 @@ impl Serve {
         let mut child = command
             .args(["serve", "--no-demo", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(sip_listen(extra))
             .args(extra)
             .env("UMWS_LOG", "warn")
             .stdout(Stdio::piped())

@@ -197,6 +197,26 @@ impl PgStore {
         Ok(row_by_id(&self.conn()?, id, false)?.map(|r| r.mailbox))
     }
 
+    /// See [`crate::store::Store::mailbox_by_extension`].
+    pub fn mailbox_by_extension(&self, extension: &str) -> Result<Option<Mailbox>, StoreError> {
+        let mut found = rows(
+            &self.conn()?,
+            select_mailbox!("WHERE m.extension = $1 LIMIT 2"),
+            &[&extension],
+        )?;
+        if found.len() > 1 {
+            tracing::warn!(
+                mailboxes = found.len(),
+                "an extension is shared by several mailboxes; it signs in to none"
+            );
+            return Ok(None);
+        }
+        found
+            .pop()
+            .map(|r| read_row(&r).map(|row| row.mailbox))
+            .transpose()
+    }
+
     /// See [`crate::store::Store::mailboxes`].
     pub fn mailboxes(&self) -> Result<Vec<Mailbox>, StoreError> {
         rows(&self.conn()?, select_mailbox!("ORDER BY m.id"), &[])?

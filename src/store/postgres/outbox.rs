@@ -162,6 +162,7 @@ impl PgStore {
             calling_number: r.try_get(2)?,
             duration_ms: u64::try_from(duration).unwrap_or(0),
             received_at: r.try_get(4)?,
+            heard: r.try_get(5)?,
         })
     }
 
@@ -214,6 +215,7 @@ impl PgStore {
             calling_number: message.calling_number.map(str::to_string),
             duration_ms: message.duration_ms,
             received_at,
+            heard: false,
         })
     }
 
@@ -232,7 +234,8 @@ impl PgStore {
         let guid = self.store_guid()?;
         rows(
             &self.conn()?,
-            "SELECT id, mailbox_id, calling_number, duration_ms, received_at
+            "SELECT id, mailbox_id, calling_number, duration_ms, received_at,
+                heard_at IS NOT NULL
              FROM voice_messages WHERE mailbox_id = $1 ORDER BY id",
             &[&mailbox.0],
         )?
@@ -255,17 +258,62 @@ impl PgStore {
         let id = i64::try_from(parsed.message).map_err(|_| EntryIdError::UnknownMessage)?;
         let found = row_opt(
             &self.conn()?,
-            "SELECT id, mailbox_id, calling_number, duration_ms, received_at, audio
+            "SELECT id, mailbox_id, calling_number, duration_ms, received_at,
+                heard_at IS NOT NULL, audio
              FROM voice_messages WHERE id = $1",
             &[&id],
         )?;
         let found = found.ok_or(EntryIdError::UnknownMessage)?;
         let info = Self::info(guid, &found)?;
-        let audio: Vec<u8> = found.try_get(5).map_err(StoreError::from)?;
+        let audio: Vec<u8> = found.try_get(6).map_err(StoreError::from)?;
         if info.mailbox_id != mailbox || u64::try_from(mailbox.0).ok() != Some(parsed.folder) {
             return Err(EntryIdError::OtherMailbox.into());
         }
         Ok(VoiceMessage { info, audio })
+    }
+
+    /// See [`crate::store::Store::voice_message_audio`].
+    pub fn voice_message_audio(
+        &self,
+        mailbox: MailboxId,
+        id: VoiceMessageId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        row_opt(
+            &self.conn()?,
+            "SELECT audio FROM voice_messages WHERE id = $1 AND mailbox_id = $2",
+            &[&id.0, &mailbox.0],
+        )?
+        .map(|r| r.try_get(0).map_err(StoreError::from))
+        .transpose()
+    }
+
+    /// See [`crate::store::Store::mark_voice_message_heard`].
+    pub fn mark_voice_message_heard(
+        &self,
+        mailbox: MailboxId,
+        id: VoiceMessageId,
+    ) -> Result<bool, StoreError> {
+        let changed = exec(
+            &self.conn()?,
+            "UPDATE voice_messages SET heard_at = coalesce(heard_at, $3)
+             WHERE id = $1 AND mailbox_id = $2",
+            &[&id.0, &mailbox.0, &unix_now()],
+        )?;
+        Ok(changed > 0)
+    }
+
+    /// See [`crate::store::Store::delete_voice_message`].
+    pub fn delete_voice_message(
+        &self,
+        mailbox: MailboxId,
+        id: VoiceMessageId,
+    ) -> Result<bool, StoreError> {
+        let changed = exec(
+            &self.conn()?,
+            "DELETE FROM voice_messages WHERE id = $1 AND mailbox_id = $2",
+            &[&id.0, &mailbox.0],
+        )?;
+        Ok(changed > 0)
     }
 
     /// See [`crate::store::Store::set_greeting`].

@@ -89,9 +89,11 @@ pub const MIGRATIONS: &[&str] = &[
         calling_number TEXT,
         duration_ms BIGINT NOT NULL,
         received_at BIGINT NOT NULL,              -- unix seconds
-        audio BYTEA NOT NULL
+        audio BYTEA NOT NULL,
+        heard_at BIGINT                           -- unix seconds; NULL = new
     );
     CREATE INDEX voice_messages_by_mailbox ON voice_messages (mailbox_id, id);
+    CREATE INDEX mailboxes_by_extension ON mailboxes (extension);
     CREATE TABLE greetings (
         mailbox_id BIGINT NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
         kind TEXT NOT NULL CHECK (kind IN ('normal', 'oof')),

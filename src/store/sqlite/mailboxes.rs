@@ -192,6 +192,25 @@ impl Store {
         Ok(row_by_id(&*self.conn()?, id)?.map(|r| r.mailbox))
     }
 
+    /// The mailbox whose extension is `extension`, when exactly one has it (extensions are not
+    /// unique in the store; an extension shared by several mailboxes names none of them, so
+    /// that a caller is never signed in to a mailbox chosen by accident).
+    pub fn mailbox_by_extension(&self, extension: &str) -> Result<Option<Mailbox>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(select_mailbox!("WHERE m.extension = ?1 LIMIT 2"))?;
+        let mut rows = stmt
+            .query_map([extension], |r| read_row(r).map(|row| row.mailbox))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        if rows.len() > 1 {
+            tracing::warn!(
+                mailboxes = rows.len(),
+                "an extension is shared by several mailboxes; it signs in to none"
+            );
+            return Ok(None);
+        }
+        Ok(rows.pop())
+    }
+
     /// All mailboxes, ordered by id.
     pub fn mailboxes(&self) -> Result<Vec<Mailbox>, StoreError> {
         let conn = self.conn()?;

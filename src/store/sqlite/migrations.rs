@@ -96,6 +96,10 @@ pub const MIGRATIONS: &[&str] = &[
         set_at INTEGER NOT NULL,                  -- unix seconds
         PRIMARY KEY (mailbox_id, kind)
     );",
+    // Version 5: subscriber access by phone. `heard_at` marks a voice message listened to by
+    // phone (NULL = new); mailboxes are looked up by the extension a caller keys in.
+    "ALTER TABLE voice_messages ADD COLUMN heard_at INTEGER;  -- unix seconds; NULL = new
+    CREATE INDEX mailboxes_by_extension ON mailboxes (extension);",
 ];
 
 /// The schema version from which outbox messages are spooled and user keys are NFC-folded.
@@ -200,14 +204,14 @@ mod tests {
     }
 
     /// Turns the database of `store` back into version 2 (version 3 added the `pin_resets`
-    /// table, version 4 the voice mail tables) and opens it again, which migrates it to the
-    /// current version.
+    /// table, version 4 the voice mail tables, version 5 an index on the extension) and opens
+    /// it again, which migrates it to the current version.
     fn reopen_as_version_2(dir: &std::path::Path, store: Store) -> Store {
         let conn = store.conn().unwrap();
         conn.pragma_update(None, "user_version", 2).unwrap();
         conn.execute_batch(
             "DROP TABLE pin_resets; DROP TABLE store_identity; DROP TABLE voice_messages;
-             DROP TABLE greetings;",
+             DROP TABLE greetings; DROP INDEX mailboxes_by_extension;",
         )
         .unwrap();
         drop(conn);

@@ -42,6 +42,7 @@ impl Store {
             calling_number: r.get(2)?,
             duration_ms: r.get(3)?,
             received_at: r.get(4)?,
+            heard: r.get(5)?,
         })
     }
 
@@ -89,6 +90,7 @@ impl Store {
             calling_number: message.calling_number.map(str::to_string),
             duration_ms: message.duration_ms,
             received_at,
+            heard: false,
         })
     }
 
@@ -104,7 +106,8 @@ impl Store {
         let guid = self.store_guid()?;
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT id, mailbox_id, calling_number, duration_ms, received_at
+            "SELECT id, mailbox_id, calling_number, duration_ms, received_at,
+                heard_at IS NOT NULL
              FROM voice_messages WHERE mailbox_id = ?1 ORDER BY id",
         )?;
         let rows = stmt
@@ -130,11 +133,12 @@ impl Store {
         let conn = self.conn().map_err(VoiceMessageLookupError::Store)?;
         let found = conn
             .prepare_cached(
-                "SELECT id, mailbox_id, calling_number, duration_ms, received_at, audio
+                "SELECT id, mailbox_id, calling_number, duration_ms, received_at,
+                    heard_at IS NOT NULL, audio
                  FROM voice_messages WHERE id = ?1",
             )
             .and_then(|mut stmt| {
-                stmt.query_row([id], |r| Ok((self.info(guid, r)?, r.get::<_, Vec<u8>>(5)?)))
+                stmt.query_row([id], |r| Ok((self.info(guid, r)?, r.get::<_, Vec<u8>>(6)?)))
                     .optional()
             })
             .map_err(StoreError::from)?;
@@ -143,6 +147,51 @@ impl Store {
             return Err(EntryIdError::OtherMailbox.into());
         }
         Ok(VoiceMessage { info, audio })
+    }
+
+    /// The audio of `mailbox`'s voice message `id` (8 kHz mono 16-bit little-endian PCM), if
+    /// that mailbox has it.
+    pub fn voice_message_audio(
+        &self,
+        mailbox: MailboxId,
+        id: VoiceMessageId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn()?
+            .prepare_cached("SELECT audio FROM voice_messages WHERE id = ?1 AND mailbox_id = ?2")?
+            .query_row(params![id.0, mailbox.0], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Marks `mailbox`'s voice message `id` as heard (listened to by phone); false when that
+    /// mailbox has no such message. Marking it again keeps the first time.
+    pub fn mark_voice_message_heard(
+        &self,
+        mailbox: MailboxId,
+        id: VoiceMessageId,
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .conn()?
+            .prepare_cached(
+                "UPDATE voice_messages SET heard_at = coalesce(heard_at, ?3)
+             WHERE id = ?1 AND mailbox_id = ?2",
+            )?
+            .execute(params![id.0, mailbox.0, unix_now()])?;
+        Ok(changed > 0)
+    }
+
+    /// Deletes `mailbox`'s voice message `id` (a delete by phone); false when that mailbox has
+    /// no such message. Its entry id is then unknown.
+    pub fn delete_voice_message(
+        &self,
+        mailbox: MailboxId,
+        id: VoiceMessageId,
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .conn()?
+            .prepare_cached("DELETE FROM voice_messages WHERE id = ?1 AND mailbox_id = ?2")?
+            .execute(params![id.0, mailbox.0])?;
+        Ok(changed > 0)
     }
 
     /// Stores (replacing any earlier one) the greeting `kind` of `mailbox`: 8 kHz mono 16-bit
