@@ -23,6 +23,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// ```toml
 /// listen = "127.0.0.1:8080"
 /// data = "./umws-data"
+/// database = "postgres://umws@db.example.com/umws"  # PostgreSQL instead of SQLite in `data`
 /// strict_namespaces = false      # true: refuse the https:// namespace spelling
 /// max_body_bytes = 65536
 /// header_read_timeout_secs = 30  # request head, and idle keep-alive; then the connection closes
@@ -79,6 +80,8 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     /// The data directory (store, Maildirs).
     pub data: Option<PathBuf>,
+    /// The PostgreSQL database URL; `data` then holds the Maildirs and the outbox spool only.
+    pub database: Option<crate::store::DatabaseUrl>,
     /// Refuse the `https://schemas.microsoft.com/...` namespace spelling.
     pub strict_namespaces: Option<bool>,
     /// The request body limit in bytes.
@@ -256,6 +259,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// The data directory.
     pub data: PathBuf,
+    /// The PostgreSQL database, if not the SQLite store in `data`.
+    pub database: Option<crate::store::DatabaseUrl>,
     /// Refuse the `https://` namespace spelling.
     pub strict_namespaces: bool,
     /// The request body limit in bytes.
@@ -294,6 +299,7 @@ impl Default for ServeConfig {
                 .parse()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data: PathBuf::from(DEFAULT_DATA),
+            database: None,
             strict_namespaces: false,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             header_read_timeout: umws_soap::server::DEFAULT_HEADER_READ_TIMEOUT,
@@ -326,6 +332,7 @@ impl ServeConfig {
         let config = Self {
             listen: file.listen.unwrap_or(d.listen),
             data: file.data.unwrap_or(d.data),
+            database: file.database,
             strict_namespaces: file.strict_namespaces.unwrap_or(d.strict_namespaces),
             max_body_bytes: file.max_body_bytes.unwrap_or(d.max_body_bytes),
             header_read_timeout: file

@@ -121,13 +121,19 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)).map(|()| ExitCode::SUCCESS),
         Command::Mailbox(cmd) => mailbox(cmd).map(|()| ExitCode::SUCCESS),
-        Command::Pin(PinCommand::Check { data, user, pin }) => pin_check(&data, &user, &pin),
+        Command::Pin(PinCommand::Check {
+            data,
+            database,
+            user,
+            pin,
+        }) => pin_check(&data, database.as_deref(), &user, &pin),
         Command::Pin(PinCommand::Set {
             data,
+            database,
             user,
             old,
             new,
-        }) => pin_set(&data, &user, &old, &new),
+        }) => pin_set(&data, database.as_deref(), &user, &old, &new),
         Command::Policy(cmd) => policy(cmd).map(|()| ExitCode::SUCCESS),
         Command::Client(args) => runtime.block_on(client(args)),
         Command::Voicemail(cmd) => voicemail(cmd).map(|()| ExitCode::SUCCESS),

@@ -37,6 +37,15 @@ pub(crate) enum GreetingCommand {
         /// Data directory.
         #[arg(long)]
         data: PathBuf,
+        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
+        /// then holds only the Maildirs and the outbox spool.
+        #[arg(
+            long,
+            env = "UMWS_DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        database: Option<String>,
         /// User name.
         #[arg(long)]
         user: String,
@@ -52,6 +61,15 @@ pub(crate) enum GreetingCommand {
         /// Data directory.
         #[arg(long)]
         data: PathBuf,
+        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
+        /// then holds only the Maildirs and the outbox spool.
+        #[arg(
+            long,
+            env = "UMWS_DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        database: Option<String>,
         /// User name.
         #[arg(long)]
         user: String,
@@ -68,11 +86,12 @@ pub(crate) fn greeting(cmd: GreetingCommand) -> Result<(), CliError> {
     match cmd {
         GreetingCommand::Set {
             data,
+            database,
             user,
             kind,
             wav,
         } => {
-            let store = Store::open(&data)?;
+            let store = Store::open_with(database.as_deref(), &data, false)?;
             let mailbox = mailbox_of(&store, &user)?;
             let audio = audio::read_wav_file(&wav)?;
             let kind = GreetingType::from(kind);
@@ -87,11 +106,12 @@ pub(crate) fn greeting(cmd: GreetingCommand) -> Result<(), CliError> {
         }
         GreetingCommand::Get {
             data,
+            database,
             user,
             kind,
             out,
         } => {
-            let store = Store::open(&data)?;
+            let store = Store::open_with(database.as_deref(), &data, false)?;
             let mailbox = mailbox_of(&store, &user)?;
             let kind = GreetingType::from(kind);
             let audio = store

@@ -16,6 +16,15 @@ pub(crate) enum MailboxCommand {
         /// Data directory (created if missing).
         #[arg(long)]
         data: PathBuf,
+        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
+        /// then holds only the Maildirs and the outbox spool.
+        #[arg(
+            long,
+            env = "UMWS_DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        database: Option<String>,
         /// User name (the HTTP logon name).
         #[arg(long)]
         user: String,
@@ -37,6 +46,15 @@ pub(crate) enum MailboxCommand {
         /// Data directory.
         #[arg(long)]
         data: PathBuf,
+        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
+        /// then holds only the Maildirs and the outbox spool.
+        #[arg(
+            long,
+            env = "UMWS_DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        database: Option<String>,
     },
     /// Lift a phone lockout (after MaxLogonAttempts failed PIN logons) and clear the failed
     /// logon count; the PIN stays as it is.
@@ -44,6 +62,15 @@ pub(crate) enum MailboxCommand {
         /// Data directory.
         #[arg(long)]
         data: PathBuf,
+        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
+        /// then holds only the Maildirs and the outbox spool.
+        #[arg(
+            long,
+            env = "UMWS_DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        database: Option<String>,
         /// User name.
         #[arg(long)]
         user: String,
@@ -53,6 +80,15 @@ pub(crate) enum MailboxCommand {
         /// Data directory.
         #[arg(long)]
         data: PathBuf,
+        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
+        /// then holds only the Maildirs and the outbox spool.
+        #[arg(
+            long,
+            env = "UMWS_DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        database: Option<String>,
         /// User name.
         #[arg(long)]
         user: String,
@@ -66,13 +102,14 @@ pub(crate) fn mailbox(cmd: MailboxCommand) -> Result<(), CliError> {
     match cmd {
         MailboxCommand::Add {
             data,
+            database,
             user,
             password,
             extension,
             email,
             no_um,
         } => {
-            let store = Store::create(&data)?;
+            let store = Store::open_with(database.as_deref(), &data, true)?;
             let id = store.add_mailbox(NewMailbox {
                 user: user.clone(),
                 password,
@@ -83,8 +120,8 @@ pub(crate) fn mailbox(cmd: MailboxCommand) -> Result<(), CliError> {
             println!("added mailbox {user} (id {})", id.0);
             Ok(())
         }
-        MailboxCommand::List { data } => {
-            let store = Store::open(&data)?;
+        MailboxCommand::List { data, database } => {
+            let store = Store::open_with(database.as_deref(), &data, false)?;
             for m in store.mailboxes()? {
                 println!(
                     "{}\tum={}\textension={}\temail={}\tpin={}\tpolicy={}\tfailed_logons={}{}",
@@ -100,16 +137,25 @@ pub(crate) fn mailbox(cmd: MailboxCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
-        MailboxCommand::Unlock { data, user } => {
-            let store = Store::open(&data)?;
+        MailboxCommand::Unlock {
+            data,
+            database,
+            user,
+        } => {
+            let store = Store::open_with(database.as_deref(), &data, false)?;
             if !phone::unlock(&store, &user)? {
                 return Err(CliError::UnknownUser(user));
             }
             println!("mailbox {user} unlocked");
             Ok(())
         }
-        MailboxCommand::SetPolicy { data, user, policy } => {
-            let store = Store::open(&data)?;
+        MailboxCommand::SetPolicy {
+            data,
+            database,
+            user,
+            policy,
+        } => {
+            let store = Store::open_with(database.as_deref(), &data, false)?;
             let m = store
                 .mailbox(&user)?
                 .ok_or_else(|| CliError::UnknownUser(user.clone()))?;

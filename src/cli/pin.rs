@@ -27,6 +27,15 @@ pub(crate) enum PinCommand {
         /// Data directory.
         #[arg(long)]
         data: PathBuf,
+        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
+        /// then holds only the Maildirs and the outbox spool.
+        #[arg(
+            long,
+            env = "UMWS_DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        database: Option<String>,
         /// User name.
         #[arg(long)]
         user: String,
@@ -47,6 +56,15 @@ pub(crate) enum PinCommand {
         /// Data directory.
         #[arg(long)]
         data: PathBuf,
+        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
+        /// then holds only the Maildirs and the outbox spool.
+        #[arg(
+            long,
+            env = "UMWS_DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        database: Option<String>,
         /// User name.
         #[arg(long)]
         user: String,
@@ -80,8 +98,11 @@ pub(crate) fn refusal(check: PinCheck) -> (u8, &'static str) {
 
 /// The outbox that `pin check` and `pin set` mail automatic resets through: the store and
 /// Maildirs of `data`, the default sender.
-pub(crate) fn phone_outbox(data: &Path) -> Result<Outbox<Maildir>, CliError> {
-    let store = Store::open(data)?.with_hash_cost(HashCost::Production);
+pub(crate) fn phone_outbox(
+    data: &Path,
+    database: Option<&str>,
+) -> Result<Outbox<Maildir>, CliError> {
+    let store = Store::open_with(database, data, false)?.with_hash_cost(HashCost::Production);
     let mailer = ResetPinMailer::new(Maildir::in_data_dir(data));
     Ok(Outbox::new(store, Arc::new(mailer)))
 }
@@ -97,8 +118,13 @@ pub(crate) fn print_auto_reset(logon: &phone::Logon) {
     }
 }
 
-pub(crate) fn pin_check(data: &Path, user: &str, pin: &str) -> Result<ExitCode, CliError> {
-    let outbox = phone_outbox(data)?;
+pub(crate) fn pin_check(
+    data: &Path,
+    database: Option<&str>,
+    user: &str,
+    pin: &str,
+) -> Result<ExitCode, CliError> {
+    let outbox = phone_outbox(data, database)?;
     let logon = phone::logon(&outbox, user, pin)?;
     let (code, message) = match logon.check {
         PinCheck::OkMustChange => (0, "PIN accepted; it was reset and must be changed now"),
@@ -109,8 +135,14 @@ pub(crate) fn pin_check(data: &Path, user: &str, pin: &str) -> Result<ExitCode, 
     Ok(ExitCode::from(code))
 }
 
-pub(crate) fn pin_set(data: &Path, user: &str, old: &str, new: &str) -> Result<ExitCode, CliError> {
-    let outbox = phone_outbox(data)?;
+pub(crate) fn pin_set(
+    data: &Path,
+    database: Option<&str>,
+    user: &str,
+    old: &str,
+    new: &str,
+) -> Result<ExitCode, CliError> {
+    let outbox = phone_outbox(data, database)?;
     match phone::change_pin(&outbox, user, old, new)? {
         PinChange::Changed => {
             println!("PIN changed");

@@ -25,6 +25,15 @@ pub(crate) enum PolicyCommand {
         /// Data directory.
         #[arg(long)]
         data: PathBuf,
+        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
+        /// then holds only the Maildirs and the outbox spool.
+        #[arg(
+            long,
+            env = "UMWS_DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        database: Option<String>,
         /// The policy name [default: all].
         #[arg(long)]
         name: Option<String>,
@@ -36,6 +45,15 @@ pub(crate) struct PolicySetArgs {
     /// Data directory.
     #[arg(long)]
     data: PathBuf,
+    /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
+    /// then holds only the Maildirs and the outbox spool.
+    #[arg(
+        long,
+        env = "UMWS_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    database: Option<String>,
     /// The policy name ("Default" is every new mailbox's).
     #[arg(long)]
     name: String,
@@ -81,7 +99,7 @@ pub(crate) fn parse_limit(s: &str) -> Result<Limit, String> {
 pub(crate) fn policy(cmd: PolicyCommand) -> Result<(), CliError> {
     match cmd {
         PolicyCommand::Set(args) => {
-            let store = Store::open(&args.data)?;
+            let store = Store::open_with(args.database.as_deref(), &args.data, false)?;
             let mut p = match &args.file {
                 Some(path) => {
                     let text =
@@ -124,8 +142,12 @@ pub(crate) fn policy(cmd: PolicyCommand) -> Result<(), CliError> {
             );
             print_policy(&args.name, &p)
         }
-        PolicyCommand::Show { data, name } => {
-            let store = Store::open(&data)?;
+        PolicyCommand::Show {
+            data,
+            database,
+            name,
+        } => {
+            let store = Store::open_with(database.as_deref(), &data, false)?;
             let policies = match name {
                 Some(name) => {
                     let p = store

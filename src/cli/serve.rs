@@ -22,6 +22,15 @@ pub(crate) struct ServeArgs {
     /// Data directory (mailbox store and Maildirs) [default: ./umws-data].
     #[arg(long)]
     data: Option<PathBuf>,
+    /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
+    /// then holds only the Maildirs, the outbox spool and the demo credentials.
+    #[arg(
+        long,
+        env = "UMWS_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    database: Option<String>,
     /// A TOML config file; flags win over it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -122,6 +131,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if let Some(data) = args.data {
         config.data = data;
     }
+    if let Some(database) = args.database {
+        config.database = Some(umws::store::DatabaseUrl(database));
+    }
     config.strict_namespaces |= args.strict_namespaces;
     config.demo_mailbox &= !args.no_demo;
     if let Some(n) = args.max_pin_resets_per_hour {
@@ -154,7 +166,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
         )));
     }
 
-    let store = Store::create(&config.data)?.with_reset_limit(Some(config.reset_limit()));
+    let database = config.database.as_ref().map(|d| d.0.as_str());
+    let store = Store::open_with(database, &config.data, true)?
+        .with_reset_limit(Some(config.reset_limit()));
     let demo = if config.demo_mailbox {
         ensure_demo_mailbox(&store, &config.data)?
     } else {
@@ -243,13 +257,18 @@ pub(crate) fn ensure_demo_mailbox(store: &Store, data: &Path) -> Result<Demo, Cl
         .take(16)
         .map(char::from)
         .collect();
-    store.add_mailbox(NewMailbox {
+    let added = store.add_mailbox(NewMailbox {
         user: DEMO_USER.into(),
         password: password.clone(),
         um_enabled: true,
         extension: Some("12345".into()),
         email: Some("demo@localhost".into()),
-    })?;
+    });
+    match added {
+        // Another instance on the same database made it just now.
+        Err(umws::store::StoreError::DuplicateUser { .. }) => return Ok(Demo::Exists),
+        other => other?,
+    };
     write_private(&file, &format!("user={DEMO_USER}\npassword={password}\n"));
     Ok(Demo::Created(password))
 }

@@ -25,6 +25,15 @@ pub(crate) enum VoicemailCommand {
         /// Data directory.
         #[arg(long)]
         data: PathBuf,
+        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
+        /// then holds only the Maildirs and the outbox spool.
+        #[arg(
+            long,
+            env = "UMWS_DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        database: Option<String>,
         /// User name.
         #[arg(long)]
         user: String,
@@ -41,6 +50,15 @@ pub(crate) enum VoicemailCommand {
         /// Data directory.
         #[arg(long)]
         data: PathBuf,
+        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
+        /// then holds only the Maildirs and the outbox spool.
+        #[arg(
+            long,
+            env = "UMWS_DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        database: Option<String>,
         /// User name.
         #[arg(long)]
         user: String,
@@ -57,6 +75,15 @@ pub(crate) enum VoicemailCommand {
         /// Data directory.
         #[arg(long)]
         data: PathBuf,
+        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
+        /// then holds only the Maildirs and the outbox spool.
+        #[arg(
+            long,
+            env = "UMWS_DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        database: Option<String>,
         /// User name.
         #[arg(long)]
         user: String,
@@ -74,11 +101,12 @@ pub(crate) fn voicemail(cmd: VoicemailCommand) -> Result<(), CliError> {
     match cmd {
         VoicemailCommand::Deposit {
             data,
+            database,
             user,
             wav,
             from,
         } => {
-            let store = Store::open(&data)?;
+            let store = Store::open_with(database.as_deref(), &data, false)?;
             let mailbox = mailbox_of(&store, &user)?;
             let audio = audio::read_wav_file(&wav)?;
             let info = store.add_voice_message(
@@ -117,11 +145,12 @@ pub(crate) fn voicemail(cmd: VoicemailCommand) -> Result<(), CliError> {
         }
         VoicemailCommand::Get {
             data,
+            database,
             user,
             entry_id,
             out,
         } => {
-            let store = Store::open(&data)?;
+            let store = Store::open_with(database.as_deref(), &data, false)?;
             let mailbox = mailbox_of(&store, &user)?;
             let message = store
                 .voice_message(mailbox.id, &entry_id)
@@ -136,8 +165,12 @@ pub(crate) fn voicemail(cmd: VoicemailCommand) -> Result<(), CliError> {
             })?;
             Ok(())
         }
-        VoicemailCommand::List { data, user } => {
-            let store = Store::open(&data)?;
+        VoicemailCommand::List {
+            data,
+            database,
+            user,
+        } => {
+            let store = Store::open_with(database.as_deref(), &data, false)?;
             let mailbox = mailbox_of(&store, &user)?;
             for m in store.voice_messages(mailbox.id)? {
                 println!(

@@ -18,7 +18,8 @@
 //! (1 s, 2 s, 4 s, ... up to 5 min by default); the background delivery skips mails that are not
 //! due yet. After a restart every queued mail is due at once. Within this process a mail is
 //! delivered by one caller at a time (the reset's own attempt or the background one), never two
-//! concurrently. A queued mail holds the PIN in clear (like any mail queue), in its spool file
+//! concurrently; across instances on one PostgreSQL database, by one instance at a time (the
+//! store's lease, [`Store::outbox_claim`], which also keeps a failed mail's backoff for all). A queued mail holds the PIN in clear (like any mail queue), in its spool file
 //! beside the row (never in the database, see `crate::store::spool`); row and file are deleted
 //! once it is delivered, and bodies are never logged.
 
@@ -33,6 +34,11 @@ use crate::store::{MailboxId, OutboxMail, ResetPinError, ResetReason, Store, Sto
 
 /// How many rows [`Outbox::deliver_pending`] reads at a time.
 const BATCH: u32 = 64;
+
+/// How long a claim of this process on a mail keeps other processes (instances on one
+/// PostgreSQL database) from delivering it ([`Store::outbox_claim`]): longer than any delivery
+/// takes; the mail of an instance that dies is delivered by another once it runs out.
+pub const DELIVERY_LEASE: Duration = Duration::from_secs(120);
 
 /// How long a mail waits after a failed delivery: `base * 2^(attempts - 1)`, at most `max`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,20 +176,28 @@ impl<D: MailDelivery> Outbox<D> {
         self.backoff
     }
 
-    /// Claims `mail` for delivery by this caller: `None` when another caller has it, or when
-    /// `only_due` and it is waiting out its backoff.
-    fn claim(&self, mail: &OutboxMail, only_due: bool) -> Option<Claim<'_>> {
-        let mut state = lock(&self.state);
-        if only_due && state.due.get(&mail.id).is_some_and(|t| *t > Instant::now()) {
-            return None;
-        }
-        if !state.in_flight.insert(mail.id) {
-            return None;
-        }
-        Some(Claim {
-            state: &self.state,
-            id: mail.id,
-        })
+    /// Claims `mail` for delivery by this caller: `None` when another caller has it (in this
+    /// process, or another process through the store's lease), or when `only_due` and it is
+    /// waiting out its backoff.
+    fn claim(&self, mail: &OutboxMail, only_due: bool) -> Result<Option<Claim<'_>>, StoreError> {
+        let claim = {
+            let mut state = lock(&self.state);
+            if only_due && state.due.get(&mail.id).is_some_and(|t| *t > Instant::now()) {
+                return Ok(None);
+            }
+            if !state.in_flight.insert(mail.id) {
+                return Ok(None);
+            }
+            Claim {
+                state: &self.state,
+                id: mail.id,
+            }
+        };
+        // Dropping `claim` gives the mail back to the other callers of this process.
+        Ok(self
+            .store
+            .outbox_claim(mail.id, DELIVERY_LEASE)?
+            .then_some(claim))
     }
 
     /// The store.
@@ -247,7 +261,7 @@ impl<D: MailDelivery> Outbox<D> {
     /// attempt is counted, the mail stays queued and is due again after its backoff.
     pub fn deliver(&self, mail: &OutboxMail) -> Result<DeliveryReceipt, OutboxError> {
         let claim = self
-            .claim(mail, false)
+            .claim(mail, false)?
             .ok_or_else(|| OutboxError::InFlight {
                 key: mail.key.clone(),
             })?;
@@ -269,7 +283,7 @@ impl<D: MailDelivery> Outbox<D> {
             Err(source) => {
                 let wait = self.backoff.delay(mail.attempts.saturating_add(1));
                 lock(&self.state).due.insert(mail.id, Instant::now() + wait);
-                self.store.outbox_record_failure(mail.id)?;
+                self.store.outbox_record_failure(mail.id, wait)?;
                 Err(OutboxError::Deliver {
                     key: mail.key.clone(),
                     source,
@@ -290,7 +304,7 @@ impl<D: MailDelivery> Outbox<D> {
             };
             after = last.id;
             for mail in &batch {
-                let Some(claim) = self.claim(mail, true) else {
+                let Some(claim) = self.claim(mail, true)? else {
                     report.deferred += 1;
                     continue;
                 };
@@ -542,5 +556,78 @@ mod tests {
             .unwrap()
             .is_exact());
         assert_eq!(pins[2], pin);
+    }
+
+    /// Two instances on one PostgreSQL database drain one outbox at once: each mail is
+    /// delivered by one of them, once (the lease; without it both would deliver every mail
+    /// they both read).
+    #[test]
+    fn instances_on_one_database_deliver_each_mail_once() {
+        struct Counting {
+            inner: Maildir,
+            delivered: Mutex<Vec<String>>,
+        }
+        impl MailDelivery for Counting {
+            fn deliver(
+                &self,
+                user: &str,
+                message: &lettre::Message,
+            ) -> Result<DeliveryReceipt, MailError> {
+                self.inner.deliver(user, message)
+            }
+            fn deliver_queued(&self, mail: &OutboxMail) -> Result<DeliveryReceipt, MailError> {
+                self.delivered.lock().unwrap().push(mail.key.clone());
+                // Long enough for the other instance to reach the same mail.
+                std::thread::sleep(Duration::from_millis(5));
+                self.inner.deliver_queued(mail)
+            }
+        }
+        let db = crate::store::postgres::test_support::database();
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            Store::open_postgres(&db.url, dir.path())
+                .unwrap()
+                .with_hash_cost(HashCost::Test)
+        };
+        let counting = Arc::new(Counting {
+            inner: Maildir::in_data_dir(dir.path()),
+            delivered: Mutex::new(Vec::new()),
+        });
+        let outboxes: Vec<Outbox<Arc<Counting>>> = (0..2)
+            .map(|_| Outbox::new(open(), Arc::new(ResetPinMailer::new(Arc::clone(&counting)))))
+            .collect();
+        let id = outboxes[0]
+            .store()
+            .add_mailbox(NewMailbox {
+                user: "erin".into(),
+                password: "pw".into(),
+                um_enabled: true,
+                extension: None,
+                email: None,
+            })
+            .unwrap();
+        for _ in 0..20 {
+            outboxes[0]
+                .queue_reset_pin(id, &mut rand::rngs::OsRng, ResetReason::Requested)
+                .unwrap();
+        }
+        std::thread::scope(|s| {
+            for outbox in &outboxes {
+                s.spawn(move || {
+                    for _ in 0..100 {
+                        outbox.deliver_pending().unwrap();
+                        if outbox.store().outbox_len().unwrap() == 0 {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(outboxes[0].store().outbox_len().unwrap(), 0);
+        let mut delivered = counting.delivered.lock().unwrap().clone();
+        assert_eq!(delivered.len(), 20, "{delivered:?}");
+        delivered.sort();
+        delivered.dedup();
+        assert_eq!(delivered.len(), 20, "a mail delivered twice");
     }
 }

@@ -12,9 +12,13 @@
 //! queues its rendered mail in the same transaction that changes the PIN, so the change and its
 //! mail commit together; `crate::mail::outbox` delivers and removes the rows afterwards.
 
+mod backend;
+pub mod postgres;
 pub mod private;
 mod spool;
 pub mod sqlite;
+#[cfg(test)]
+mod suite;
 pub mod voicemail;
 
 use std::borrow::Cow;
@@ -30,8 +34,21 @@ use sha2::{Digest, Sha256};
 
 use crate::pin_policy::{PinGenerationError, PinPolicy, PinRejected, PolicyError};
 
+pub use backend::Store;
 pub use spool::SPOOL_DIR;
-pub use sqlite::{PinWorkHook, Store, DEFAULT_EXTERNAL_POLL};
+pub use sqlite::{PinWorkHook, DEFAULT_EXTERNAL_POLL};
+
+/// The URL of a PostgreSQL database (`postgres://...`). Its `Debug` hides it, since it may hold
+/// the password.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(pub String);
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DatabaseUrl(..)")
+    }
+}
 
 /// The database id of a mailbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -417,6 +434,13 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed (a statement was refused, or the connection broke during it).
+    #[error("database error")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The PostgreSQL database cannot be reached: no connection could be made or had within
+    /// the timeout.
+    #[error("cannot reach the database")]
+    DatabaseUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A mailbox with this user name (compared case-insensitively) exists already.
     #[error("a mailbox named {user:?} exists already")]
     DuplicateUser {
@@ -632,6 +656,32 @@ impl<E: std::error::Error + 'static> From<rusqlite::Error> for ResetPinError<E> 
     fn from(e: rusqlite::Error) -> Self {
         ResetPinError::Store(StoreError::Sqlite(e))
     }
+}
+
+/// Checks what [`Store::add_mailbox`] is given, the user name already in NFC.
+pub(crate) fn validate_new_mailbox(new: &NewMailbox) -> Result<(), StoreError> {
+    validate_user(&new.user)?;
+    if let Some(ext) = &new.extension {
+        validate_extension(ext)?;
+    }
+    if let Some(email) = &new.email {
+        if email.len() > 320
+            || !email.contains('@')
+            || email.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(StoreError::InvalidInput {
+                field: "email address",
+                reason: "must look like local@domain",
+            });
+        }
+    }
+    if new.password.is_empty() {
+        return Err(StoreError::InvalidInput {
+            field: "password",
+            reason: "empty",
+        });
+    }
+    Ok(())
 }
 
 /// The longest user name a mailbox may have, in characters.

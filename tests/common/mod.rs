@@ -3,11 +3,13 @@
 #![allow(dead_code)]
 
 mod env;
+pub mod postgres;
 pub mod sip;
 // (each test binary uses some of these)
 #[allow(unused_imports)]
 pub use env::{
-    kamailio, node_soap, python, python_exe, sipp, test_env_dir, venv_dir, xmllint, NodeSoap,
+    apt_install, kamailio, node_soap, python, python_exe, sipp, test_env_dir, venv_dir, xmllint,
+    NodeSoap,
 };
 
 use std::io::{BufRead, BufReader};

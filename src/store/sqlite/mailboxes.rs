@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use super::Store;
 use crate::store::{
-    display_user, hash_secret, normalize_user, validate_extension, validate_user, verify_secret,
+    display_user, hash_secret, normalize_user, validate_new_mailbox, verify_secret,
     CredentialStamp, Mailbox, MailboxId, NewMailbox, StoreError, DEFAULT_POLICY_NAME,
 };
 
@@ -93,27 +93,7 @@ impl Store {
     /// already (compared case-insensitively) with [`StoreError::DuplicateUser`].
     pub fn add_mailbox(&self, mut new: NewMailbox) -> Result<MailboxId, StoreError> {
         new.user = display_user(&new.user).into_owned();
-        validate_user(&new.user)?;
-        if let Some(ext) = &new.extension {
-            validate_extension(ext)?;
-        }
-        if let Some(email) = &new.email {
-            if email.len() > 320
-                || !email.contains('@')
-                || email.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                return Err(StoreError::InvalidInput {
-                    field: "email address",
-                    reason: "must look like local@domain",
-                });
-            }
-        }
-        if new.password.is_empty() {
-            return Err(StoreError::InvalidInput {
-                field: "password",
-                reason: "empty",
-            });
-        }
+        validate_new_mailbox(&new)?;
         let password_hash = hash_secret(self.cost, new.password.as_bytes())?;
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -319,126 +299,5 @@ impl Store {
             "UPDATE mailboxes SET telephone_access_numbers = ?2 WHERE id = ?1",
             numbers,
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::test_support::{alice, store};
-    use super::*;
-
-    #[test]
-    fn add_mailbox_refuses_duplicates_case_insensitively() {
-        let (_dir, store) = store();
-        store.add_mailbox(alice()).unwrap();
-        let mut dup = alice();
-        dup.user = "ALICE".into();
-        assert!(matches!(
-            store.add_mailbox(dup),
-            Err(StoreError::DuplicateUser { .. })
-        ));
-        let mut bad = alice();
-        bad.user = "bob".into();
-        bad.extension = Some("12a".into());
-        assert!(matches!(
-            store.add_mailbox(bad),
-            Err(StoreError::InvalidInput {
-                field: "extension",
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn new_mailbox_defaults() {
-        let (_dir, store) = store();
-        let id = store.add_mailbox(alice()).unwrap();
-        let m = store.mailbox_by_id(id).unwrap().unwrap();
-        assert_eq!(m.user, "Alice");
-        assert!(m.um_enabled && !m.pin_set && !m.oof_status && !m.locked_out);
-        assert!(m.missed_call_notification_enabled);
-        assert_eq!(m.failed_logon_count, 0);
-        assert_eq!(m.pin_set_at, None);
-        assert_eq!(m.extension.as_deref(), Some("36697"));
-        assert_eq!(store.mailbox("nobody").unwrap(), None);
-        assert_eq!(store.mailboxes().unwrap(), vec![m]);
-    }
-
-    #[test]
-    fn verify_password_checks_hash() {
-        let (_dir, store) = store();
-        let id = store.add_mailbox(alice()).unwrap();
-        let m = store
-            .verify_password("aLiCe", "correct horse")
-            .unwrap()
-            .unwrap();
-        assert_eq!(m.id, id);
-        assert_eq!(store.verify_password("alice", "wrong").unwrap(), None);
-        assert_eq!(
-            store.verify_password("nobody", "correct horse").unwrap(),
-            None
-        );
-        let hash: String = store
-            .conn()
-            .unwrap()
-            .query_row("SELECT password_hash FROM mailboxes", [], |r| r.get(0))
-            .unwrap();
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(!hash.contains("correct horse"));
-
-        let before = m.credential_stamp();
-        store.set_password(id, "battery staple").unwrap();
-        assert_eq!(
-            store.verify_password("alice", "correct horse").unwrap(),
-            None
-        );
-        assert!(store
-            .verify_password("alice", "battery staple")
-            .unwrap()
-            .is_some());
-        assert_ne!(
-            store.mailbox("alice").unwrap().unwrap().credential_stamp(),
-            before
-        );
-    }
-
-    #[test]
-    fn settings_round_trip() {
-        let (_dir, store) = store();
-        let id = store.add_mailbox(alice()).unwrap();
-        store.set_oof_status(id, true).unwrap();
-        store
-            .set_missed_call_notification_enabled(id, false)
-            .unwrap();
-        store
-            .set_play_on_phone_dial_string(id, Some("4255550123"))
-            .unwrap();
-        store
-            .set_telephone_access_folder_email(id, Some("AAAAAA=="))
-            .unwrap();
-        store
-            .set_telephone_access_numbers(id, Some("+1 425 555 0100, 4100"))
-            .unwrap();
-        let m = store.mailbox_by_id(id).unwrap().unwrap();
-        assert!(m.oof_status && !m.missed_call_notification_enabled);
-        assert_eq!(m.play_on_phone_dial_string.as_deref(), Some("4255550123"));
-        assert_eq!(m.telephone_access_folder_email.as_deref(), Some("AAAAAA=="));
-        assert_eq!(
-            m.telephone_access_numbers.as_deref(),
-            Some("+1 425 555 0100, 4100")
-        );
-        store.set_play_on_phone_dial_string(id, None).unwrap();
-        assert_eq!(
-            store
-                .mailbox_by_id(id)
-                .unwrap()
-                .unwrap()
-                .play_on_phone_dial_string,
-            None
-        );
-        assert!(matches!(
-            store.set_oof_status(MailboxId(999), true),
-            Err(StoreError::UnknownMailbox(MailboxId(999)))
-        ));
     }
 }

@@ -168,6 +168,14 @@ impl Store {
     /// files `0600` (the Maildirs and the mails an older version left readable). `umws serve`
     /// and `umws mailbox add` open the store this way.
     pub fn create(data_dir: &Path) -> Result<Store, StoreError> {
+        Self::create_data_dir(data_dir)?;
+        let store = Self::open(data_dir)?;
+        super::private::private_tree(data_dir)?;
+        Ok(store)
+    }
+
+    /// Creates `data_dir` (`0700`; its parents as the umask says) unless it exists.
+    pub(crate) fn create_data_dir(data_dir: &Path) -> Result<(), StoreError> {
         if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
                 path: data_dir.to_path_buf(),
@@ -187,9 +195,7 @@ impl Store {
                 })
             }
         }
-        let store = Self::open(data_dir)?;
-        super::private::private_tree(data_dir)?;
-        Ok(store)
+        Ok(())
     }
 
     /// Limits the resets that this handle makes for [`ResetReason::Requested`] (the ResetPIN
@@ -230,6 +236,16 @@ impl Store {
         self
     }
 
+    /// How many mailboxes have a lock in the map of per-mailbox locks.
+    #[cfg(test)]
+    pub(crate) fn pin_locks_len(&self) -> usize {
+        self.shared
+            .pin_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
     /// The path of the database file.
     pub fn path(&self) -> &Path {
         &self.shared.path
@@ -254,12 +270,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::{alice, history_len, store, users};
     use super::*;
-    use crate::pin_policy::PinPolicy;
-    use crate::store::DEFAULT_POLICY_NAME;
-    use rand::rngs::StdRng;
-    use rand::SeedableRng;
 
     #[test]
     fn open_requires_existing_dir_and_create_makes_it() {
@@ -272,42 +283,5 @@ mod tests {
         let store = Store::create(&missing).unwrap();
         assert_eq!(store.path(), missing.join(DATABASE_FILE));
         assert!(missing.join(DATABASE_FILE).is_file());
-    }
-
-    #[test]
-    fn reopen_keeps_data() {
-        let (dir, store) = store();
-        let id = store.add_mailbox(alice()).unwrap();
-        store.set_oof_status(id, true).unwrap();
-        drop(store);
-        let store = Store::open(dir.path()).unwrap();
-        let m = store.mailbox("alice").unwrap().unwrap();
-        assert_eq!(m.id, id);
-        assert!(m.oof_status);
-        assert_eq!(m.policy, PinPolicy::default());
-        assert_eq!(m.policy_name, DEFAULT_POLICY_NAME);
-    }
-
-    #[test]
-    fn store_is_shared_across_threads() {
-        fn assert_send_sync<T: Clone + Send + Sync>() {}
-        assert_send_sync::<Store>();
-        let (_dir, store) = store();
-        let ids = users(&store, 4);
-        std::thread::scope(|s| {
-            for &id in &ids {
-                let store = store.clone();
-                s.spawn(move || {
-                    let mut rng = StdRng::seed_from_u64(id.0 as u64);
-                    for _ in 0..5 {
-                        store.reset_pin(id, &mut rng).unwrap();
-                        store.set_oof_status(id, true).unwrap();
-                    }
-                });
-            }
-        });
-        for id in ids {
-            assert_eq!(history_len(&store, id), 4);
-        }
     }
 }

@@ -101,35 +101,3 @@ impl Store {
         )
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::super::test_support::{alice, store};
-    use super::*;
-
-    #[test]
-    fn policies_are_validated_and_named() {
-        let (_dir, store) = store();
-        assert_eq!(store.policy("default").unwrap(), Some(PinPolicy::default()));
-        let bad = PinPolicy {
-            min_pin_length: 3,
-            ..PinPolicy::default()
-        };
-        assert!(matches!(
-            store.set_policy("Default", &bad),
-            Err(StoreError::InvalidPolicy(_))
-        ));
-        let lax = PinPolicy {
-            min_pin_length: 4,
-            pin_lifetime_days: None,
-            reset_pin_text: "Call the help desk.".into(),
-            ..PinPolicy::default()
-        };
-        store.set_policy("Default", &lax).unwrap();
-        store.set_policy("Other", &PinPolicy::default()).unwrap();
-        assert_eq!(store.policy("Default").unwrap(), Some(lax.clone()));
-        let id = store.add_mailbox(alice()).unwrap();
-        assert_eq!(store.mailbox_by_id(id).unwrap().unwrap().policy, lax);
-        assert_eq!(store.policy("none").unwrap(), None);
-    }
-}

@@ -23,7 +23,7 @@ const MAX_IDLE_CONNECTIONS: usize = 8;
 
 /// A connection borrowed from the pool; given back on drop (an open transaction on it has been
 /// rolled back by then, since transactions borrow it).
-pub(super) struct PooledConnection<'a> {
+pub(in crate::store) struct PooledConnection<'a> {
     conn: Option<Connection>,
     shared: &'a Shared,
     /// `shared.commits` when the connection was taken.
@@ -90,7 +90,7 @@ pub(super) fn open_connection(
 }
 
 impl Store {
-    pub(super) fn conn(&self) -> Result<PooledConnection<'_>, StoreError> {
+    pub(in crate::store) fn conn(&self) -> Result<PooledConnection<'_>, StoreError> {
         let idle = self
             .shared
             .idle

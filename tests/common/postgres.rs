@@ -1,0 +1,356 @@
+//! A real PostgreSQL server for the tests of the PostgreSQL store, each test in a database of its
+//! own ([`TestDatabase`]).
+//!
+//! With `UMWS_TEST_DATABASE_URL` set (a role that may `CREATE DATABASE`), the databases are made
+//! on that server. Otherwise the tests run a private cluster of the PostgreSQL installed on this
+//! machine (Debian's `postgresql`, installed when missing through the caller's installer, see
+//! [`cluster_url`]): made once with `initdb` in `target/test-env/postgres/data`, listening on
+//! 127.0.0.1 only, on a free port, its unix socket in its own directory, password (SCRAM)
+//! authentication with a random password kept in `target/test-env/postgres/password` (`0600`).
+//! Tests running as root run `initdb` and the server as `nobody` (PostgreSQL refuses root),
+//! which then owns the cluster's directory.
+//!
+//! The cluster is shared by all test binaries and left running after them: the test harness has
+//! no hook that runs when the last test of the last binary ends, and starting a cluster costs a
+//! second or two per binary. The next run finds it by its port file (`port`) and `pg_ctl
+//! status`, or starts it again on a new free port. Test binaries provision it one at a time
+//! under an exclusive lock on `target/test-env/postgres.lock`. Each test's database is dropped
+//! when its [`TestDatabase`] is (left behind when a test panics; the cluster can be removed with
+//! `pg_ctl -D target/test-env/postgres/data stop` and `rm -r target/test-env/postgres`).
+//!
+//! This file is also the lib's unit tests' provisioning (`src/store/postgres/test_support.rs`
+//! includes it), so it names nothing of `tests/common` but what the caller hands in.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// The role of the private cluster.
+const ROLE: &str = "umws";
+
+/// Installs Debian packages (`packages`, needed for `why`), or says why it cannot.
+pub type Installer = fn(packages: &[&str], why: &str) -> Result<(), String>;
+
+/// A database of its own for one test; dropped (with its connections) on drop.
+pub struct TestDatabase {
+    /// `postgres://...` of the database, password included.
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = run_sql(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// A fresh, empty database on the test server (see the module docs); panics with what to do
+/// when there is none.
+pub fn test_database(env_dir: &Path, install: Installer) -> TestDatabase {
+    static ADMIN: OnceLock<Result<String, String>> = OnceLock::new();
+    let admin = match ADMIN.get_or_init(|| match std::env::var("UMWS_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Ok(url),
+        _ => cluster_url(env_dir, install),
+    }) {
+        Ok(url) => url.clone(),
+        Err(e) => panic!("no PostgreSQL server for the tests: {e}"),
+    };
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!(
+        "umws_test_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    if let Err(e) = run_sql(&admin, &format!("CREATE DATABASE {name}")) {
+        panic!("cannot create the test database {name}: {e}");
+    }
+    TestDatabase {
+        url: with_database(&admin, &name),
+        name,
+        admin,
+    }
+}
+
+/// `url` naming database `name` instead of its own.
+fn with_database(url: &str, name: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let (head, rest) = url.split_at(scheme_end);
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let query = tail.find('?').map_or("", |i| &tail[i..]);
+    format!("{head}{authority}/{name}{query}")
+}
+
+/// Runs `sql` on the server at `url` (on a thread of its own, so that it works inside and
+/// outside a tokio runtime).
+pub fn run_sql(url: &str, sql: &str) -> Result<(), String> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("cannot connect: {e}"))?;
+            let driver = tokio::spawn(connection);
+            let done = client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| format!("{sql}: {e}"));
+            drop(client);
+            let _ = driver.await;
+            done
+        })
+    })
+    .join()
+    .map_err(|_| "the SQL thread panicked".to_string())?
+}
+
+/// The directory of PostgreSQL's programs (`initdb`, `pg_ctl`), the newest installed.
+fn bin_dir() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+/// Whether this process runs as root.
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The unprivileged user that runs the cluster when the tests run as root.
+const RUN_AS: (&str, &str) = ("nobody", "nogroup");
+
+/// `program` of `bin`, run as [`RUN_AS`] when `as_other`.
+fn pg_command(bin: &Path, program: &str, as_other: bool) -> Command {
+    if as_other {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", RUN_AS.0))
+            .arg(format!("--regid={}", RUN_AS.1))
+            .args(["--clear-groups", "--"])
+            .arg(bin.join(program));
+        c
+    } else {
+        Command::new(bin.join(program))
+    }
+}
+
+fn run(command: &mut Command, what: &str) -> Result<String, String> {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("`{what}` could not be started: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("`{what}` failed ({}):\n{text}", out.status))
+    }
+}
+
+/// The uid and gid of [`RUN_AS`].
+fn run_as_ids() -> Result<(u32, u32), String> {
+    let id = |flag: &str| -> Result<u32, String> {
+        let out = run(Command::new("id").args([flag, RUN_AS.0]), "id")?;
+        out.trim()
+            .parse()
+            .map_err(|_| format!("`id {flag} {}` said {out:?}", RUN_AS.0))
+    };
+    Ok((id("-u")?, id("-g")?))
+}
+
+/// Makes `path` (and everything in it) belong to [`RUN_AS`].
+fn chown_tree(path: &Path, ids: (u32, u32)) -> Result<(), String> {
+    std::os::unix::fs::chown(path, Some(ids.0), Some(ids.1))
+        .map_err(|e| format!("cannot chown {}: {e}", path.display()))?;
+    if path.is_dir() {
+        for entry in fs::read_dir(path).map_err(|e| e.to_string())? {
+            chown_tree(&entry.map_err(|e| e.to_string())?.path(), ids)?;
+        }
+    }
+    Ok(())
+}
+
+/// The URL of the private cluster's `postgres` database, the cluster made and started when
+/// needed (see the module docs).
+pub fn cluster_url(env_dir: &Path, install: Installer) -> Result<String, String> {
+    fs::create_dir_all(env_dir).map_err(|e| format!("cannot create {}: {e}", env_dir.display()))?;
+    let lock_path = env_dir.join("postgres.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+    let mut lock = fd_lock::RwLock::new(file);
+    let _held = lock
+        .write()
+        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+
+    let bin = match bin_dir() {
+        Some(bin) => bin,
+        None => {
+            install(
+                &["postgresql"],
+                "the PostgreSQL store's tests need a PostgreSQL server (or UMWS_TEST_DATABASE_URL)",
+            )?;
+            bin_dir()
+                .ok_or("postgresql is installed but /usr/lib/postgresql/*/bin/initdb is not")?
+        }
+    };
+    let as_other = is_root();
+    let dir = env_dir.join("postgres");
+    let data = dir.join("data");
+    let password_file = dir.join("password");
+    let port_file = dir.join("port");
+    if !data.join("PG_VERSION").is_file() {
+        // A first run, or one that died half-way: start afresh.
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let password: String = {
+            use std::fmt::Write as _;
+            let mut bytes = [0u8; 16];
+            fs::File::open("/dev/urandom")
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+                .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+            bytes.iter().fold(String::new(), |mut s, b| {
+                let _ = write!(s, "{b:02x}");
+                s
+            })
+        };
+        write_private(&password_file, &password)?;
+        if as_other {
+            chown_tree(&dir, run_as_ids()?)?;
+        }
+        run(
+            pg_command(&bin, "initdb", as_other)
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-U",
+                    ROLE,
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ])
+                .arg(format!("--pwfile={}", password_file.display())),
+            "initdb",
+        )?;
+    }
+    let password = fs::read_to_string(&password_file)
+        .map_err(|e| format!("cannot read {}: {e}", password_file.display()))?;
+    let url = |port: u16| {
+        format!(
+            "postgres://{ROLE}:{}@127.0.0.1:{port}/postgres",
+            password.trim()
+        )
+    };
+
+    let running = pg_command(&bin, "pg_ctl", as_other)
+        .arg("status")
+        .arg("-D")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if running {
+        if let Some(port) = fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<u16>().ok())
+        {
+            if run_sql(&url(port), "SELECT 1").is_ok() {
+                return Ok(url(port));
+            }
+        }
+        // Running but not answering where we expect: stop it and start it again.
+        let _ = run(
+            pg_command(&bin, "pg_ctl", as_other)
+                .arg("stop")
+                .arg("-D")
+                .arg(&data)
+                .args(["-m", "fast", "-w"]),
+            "pg_ctl stop",
+        );
+    }
+    let mut last_error = String::new();
+    for _ in 0..5 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c max_connections=400 \
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+             -c shared_buffers=32MB",
+            data.display()
+        );
+        let started = run(
+            pg_command(&bin, "pg_ctl", as_other)
+                .arg("start")
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(data.join("server.log"))
+                .args(["-w", "-t", "60", "-o", &options]),
+            "pg_ctl start",
+        );
+        match started {
+            Ok(_) => {
+                fs::write(&port_file, port.to_string())
+                    .map_err(|e| format!("cannot write {}: {e}", port_file.display()))?;
+                run_sql(&url(port), "SELECT 1")?;
+                return Ok(url(port));
+            }
+            Err(e) => {
+                let log = fs::read_to_string(data.join("server.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(10).collect();
+                last_error = format!("{e}\nserver log (newest first):\n{}", tail.join("\n"));
+            }
+        }
+    }
+    Err(last_error)
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
