@@ -29,12 +29,14 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-/// sipp calling umws as `caller`, keying in `keys`, then listening `hold` and hanging up
+/// sipp calling umws as `caller`, keying in `keys` (`_`: a second's pause), then listening
+/// `hold` and hanging up
 /// (`tests/sip/access/caller.xml`), or waiting up to `hold` for umws to hang up
 /// (`hung_up.xml`).
 struct Caller {
     child: Child,
     dir: tempfile::TempDir,
+    keys: String,
 }
 
 impl Caller {
@@ -51,7 +53,12 @@ impl Caller {
             .join("tests/sip/access")
             .join(scenario);
         let mut steps = vec![Step::Pause(Duration::from_millis(300))];
-        steps.extend(keys.chars().map(Step::Key));
+        // (`_` in `keys` is a second's pause: time for a prompt to be heard, as keys typed
+        // ahead skip prompts)
+        steps.extend(keys.chars().map(|k| match k {
+            '_' => Step::Pause(Duration::from_secs(1)),
+            key => Step::Key(key),
+        }));
         let text = std::fs::read_to_string(&path)
             .expect("the scenario")
             .replace("@CALLER@", caller)
@@ -81,7 +88,11 @@ impl Caller {
             .stderr(Stdio::null())
             .spawn()
             .expect("sipp starts");
-        Caller { child, dir }
+        Caller {
+            child,
+            dir,
+            keys: format!("{scenario} {keys}"),
+        }
     }
 
     /// Waits for sipp to end; asserts its call went through the whole scenario.
@@ -98,7 +109,8 @@ impl Caller {
             std::fs::read_to_string(self.dir.path().join("errors.log")).unwrap_or_default();
         assert!(
             status.success(),
-            "sipp's call failed ({status}); its errors:\n{errors}"
+            "sipp's call ({}) failed ({status}); its errors:\n{errors}",
+            self.keys
         );
     }
 }
@@ -162,6 +174,15 @@ fn said(heard: &[i16], word: Word) -> bool {
     contains(heard, &over_pcmu(&recordings::audio(word)))
 }
 
+/// The prompts that were said, for failure messages.
+fn prompts(heard: &[i16]) -> Vec<Prompt> {
+    Prompt::ALL
+        .iter()
+        .copied()
+        .filter(|p| said(heard, Word::Prompt(*p)))
+        .collect()
+}
+
 fn contains(haystack: &[i16], needle: &[i16]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -215,10 +236,10 @@ fn server_with_ann() -> Server {
     server
 }
 
-/// Deposits a tone for ann; returns its audio as stored.
-fn deposit(server: &Server, from: &str) -> Vec<i16> {
+/// Deposits a tone of `seconds` for ann; returns its audio as stored.
+fn deposit(server: &Server, from: &str, seconds: f64) -> Vec<i16> {
     let wav = server.data_dir().join("tone.wav");
-    std::fs::write(&wav, tone_wav(1.0)).expect("the WAV");
+    std::fs::write(&wav, tone_wav(seconds)).expect("the WAV");
     let out = umws(
         server,
         &[
@@ -279,7 +300,7 @@ fn list(server: &Server) -> String {
 #[test]
 fn the_right_pin_hears_the_new_message_count_and_the_message() {
     let server = server_with_ann();
-    let message = deposit(&server, "100");
+    let message = deposit(&server, "100", 1.0);
     assert!(list(&server).trim_end().ends_with("\tnew"));
     let rtp = rtp_socket();
     let caller = Caller::call(
@@ -298,7 +319,11 @@ fn the_right_pin_hears_the_new_message_count_and_the_message() {
         said(&heard, Word::Prompt(Prompt::NewMessage)),
         "new message"
     );
-    assert!(said(&heard, Word::Prompt(Prompt::MessageFrom)));
+    assert!(
+        said(&heard, Word::Prompt(Prompt::MessageFrom)),
+        "{:?}",
+        prompts(&heard)
+    );
     assert!(
         contains(&heard, &over_pcmu(&message)),
         "the message's audio arrived"
@@ -306,4 +331,247 @@ fn the_right_pin_hears_the_new_message_count_and_the_message() {
     assert!(!said(&heard, Word::Prompt(Prompt::WrongPin)));
     // Heard by phone: no longer new.
     assert!(list(&server).trim_end().ends_with("\theard"));
+}
+
+/// Runs one call that umws ends (`hung_up.xml`); returns what was heard.
+fn call_until_hung_up(server: &Server, keys: &str) -> Vec<i16> {
+    let rtp = rtp_socket();
+    let caller = Caller::call(
+        server,
+        "hung_up.xml",
+        "alice",
+        &rtp,
+        keys,
+        Duration::from_secs(60),
+    );
+    let heard = heard(&rtp);
+    caller.completed();
+    heard
+}
+
+/// Runs one call that the caller ends after `hold`; returns what was heard.
+fn call_and_hang_up(server: &Server, keys: &str, hold: Duration) -> Vec<i16> {
+    let rtp = rtp_socket();
+    let caller = Caller::call(server, "caller.xml", "alice", &rtp, keys, hold);
+    let heard = heard(&rtp);
+    caller.completed();
+    heard
+}
+
+fn pin_check(server: &Server, pin: &str) -> i32 {
+    common::pin_check(server.data_dir(), "ann", pin)
+}
+
+#[test]
+fn five_wrong_pins_mail_a_new_pin_which_signs_in_and_must_be_changed() {
+    let server = server_with_ann();
+    let mails = server.mails("ann").len();
+    // Three wrong PINs end the call (umws says so and hangs up).
+    let heard = call_until_hung_up(&server, &format!("{EXTENSION}#135792#246801#975310#"));
+    assert!(
+        said(&heard, Word::Prompt(Prompt::WrongPin)),
+        "{:?}",
+        prompts(&heard)
+    );
+    assert!(
+        said(&heard, Word::Prompt(Prompt::TooManyTries)),
+        "{:?}",
+        prompts(&heard)
+    );
+    assert!(
+        said(&heard, Word::Prompt(Prompt::Goodbye)),
+        "{:?}",
+        prompts(&heard)
+    );
+    assert_eq!(server.mails("ann").len(), mails, "no reset yet");
+    // Two more in a second call: the 5th failure resets the PIN and mails it.
+    let heard = call_and_hang_up(
+        &server,
+        &format!("{EXTENSION}#135792#246801#"),
+        Duration::from_secs(8),
+    );
+    assert!(
+        said(&heard, Word::Prompt(Prompt::PinResetMailed)),
+        "{:?}",
+        prompts(&heard)
+    );
+    let all = server.mails("ann");
+    assert_eq!(all.len(), mails + 1, "one reset mail");
+    let mailed = common::pin_in_mail(all.last().expect("the reset mail"));
+    assert_eq!(pin_check(&server, PIN), 1, "the old PIN is gone");
+    // The mailed PIN signs in and forces a change: the new PIN twice, then `*` ends.
+    let heard = call_until_hung_up(
+        &server,
+        &format!("{EXTENSION}#{mailed}#__258036#258036#___*"),
+    );
+    assert!(
+        said(&heard, Word::Prompt(Prompt::MustChangePin)),
+        "{:?}",
+        prompts(&heard)
+    );
+    assert!(
+        said(&heard, Word::Prompt(Prompt::PinChanged)),
+        "{:?}",
+        prompts(&heard)
+    );
+    assert_eq!(pin_check(&server, "258036"), 0, "the new PIN");
+    assert_eq!(pin_check(&server, &mailed), 1, "the mailed PIN no longer");
+    // No PIN in the server's log.
+    let log = server.log();
+    for pin in [PIN, "135792", "246801", "975310", &mailed, "258036"] {
+        assert!(!log.contains(pin), "a PIN in the log");
+    }
+}
+
+#[test]
+fn after_a_reset_pin_the_mailed_pin_forces_a_change_refused_by_the_policy_first() {
+    let server = server_with_ann();
+    assert_eq!(
+        common::try_reset_pin(&server.base, "ann", "pw"),
+        common::Sent::Status(200)
+    );
+    let mailed = common::pin_in_mail(server.mails("ann").last().expect("a PIN mail"));
+    // 123456 breaks the common-pattern rule; 4712... starts with the extension; then a good one.
+    let heard = call_until_hung_up(
+        &server,
+        &format!("{EXTENSION}#{mailed}#__123456#123456#_____471290#471290#____369258#369258#___*"),
+    );
+    assert!(
+        said(&heard, Word::Prompt(Prompt::MustChangePin)),
+        "{:?}",
+        prompts(&heard)
+    );
+    assert!(
+        said(&heard, Word::Prompt(Prompt::PinCommonPattern)),
+        "{:?}",
+        prompts(&heard)
+    );
+    assert!(
+        said(&heard, Word::Prompt(Prompt::PinStartsWithExtension)),
+        "{:?}",
+        prompts(&heard)
+    );
+    assert!(
+        said(&heard, Word::Prompt(Prompt::PinChanged)),
+        "{:?}",
+        prompts(&heard)
+    );
+    assert_eq!(pin_check(&server, "369258"), 0);
+    assert_eq!(pin_check(&server, &mailed), 1);
+}
+
+#[test]
+fn max_logon_attempts_across_calls_lock_out_until_unlocked() {
+    let server = server_with_ann();
+    let out = umws(
+        &server,
+        &[
+            "policy",
+            "set",
+            "--name",
+            "Default",
+            "--logon-failures-before-pin-reset",
+            "Unlimited",
+            "--max-logon-attempts",
+            "4",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    call_until_hung_up(&server, &format!("{EXTENSION}#135792#246801#975310#"));
+    // The 4th failure, in another call, locks the mailbox: umws says so and hangs up.
+    let heard = call_until_hung_up(&server, &format!("{EXTENSION}#135792#"));
+    assert!(
+        said(&heard, Word::Prompt(Prompt::LockedOut)),
+        "{:?}",
+        prompts(&heard)
+    );
+    // Even the right PIN is refused now.
+    let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#"));
+    assert!(
+        said(&heard, Word::Prompt(Prompt::LockedOut)),
+        "{:?}",
+        prompts(&heard)
+    );
+    assert!(!said(&heard, Word::Prompt(Prompt::YouHave)));
+    let out = umws(&server, &["mailbox", "unlock", "--user", "ann"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#___*"));
+    assert!(
+        said(&heard, Word::Prompt(Prompt::YouHave)),
+        "{:?}",
+        prompts(&heard)
+    );
+    assert!(!said(&heard, Word::Prompt(Prompt::LockedOut)));
+}
+
+#[test]
+fn a_message_deleted_by_phone_is_gone_from_the_listing() {
+    let server = server_with_ann();
+    deposit(&server, "100", 1.0);
+    assert_eq!(list(&server).lines().count(), 1);
+    // (keys typed ahead skip the prompts: 7 deletes the only message, then `*` at the main
+    // menu ends the call)
+    let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#7_*"));
+    assert!(
+        said(&heard, Word::Prompt(Prompt::MessageDeleted)),
+        "{:?}",
+        prompts(&heard)
+    );
+    assert_eq!(list(&server), "", "deleted");
+}
+
+#[test]
+fn hanging_up_mid_pin_or_mid_message_leaves_everything_consistent() {
+    let server = server_with_ann();
+    let message = deposit(&server, "100", 5.0);
+    // Mid-PIN: nothing counted.
+    call_and_hang_up(&server, &format!("{EXTENSION}#48"), Duration::from_secs(1));
+    // Mid-message (the count and the header take a few seconds; hang up as the tone plays):
+    // the message stays new.
+    let heard = call_and_hang_up(
+        &server,
+        &format!("{EXTENSION}#{PIN}#"),
+        Duration::from_millis(7500),
+    );
+    assert!(
+        said(&heard, Word::Prompt(Prompt::YouHave)),
+        "{:?}",
+        prompts(&heard)
+    );
+    assert!(
+        !contains(&heard, &over_pcmu(&message)),
+        "not the whole message"
+    );
+    assert!(list(&server).trim_end().ends_with("\tnew"));
+    // The mailbox was not charged a failure: the PIN still signs in (and clears nothing).
+    assert_eq!(pin_check(&server, PIN), 0);
+    let mailbox = umws(&server, &["mailbox", "list"]);
+    assert!(mailbox.status.success());
+    // Garbage keys (more digits than an extension has) get prompts, not a crash; the next
+    // call is served.
+    let heard = call_and_hang_up(
+        &server,
+        "00000000000000000000000000000",
+        // (the last 9 digits are taken as an extension after the inter-key wait, 4 s)
+        Duration::from_secs(7),
+    );
+    assert!(
+        said(&heard, Word::Prompt(Prompt::UnknownExtension)),
+        "{:?}",
+        prompts(&heard)
+    );
+    let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#___*"));
+    assert!(
+        said(&heard, Word::Prompt(Prompt::YouHave)),
+        "{:?}",
+        prompts(&heard)
+    );
 }
