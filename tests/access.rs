@@ -575,3 +575,63 @@ fn hanging_up_mid_pin_or_mid_message_leaves_everything_consistent() {
         prompts(&heard)
     );
 }
+
+#[test]
+fn simultaneous_callers_are_served_up_to_the_limit_and_more_are_busy() {
+    const CALLS: usize = 6;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("umws.toml");
+    std::fs::write(&config, format!("[telephony]\nmax_calls = {CALLS}\n")).expect("config");
+    let server = Server::start_with(&["--config", config.to_str().expect("UTF-8")]);
+    server.add_mailbox("ann", "pw", &["--extension", EXTENSION]);
+    assert_eq!(
+        common::try_reset_pin(&server.base, "ann", "pw"),
+        common::Sent::Status(200)
+    );
+    let mailed = common::pin_in_mail(server.mails("ann").last().expect("a PIN mail"));
+    let out = umws(
+        &server,
+        &[
+            "pin", "set", "--user", "ann", "--old", &mailed, "--new", PIN,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls: Vec<(UdpSocket, Caller)> = (0..CALLS)
+        .map(|_| {
+            let rtp = rtp_socket();
+            let caller = Caller::call(
+                &server,
+                "caller.xml",
+                "alice",
+                &rtp,
+                &format!("{EXTENSION}#{PIN}#"),
+                Duration::from_secs(8),
+            );
+            (rtp, caller)
+        })
+        .collect();
+    // While they are on the line, one more is busy.
+    std::thread::sleep(Duration::from_secs(3));
+    let extra = rtp_socket();
+    Caller::call(&server, "busy.xml", "bob", &extra, "", Duration::ZERO).completed();
+    for (rtp, caller) in calls {
+        let heard = heard(&rtp);
+        caller.completed();
+        assert!(
+            said(&heard, Word::Prompt(Prompt::YouHave)),
+            "{:?}",
+            prompts(&heard)
+        );
+    }
+    // And once they ended, a call is answered again.
+    let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#___*"));
+    assert!(
+        said(&heard, Word::Prompt(Prompt::YouHave)),
+        "{:?}",
+        prompts(&heard)
+    );
+}
