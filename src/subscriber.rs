@@ -30,13 +30,16 @@ pub mod recordings;
 pub mod speech;
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::mail::{MailDelivery, Outbox};
 use crate::phone::{self, PhoneError, PinChange};
 use crate::pin_policy::PinRejected;
 use crate::store::voicemail::{GreetingType, VoiceMessageId, VoiceMessageInfo};
 use crate::store::{Mailbox, MailboxId, PinCheck, StoreError};
+use crate::throttle::{ClientKey, Throttle, ThrottlePolicy};
 
 /// The longest extension a caller may key in.
 pub const MAX_EXTENSION_DIGITS: usize = 20;
@@ -277,13 +280,15 @@ pub trait Mailboxes: Send + Sync {
         extension: &str,
     ) -> impl Future<Output = Result<Option<Mailbox>, PhoneError>> + Send;
 
-    /// A phone logon: checks the PIN, counting a failure and resetting the PIN (with its mail)
-    /// when the policy says so (`crate::phone::logon`).
+    /// A phone logon from `addr`: checks the PIN, counting a failure and resetting the PIN
+    /// (with its mail) when the policy says so (`crate::phone::logon`), unless the failed-logon
+    /// throttle refuses it.
     fn logon(
         &self,
         user: &str,
         pin: &str,
-    ) -> impl Future<Output = Result<phone::Logon, PhoneError>> + Send;
+        addr: Option<IpAddr>,
+    ) -> impl Future<Output = Result<SignInCheck, PhoneError>> + Send;
 
     /// A PIN change under the mailbox's policy (`crate::phone::change_pin`).
     fn change_pin(
@@ -321,6 +326,26 @@ pub trait Mailboxes: Send + Sync {
     ) -> impl Future<Output = Result<(), PhoneError>> + Send;
 }
 
+/// Who is calling: the user part of the caller's SIP identity (From) and the address the call
+/// came from, when known.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The user part of the From URI (a number or an extension), if any.
+    pub id: Option<String>,
+    /// The IP address the INVITE came from (the failed-logon throttle's client).
+    pub addr: Option<IpAddr>,
+}
+
+/// The answer to a PIN at sign-in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignInCheck {
+    /// The PIN was checked.
+    Checked(phone::Logon),
+    /// Refused unchecked by the failed-logon throttle (too many failures of this mailbox or
+    /// from this address just now); nothing was counted.
+    Throttled,
+}
+
 /// How a call ended, for the log and the tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ending {
@@ -337,24 +362,22 @@ pub enum Ending {
     LockedOut(MailboxId),
     /// The mailbox has no PIN yet.
     NoPin(MailboxId),
+    /// The failed-logon throttle refused a PIN check.
+    Throttled,
     /// The store failed; the caller heard [`Prompt::SystemError`].
     Failed,
 }
 
-/// Runs the dialogue of one call on `line`; `caller_id` is the user part of the caller's SIP
-/// identity (From), if any. Returns when the call is to end (the caller of `run` then hangs up
-/// if the caller has not).
-pub async fn run<L: Line, M: Mailboxes>(
-    line: &mut L,
-    mailboxes: &M,
-    caller_id: Option<&str>,
-) -> Ending {
+/// Runs the dialogue of one call from `caller` on `line`. Returns when the call is to end (the
+/// caller of `run` then hangs up if the caller has not).
+pub async fn run<L: Line, M: Mailboxes>(line: &mut L, mailboxes: &M, caller: &Caller) -> Ending {
     let mut dialogue = Dialogue {
         line,
         mailboxes,
         signed_in: None,
+        addr: caller.addr,
     };
-    match dialogue.call(caller_id).await {
+    match dialogue.call(caller.id.as_deref()).await {
         Ok(ending) => ending,
         Err(Stop::HungUp) => Ending::HungUp {
             signed_in: dialogue.signed_in,
@@ -401,6 +424,7 @@ struct Dialogue<'a, L, M> {
     line: &'a mut L,
     mailboxes: &'a M,
     signed_in: Option<MailboxId>,
+    addr: Option<IpAddr>,
 }
 
 /// The outcome of the sign-in.
@@ -493,7 +517,16 @@ impl<L: Line, M: Mailboxes> Dialogue<'_, L, M> {
                     continue;
                 }
             };
-            let logon = self.mailboxes.logon(&current.user, &pin).await?;
+            let logon = match self.mailboxes.logon(&current.user, &pin, self.addr).await? {
+                SignInCheck::Checked(logon) => logon,
+                SignInCheck::Throttled => {
+                    tracing::info!(mailbox = %current.id, "phone logon refused by the throttle");
+                    return Ok(SignIn::End(
+                        self.goodbye(Prompt::TooManyTries, Ending::Throttled)
+                            .await?,
+                    ));
+                }
+            };
             match logon.check {
                 PinCheck::Ok => return Ok(SignIn::Done(Box::new(current), pin)),
                 PinCheck::OkMustChange | PinCheck::Expired => {
@@ -740,14 +773,26 @@ fn rule_said(rule: &PinRejected, min_length: u32) -> Vec<Say> {
 
 /// [`Mailboxes`] over the store and its outbox (automatic resets are mailed through it). Every
 /// store call runs on a blocking thread; PIN checks wait for an argon2 turn.
+///
+/// PIN checks go through a failed-logon throttle of their own, with the policy of the HTTP
+/// logons ([`ThrottlePolicy::default`]): keyed by the mailbox and by the calling address.
 pub struct StoreMailboxes<D> {
     outbox: Arc<Outbox<D>>,
+    throttle: Arc<Throttle>,
 }
 
 impl<D> StoreMailboxes<D> {
     /// The mailboxes of `outbox`'s store.
     pub fn new(outbox: Arc<Outbox<D>>) -> StoreMailboxes<D> {
-        StoreMailboxes { outbox }
+        StoreMailboxes::with_throttle(outbox, ThrottlePolicy::default())
+    }
+
+    /// The mailboxes of `outbox`'s store, PIN checks throttled by `policy`.
+    pub fn with_throttle(outbox: Arc<Outbox<D>>, policy: ThrottlePolicy) -> StoreMailboxes<D> {
+        StoreMailboxes {
+            outbox,
+            throttle: Arc::new(Throttle::new(policy)),
+        }
     }
 }
 
@@ -780,9 +825,26 @@ impl<D: MailDelivery + Send + Sync + 'static> Mailboxes for StoreMailboxes<D> {
             .await
     }
 
-    async fn logon(&self, user: &str, pin: &str) -> Result<phone::Logon, PhoneError> {
+    async fn logon(
+        &self,
+        user: &str,
+        pin: &str,
+        addr: Option<IpAddr>,
+    ) -> Result<SignInCheck, PhoneError> {
+        let key = self.throttle.user_key(user);
+        let client = addr.map(ClientKey::of);
+        let Ok(permit) = self.throttle.admit(key, client, false, Instant::now()) else {
+            return Ok(SignInCheck::Throttled);
+        };
         let (user, pin) = (user.to_owned(), pin.to_owned());
-        self.argon2(move |o| phone::logon(o, &user, &pin)).await
+        let logon = self.argon2(move |o| phone::logon(o, &user, &pin)).await?;
+        let right = match logon.check {
+            PinCheck::Ok | PinCheck::OkMustChange | PinCheck::Expired => Some(true),
+            PinCheck::Wrong { .. } => Some(false),
+            _ => None,
+        };
+        permit.finish(right, Instant::now());
+        Ok(SignInCheck::Checked(logon))
     }
 
     async fn change_pin(&self, user: &str, old: &str, new: &str) -> Result<PinChange, PhoneError> {
@@ -839,7 +901,7 @@ pub fn inbound<D: MailDelivery + Send + Sync + 'static>(
     let handler: InboundHandler = Arc::new(move |caller, line| {
         let mailboxes = Arc::clone(&mailboxes);
         Box::pin(async move {
-            let ending = run(line, &*mailboxes, caller.as_deref()).await;
+            let ending = run(line, &*mailboxes, &caller).await;
             tracing::info!(?ending, "subscriber access call ended");
         })
     });

@@ -583,32 +583,38 @@ fn simultaneous_callers_are_served_up_to_the_limit_and_more_are_busy() {
     let config = dir.path().join("umws.toml");
     std::fs::write(&config, format!("[telephony]\nmax_calls = {CALLS}\n")).expect("config");
     let server = Server::start_with(&["--config", config.to_str().expect("UTF-8")]);
-    server.add_mailbox("ann", "pw", &["--extension", EXTENSION]);
-    assert_eq!(
-        common::try_reset_pin(&server.base, "ann", "pw"),
-        common::Sent::Status(200)
-    );
-    let mailed = common::pin_in_mail(server.mails("ann").last().expect("a PIN mail"));
-    let out = umws(
-        &server,
-        &[
-            "pin", "set", "--user", "ann", "--old", &mailed, "--new", PIN,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let calls: Vec<(UdpSocket, Caller)> = (0..CALLS)
-        .map(|_| {
+    // One mailbox per caller (checks of one mailbox's PIN are one at a time, as HTTP logons).
+    let extensions: Vec<String> = (0..CALLS).map(|i| format!("50{i}")).collect();
+    for (i, extension) in extensions.iter().enumerate() {
+        let user = format!("user{i}");
+        server.add_mailbox(&user, "pw", &["--extension", extension]);
+        assert_eq!(
+            common::try_reset_pin(&server.base, &user, "pw"),
+            common::Sent::Status(200)
+        );
+        let mailed = common::pin_in_mail(server.mails(&user).last().expect("a PIN mail"));
+        let out = umws(
+            &server,
+            &[
+                "pin", "set", "--user", &user, "--old", &mailed, "--new", PIN,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let calls: Vec<(UdpSocket, Caller)> = extensions
+        .iter()
+        .map(|extension| {
             let rtp = rtp_socket();
             let caller = Caller::call(
                 &server,
                 "caller.xml",
                 "alice",
                 &rtp,
-                &format!("{EXTENSION}#{PIN}#"),
+                &format!("{extension}#{PIN}#"),
                 Duration::from_secs(8),
             );
             (rtp, caller)
@@ -628,7 +634,7 @@ fn simultaneous_callers_are_served_up_to_the_limit_and_more_are_busy() {
         );
     }
     // And once they ended, a call is answered again.
-    let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#___*"));
+    let heard = call_until_hung_up(&server, &format!("{}#{PIN}#___*", extensions[0]));
     assert!(
         said(&heard, Word::Prompt(Prompt::YouHave)),
         "{:?}",

@@ -31,17 +31,17 @@ fn key(c: char) -> Act {
 
 /// A caller who keys in `script` and then hangs up.
 #[derive(Default)]
-struct Caller {
+struct Script {
     script: VecDeque<Act>,
     heard: Vec<Say>,
     greetings: Vec<(MailboxId, GreetingType)>,
 }
 
-impl Caller {
-    fn new(script: Vec<Act>) -> Caller {
-        Caller {
+impl Script {
+    fn new(script: Vec<Act>) -> Script {
+        Script {
             script: script.into(),
-            ..Caller::default()
+            ..Script::default()
         }
     }
 
@@ -60,7 +60,7 @@ impl Caller {
     }
 }
 
-impl Line for Caller {
+impl Line for Script {
     async fn say(&mut self, items: Vec<Say>) -> Result<(), HungUp> {
         self.heard.extend(items);
         Ok(())
@@ -96,6 +96,15 @@ struct Setup {
 }
 
 const EXTENSION: &str = "4711";
+
+/// A throttle policy that never refuses.
+fn unthrottled() -> crate::throttle::ThrottlePolicy {
+    crate::throttle::ThrottlePolicy {
+        user_allowance: u32::MAX,
+        client_allowance: u32::MAX,
+        ..Default::default()
+    }
+}
 
 /// A store with the UM mailbox `frank` (extension 4711) whose policy resets the PIN every 2
 /// failures and locks at 5, and whose PIN was just reset (and then changed to `pin`, when
@@ -136,7 +145,8 @@ fn setup(pin: Option<&str>) -> Setup {
             PinChange::Changed
         );
     }
-    let mailboxes = StoreMailboxes::new(Arc::clone(&outbox));
+    // (the script keys in PINs faster than any phone: the throttle is tested on its own)
+    let mailboxes = StoreMailboxes::with_throttle(Arc::clone(&outbox), unthrottled());
     Setup {
         dir,
         outbox,
@@ -168,6 +178,13 @@ fn mail_count(dir: &tempfile::TempDir) -> usize {
 
 const PIN: &str = "480151";
 
+fn from(id: &str) -> super::Caller {
+    super::Caller {
+        id: Some(id.into()),
+        addr: None,
+    }
+}
+
 fn deposit(setup: &Setup, from: Option<&str>, samples: &[i16]) -> VoiceMessageInfo {
     let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
     setup
@@ -194,14 +211,14 @@ async fn right_pin_hears_the_new_messages_newest_first_and_they_become_heard() {
     let old = deposit(&s, Some("+14255550100"), &[1, 2, 3]);
     let new = deposit(&s, None, &[4, 5, 6]);
     // extension, PIN, then `#` after each message and `*` at the main menu.
-    let mut caller = Caller::new(vec![
+    let mut caller = Script::new(vec![
         digits(EXTENSION),
         digits(PIN),
         key('#'),
         key('#'),
         key('*'),
     ]);
-    let ending = run(&mut caller, &s.mailboxes, None).await;
+    let ending = run(&mut caller, &s.mailboxes, &super::Caller::default()).await;
     assert_eq!(ending, Ending::Finished(s.id));
     let heard = &caller.heard;
     let count_at = heard
@@ -233,9 +250,9 @@ async fn right_pin_hears_the_new_messages_newest_first_and_they_become_heard() {
         .iter()
         .all(|m| m.heard));
     // Heard messages are no longer new: the next call hears none.
-    let mut again = Caller::new(vec![digits(EXTENSION), digits(PIN), key('*')]);
+    let mut again = Script::new(vec![digits(EXTENSION), digits(PIN), key('*')]);
     assert_eq!(
-        run(&mut again, &s.mailboxes, None).await,
+        run(&mut again, &s.mailboxes, &super::Caller::default()).await,
         Ending::Finished(s.id)
     );
     assert!(again.heard.contains(&Say::Number(0)));
@@ -245,31 +262,31 @@ async fn right_pin_hears_the_new_messages_newest_first_and_they_become_heard() {
 #[tokio::test]
 async fn the_caller_id_stands_for_the_extension() {
     let s = setup(Some(PIN));
-    let mut caller = Caller::new(vec![digits(PIN), key('*')]);
-    let ending = run(&mut caller, &s.mailboxes, Some(EXTENSION)).await;
+    let mut caller = Script::new(vec![digits(PIN), key('*')]);
+    let ending = run(&mut caller, &s.mailboxes, &from(EXTENSION)).await;
     assert_eq!(ending, Ending::Finished(s.id));
     assert!(!caller.heard_prompt(Prompt::EnterExtension));
     // `*` at the PIN prompt asks for an extension after all.
-    let mut caller = Caller::new(vec![
+    let mut caller = Script::new(vec![
         Act::Read(Input::Star),
         digits(EXTENSION),
         digits(PIN),
         key('*'),
     ]);
-    let ending = run(&mut caller, &s.mailboxes, Some(EXTENSION)).await;
+    let ending = run(&mut caller, &s.mailboxes, &from(EXTENSION)).await;
     assert_eq!(ending, Ending::Finished(s.id));
     assert!(caller.heard_prompt(Prompt::EnterExtension));
     // A caller id that is no extension of ours is asked for the extension.
-    let mut caller = Caller::new(vec![digits(EXTENSION), digits(PIN), key('*')]);
-    run(&mut caller, &s.mailboxes, Some("999")).await;
+    let mut caller = Script::new(vec![digits(EXTENSION), digits(PIN), key('*')]);
+    run(&mut caller, &s.mailboxes, &from("999")).await;
     assert!(caller.heard_prompt(Prompt::EnterExtension));
 }
 
 #[tokio::test]
 async fn three_unknown_extensions_end_the_call() {
     let s = setup(Some(PIN));
-    let mut caller = Caller::new(vec![digits("1"), digits(""), Act::Read(Input::Timeout)]);
-    let ending = run(&mut caller, &s.mailboxes, None).await;
+    let mut caller = Script::new(vec![digits("1"), digits(""), Act::Read(Input::Timeout)]);
+    let ending = run(&mut caller, &s.mailboxes, &super::Caller::default()).await;
     assert_eq!(ending, Ending::TooManyTries);
     assert_eq!(
         caller
@@ -288,8 +305,8 @@ async fn wrong_pins_count_reset_and_mail_the_pin_which_then_forces_a_change() {
     let s = setup(Some(PIN));
     let mails = mail_count(&s.dir);
     // Two wrong PINs: the second is the policy's 2nd failure, which resets and mails the PIN.
-    let mut caller = Caller::new(vec![digits(EXTENSION), digits("111111"), digits("222222")]);
-    let ending = run(&mut caller, &s.mailboxes, None).await;
+    let mut caller = Script::new(vec![digits(EXTENSION), digits("111111"), digits("222222")]);
+    let ending = run(&mut caller, &s.mailboxes, &super::Caller::default()).await;
     assert_eq!(ending, Ending::HungUp { signed_in: None });
     assert!(caller.heard_prompt(Prompt::PinResetMailed));
     assert_eq!(mail_count(&s.dir), mails + 1);
@@ -302,7 +319,7 @@ async fn wrong_pins_count_reset_and_mail_the_pin_which_then_forces_a_change() {
         }
     );
     // The mailed PIN signs in and forces a change: mismatch, too short, then accepted.
-    let mut caller = Caller::new(vec![
+    let mut caller = Script::new(vec![
         digits(EXTENSION),
         digits(&mailed),
         digits("753951"),
@@ -313,7 +330,7 @@ async fn wrong_pins_count_reset_and_mail_the_pin_which_then_forces_a_change() {
         digits("753951"),
         key('*'),
     ]);
-    let ending = run(&mut caller, &s.mailboxes, None).await;
+    let ending = run(&mut caller, &s.mailboxes, &super::Caller::default()).await;
     assert_eq!(ending, Ending::Finished(s.id));
     let prompts = caller.prompts();
     assert!(prompts.contains(&Prompt::MustChangePin));
@@ -332,28 +349,28 @@ async fn wrong_pins_count_reset_and_mail_the_pin_which_then_forces_a_change() {
 #[tokio::test]
 async fn three_wrong_pins_end_the_call_and_failures_lock_across_calls() {
     let s = setup(Some(PIN));
-    let mut caller = Caller::new(vec![
+    let mut caller = Script::new(vec![
         digits(EXTENSION),
         digits("111111"),
         digits("222222"),
         digits("333333"),
     ]);
     assert_eq!(
-        run(&mut caller, &s.mailboxes, None).await,
+        run(&mut caller, &s.mailboxes, &super::Caller::default()).await,
         Ending::TooManyTries
     );
     // Failures 4 and 5 in a second call: locked out at 5.
-    let mut caller = Caller::new(vec![digits(EXTENSION), digits("444444"), digits("555555")]);
+    let mut caller = Script::new(vec![digits(EXTENSION), digits("444444"), digits("555555")]);
     assert_eq!(
-        run(&mut caller, &s.mailboxes, None).await,
+        run(&mut caller, &s.mailboxes, &super::Caller::default()).await,
         Ending::LockedOut(s.id)
     );
     assert!(caller.heard_prompt(Prompt::LockedOut));
     // Even the mailed PIN is refused now.
     let mailed = last_mailed_pin(&s.dir);
-    let mut caller = Caller::new(vec![digits(EXTENSION), digits(&mailed)]);
+    let mut caller = Script::new(vec![digits(EXTENSION), digits(&mailed)]);
     assert_eq!(
-        run(&mut caller, &s.mailboxes, None).await,
+        run(&mut caller, &s.mailboxes, &super::Caller::default()).await,
         Ending::LockedOut(s.id)
     );
     assert!(
@@ -371,7 +388,7 @@ async fn a_message_deleted_by_phone_is_gone_from_the_store() {
     let s = setup(Some(PIN));
     let keep = deposit(&s, Some("100"), &[1]);
     let gone = deposit(&s, Some("200"), &[2]);
-    let mut caller = Caller::new(vec![
+    let mut caller = Script::new(vec![
         digits(EXTENSION),
         digits(PIN),
         key('7'),
@@ -380,7 +397,7 @@ async fn a_message_deleted_by_phone_is_gone_from_the_store() {
         key('#'),
         key('*'),
     ]);
-    let ending = run(&mut caller, &s.mailboxes, None).await;
+    let ending = run(&mut caller, &s.mailboxes, &super::Caller::default()).await;
     assert_eq!(ending, Ending::Finished(s.id));
     assert!(caller.heard_prompt(Prompt::MessageDeleted));
     assert!(caller.heard_prompt(Prompt::InvalidKey));
@@ -402,16 +419,16 @@ async fn a_message_deleted_by_phone_is_gone_from_the_store() {
 async fn hanging_up_mid_pin_or_mid_message_leaves_the_store_consistent() {
     let s = setup(Some(PIN));
     deposit(&s, Some("100"), &[1]);
-    let mut caller = Caller::new(vec![digits(EXTENSION)]);
+    let mut caller = Script::new(vec![digits(EXTENSION)]);
     assert_eq!(
-        run(&mut caller, &s.mailboxes, None).await,
+        run(&mut caller, &s.mailboxes, &super::Caller::default()).await,
         Ending::HungUp { signed_in: None }
     );
     assert_eq!(check(&s, PIN), PinCheck::Ok, "no failure counted");
     // Hung up at the first message's menu: it was heard, nothing else changed.
-    let mut caller = Caller::new(vec![digits(EXTENSION), digits(PIN)]);
+    let mut caller = Script::new(vec![digits(EXTENSION), digits(PIN)]);
     assert_eq!(
-        run(&mut caller, &s.mailboxes, None).await,
+        run(&mut caller, &s.mailboxes, &super::Caller::default()).await,
         Ending::HungUp {
             signed_in: Some(s.id)
         }
@@ -424,7 +441,7 @@ async fn hanging_up_mid_pin_or_mid_message_leaves_the_store_consistent() {
 #[tokio::test]
 async fn the_main_menu_reaches_the_greeting_and_the_pin_change() {
     let s = setup(Some(PIN));
-    let mut caller = Caller::new(vec![
+    let mut caller = Script::new(vec![
         digits(EXTENSION),
         digits(PIN),
         key('3'),
@@ -436,11 +453,45 @@ async fn the_main_menu_reaches_the_greeting_and_the_pin_change() {
         Act::Key(None),
         Act::Key(None),
     ]);
-    let ending = run(&mut caller, &s.mailboxes, None).await;
+    let ending = run(&mut caller, &s.mailboxes, &super::Caller::default()).await;
     assert_eq!(ending, Ending::Finished(s.id));
     assert_eq!(caller.greetings, [(s.id, GreetingType::OofCustom)]);
     assert_eq!(check(&s, "258036"), PinCheck::Ok);
     assert!(matches!(check(&s, PIN), PinCheck::Wrong { .. }));
+}
+
+#[tokio::test]
+async fn pins_keyed_faster_than_the_throttle_allows_end_the_call_uncounted() {
+    let s = setup(Some(PIN));
+    let throttled = StoreMailboxes::with_throttle(
+        Arc::clone(&s.outbox),
+        crate::throttle::ThrottlePolicy::default(),
+    );
+    let caller = super::Caller {
+        id: None,
+        addr: Some("192.0.2.7".parse().unwrap()),
+    };
+    let mut script = Script::new(vec![
+        digits(EXTENSION),
+        digits("111111"),
+        digits("222222"),
+        digits("333333"),
+    ]);
+    // The policy lets a user fail once unthrottled; the second failure opens a window, and a
+    // PIN keyed in inside it is refused unchecked (and not counted).
+    assert_eq!(
+        run(&mut script, &throttled, &caller).await,
+        Ending::Throttled
+    );
+    assert!(script.heard_prompt(Prompt::TooManyTries));
+    let failures = s
+        .outbox
+        .store()
+        .mailbox("frank")
+        .unwrap()
+        .unwrap()
+        .failed_logon_count;
+    assert_eq!(failures, 2);
 }
 
 #[test]

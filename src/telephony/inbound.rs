@@ -30,7 +30,7 @@ use super::session::{Ended, Limits, SendStats, Session};
 use super::GreetingSession;
 use crate::store::voicemail::GreetingType;
 use crate::store::MailboxId;
-use crate::subscriber::{recordings, speech, HungUp, Input, Line, Say};
+use crate::subscriber::{recordings, speech, Caller, HungUp, Input, Line, Say};
 
 /// How long a caller has for the first key of an entry or a menu choice.
 pub const FIRST_KEY_WAIT: Duration = Duration::from_secs(8);
@@ -42,12 +42,10 @@ const ACK_WAIT: Duration = Duration::from_secs(32);
 /// A future borrowed for `'a`, as the handlers return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// What runs on an answered inbound call: given the caller id (the user part of the From URI)
-/// and the line, it returns when the call is to end.
+/// What runs on an answered inbound call: given the caller (the user part of the From URI and
+/// the address the INVITE came from) and the line, it returns when the call is to end.
 pub type InboundHandler = Arc<
-    dyn for<'x, 'l, 'a> Fn(Option<String>, &'x mut SessionLine<'l, 'a>) -> BoxFuture<'x, ()>
-        + Send
-        + Sync,
+    dyn for<'x, 'l, 'a> Fn(Caller, &'x mut SessionLine<'l, 'a>) -> BoxFuture<'x, ()> + Send + Sync,
 >;
 
 /// The greeting menu of a mailbox for one greeting type (its current greeting and where a
@@ -113,12 +111,15 @@ pub(super) async fn answer(
         return;
     }
     let _active = Active(Arc::clone(&state));
-    let caller = tx
-        .original
-        .from_header()
-        .ok()
-        .and_then(|from| from.uri().ok())
-        .and_then(|uri| uri.user().map(str::to_owned));
+    let caller = Caller {
+        id: tx
+            .original
+            .from_header()
+            .ok()
+            .and_then(|from| from.uri().ok())
+            .and_then(|uri| uri.user().map(str::to_owned)),
+        addr: source_ip(&tx.original),
+    };
     let offer = match media::parse_answer(&tx.original.body) {
         Ok(offer) => offer,
         Err(e) => {
@@ -196,6 +197,24 @@ pub(super) async fn answer(
         }
     }
     dialogs.remove_dialog(&dialog.id());
+}
+
+/// The IP address a request came from: its top Via's `received` (which the SIP stack adds for
+/// the packet's source), else the Via's sent-by host.
+fn source_ip(request: &rsipstack::sip::Request) -> Option<std::net::IpAddr> {
+    let via = request.via_header().ok()?.value().to_owned();
+    let params = via.split(';').skip(1);
+    for param in params {
+        if let Some(ip) = param.trim().strip_prefix("received=") {
+            return ip.trim().parse().ok();
+        }
+    }
+    let sent_by = via.split(';').next()?.split_whitespace().nth(1)?;
+    let host = sent_by.rsplit_once(':').map_or(sent_by, |(host, _)| host);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// A telephone line over the media session of an answered inbound call: prompts and words
