@@ -230,6 +230,7 @@ pub fn build_server_with_telephony(
         telephony.answer_calls(crate::subscriber::inbound(
             Arc::clone(service.outbox()),
             config.telephony.max_calls,
+            config.telephony.subscriber_access.clone(),
         ));
         service = service.with_telephony(telephony);
     }

@@ -476,6 +476,9 @@ pub struct TelephonyFile {
     pub max_calls: Option<usize>,
     /// The most calls of one user at once.
     pub max_calls_per_user: Option<usize>,
+    /// The numbers or URIs (the Request-URI's user part, or the whole `sip:` URI) that reach
+    /// subscriber access; empty or absent: every inbound call.
+    pub subscriber_access: Option<Vec<String>>,
     /// The dial plan.
     pub dial_plan: Option<DialPlanFile>,
 }
@@ -597,6 +600,9 @@ pub struct TelephonyConfig {
     pub max_calls: usize,
     /// The most calls of one user at once.
     pub max_calls_per_user: usize,
+    /// The numbers or `sip:` URIs an inbound call must be addressed to, to reach subscriber
+    /// access (empty: any).
+    pub subscriber_access: Vec<String>,
     /// The dial plan (its `route` is the domain, else the outbound proxy).
     pub dial_plan: DialPlan,
 }
@@ -617,9 +623,34 @@ impl Default for TelephonyConfig {
             no_rtp_timeout: Some(Duration::from_secs(60)),
             max_calls: 100,
             max_calls_per_user: 5,
+            subscriber_access: Vec::new(),
             dial_plan: DialPlan::default(),
         }
     }
+}
+
+/// The `subscriber_access` entries: each a number (digits, an optional leading `+`) or a
+/// `sip:` URI, trimmed.
+fn subscriber_access(entries: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    entries
+        .into_iter()
+        .map(|entry| {
+            let entry = entry.trim().to_owned();
+            let number = entry.strip_prefix('+').unwrap_or(&entry);
+            let is_number = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
+            let is_uri = entry.len() > 4
+                && entry[..4].eq_ignore_ascii_case("sip:")
+                && !entry.contains(char::is_whitespace);
+            if is_number || is_uri {
+                Ok(entry)
+            } else {
+                Err(invalid(
+                    "telephony.subscriber_access",
+                    format!("{entry:?} is neither a number nor a sip: URI"),
+                ))
+            }
+        })
+        .collect()
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -772,6 +803,7 @@ impl TelephonyFile {
             },
             max_calls: self.max_calls.unwrap_or(d.max_calls),
             max_calls_per_user: self.max_calls_per_user.unwrap_or(d.max_calls_per_user),
+            subscriber_access: subscriber_access(self.subscriber_access.unwrap_or_default())?,
             dial_plan,
         })
     }
@@ -1140,5 +1172,20 @@ mod tests {
                 .contains("UMWS_TEST_SURELY_UNSET_VAR is not set"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn subscriber_access_takes_numbers_and_sip_uris_only() {
+        let parse = |value: &str| {
+            toml::from_str::<TelephonyFile>(&format!("subscriber_access = {value}"))
+                .expect("TOML")
+                .settings()
+        };
+        let t = parse(r#"[" +4000 ", "sip:vm@example.com", "4711"]"#).expect("valid");
+        assert_eq!(t.subscriber_access, ["+4000", "sip:vm@example.com", "4711"]);
+        assert!(parse(r#"["voice mail"]"#).is_err());
+        assert!(parse(r#"[""]"#).is_err());
+        assert!(parse(r#"["sip:"]"#).is_err());
+        assert!(parse("[]").expect("valid").subscriber_access.is_empty());
     }
 }

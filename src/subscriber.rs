@@ -890,10 +890,11 @@ impl<D: MailDelivery + Send + Sync + 'static> Mailboxes for StoreMailboxes<D> {
 
 /// How the SIP agent answers inbound calls: the dialogue of this module over `outbox`'s store
 /// (automatic PIN resets mailed through it), its greeting menu saving to that store; at most
-/// `max_calls` at once.
+/// `max_calls` at once, only calls to `numbers` (all when empty).
 pub fn inbound<D: MailDelivery + Send + Sync + 'static>(
     outbox: Arc<Outbox<D>>,
     max_calls: usize,
+    numbers: Vec<String>,
 ) -> crate::telephony::Inbound {
     use crate::telephony::{GreetingSession, InboundHandler, SaveError, SaveGreeting};
     let store = outbox.store().clone();
@@ -936,6 +937,7 @@ pub fn inbound<D: MailDelivery + Send + Sync + 'static>(
         handler,
         greetings,
         max_calls,
+        numbers,
     }
 }
 

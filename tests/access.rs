@@ -48,6 +48,19 @@ impl Caller {
         keys: &str,
         hold: Duration,
     ) -> Caller {
+        let fill = [("@CALLER@", caller), ("@CALLED@", "voicemail")];
+        Caller::start(server, scenario, &fill, rtp, keys, hold)
+    }
+
+    /// sipp with `scenario`, its placeholders filled with `fill` and the call's.
+    fn start(
+        server: &Server,
+        scenario: &str,
+        fill: &[(&str, &str)],
+        rtp: &UdpSocket,
+        keys: &str,
+        hold: Duration,
+    ) -> Caller {
         let sip = server.sip.expect("calls on");
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/sip/access")
@@ -59,9 +72,11 @@ impl Caller {
             '_' => Step::Pause(Duration::from_secs(1)),
             key => Step::Key(key),
         }));
-        let text = std::fs::read_to_string(&path)
-            .expect("the scenario")
-            .replace("@CALLER@", caller)
+        let mut text = std::fs::read_to_string(&path).expect("the scenario");
+        for (key, value) in fill {
+            text = text.replace(key, value);
+        }
+        let text = text
             .replace(
                 "@RTP_PORT@",
                 &rtp.local_addr().expect("RTP").port().to_string(),
@@ -120,6 +135,17 @@ impl Drop for Caller {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A call to `called` that umws answers `status` (`refused.xml`).
+fn refused(server: &Server, called: &str, status: &str) {
+    let rtp = rtp_socket();
+    let fill = [
+        ("@CALLER@", "bob"),
+        ("@CALLED@", called),
+        ("@STATUS@", status),
+    ];
+    Caller::start(server, "refused.xml", &fill, &rtp, "", Duration::ZERO).completed();
 }
 
 /// The test's RTP socket (what umws says arrives here).
@@ -623,7 +649,7 @@ fn simultaneous_callers_are_served_up_to_the_limit_and_more_are_busy() {
     // While they are on the line, one more is busy.
     std::thread::sleep(Duration::from_secs(3));
     let extra = rtp_socket();
-    Caller::call(&server, "busy.xml", "bob", &extra, "", Duration::ZERO).completed();
+    refused(&server, "voicemail", "486");
     for (rtp, caller) in calls {
         let heard = heard(&rtp);
         caller.completed();
@@ -637,6 +663,37 @@ fn simultaneous_callers_are_served_up_to_the_limit_and_more_are_busy() {
     let heard = call_until_hung_up(&server, &format!("{}#{PIN}#___*", extensions[0]));
     assert!(
         said(&heard, Word::Prompt(Prompt::YouHave)),
+        "{:?}",
+        prompts(&heard)
+    );
+}
+
+#[test]
+fn subscriber_access_can_be_restricted_to_its_numbers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("umws.toml");
+    std::fs::write(
+        &config,
+        "[telephony]\nsubscriber_access = [\"4000\", \"+14255550199\"]\n",
+    )
+    .expect("config");
+    let server = Server::start_with(&["--config", config.to_str().expect("UTF-8")]);
+    refused(&server, "voicemail", "404");
+    refused(&server, "4001", "404");
+    let rtp = rtp_socket();
+    let fill = [("@CALLER@", "alice"), ("@CALLED@", "+14255550199")];
+    let caller = Caller::start(
+        &server,
+        "caller.xml",
+        &fill,
+        &rtp,
+        "",
+        Duration::from_secs(3),
+    );
+    let heard = heard(&rtp);
+    caller.completed();
+    assert!(
+        said(&heard, Word::Prompt(Prompt::Welcome)),
         "{:?}",
         prompts(&heard)
     );

@@ -63,6 +63,28 @@ pub struct Inbound {
     pub greetings: GreetingMenus,
     /// The most inbound calls at once.
     pub max_calls: usize,
+    /// The numbers or `sip:` URIs a call must be addressed to (its Request-URI's user part, or
+    /// the whole URI); empty: any. Others are answered 404.
+    pub numbers: Vec<String>,
+}
+
+impl Inbound {
+    /// Whether a call to `uri` is ours.
+    fn answers(&self, uri: &rsipstack::sip::Uri) -> bool {
+        if self.numbers.is_empty() {
+            return true;
+        }
+        let whole = uri.to_string();
+        let whole = whole.split(';').next().unwrap_or(&whole);
+        let user = uri.user().unwrap_or("");
+        self.numbers.iter().any(|n| {
+            if n.len() > 4 && n[..4].eq_ignore_ascii_case("sip:") {
+                n.eq_ignore_ascii_case(whole)
+            } else {
+                n == user
+            }
+        })
+    }
 }
 
 impl std::fmt::Debug for Inbound {
@@ -104,6 +126,10 @@ pub(super) async fn answer(
         let _ = tx.reply(StatusCode::TemporarilyUnavailable).await;
         return;
     };
+    if !inbound.answers(&tx.original.uri) {
+        let _ = tx.reply(StatusCode::NotFound).await;
+        return;
+    }
     if state.active.fetch_add(1, Ordering::AcqRel) >= inbound.max_calls {
         state.active.fetch_sub(1, Ordering::AcqRel);
         tracing::info!("inbound call refused: the limit of simultaneous calls is reached");
