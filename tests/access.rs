@@ -648,7 +648,6 @@ fn simultaneous_callers_are_served_up_to_the_limit_and_more_are_busy() {
         .collect();
     // While they are on the line, one more is busy.
     std::thread::sleep(Duration::from_secs(3));
-    let extra = rtp_socket();
     refused(&server, "voicemail", "486");
     for (rtp, caller) in calls {
         let heard = heard(&rtp);
