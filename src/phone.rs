@@ -1,6 +1,7 @@
 //! The telephone side of the PIN lifecycle: the phone logon (with the automatic reset after
-//! `LogonFailuresBeforePINReset` failures) and the PIN change. This server has no telephone
-//! user interface; `umws pin check` and `umws pin set` stand in for it, and use these.
+//! `LogonFailuresBeforePINReset` failures) and the PIN change. The subscriber access dialogue
+//! of an inbound call (`crate::subscriber`) uses these, as do `umws pin check` and
+//! `umws pin set`.
 //!
 //! The rules (UM-SPEC.md, "PIN policy"):
 //! * every wrong PIN counts a failure; a right one clears the count;
