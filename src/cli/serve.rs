@@ -340,6 +340,12 @@ pub(crate) fn print_banner(
             "  umws pin check --data {} --user {DEMO_USER} --pin <PIN from the mail>",
             data.display()
         );
+        if let Some(Listening { addr, .. }) = sip {
+            println!(
+                "  call sip:voicemail@{addr} from a softphone: extension 12345 #, \
+                 then the PIN from the mail # and a new PIN"
+            );
+        }
         println!("(with cargo: replace `umws` by `cargo run --release --`)");
         println!(
             "(the password is printed this once; it stays in {}. \
