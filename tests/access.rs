@@ -697,3 +697,25 @@ fn subscriber_access_can_be_restricted_to_its_numbers() {
         prompts(&heard)
     );
 }
+
+#[test]
+fn a_caller_id_that_is_an_extension_is_asked_only_for_the_pin() {
+    let server = server_with_ann();
+    let rtp = rtp_socket();
+    let caller = Caller::call(
+        &server,
+        "hung_up.xml",
+        EXTENSION,
+        &rtp,
+        &format!("{PIN}#___*"),
+        Duration::from_secs(60),
+    );
+    let heard = heard(&rtp);
+    caller.completed();
+    // (had the extension been asked for, the PIN would have been taken for one, and refused)
+    assert!(
+        said(&heard, Word::Prompt(Prompt::YouHave)),
+        "{:?}",
+        prompts(&heard)
+    );
+}
