@@ -428,7 +428,7 @@ fn five_wrong_pins_mail_a_new_pin_which_signs_in_and_must_be_changed() {
     // The mailed PIN signs in and forces a change: the new PIN twice, then `*` ends.
     let heard = call_until_hung_up(
         &server,
-        &format!("{EXTENSION}#{mailed}#__258036#258036#___*"),
+        &format!("{EXTENSION}#{mailed}#____258036#258036#_____*"),
     );
     assert!(
         said(&heard, Word::Prompt(Prompt::MustChangePin)),
@@ -460,7 +460,7 @@ fn after_a_reset_pin_the_mailed_pin_forces_a_change_refused_by_the_policy_first(
     // 123456 breaks the common-pattern rule; 4712... starts with the extension; then a good one.
     let heard = call_until_hung_up(
         &server,
-        &format!("{EXTENSION}#{mailed}#__123456#123456#_____471290#471290#____369258#369258#___*"),
+        &format!("{EXTENSION}#{mailed}#____123456#123456#_______471290#471290#______369258#369258#_____*"),
     );
     assert!(
         said(&heard, Word::Prompt(Prompt::MustChangePin)),
@@ -529,7 +529,7 @@ fn max_logon_attempts_across_calls_lock_out_until_unlocked() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#___*"));
+    let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#_____*"));
     assert!(
         said(&heard, Word::Prompt(Prompt::YouHave)),
         "{:?}",
@@ -545,7 +545,7 @@ fn a_message_deleted_by_phone_is_gone_from_the_listing() {
     assert_eq!(list(&server).lines().count(), 1);
     // (keys typed ahead skip the prompts: 7 deletes the only message, then `*` at the main
     // menu ends the call)
-    let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#7_*"));
+    let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#7____*"));
     assert!(
         said(&heard, Word::Prompt(Prompt::MessageDeleted)),
         "{:?}",
@@ -594,7 +594,7 @@ fn hanging_up_mid_pin_or_mid_message_leaves_everything_consistent() {
         "{:?}",
         prompts(&heard)
     );
-    let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#___*"));
+    let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#_____*"));
     assert!(
         said(&heard, Word::Prompt(Prompt::YouHave)),
         "{:?}",
@@ -641,7 +641,7 @@ fn simultaneous_callers_are_served_up_to_the_limit_and_more_are_busy() {
                 "alice",
                 &rtp,
                 &format!("{extension}#{PIN}#"),
-                Duration::from_secs(8),
+                Duration::from_secs(12),
             );
             (rtp, caller)
         })
@@ -659,7 +659,7 @@ fn simultaneous_callers_are_served_up_to_the_limit_and_more_are_busy() {
         );
     }
     // And once they ended, a call is answered again.
-    let heard = call_until_hung_up(&server, &format!("{}#{PIN}#___*", extensions[0]));
+    let heard = call_until_hung_up(&server, &format!("{}#{PIN}#_____*", extensions[0]));
     assert!(
         said(&heard, Word::Prompt(Prompt::YouHave)),
         "{:?}",
@@ -707,7 +707,7 @@ fn a_caller_id_that_is_an_extension_is_asked_only_for_the_pin() {
         "hung_up.xml",
         EXTENSION,
         &rtp,
-        &format!("{PIN}#___*"),
+        &format!("{PIN}#_____*"),
         Duration::from_secs(60),
     );
     let heard = heard(&rtp);
