@@ -25,6 +25,20 @@
 //!
 //! User names are kept as keyed digests of their normalised form ([`UserKey`]), so an entry
 //! is small whatever the name's length. The answer never says which part was wrong.
+//!
+//! # Several instances on one PostgreSQL database
+//!
+//! On the PostgreSQL store ([`Throttle::with_store`]) a user name's failure count and window
+//! are the database's (the table `http_throttle`, keyed by the digest, whose key is then the
+//! database's too, so every instance digests a name alike): every verified failure, on any
+//! instance, is counted there in one transaction under the row's lock, and an attempt that
+//! needs a verification first reads the name's window there. So a guesser spreading its
+//! attempts over N instances is refused after as many failures as against one, for as long.
+//! A success anywhere clears the count. A cached password ([`Throttle::admit_verified`]) is
+//! checked against a copy of the open windows that each instance reads every
+//! [`SHARED_POLL`] (so within that bound of a window opening elsewhere, the cache is no
+//! oracle there either); the rest stays per instance: verifications in flight (one per user
+//! name per instance) and the per-client counters. On SQLite nothing of this applies.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -36,7 +50,12 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::store::normalize_user;
+use crate::store::postgres::PgStore;
+use crate::store::{normalize_user, Store, StoreError};
+
+/// How often an instance on a shared database copies the open windows of every instance
+/// (see the module docs).
+pub const SHARED_POLL: Duration = Duration::from_millis(100);
 
 /// The settings of a [`Throttle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +201,8 @@ pub struct Throttle {
     /// Entries in `tables`, readable without the lock: when nothing has failed and nothing is
     /// being verified (the usual case), a cached logon costs no lock at all.
     entries: AtomicUsize,
+    /// The database that holds the user names' counters of all instances, if shared.
+    shared: Option<PgStore>,
 }
 
 impl Default for Throttle {
@@ -200,7 +221,35 @@ impl Throttle {
             key,
             tables: Mutex::new(Tables::default()),
             entries: AtomicUsize::new(0),
+            shared: None,
         }
+    }
+
+    /// This throttle with its user names' counters kept in `store` when that is a PostgreSQL
+    /// store, shared with every instance on it (see the module docs); on SQLite, unchanged.
+    pub fn with_store(mut self, store: &Store) -> Self {
+        if let Some(pg) = store.as_postgres() {
+            self.key = pg.throttle_key();
+            self.shared = Some(pg.clone());
+        }
+        self
+    }
+
+    /// Whether the counters of user names are shared with other instances.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// The time left in `user`'s window as the shared database has it (`None`: closed, or not
+    /// shared). Reads the database on a blocking thread; call it before [`admit_shared`]
+    /// (Self::admit_shared).
+    pub async fn shared_window(&self, user: UserKey) -> Result<Option<Duration>, StoreError> {
+        let Some(store) = self.shared.clone() else {
+            return Ok(None);
+        };
+        tokio::task::spawn_blocking(move || store.throttle_window(&user.0))
+            .await
+            .map_err(|e| StoreError::DatabaseUnavailable(Box::new(e)))?
     }
 
     /// The policy.
@@ -237,6 +286,14 @@ impl Throttle {
     /// Whether nothing is remembered (then every attempt is admitted).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The window of a user name after `failures` failures.
+    fn user_window(&self, failures: u32) -> Duration {
+        match failures.checked_sub(self.policy.user_allowance) {
+            Some(n) if n > 0 => self.window(n),
+            _ => Duration::ZERO,
+        }
     }
 
     /// The window after `n` counted failures (`n` >= 1).
@@ -288,7 +345,25 @@ impl Throttle {
         known_wrong: bool,
         now: Instant,
     ) -> Result<Permit, Refusal> {
+        self.admit_shared(user, client, known_wrong, None, now)
+    }
+
+    /// [`admit`](Self::admit), also refused while `shared` (the window the shared database
+    /// has for `user`, [`shared_window`](Self::shared_window)) is open.
+    pub fn admit_shared(
+        self: &Arc<Self>,
+        user: UserKey,
+        client: Option<ClientKey>,
+        known_wrong: bool,
+        shared: Option<Duration>,
+        now: Instant,
+    ) -> Result<Permit, Refusal> {
         let mut tables = self.tables();
+        if let Some(left) = shared.filter(|left| !left.is_zero()) {
+            self.mirror(&mut tables, user, 0, left, now);
+            self.publish(&tables);
+            return Err(Refusal { retry_after: left });
+        }
         if let Some(u) = tables.users.get(&user) {
             if u.busy {
                 return Err(Refusal {
@@ -319,6 +394,8 @@ impl Throttle {
                 if known_wrong {
                     self.count_user_failure(&mut tables, user, now);
                     self.publish(&tables);
+                    drop(tables);
+                    self.count_shared_failure_later(user);
                 }
                 return Err(Refusal { retry_after });
             }
@@ -372,10 +449,85 @@ impl Throttle {
         }
         u.failures = u.failures.saturating_add(1);
         u.last = now;
-        u.until = match u.failures.checked_sub(self.policy.user_allowance) {
-            Some(n) if n > 0 => now + self.window(n),
-            _ => now,
+        u.until = now + self.user_window(u.failures);
+    }
+
+    /// Takes what the shared database has for `user` (`failures` counted, a window of `left`)
+    /// into this instance's table, never shortening a window.
+    fn mirror(
+        &self,
+        tables: &mut Tables,
+        user: UserKey,
+        failures: u32,
+        left: Duration,
+        now: Instant,
+    ) {
+        if !tables.users.contains_key(&user) {
+            self.make_room(tables, now);
+        }
+        let u = tables.users.entry(user).or_insert(UserEntry {
+            failures: 0,
+            last: now,
+            until: now,
+            busy: false,
+        });
+        u.failures = u.failures.max(failures).max(1);
+        u.last = now;
+        u.until = u.until.max(now + left);
+    }
+
+    /// Counts a failure of `user` in the shared database (when shared); what it opened there
+    /// is taken into this instance's table. A database that fails leaves the count to this
+    /// instance (logged).
+    fn count_shared_failure(&self, user: UserKey) {
+        let Some(store) = &self.shared else {
+            return;
         };
+        match store
+            .throttle_count_failure(&user.0, self.policy.forget_after, |n| self.user_window(n))
+        {
+            Ok(counted) => {
+                let now = Instant::now();
+                let mut tables = self.tables();
+                self.mirror(&mut tables, user, counted.failures, counted.window, now);
+                if let Some(u) = tables.users.get_mut(&user) {
+                    // The database's count is the one of all instances (a success elsewhere
+                    // may have cleared it since this instance last looked).
+                    u.failures = counted.failures;
+                    u.until = now + counted.window;
+                }
+                self.publish(&tables);
+            }
+            Err(e) => tracing::warn!(
+                error = %crate::fault::ErrorChain(&e),
+                "cannot count a failed logon in the shared database; counted here only"
+            ),
+        }
+    }
+
+    /// [`count_shared_failure`](Self::count_shared_failure) on a blocking thread, for callers
+    /// that hold a lock.
+    fn count_shared_failure_later(self: &Arc<Self>, user: UserKey) {
+        if self.shared.is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let throttle = Arc::clone(self);
+        runtime.spawn_blocking(move || throttle.count_shared_failure(user));
+    }
+
+    /// Clears the shared count of `user` (its password was right).
+    fn clear_shared(&self, user: UserKey) {
+        if let Some(store) = &self.shared {
+            if let Err(e) = store.throttle_clear(&user.0) {
+                tracing::warn!(
+                    error = %crate::fault::ErrorChain(&e),
+                    "cannot clear a user's failed logons in the shared database"
+                );
+            }
+        }
     }
 
     fn count_client_failure(
@@ -409,6 +561,25 @@ impl Throttle {
     /// password was right, `Some(false)` wrong, `None` the check itself failed (nothing is
     /// counted).
     fn finish(&self, user: UserKey, client: Option<ClientKey>, right: Option<bool>, now: Instant) {
+        // The database first, without the lock (the local count follows below, then the
+        // database's count, which includes it, is taken over).
+        let shared_failure = right == Some(false) && self.shared.is_some();
+        if right == Some(true) {
+            self.clear_shared(user);
+        }
+        self.finish_local(user, client, right, now);
+        if shared_failure {
+            self.count_shared_failure(user);
+        }
+    }
+
+    fn finish_local(
+        &self,
+        user: UserKey,
+        client: Option<ClientKey>,
+        right: Option<bool>,
+        now: Instant,
+    ) {
         let mut tables = self.tables();
         if let Some(u) = tables.users.get_mut(&user) {
             u.busy = false;
@@ -498,6 +669,9 @@ impl Throttle {
         };
         let throttle: Weak<Self> = Arc::downgrade(self);
         let every = self.policy.sweep_every.max(Duration::from_millis(1));
+        if self.shared.is_some() {
+            runtime.spawn(poll_shared(Weak::clone(&throttle)));
+        }
         runtime.spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -508,6 +682,18 @@ impl Throttle {
                 };
                 if !throttle.is_empty() {
                     throttle.sweep(Instant::now());
+                }
+                if let Some(store) = throttle.shared.clone() {
+                    let forget_after = throttle.policy.forget_after;
+                    let swept =
+                        tokio::task::spawn_blocking(move || store.throttle_sweep(forget_after))
+                            .await;
+                    if let Ok(Err(e)) = swept {
+                        tracing::debug!(
+                            error = %crate::fault::ErrorChain(&e),
+                            "cannot drop forgotten failed logons from the shared database"
+                        );
+                    }
                 }
             }
         });
@@ -526,6 +712,39 @@ impl Throttle {
             .filter(|c| c.failures > self.policy.client_allowance)
             .map_or(Duration::ZERO, |c| c.until.saturating_duration_since(now));
         user_left.max(client_left)
+    }
+}
+
+/// Copies the windows open in the shared database into the throttle's table every
+/// [`SHARED_POLL`], until the throttle is dropped.
+async fn poll_shared(throttle: Weak<Throttle>) {
+    let mut ticks = tokio::time::interval(SHARED_POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(store) = throttle.upgrade().and_then(|t| t.shared.clone()) else {
+            break;
+        };
+        let open = tokio::task::spawn_blocking(move || store.throttle_open_windows()).await;
+        let Some(throttle) = throttle.upgrade() else {
+            break;
+        };
+        match open {
+            Ok(Ok(open)) if !open.is_empty() => {
+                let now = Instant::now();
+                let mut tables = throttle.tables();
+                for (key, failures, left) in open {
+                    throttle.mirror(&mut tables, UserKey(key), failures, left, now);
+                }
+                throttle.publish(&tables);
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(
+                error = %crate::fault::ErrorChain(&e),
+                "cannot read the shared failed-logon windows"
+            ),
+            Err(_) => {}
+        }
     }
 }
 

@@ -28,6 +28,7 @@ mod pins;
 mod schema;
 #[cfg(test)]
 pub(crate) mod test_support;
+mod throttle;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -46,6 +47,7 @@ use super::private::{check_data_dir, private_entries};
 use super::spool::Spool;
 use super::{hash_secret, verify_secret, HashCost, MailboxId, PinWorkHook, ResetLimit, StoreError};
 pub use schema::MIGRATIONS;
+pub use throttle::SharedFailures;
 
 /// The environment variable naming a file whose content is the database password, used when
 /// the URL has none.
@@ -244,6 +246,8 @@ struct Shared {
     _stop_listener: tokio::sync::oneshot::Sender<()>,
     /// This process's name in the outbox's leases.
     instance: String,
+    /// The key of the failed-logon throttle's user name digests (`throttle.rs`).
+    throttle_key: [u8; 32],
 }
 
 /// The PostgreSQL mailbox store. Cheap to clone; all clones share one pool of connections.
@@ -301,6 +305,20 @@ impl PgStore {
             let config = config.clone();
             on_runtime(async move { schema::migrate(&config).await })?;
         }
+        let throttle_key = {
+            let pool = pool.clone();
+            on_runtime(async move {
+                let conn = pool.get().await.map_err(unavailable)?;
+                let key: Vec<u8> = conn
+                    .query_one("SELECT key FROM http_throttle_key", &[])
+                    .await?
+                    .try_get(0)?;
+                <[u8; 32]>::try_from(key.as_slice()).map_err(|_| StoreError::InvalidInput {
+                    field: "stored throttle key",
+                    reason: "not 32 bytes",
+                })
+            })?
+        };
         let signals = Arc::new(Signals {
             version: AtomicU64::new(0),
             listening: AtomicBool::new(false),
@@ -322,6 +340,7 @@ impl PgStore {
                     std::process::id(),
                     uuid::Uuid::new_v4().simple()
                 ),
+                throttle_key,
             }),
             cost: HashCost::default(),
             pin_work_hook: None,
