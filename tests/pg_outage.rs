@@ -128,8 +128,27 @@ type Seen = Vec<(
     Duration,
 )>;
 
+/// How the database goes away and comes back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outage {
+    /// `pg_ctl stop -m fast`, then `pg_ctl start`: connections are closed, new ones refused.
+    Stopped,
+    /// Every server process stopped with SIGSTOP, then SIGCONT: connections stay open and
+    /// nothing answers, as with a hung server (the store's bounded waits must answer).
+    Frozen,
+}
+
 #[test]
 fn database_stopped_under_load_gets_clear_answers_and_service_resumes() {
+    outage(Outage::Stopped);
+}
+
+#[test]
+fn database_frozen_under_load_gets_answers_within_the_bound_and_service_resumes() {
+    outage(Outage::Frozen);
+}
+
+fn outage(kind: Outage) {
     let cluster = PrivateCluster::start(common::apt_install).expect("a private cluster");
     let url = cluster.url.clone();
     let data = tempfile::tempdir().unwrap();
@@ -198,15 +217,22 @@ fn database_stopped_under_load_gets_clear_answers_and_service_resumes() {
         wait_until(Duration::from_secs(60), || count(UP, true) >= 8),
         "the service did not serve before the outage"
     );
-    cluster.stop_server().unwrap();
+    match kind {
+        Outage::Stopped => cluster.stop_server().unwrap(),
+        Outage::Frozen => cluster.signal_all("STOP").unwrap(),
+    }
     phase.store(DOWN, Ordering::SeqCst);
     // Down for a while: several rounds of requests, each meeting the database gone.
     std::thread::sleep(Duration::from_secs(3));
     assert!(
-        wait_until(Duration::from_secs(60), || count(DOWN, false) >= 12),
+        wait_until(Duration::from_secs(90), || count(DOWN, false)
+            >= if kind == Outage::Stopped { 12 } else { 4 }),
         "requests while the database is down were not answered"
     );
-    cluster.start_server().unwrap();
+    match kind {
+        Outage::Stopped => cluster.start_server().unwrap(),
+        Outage::Frozen => cluster.signal_all("CONT").unwrap(),
+    }
     phase.store(BACK, Ordering::SeqCst);
     // Both operations through both instances, without a restart of either.
     for base in &bases {

@@ -461,8 +461,37 @@ impl PrivateCluster {
     }
 }
 
+impl PrivateCluster {
+    /// Sends `signal` (`STOP`, `CONT`) to the server and all its processes: `STOP` freezes
+    /// it as a hung machine would (connections stay open, nothing answers).
+    pub fn signal_all(&self, signal: &str) -> Result<(), String> {
+        let pid_file = self.data.join("postmaster.pid");
+        let text = fs::read_to_string(&pid_file)
+            .map_err(|e| format!("cannot read {}: {e}", pid_file.display()))?;
+        let postmaster = text.lines().next().unwrap_or("").trim().to_owned();
+        let mut pids = vec![postmaster.clone()];
+        for entry in fs::read_dir("/proc").map_err(|e| e.to_string())?.flatten() {
+            let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // The parent pid is the second field after the command name in parentheses.
+            let ppid = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().nth(1));
+            if ppid == Some(postmaster.as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        run(
+            Command::new("kill").arg(format!("-{signal}")).args(&pids),
+            "kill",
+        )
+        .map(drop)
+    }
+}
+
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
+        // A frozen server cannot stop.
+        let _ = self.signal_all("CONT");
         let _ = run(
             pg_command(&self.bin, "pg_ctl", self.as_other)
                 .arg("stop")

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{block, exec, row, row_opt, rows, PgStore};
+use super::{begin, commit, exec, row, row_opt, rows, PgStore};
 use crate::store::StoreError;
 
 /// The database server's clock, in milliseconds since the epoch.
@@ -68,7 +68,7 @@ impl PgStore {
         window: impl Fn(u32) -> Duration,
     ) -> Result<SharedFailures, StoreError> {
         let mut conn = self.conn()?;
-        let tx = block(conn.transaction()).map_err(StoreError::from)?;
+        let tx = begin(&mut conn)?;
         exec(
             &tx,
             "INSERT INTO http_throttle (key, failures, last_ms, until_ms) VALUES ($1, 0, 0, 0)
@@ -101,7 +101,7 @@ impl PgStore {
                 &now.saturating_add(millis(open)),
             ],
         )?;
-        block(tx.commit()).map_err(StoreError::from)?;
+        commit(tx)?;
         Ok(SharedFailures {
             failures,
             window: open,
