@@ -151,10 +151,10 @@ impl umws_soap::server::Authenticator for MailboxAuth {
                 let ip = remote_addr.map(|a| a.ip());
                 let known_wrong = matches!(lookup, Lookup::Mismatch);
                 let user_key = self.throttle.user_key(user);
-                // Another instance's window (a shared database), read before the lock below.
-                let shared = self.throttle.shared_window(user_key).await?;
+                let client = ip.map(ClientKey::of);
+                // Other instances' counts (a shared database), read before the lock below.
+                let shared = self.throttle.shared_windows(user_key, client).await?;
                 let admit = || {
-                    let client = ip.map(ClientKey::of);
                     let permit = self.throttle.admit_shared(
                         user_key,
                         client,

@@ -37,8 +37,11 @@
 //! A success anywhere clears the count. A cached password ([`Throttle::admit_verified`]) is
 //! checked against a copy of the open windows that each instance reads every
 //! [`SHARED_POLL`] (so within that bound of a window opening elsewhere, the cache is no
-//! oracle there either); the rest stays per instance: verifications in flight (one per user
-//! name per instance) and the per-client counters. On SQLite nothing of this applies.
+//! oracle there either). A client's count of distinct user names is shared the same way (the
+//! table `http_throttle_clients`, one row per client and name), read before a verification
+//! and counted after a failure. What stays per instance is the verifications in flight (one
+//! per user name, and one per counting client, per instance). On SQLite nothing of this
+//! applies.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -126,6 +129,27 @@ impl ClientKey {
             },
         }
     }
+}
+
+impl ClientKey {
+    /// The client as the shared database keys it: the family (4 or 6), then the address or
+    /// the /64.
+    fn bytes(self) -> Vec<u8> {
+        match self {
+            Self::V4(v4) => [&[4u8][..], &v4.octets()].concat(),
+            Self::V6Net(net) => [&[6u8][..], &net.to_be_bytes()].concat(),
+        }
+    }
+}
+
+/// What the shared database has for an attempt's user name and client
+/// ([`Throttle::shared_windows`]); nothing when the throttle is not shared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SharedWindows {
+    /// The time left in the user name's window, if open.
+    user: Option<Duration>,
+    /// The distinct user names that failed from the client and how long ago the last did.
+    client: Option<(u32, Duration)>,
 }
 
 /// Why an attempt was refused unchecked, and when to come back.
@@ -240,16 +264,28 @@ impl Throttle {
         self.shared.is_some()
     }
 
-    /// The time left in `user`'s window as the shared database has it (`None`: closed, or not
-    /// shared). Reads the database on a blocking thread; call it before [`admit_shared`]
-    /// (Self::admit_shared).
-    pub async fn shared_window(&self, user: UserKey) -> Result<Option<Duration>, StoreError> {
+    /// What the shared database has for `user` and `client` (nothing when not shared).
+    /// Reads the database on a blocking thread; call it before
+    /// [`admit_shared`](Self::admit_shared).
+    pub async fn shared_windows(
+        &self,
+        user: UserKey,
+        client: Option<ClientKey>,
+    ) -> Result<SharedWindows, StoreError> {
         let Some(store) = self.shared.clone() else {
-            return Ok(None);
+            return Ok(SharedWindows::default());
         };
-        tokio::task::spawn_blocking(move || store.throttle_window(&user.0))
-            .await
-            .map_err(|e| StoreError::DatabaseUnavailable(Box::new(e)))?
+        tokio::task::spawn_blocking(move || {
+            Ok(SharedWindows {
+                user: store.throttle_window(&user.0)?,
+                client: match client {
+                    Some(c) => Some(store.throttle_client(&c.bytes())?),
+                    None => None,
+                },
+            })
+        })
+        .await
+        .map_err(|e| StoreError::DatabaseUnavailable(Box::new(e)))?
     }
 
     /// The policy.
@@ -345,24 +381,27 @@ impl Throttle {
         known_wrong: bool,
         now: Instant,
     ) -> Result<Permit, Refusal> {
-        self.admit_shared(user, client, known_wrong, None, now)
+        self.admit_shared(user, client, known_wrong, SharedWindows::default(), now)
     }
 
-    /// [`admit`](Self::admit), also refused while `shared` (the window the shared database
-    /// has for `user`, [`shared_window`](Self::shared_window)) is open.
+    /// [`admit`](Self::admit) with what the shared database has for `user` and `client`
+    /// ([`shared_windows`](Self::shared_windows)) taken into account as if counted here.
     pub fn admit_shared(
         self: &Arc<Self>,
         user: UserKey,
         client: Option<ClientKey>,
         known_wrong: bool,
-        shared: Option<Duration>,
+        shared: SharedWindows,
         now: Instant,
     ) -> Result<Permit, Refusal> {
         let mut tables = self.tables();
-        if let Some(left) = shared.filter(|left| !left.is_zero()) {
+        if let Some(left) = shared.user.filter(|left| !left.is_zero()) {
             self.mirror(&mut tables, user, 0, left, now);
             self.publish(&tables);
             return Err(Refusal { retry_after: left });
+        }
+        if let (Some(client), Some((failures, age))) = (client, shared.client) {
+            self.mirror_client(&mut tables, client, failures, age, now);
         }
         if let Some(u) = tables.users.get(&user) {
             if u.busy {
@@ -476,6 +515,71 @@ impl Throttle {
         u.until = u.until.max(now + left);
     }
 
+    /// Takes what the shared database has for `client` (`failures` distinct user names, the
+    /// last `age` ago) into this instance's table, never lowering the count.
+    fn mirror_client(
+        &self,
+        tables: &mut Tables,
+        client: ClientKey,
+        failures: u32,
+        age: Duration,
+        now: Instant,
+    ) {
+        if failures == 0 || age >= self.policy.forget_after {
+            return;
+        }
+        let last = now.checked_sub(age).unwrap_or(now);
+        if !tables.clients.contains_key(&client) {
+            self.make_room(tables, now);
+        }
+        let c = tables.clients.entry(client).or_insert(ClientEntry {
+            failures: 0,
+            last,
+            until: last,
+            busy: 0,
+            recent: [None; RECENT_NAMES],
+            next: 0,
+        });
+        c.failures = c.failures.max(failures);
+        c.last = c.last.max(last);
+        if let Some(n) = failures.checked_sub(self.policy.client_allowance) {
+            if n > 0 {
+                c.until = c.until.max(last + self.window(n));
+            }
+        }
+    }
+
+    /// Counts a failure of `user` from `client` in the shared database (when shared) and
+    /// takes its count, the client's across instances, into this instance's table.
+    fn count_shared_client_failure(&self, client: ClientKey, user: UserKey) {
+        let Some(store) = &self.shared else {
+            return;
+        };
+        match store.throttle_count_client_failure(
+            &client.bytes(),
+            &user.0,
+            self.policy.forget_after,
+        ) {
+            Ok(failures) => {
+                let now = Instant::now();
+                let mut tables = self.tables();
+                if let Some(c) = tables.clients.get_mut(&client) {
+                    c.failures = failures;
+                    c.last = now;
+                    c.until = match failures.checked_sub(self.policy.client_allowance) {
+                        Some(n) if n > 0 => now + self.window(n),
+                        _ => now,
+                    };
+                }
+                self.publish(&tables);
+            }
+            Err(e) => tracing::warn!(
+                error = %crate::fault::ErrorChain(&e),
+                "cannot count a client's failed logon in the shared database; counted here only"
+            ),
+        }
+    }
+
     /// Counts a failure of `user` in the shared database (when shared); what it opened there
     /// is taken into this instance's table. A database that fails leaves the count to this
     /// instance (logged).
@@ -566,10 +670,21 @@ impl Throttle {
         let shared_failure = right == Some(false) && self.shared.is_some();
         if right == Some(true) {
             self.clear_shared(user);
+            if let (Some(store), Some(client)) = (&self.shared, client) {
+                if let Err(e) = store.throttle_client_success(&client.bytes(), &user.0) {
+                    tracing::warn!(
+                        error = %crate::fault::ErrorChain(&e),
+                        "cannot relax a client's failed logons in the shared database"
+                    );
+                }
+            }
         }
         self.finish_local(user, client, right, now);
         if shared_failure {
             self.count_shared_failure(user);
+            if let Some(client) = client {
+                self.count_shared_client_failure(client, user);
+            }
         }
     }
 

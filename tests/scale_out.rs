@@ -180,6 +180,38 @@ fn failed_logons_spread_over_instances_are_throttled_as_against_one() {
     assert_eq!(logon(&servers[0].base, "guessed", "pw-guessed").0, 200);
 }
 
+/// A client trying many user names, spread round-robin over three instances, is throttled
+/// as against one: after nine names have failed from it (three per instance, which alone
+/// would open a window of 0.2 s), every instance refuses a tenth name from it unchecked for
+/// the window of nine (10 s with the default policy: two names free, then doubling).
+#[test]
+fn a_client_spraying_names_over_instances_is_throttled_as_against_one() {
+    const NAMES: usize = 9;
+    let db = database();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path();
+    add_mailbox(dir, &db.url, "someone");
+    let servers = instances(3, dir, &db.url, &[]);
+    for i in 0..NAMES {
+        let status = verified_logon(&servers[i % 3].base, &format!("sprayed{i}"), "Summer2026");
+        assert_eq!(status, 401, "name {i}");
+    }
+    for (i, server) in servers.iter().enumerate() {
+        let (status, retry_after) = logon(&server.base, "someone", "Summer2026");
+        assert_eq!(
+            status, 429,
+            "instance {i} verified a new name right after {NAMES} names failed from the same \
+             client on three instances"
+        );
+        let retry_after = retry_after.unwrap();
+        assert!(
+            retry_after >= 5,
+            "instance {i} holds the client's window of {NAMES} names, not of its own share: \
+             Retry-After {retry_after}"
+        );
+    }
+}
+
 /// Failed phone logons (`umws pin check`, each a process of its own) from three places at
 /// once, 15 in all: with the default policy (a reset after 5 failures, lockout after 15) the
 /// mailbox is locked, with the count at exactly 15 and two automatic resets, at 5 and at 10,

@@ -122,7 +122,13 @@ pub const MIGRATIONS: &[&str] = &[
         last_ms BIGINT NOT NULL,                  -- the server's clock, ms since the epoch
         until_ms BIGINT NOT NULL                  -- the window is open before this
     );
-    CREATE INDEX http_throttle_by_until ON http_throttle (until_ms);",
+    CREATE INDEX http_throttle_by_until ON http_throttle (until_ms);
+    CREATE TABLE http_throttle_clients (
+        client BYTEA NOT NULL,                    -- an IPv4 address or an IPv6 /64
+        name BYTEA NOT NULL,                      -- the digest of a user name that failed
+        at_ms BIGINT NOT NULL,                    -- its last failure from the client
+        PRIMARY KEY (client, name)
+    );",
 ];
 
 /// Applies the missing migrations on a connection of its own, under the advisory lock.

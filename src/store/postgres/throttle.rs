@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use deadpool_postgres::GenericClient;
+
 use super::{begin, commit, exec, row, row_opt, rows, PgStore};
 use crate::store::StoreError;
 
@@ -28,6 +30,20 @@ fn millis(d: Duration) -> i64 {
 
 fn duration(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// [`PgStore::throttle_client`] on `c`.
+fn client_count(c: &impl GenericClient, client: &[u8]) -> Result<(u32, Duration), StoreError> {
+    let r = row(
+        c,
+        &format!(
+            "SELECT count(*), {NOW_MS} - coalesce(max(at_ms), 0) FROM http_throttle_clients
+             WHERE client = $1"
+        ),
+        &[&client],
+    )?;
+    let (n, age): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+    Ok((u32::try_from(n).unwrap_or(u32::MAX), duration(age)))
 }
 
 fn key16(bytes: &[u8]) -> Option<[u8; 16]> {
@@ -149,13 +165,81 @@ impl PgStore {
     /// Drops the counters whose last failure is `forget_after` old or older.
     pub fn throttle_sweep(&self, forget_after: Duration) -> Result<u64, StoreError> {
         let conn = self.conn()?;
-        exec(
+        let users = exec(
             &conn,
             &format!(
                 "DELETE FROM http_throttle WHERE last_ms <= {NOW_MS} - $1 AND until_ms <= {NOW_MS}"
             ),
             &[&millis(forget_after)],
-        )
+        )?;
+        let clients = exec(
+            &conn,
+            &format!(
+                "DELETE FROM http_throttle_clients c WHERE (SELECT max(at_ms)
+                    FROM http_throttle_clients d WHERE d.client = c.client) <= {NOW_MS} - $1"
+            ),
+            &[&millis(forget_after)],
+        )?;
+        Ok(users + clients)
+    }
+
+    /// The distinct user names that failed from `client` (an address, as the throttle
+    /// spells it) and how long ago the last of them failed; `(0, _)` when none.
+    pub fn throttle_client(&self, client: &[u8]) -> Result<(u32, Duration), StoreError> {
+        let conn = self.conn()?;
+        client_count(&conn, client)
+    }
+
+    /// Counts a failure of `user` from `client`: each user name once, all of them forgotten
+    /// when the last is `forget_after` old or older. The count afterwards.
+    pub fn throttle_count_client_failure(
+        &self,
+        client: &[u8],
+        user: &[u8; 16],
+        forget_after: Duration,
+    ) -> Result<u32, StoreError> {
+        let conn = self.conn()?;
+        exec(
+            &conn,
+            &format!(
+                "DELETE FROM http_throttle_clients WHERE client = $1 AND (SELECT max(at_ms)
+                    FROM http_throttle_clients WHERE client = $1) <= {NOW_MS} - $2"
+            ),
+            &[&client, &millis(forget_after)],
+        )?;
+        exec(
+            &conn,
+            &format!(
+                "INSERT INTO http_throttle_clients (client, name, at_ms) VALUES ($1, $2, {NOW_MS})
+                 ON CONFLICT (client, name) DO UPDATE SET at_ms = EXCLUDED.at_ms"
+            ),
+            &[&client, &user.as_slice()],
+        )?;
+        Ok(client_count(&conn, client)?.0)
+    }
+
+    /// A success of `user` from `client`: that name no longer counts, and the client's count
+    /// is halved (the newest names stay).
+    pub fn throttle_client_success(
+        &self,
+        client: &[u8],
+        user: &[u8; 16],
+    ) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        exec(
+            &conn,
+            "DELETE FROM http_throttle_clients WHERE client = $1 AND name = $2",
+            &[&client, &user.as_slice()],
+        )?;
+        exec(
+            &conn,
+            "DELETE FROM http_throttle_clients WHERE client = $1 AND name NOT IN (
+                SELECT name FROM http_throttle_clients WHERE client = $1
+                ORDER BY at_ms DESC
+                LIMIT (SELECT count(*) / 2 FROM http_throttle_clients WHERE client = $1))",
+            &[&client],
+        )?;
+        Ok(())
     }
 }
 
@@ -208,5 +292,39 @@ mod tests {
             .unwrap();
         assert_eq!(a.throttle_sweep(forget).unwrap(), 0);
         assert_eq!(a.throttle_sweep(Duration::ZERO).unwrap(), 1);
+    }
+
+    /// A client's distinct failed names add up across instances, each name once; a success
+    /// drops its name and halves the rest; a quiet client is forgotten.
+    #[test]
+    fn a_clients_names_count_across_instances() {
+        let (db, dir, a) = store();
+        let b = PgStore::open(&db.url, dir.path()).unwrap();
+        let client = [4u8, 10, 0, 0, 1];
+        let forget = Duration::from_secs(600);
+        assert_eq!(a.throttle_client(&client).unwrap().0, 0);
+        for (i, store) in [&a, &b, &a, &b].into_iter().enumerate() {
+            store
+                .throttle_count_client_failure(&client, &[i as u8; 16], forget)
+                .unwrap();
+        }
+        // The same name again counts once.
+        let n = b
+            .throttle_count_client_failure(&client, &[0u8; 16], forget)
+            .unwrap();
+        assert_eq!(n, 4);
+        let (n, age) = a.throttle_client(&client).unwrap();
+        assert_eq!(n, 4);
+        assert!(age < Duration::from_secs(60));
+        assert_eq!(b.throttle_client(&[4u8, 10, 0, 0, 2]).unwrap().0, 0);
+        a.throttle_client_success(&client, &[3u8; 16]).unwrap();
+        assert_eq!(b.throttle_client(&client).unwrap().0, 1, "(4 - 1) / 2");
+        // Quiet for `forget_after`: the count starts again.
+        let n = a
+            .throttle_count_client_failure(&client, &[9u8; 16], Duration::ZERO)
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(a.throttle_sweep(Duration::ZERO).unwrap(), 1);
+        assert_eq!(a.throttle_client(&client).unwrap().0, 0);
     }
 }
