@@ -78,7 +78,7 @@ impl MailboxAuth {
     /// Authentication over `store` with a throttle of `policy`. Within a tokio runtime, the
     /// throttle's sweeper is started ([`Throttle::spawn_sweeper`]).
     pub fn with_throttle(store: Store, policy: ThrottlePolicy) -> Self {
-        let throttle = Arc::new(Throttle::new(policy));
+        let throttle = Arc::new(Throttle::new(policy).with_store(&store));
         throttle.spawn_sweeper();
         Self {
             inner: Authenticator::new(store),
@@ -151,11 +151,17 @@ impl umws_soap::server::Authenticator for MailboxAuth {
                 let ip = remote_addr.map(|a| a.ip());
                 let known_wrong = matches!(lookup, Lookup::Mismatch);
                 let user_key = self.throttle.user_key(user);
+                let client = ip.map(ClientKey::of);
+                // Other instances' counts (a shared database), read before the lock below.
+                let shared = self.throttle.shared_windows(user_key, client).await?;
                 let admit = || {
-                    let client = ip.map(ClientKey::of);
-                    let permit =
-                        self.throttle
-                            .admit(user_key, client, known_wrong, Instant::now())?;
+                    let permit = self.throttle.admit_shared(
+                        user_key,
+                        client,
+                        known_wrong,
+                        shared,
+                        Instant::now(),
+                    )?;
                     Ok(Self::on_verified(permit, user, ip))
                 };
                 // Boxed: the future of every request holds only what a cache hit needs.

@@ -25,6 +25,23 @@
 //!
 //! User names are kept as keyed digests of their normalised form ([`UserKey`]), so an entry
 //! is small whatever the name's length. The answer never says which part was wrong.
+//!
+//! # Several instances on one PostgreSQL database
+//!
+//! On the PostgreSQL store ([`Throttle::with_store`]) a user name's failure count and window
+//! are the database's (the table `http_throttle`, keyed by the digest, whose key is then the
+//! database's too, so every instance digests a name alike): every verified failure, on any
+//! instance, is counted there in one transaction under the row's lock, and an attempt that
+//! needs a verification first reads the name's window there. So a guesser spreading its
+//! attempts over N instances is refused after as many failures as against one, for as long.
+//! A success anywhere clears the count. A cached password ([`Throttle::admit_verified`]) is
+//! checked against a copy of the open windows that each instance reads every
+//! [`SHARED_POLL`] (so within that bound of a window opening elsewhere, the cache is no
+//! oracle there either). A client's count of distinct user names is shared the same way (the
+//! table `http_throttle_clients`, one row per client and name), read before a verification
+//! and counted after a failure. What stays per instance is the verifications in flight (one
+//! per user name, and one per counting client, per instance). On SQLite nothing of this
+//! applies.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -36,7 +53,12 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::store::normalize_user;
+use crate::store::postgres::PgStore;
+use crate::store::{normalize_user, Store, StoreError};
+
+/// How often an instance on a shared database copies the open windows of every instance
+/// (see the module docs).
+pub const SHARED_POLL: Duration = Duration::from_millis(100);
 
 /// The settings of a [`Throttle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +129,27 @@ impl ClientKey {
             },
         }
     }
+}
+
+impl ClientKey {
+    /// The client as the shared database keys it: the family (4 or 6), then the address or
+    /// the /64.
+    fn bytes(self) -> Vec<u8> {
+        match self {
+            Self::V4(v4) => [&[4u8][..], &v4.octets()].concat(),
+            Self::V6Net(net) => [&[6u8][..], &net.to_be_bytes()].concat(),
+        }
+    }
+}
+
+/// What the shared database has for an attempt's user name and client
+/// ([`Throttle::shared_windows`]); nothing when the throttle is not shared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SharedWindows {
+    /// The time left in the user name's window, if open.
+    user: Option<Duration>,
+    /// The distinct user names that failed from the client and how long ago the last did.
+    client: Option<(u32, Duration)>,
 }
 
 /// Why an attempt was refused unchecked, and when to come back.
@@ -182,6 +225,8 @@ pub struct Throttle {
     /// Entries in `tables`, readable without the lock: when nothing has failed and nothing is
     /// being verified (the usual case), a cached logon costs no lock at all.
     entries: AtomicUsize,
+    /// The database that holds the user names' counters of all instances, if shared.
+    shared: Option<PgStore>,
 }
 
 impl Default for Throttle {
@@ -200,7 +245,47 @@ impl Throttle {
             key,
             tables: Mutex::new(Tables::default()),
             entries: AtomicUsize::new(0),
+            shared: None,
         }
+    }
+
+    /// This throttle with its user names' counters kept in `store` when that is a PostgreSQL
+    /// store, shared with every instance on it (see the module docs); on SQLite, unchanged.
+    pub fn with_store(mut self, store: &Store) -> Self {
+        if let Some(pg) = store.as_postgres() {
+            self.key = pg.throttle_key();
+            self.shared = Some(pg.clone());
+        }
+        self
+    }
+
+    /// Whether the counters of user names are shared with other instances.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// What the shared database has for `user` and `client` (nothing when not shared).
+    /// Reads the database on a blocking thread; call it before
+    /// [`admit_shared`](Self::admit_shared).
+    pub async fn shared_windows(
+        &self,
+        user: UserKey,
+        client: Option<ClientKey>,
+    ) -> Result<SharedWindows, StoreError> {
+        let Some(store) = self.shared.clone() else {
+            return Ok(SharedWindows::default());
+        };
+        tokio::task::spawn_blocking(move || {
+            Ok(SharedWindows {
+                user: store.throttle_window(&user.0)?,
+                client: match client {
+                    Some(c) => Some(store.throttle_client(&c.bytes())?),
+                    None => None,
+                },
+            })
+        })
+        .await
+        .map_err(|e| StoreError::DatabaseUnavailable(Box::new(e)))?
     }
 
     /// The policy.
@@ -237,6 +322,14 @@ impl Throttle {
     /// Whether nothing is remembered (then every attempt is admitted).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The window of a user name after `failures` failures.
+    fn user_window(&self, failures: u32) -> Duration {
+        match failures.checked_sub(self.policy.user_allowance) {
+            Some(n) if n > 0 => self.window(n),
+            _ => Duration::ZERO,
+        }
     }
 
     /// The window after `n` counted failures (`n` >= 1).
@@ -288,7 +381,28 @@ impl Throttle {
         known_wrong: bool,
         now: Instant,
     ) -> Result<Permit, Refusal> {
+        self.admit_shared(user, client, known_wrong, SharedWindows::default(), now)
+    }
+
+    /// [`admit`](Self::admit) with what the shared database has for `user` and `client`
+    /// ([`shared_windows`](Self::shared_windows)) taken into account as if counted here.
+    pub fn admit_shared(
+        self: &Arc<Self>,
+        user: UserKey,
+        client: Option<ClientKey>,
+        known_wrong: bool,
+        shared: SharedWindows,
+        now: Instant,
+    ) -> Result<Permit, Refusal> {
         let mut tables = self.tables();
+        if let Some(left) = shared.user.filter(|left| !left.is_zero()) {
+            self.mirror(&mut tables, user, 0, left, now);
+            self.publish(&tables);
+            return Err(Refusal { retry_after: left });
+        }
+        if let (Some(client), Some((failures, age))) = (client, shared.client) {
+            self.mirror_client(&mut tables, client, failures, age, now);
+        }
         if let Some(u) = tables.users.get(&user) {
             if u.busy {
                 return Err(Refusal {
@@ -319,6 +433,8 @@ impl Throttle {
                 if known_wrong {
                     self.count_user_failure(&mut tables, user, now);
                     self.publish(&tables);
+                    drop(tables);
+                    self.count_shared_failure_later(user);
                 }
                 return Err(Refusal { retry_after });
             }
@@ -372,10 +488,150 @@ impl Throttle {
         }
         u.failures = u.failures.saturating_add(1);
         u.last = now;
-        u.until = match u.failures.checked_sub(self.policy.user_allowance) {
-            Some(n) if n > 0 => now + self.window(n),
-            _ => now,
+        u.until = now + self.user_window(u.failures);
+    }
+
+    /// Takes what the shared database has for `user` (`failures` counted, a window of `left`)
+    /// into this instance's table, never shortening a window.
+    fn mirror(
+        &self,
+        tables: &mut Tables,
+        user: UserKey,
+        failures: u32,
+        left: Duration,
+        now: Instant,
+    ) {
+        if !tables.users.contains_key(&user) {
+            self.make_room(tables, now);
+        }
+        let u = tables.users.entry(user).or_insert(UserEntry {
+            failures: 0,
+            last: now,
+            until: now,
+            busy: false,
+        });
+        u.failures = u.failures.max(failures).max(1);
+        u.last = now;
+        u.until = u.until.max(now + left);
+    }
+
+    /// Takes what the shared database has for `client` (`failures` distinct user names, the
+    /// last `age` ago) into this instance's table, never lowering the count.
+    fn mirror_client(
+        &self,
+        tables: &mut Tables,
+        client: ClientKey,
+        failures: u32,
+        age: Duration,
+        now: Instant,
+    ) {
+        if failures == 0 || age >= self.policy.forget_after {
+            return;
+        }
+        let last = now.checked_sub(age).unwrap_or(now);
+        if !tables.clients.contains_key(&client) {
+            self.make_room(tables, now);
+        }
+        let c = tables.clients.entry(client).or_insert(ClientEntry {
+            failures: 0,
+            last,
+            until: last,
+            busy: 0,
+            recent: [None; RECENT_NAMES],
+            next: 0,
+        });
+        c.failures = c.failures.max(failures);
+        c.last = c.last.max(last);
+        if let Some(n) = failures.checked_sub(self.policy.client_allowance) {
+            if n > 0 {
+                c.until = c.until.max(last + self.window(n));
+            }
+        }
+    }
+
+    /// Counts a failure of `user` from `client` in the shared database (when shared) and
+    /// takes its count, the client's across instances, into this instance's table.
+    fn count_shared_client_failure(&self, client: ClientKey, user: UserKey) {
+        let Some(store) = &self.shared else {
+            return;
         };
+        match store.throttle_count_client_failure(
+            &client.bytes(),
+            &user.0,
+            self.policy.forget_after,
+        ) {
+            Ok(failures) => {
+                let now = Instant::now();
+                let mut tables = self.tables();
+                if let Some(c) = tables.clients.get_mut(&client) {
+                    c.failures = failures;
+                    c.last = now;
+                    c.until = match failures.checked_sub(self.policy.client_allowance) {
+                        Some(n) if n > 0 => now + self.window(n),
+                        _ => now,
+                    };
+                }
+                self.publish(&tables);
+            }
+            Err(e) => tracing::warn!(
+                error = %crate::fault::ErrorChain(&e),
+                "cannot count a client's failed logon in the shared database; counted here only"
+            ),
+        }
+    }
+
+    /// Counts a failure of `user` in the shared database (when shared); what it opened there
+    /// is taken into this instance's table. A database that fails leaves the count to this
+    /// instance (logged).
+    fn count_shared_failure(&self, user: UserKey) {
+        let Some(store) = &self.shared else {
+            return;
+        };
+        match store
+            .throttle_count_failure(&user.0, self.policy.forget_after, |n| self.user_window(n))
+        {
+            Ok(counted) => {
+                let now = Instant::now();
+                let mut tables = self.tables();
+                self.mirror(&mut tables, user, counted.failures, counted.window, now);
+                if let Some(u) = tables.users.get_mut(&user) {
+                    // The database's count is the one of all instances (a success elsewhere
+                    // may have cleared it since this instance last looked).
+                    u.failures = counted.failures;
+                    u.until = now + counted.window;
+                }
+                self.publish(&tables);
+            }
+            Err(e) => tracing::warn!(
+                error = %crate::fault::ErrorChain(&e),
+                "cannot count a failed logon in the shared database; counted here only"
+            ),
+        }
+    }
+
+    /// [`count_shared_failure`](Self::count_shared_failure) on a blocking thread, for callers
+    /// that hold a lock.
+    fn count_shared_failure_later(self: &Arc<Self>, user: UserKey) {
+        if self.shared.is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let throttle = Arc::clone(self);
+        runtime.spawn_blocking(move || throttle.count_shared_failure(user));
+    }
+
+    /// Clears the shared count of `user` (its password was right).
+    fn clear_shared(&self, user: UserKey) {
+        if let Some(store) = &self.shared {
+            if let Err(e) = store.throttle_clear(&user.0) {
+                tracing::warn!(
+                    error = %crate::fault::ErrorChain(&e),
+                    "cannot clear a user's failed logons in the shared database"
+                );
+            }
+        }
     }
 
     fn count_client_failure(
@@ -409,6 +665,36 @@ impl Throttle {
     /// password was right, `Some(false)` wrong, `None` the check itself failed (nothing is
     /// counted).
     fn finish(&self, user: UserKey, client: Option<ClientKey>, right: Option<bool>, now: Instant) {
+        // The database first, without the lock (the local count follows below, then the
+        // database's count, which includes it, is taken over).
+        let shared_failure = right == Some(false) && self.shared.is_some();
+        if right == Some(true) {
+            self.clear_shared(user);
+            if let (Some(store), Some(client)) = (&self.shared, client) {
+                if let Err(e) = store.throttle_client_success(&client.bytes(), &user.0) {
+                    tracing::warn!(
+                        error = %crate::fault::ErrorChain(&e),
+                        "cannot relax a client's failed logons in the shared database"
+                    );
+                }
+            }
+        }
+        self.finish_local(user, client, right, now);
+        if shared_failure {
+            self.count_shared_failure(user);
+            if let Some(client) = client {
+                self.count_shared_client_failure(client, user);
+            }
+        }
+    }
+
+    fn finish_local(
+        &self,
+        user: UserKey,
+        client: Option<ClientKey>,
+        right: Option<bool>,
+        now: Instant,
+    ) {
         let mut tables = self.tables();
         if let Some(u) = tables.users.get_mut(&user) {
             u.busy = false;
@@ -498,6 +784,9 @@ impl Throttle {
         };
         let throttle: Weak<Self> = Arc::downgrade(self);
         let every = self.policy.sweep_every.max(Duration::from_millis(1));
+        if self.shared.is_some() {
+            runtime.spawn(poll_shared(Weak::clone(&throttle)));
+        }
         runtime.spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -508,6 +797,18 @@ impl Throttle {
                 };
                 if !throttle.is_empty() {
                     throttle.sweep(Instant::now());
+                }
+                if let Some(store) = throttle.shared.clone() {
+                    let forget_after = throttle.policy.forget_after;
+                    let swept =
+                        tokio::task::spawn_blocking(move || store.throttle_sweep(forget_after))
+                            .await;
+                    if let Ok(Err(e)) = swept {
+                        tracing::debug!(
+                            error = %crate::fault::ErrorChain(&e),
+                            "cannot drop forgotten failed logons from the shared database"
+                        );
+                    }
                 }
             }
         });
@@ -526,6 +827,39 @@ impl Throttle {
             .filter(|c| c.failures > self.policy.client_allowance)
             .map_or(Duration::ZERO, |c| c.until.saturating_duration_since(now));
         user_left.max(client_left)
+    }
+}
+
+/// Copies the windows open in the shared database into the throttle's table every
+/// [`SHARED_POLL`], until the throttle is dropped.
+async fn poll_shared(throttle: Weak<Throttle>) {
+    let mut ticks = tokio::time::interval(SHARED_POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(store) = throttle.upgrade().and_then(|t| t.shared.clone()) else {
+            break;
+        };
+        let open = tokio::task::spawn_blocking(move || store.throttle_open_windows()).await;
+        let Some(throttle) = throttle.upgrade() else {
+            break;
+        };
+        match open {
+            Ok(Ok(open)) if !open.is_empty() => {
+                let now = Instant::now();
+                let mut tables = throttle.tables();
+                for (key, failures, left) in open {
+                    throttle.mirror(&mut tables, UserKey(key), failures, left, now);
+                }
+                throttle.publish(&tables);
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(
+                error = %crate::fault::ErrorChain(&e),
+                "cannot read the shared failed-logon windows"
+            ),
+            Err(_) => {}
+        }
     }
 }
 

@@ -198,6 +198,7 @@ suite! {
     greetings_are_per_mailbox_and_type_and_replaced,
     change_version_moves_with_commits_of_any_handle,
     failures_and_lockout_count_across_handles,
+    credentials_of_one_mailbox_never_reach_another,
 }
 
 fn reopen_keeps_data(f: Fixture) {
@@ -1097,4 +1098,73 @@ fn failures_and_lockout_count_across_handles(f: Fixture) {
     for store in &handles {
         assert_eq!(store.check_pin("alice", &pin).unwrap(), PinCheck::LockedOut);
     }
+}
+
+/// Two mailboxes through two handles (two instances): one's password or PIN never opens the
+/// other, one's failures never count for the other, and one's resets never change the
+/// other's PIN nor queue mail for it.
+fn credentials_of_one_mailbox_never_reach_another(f: Fixture) {
+    let ids = users(&f.store, 2);
+    let (a, b) = (ids[0], ids[1]);
+    f.store.set_password(b, "b's password").unwrap();
+    let other = f.reopen();
+    for store in [&f.store, &other] {
+        assert!(store
+            .verify_password("user0", "b's password")
+            .unwrap()
+            .is_none());
+        assert!(store
+            .verify_password("user1", "correct horse")
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            store
+                .verify_password("user1", "b's password")
+                .unwrap()
+                .map(|m| m.id),
+            Some(b)
+        );
+    }
+    let pin_b = f.store.reset_pin(b, &mut rng()).unwrap();
+    let (mail, pin_a) = queue(&other, a, ResetReason::Requested);
+    assert_eq!((mail.mailbox_id, mail.user.as_str()), (a, "user0"));
+    let pending = f.store.outbox_pending(0, 10).unwrap();
+    assert!(pending
+        .iter()
+        .all(|m| m.mailbox_id == a && m.user == "user0"));
+    assert_eq!(
+        f.store.pin_changes(b).unwrap(),
+        1,
+        "A's reset changed B's PIN"
+    );
+    assert!(f.store.match_pin_record(b, &[&pin_b]).unwrap().is_exact());
+    if pin_a != pin_b {
+        assert!(matches!(
+            other.check_pin("user0", &pin_b).unwrap(),
+            PinCheck::Wrong { .. }
+        ));
+        assert!(matches!(
+            f.store.check_pin("user1", &pin_a).unwrap(),
+            PinCheck::Wrong { .. }
+        ));
+    }
+    let failed = |id| {
+        f.store
+            .mailbox_by_id(id)
+            .unwrap()
+            .unwrap()
+            .failed_logon_count
+    };
+    assert_eq!(failed(a), u32::from(pin_a != pin_b));
+    assert_eq!(failed(b), u32::from(pin_a != pin_b));
+    assert!(matches!(
+        other.check_pin("user1", &pin_b).unwrap(),
+        PinCheck::Ok | PinCheck::OkMustChange
+    ));
+    assert_eq!(
+        failed(a),
+        u32::from(pin_a != pin_b),
+        "B's success cleared A's count"
+    );
+    assert_eq!(failed(b), 0);
 }

@@ -354,3 +354,160 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
         .and_then(|mut f| f.write_all(text.as_bytes()))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
+
+/// A throwaway PostgreSQL cluster of one test's own, for a test that stops and starts the
+/// server (the shared cluster of [`test_database`] must stay up for the other tests): made
+/// with `initdb` in a temporary directory, listening on 127.0.0.1 on a free port, password
+/// authentication as for the shared one. Stopped (`-m immediate`) and removed on drop.
+pub struct PrivateCluster {
+    /// `postgres://...` of its `postgres` database, password included.
+    pub url: String,
+    port: u16,
+    bin: PathBuf,
+    as_other: bool,
+    data: PathBuf,
+    // Removed last (after the server is stopped).
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateCluster {
+    /// Makes and starts a cluster (installing PostgreSQL through `install` when missing).
+    pub fn start(install: Installer) -> Result<PrivateCluster, String> {
+        let bin = match bin_dir() {
+            Some(bin) => bin,
+            None => {
+                install(&["postgresql"], "a test needs a PostgreSQL server")?;
+                bin_dir().ok_or("postgresql is installed but initdb is not")?
+            }
+        };
+        let as_other = is_root();
+        let dir = tempfile::tempdir().map_err(|e| format!("no temporary directory: {e}"))?;
+        let data = dir.path().join("data");
+        let password_file = dir.path().join("password");
+        let password = format!(
+            "{:016x}{:016x}",
+            rand_u64(),
+            rand_u64() ^ u64::from(std::process::id())
+        );
+        write_private(&password_file, &password)?;
+        if as_other {
+            chown_tree(dir.path(), run_as_ids()?)?;
+        }
+        run(
+            pg_command(&bin, "initdb", as_other)
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-U",
+                    ROLE,
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ])
+                .arg(format!("--pwfile={}", password_file.display())),
+            "initdb",
+        )?;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let cluster = PrivateCluster {
+            url: format!("postgres://{ROLE}:{password}@127.0.0.1:{port}/postgres"),
+            port,
+            bin,
+            as_other,
+            data,
+            _dir: dir,
+        };
+        cluster.start_server()?;
+        Ok(cluster)
+    }
+
+    /// Starts the server again (on the same port), waiting until it accepts connections.
+    pub fn start_server(&self) -> Result<(), String> {
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=200 \
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+             -c shared_buffers=16MB",
+            self.port,
+            self.data.display()
+        );
+        run(
+            pg_command(&self.bin, "pg_ctl", self.as_other)
+                .arg("start")
+                .arg("-D")
+                .arg(&self.data)
+                .arg("-l")
+                .arg(self.data.join("server.log"))
+                .args(["-w", "-t", "60", "-o", &options]),
+            "pg_ctl start",
+        )?;
+        run_sql(&self.url, "SELECT 1")
+    }
+
+    /// Stops the server the way an administrator does (`pg_ctl stop -m fast`: sessions are
+    /// ended, transactions in flight rolled back), waiting until it is down.
+    pub fn stop_server(&self) -> Result<(), String> {
+        run(
+            pg_command(&self.bin, "pg_ctl", self.as_other)
+                .arg("stop")
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-m", "fast", "-w", "-t", "60"]),
+            "pg_ctl stop",
+        )
+        .map(drop)
+    }
+}
+
+impl PrivateCluster {
+    /// Sends `signal` (`STOP`, `CONT`) to the server and all its processes: `STOP` freezes
+    /// it as a hung machine would (connections stay open, nothing answers).
+    pub fn signal_all(&self, signal: &str) -> Result<(), String> {
+        let pid_file = self.data.join("postmaster.pid");
+        let text = fs::read_to_string(&pid_file)
+            .map_err(|e| format!("cannot read {}: {e}", pid_file.display()))?;
+        let postmaster = text.lines().next().unwrap_or("").trim().to_owned();
+        let mut pids = vec![postmaster.clone()];
+        for entry in fs::read_dir("/proc").map_err(|e| e.to_string())?.flatten() {
+            let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // The parent pid is the second field after the command name in parentheses.
+            let ppid = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().nth(1));
+            if ppid == Some(postmaster.as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        run(
+            Command::new("kill").arg(format!("-{signal}")).args(&pids),
+            "kill",
+        )
+        .map(drop)
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        // A frozen server cannot stop.
+        let _ = self.signal_all("CONT");
+        let _ = run(
+            pg_command(&self.bin, "pg_ctl", self.as_other)
+                .arg("stop")
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-m", "immediate", "-w"]),
+            "pg_ctl stop",
+        );
+    }
+}
+
+/// 64 random bits from `/dev/urandom` (0 when it cannot be read; the password is then
+/// still unique enough for a throwaway cluster on 127.0.0.1).
+fn rand_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    u64::from_ne_bytes(bytes)
+}

@@ -28,6 +28,7 @@ mod pins;
 mod schema;
 #[cfg(test)]
 pub(crate) mod test_support;
+mod throttle;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -46,6 +47,7 @@ use super::private::{check_data_dir, private_entries};
 use super::spool::Spool;
 use super::{hash_secret, verify_secret, HashCost, MailboxId, PinWorkHook, ResetLimit, StoreError};
 pub use schema::MIGRATIONS;
+pub use throttle::SharedFailures;
 
 /// The environment variable naming a file whose content is the database password, used when
 /// the URL has none.
@@ -62,6 +64,13 @@ const MAX_CONNECTIONS: usize = 16;
 
 /// How long a store call waits for a connection, and a new connection for the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest a statement (or a transaction's `BEGIN` or `COMMIT`) waits for the server's
+/// answer. A server that does not answer (hung, overloaded, or cut off) costs a request at
+/// most this (plus [`CONNECT_TIMEOUT`] for a connection), then it fails with
+/// [`StoreError::DatabaseUnavailable`]; whether a `COMMIT` that timed out took effect is not
+/// known, as after a crash (the outbox's mail is then delivered all the same).
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the change listener waits before it connects again after losing its connection.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
@@ -97,6 +106,33 @@ pub(super) fn block<F: Future>(future: F) -> F::Output {
     futures_executor::block_on(future)
 }
 
+/// [`block`] for a database round trip: at most [`STATEMENT_TIMEOUT`].
+pub(super) fn block_db<T, E: Into<StoreError>>(
+    future: impl Future<Output = Result<T, E>>,
+) -> Result<T, StoreError> {
+    let timed = {
+        // The timer is the store runtime's, whichever thread waits.
+        let _runtime = runtime()?.enter();
+        tokio::time::timeout(STATEMENT_TIMEOUT, future)
+    };
+    match block(timed) {
+        Ok(done) => done.map_err(Into::into),
+        Err(_) => Err(unavailable("the database did not answer in time")),
+    }
+}
+
+/// Begins a transaction on `conn`, waiting at most [`STATEMENT_TIMEOUT`]. (A `BEGIN` that
+/// timed out is followed by a `ROLLBACK`, which `tokio-postgres` queues when the future is
+/// dropped, so the connection goes back to the pool outside a transaction.)
+pub(super) fn begin(conn: &mut Object) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    block_db(conn.transaction())
+}
+
+/// Commits `tx`, waiting at most [`STATEMENT_TIMEOUT`].
+pub(super) fn commit(tx: deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
+    block_db(tx.commit())
+}
+
 /// Runs `future` on [`runtime`] and waits for it.
 fn on_runtime<T: Send + 'static>(
     future: impl Future<Output = Result<T, StoreError>> + Send + 'static,
@@ -110,10 +146,10 @@ pub(super) fn rows(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Row>, StoreError> {
-    Ok(block(async {
+    block_db(async {
         let statement = c.prepare_cached(sql).await?;
         c.query(&statement, params).await
-    })?)
+    })
 }
 
 /// The row of `sql`, if any.
@@ -122,10 +158,10 @@ pub(super) fn row_opt(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Option<Row>, StoreError> {
-    Ok(block(async {
+    block_db(async {
         let statement = c.prepare_cached(sql).await?;
         c.query_opt(&statement, params).await
-    })?)
+    })
 }
 
 /// The one row of `sql`.
@@ -134,10 +170,10 @@ pub(super) fn row(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Row, StoreError> {
-    Ok(block(async {
+    block_db(async {
         let statement = c.prepare_cached(sql).await?;
         c.query_one(&statement, params).await
-    })?)
+    })
 }
 
 /// Runs `sql`; the number of rows it changed.
@@ -146,10 +182,10 @@ pub(super) fn exec(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<u64, StoreError> {
-    Ok(block(async {
+    block_db(async {
         let statement = c.prepare_cached(sql).await?;
         c.execute(&statement, params).await
-    })?)
+    })
 }
 
 /// A count or limit kept as `BIGINT`, read back as the `u32` of the records.
@@ -244,6 +280,8 @@ struct Shared {
     _stop_listener: tokio::sync::oneshot::Sender<()>,
     /// This process's name in the outbox's leases.
     instance: String,
+    /// The key of the failed-logon throttle's user name digests (`throttle.rs`).
+    throttle_key: [u8; 32],
 }
 
 /// The PostgreSQL mailbox store. Cheap to clone; all clones share one pool of connections.
@@ -301,6 +339,20 @@ impl PgStore {
             let config = config.clone();
             on_runtime(async move { schema::migrate(&config).await })?;
         }
+        let throttle_key = {
+            let pool = pool.clone();
+            on_runtime(async move {
+                let conn = pool.get().await.map_err(unavailable)?;
+                let key: Vec<u8> = conn
+                    .query_one("SELECT key FROM http_throttle_key", &[])
+                    .await?
+                    .try_get(0)?;
+                <[u8; 32]>::try_from(key.as_slice()).map_err(|_| StoreError::InvalidInput {
+                    field: "stored throttle key",
+                    reason: "not 32 bytes",
+                })
+            })?
+        };
         let signals = Arc::new(Signals {
             version: AtomicU64::new(0),
             listening: AtomicBool::new(false),
@@ -322,6 +374,7 @@ impl PgStore {
                     std::process::id(),
                     uuid::Uuid::new_v4().simple()
                 ),
+                throttle_key,
             }),
             cost: HashCost::default(),
             pin_work_hook: None,

@@ -18,7 +18,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
 use super::pins::SPOOL_LOCK;
-use super::{block, exec, get_u32, is_state, row, row_opt, rows, unix_now, PgStore};
+use super::{begin, exec, get_u32, is_state, row, row_opt, rows, unix_now, PgStore};
 use crate::store::voicemail::{
     EntryId, EntryIdError, GreetingType, NewVoiceMessage, VoiceMessage, VoiceMessageId,
     VoiceMessageInfo, VoiceMessageLookupError,
@@ -37,7 +37,7 @@ impl PgStore {
             return Ok(());
         }
         let mut conn = self.conn()?;
-        let tx = block(conn.transaction())?;
+        let tx = begin(&mut conn)?;
         exec(&tx, "SELECT pg_advisory_xact_lock($1)", &[&SPOOL_LOCK])?;
         let mut removed = 0u32;
         for key in spool.keys()? {

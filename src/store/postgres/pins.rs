@@ -16,7 +16,7 @@ use deadpool_postgres::GenericClient;
 use rand::{CryptoRng, RngCore};
 
 use super::mailboxes::{row_by_id, row_by_user, MailboxRow};
-use super::{block, exec, get_u32, row, row_opt, rows, unix_now, PgStore};
+use super::{begin, commit, exec, get_u32, row, row_opt, rows, unix_now, PgStore};
 use crate::pin_policy::{PinPolicy, PinRejected};
 use crate::store::{
     hash_secret, verify_secret, ChangePinError, MailboxId, OutboxMail, OutgoingMail, PinCheck,
@@ -136,7 +136,7 @@ impl PgStore {
             self.pin_work_done(id);
 
             let mut conn = self.conn()?;
-            let tx = block(conn.transaction()).map_err(StoreError::from)?;
+            let tx = begin(&mut conn)?;
             let (_, now_state) = pin_state(&tx, id, true)?;
             if now_state != before {
                 tracing::debug!(mailbox = %id, "PIN state changed during change; starting over");
@@ -148,7 +148,7 @@ impl PgStore {
                 "UPDATE mailboxes SET failed_logon_count = 0 WHERE id = $1",
                 &[&id.0],
             )?;
-            block(tx.commit()).map_err(StoreError::from)?;
+            commit(tx)?;
             self.wrote();
             tracing::info!(mailbox = %id, "PIN changed");
             return Ok(());
@@ -411,7 +411,7 @@ impl PgStore {
             self.pin_work_done(id);
 
             let mut conn = self.conn()?;
-            let tx = block(conn.transaction()).map_err(StoreError::from)?;
+            let tx = begin(&mut conn)?;
             let (found, now_state) = pin_state(&tx, id, true)?;
             if now_state != before {
                 tracing::debug!(mailbox = %id, "PIN state changed during reset; starting over");
@@ -458,7 +458,7 @@ impl PgStore {
             // Invariant: every earlier iteration that reaches this point returns.
             let finish = finish.take().expect("finish is called at most once");
             let result = finish(&tx, &outcome)?;
-            block(tx.commit()).map_err(StoreError::from)?;
+            commit(tx)?;
             self.wrote();
             tracing::info!(mailbox = %id, ?reason, "PIN reset");
             return Ok(result);

@@ -110,6 +110,25 @@ pub const MIGRATIONS: &[&str] = &[
         ON mailboxes FOR EACH STATEMENT EXECUTE FUNCTION umws_notify_change();
     CREATE TRIGGER policies_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
         ON policies FOR EACH STATEMENT EXECUTE FUNCTION umws_notify_change();",
+    // Version 2: the failed-HTTP-logon throttle's counters, shared by the instances.
+    "CREATE TABLE http_throttle_key (
+        key BYTEA NOT NULL CHECK (length(key) = 32)
+    );
+    INSERT INTO http_throttle_key (key)
+        VALUES (uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()));
+    CREATE TABLE http_throttle (
+        key BYTEA PRIMARY KEY,                    -- the throttle's digest of the user name
+        failures BIGINT NOT NULL,
+        last_ms BIGINT NOT NULL,                  -- the server's clock, ms since the epoch
+        until_ms BIGINT NOT NULL                  -- the window is open before this
+    );
+    CREATE INDEX http_throttle_by_until ON http_throttle (until_ms);
+    CREATE TABLE http_throttle_clients (
+        client BYTEA NOT NULL,                    -- an IPv4 address or an IPv6 /64
+        name BYTEA NOT NULL,                      -- the digest of a user name that failed
+        at_ms BIGINT NOT NULL,                    -- its last failure from the client
+        PRIMARY KEY (client, name)
+    );",
 ];
 
 /// Applies the missing migrations on a connection of its own, under the advisory lock.
