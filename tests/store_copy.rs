@@ -264,7 +264,31 @@ fn a_copied_store_is_served_from_postgres_as_it_was() {
     );
     drop(server);
 
-    // A second copy into the same (now full) database is refused, and changes nothing.
+    // A mail queued by a PostgreSQL instance, its spool file in the shared data directory.
+    let pg = Store::open_postgres(&db.url, &dir).unwrap();
+    let bob = pg.mailbox("bob").unwrap().unwrap().id;
+    let queued = pg
+        .reset_pin_queued(
+            bob,
+            &mut rand::rngs::OsRng,
+            ResetReason::Requested,
+            |_, key| {
+                Ok::<_, std::convert::Infallible>(OutgoingMail {
+                    recipient: "bob@example.org".into(),
+                    message: format!("Message-ID: <{key}@umws>\r\n\r\nqueued\r\n").into_bytes(),
+                })
+            },
+        )
+        .unwrap();
+    drop(pg);
+    let spool_file = dir
+        .join(umws::store::SPOOL_DIR)
+        .join(format!("{}.eml", queued.key));
+    assert!(spool_file.is_file());
+
+    // A second copy into the same (now full) database is refused, and changes nothing: not
+    // the database, and not the spool of the PostgreSQL instances (which the SQLite store,
+    // whose outbox does not name that mail, would sweep if it were opened).
     let (code, out) = umws(&[
         "store",
         "copy",
@@ -276,8 +300,10 @@ fn a_copied_store_is_served_from_postgres_as_it_was() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("the target database is not empty"), "{out}");
     assert!(out.contains("rows in mailboxes"), "{out}");
+    assert!(spool_file.is_file(), "the queued mail's spool file is kept");
     let pg = Store::open_postgres(&db.url, &dir).unwrap();
     assert_eq!(pg.mailboxes().unwrap().len(), 2);
+    assert_eq!(pg.outbox_pending(0, 10).unwrap().len(), 1);
 }
 
 #[test]

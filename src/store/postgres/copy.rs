@@ -283,12 +283,6 @@ pub fn copy_sqlite_to_postgres(data_dir: &Path, url: &str) -> Result<CopyReport,
             dir: data_dir.to_path_buf(),
         });
     }
-    // Opening migrates an older file to the current schema, as `umws serve` would.
-    let sqlite = SqliteStore::open(data_dir)?;
-    let spool = Spool::open(data_dir)?;
-    let lite = sqlite.conn()?;
-    let snapshot = lite.unchecked_transaction()?;
-
     {
         let config = config.clone();
         on_runtime(async move { schema::migrate(&config).await })?;
@@ -312,6 +306,14 @@ pub fn copy_sqlite_to_postgres(data_dir: &Path, url: &str) -> Result<CopyReport,
         names.join(", ")
     )))?;
     refuse_non_empty(&tx)?;
+    // Only now, the target known to be empty: opening the SQLite store migrates an older
+    // file to the current schema, as `umws serve` would, and removes spool files that its
+    // outbox does not name, which in a data directory shared with PostgreSQL instances would
+    // be their queued mails.
+    let sqlite = SqliteStore::open(data_dir)?;
+    let spool = Spool::open(data_dir)?;
+    let lite = sqlite.conn()?;
+    let snapshot = lite.unchecked_transaction()?;
     block(tx.batch_execute("DELETE FROM policies"))?;
 
     let mut report = CopyReport {
