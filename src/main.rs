@@ -22,6 +22,7 @@ use cli::mailbox::{mailbox, MailboxCommand};
 use cli::pin::{pin_check, pin_set, PinCommand};
 use cli::policy::{policy, PolicyCommand};
 use cli::serve::{serve, ServeArgs};
+use cli::store::{store, StoreCommand};
 use cli::voicemail::{voicemail, VoicemailCommand};
 
 /// mimalloc instead of the system allocator: a request makes a few dozen small allocations,
@@ -61,6 +62,9 @@ enum Command {
     /// Set and get greetings.
     #[command(subcommand)]
     Greeting(GreetingCommand),
+    /// Move a store between backends (SQLite to PostgreSQL).
+    #[command(subcommand)]
+    Store(StoreCommand),
 }
 
 /// Why a command failed; printed as one line on stderr.
@@ -70,6 +74,8 @@ pub(crate) enum CliError {
     Config(#[from] umws::config::ConfigError),
     #[error(transparent)]
     Store(#[from] umws::store::StoreError),
+    #[error(transparent)]
+    Copy(#[from] umws::store::postgres::copy::CopyError),
     #[error(transparent)]
     App(#[from] umws::app::AppError),
     #[error("cannot listen on {addr}")]
@@ -138,6 +144,7 @@ fn main() -> ExitCode {
         Command::Client(args) => runtime.block_on(client(args)),
         Command::Voicemail(cmd) => voicemail(cmd).map(|()| ExitCode::SUCCESS),
         Command::Greeting(cmd) => greeting(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Store(cmd) => store(cmd).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| fail(&e))
 }

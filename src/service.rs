@@ -20,7 +20,8 @@ use crate::store::voicemail::GreetingType;
 use crate::store::{Mailbox, MailboxId, ResetReason, Store};
 use crate::telephony::dialplan::Dialed;
 use crate::telephony::{
-    Call, CallMedia, CallState, EventCause, GreetingSession, SaveError, SaveGreeting, Telephony,
+    Call, CallMedia, CallState, CallStatus, EventCause, GreetingSession, SaveError, SaveGreeting,
+    SharedCalls, Telephony,
 };
 
 /// The authenticated caller, put into [`CallContext::extensions`] by
@@ -42,6 +43,17 @@ pub struct UmService {
     store: Store,
     outbox: Arc<Outbox<Box<dyn MailDelivery>>>,
     telephony: Option<Arc<Telephony>>,
+    /// On PostgreSQL: the calls of all instances (GetCallInfo and Disconnect of a call that
+    /// another instance placed).
+    shared_calls: Option<Arc<SharedCalls>>,
+}
+
+/// A call of the caller, found here or through the store.
+enum FoundCall {
+    /// Placed by this instance.
+    Here(Call),
+    /// Placed by another instance on the same database; its state as last recorded.
+    Elsewhere(CallStatus),
 }
 
 /// How long Disconnect waits for the call to end (a phone answers CANCEL and BYE at once;
@@ -73,13 +85,77 @@ impl UmService {
             store,
             outbox,
             telephony: None,
+            shared_calls: None,
         }
     }
 
     /// The service placing calls with `telephony`.
+    /// On PostgreSQL the calls are also recorded in the database, so that GetCallInfo and
+    /// Disconnect work on every instance.
     pub fn with_telephony(mut self, telephony: Arc<Telephony>) -> Self {
         self.telephony = Some(telephony);
+        self.shared_calls = self.store.as_postgres().cloned().map(SharedCalls::new);
         self
+    }
+
+    /// Records a call just placed for `mailbox` in the database, when it is shared.
+    async fn share(&self, call: &Call, mailbox: MailboxId) {
+        if let Some(shared) = &self.shared_calls {
+            shared.placed(call, mailbox).await;
+        }
+    }
+
+    /// The caller's call `call_id`, placed here or (on PostgreSQL) by another instance: any
+    /// call id that is not one of the caller's is `InvalidCallIdException`.
+    async fn find_call(
+        &self,
+        ctx: &CallContext,
+        call_id: Option<&str>,
+    ) -> Result<FoundCall, UmError> {
+        match self.own_call(ctx, call_id) {
+            Ok(call) => Ok(FoundCall::Here(call)),
+            Err(UmError::InvalidCallId) if self.telephony.is_some() => {
+                let Some(shared) = &self.shared_calls else {
+                    return Err(UmError::InvalidCallId);
+                };
+                let id = Self::caller(ctx)?;
+                let call_id = call_id.unwrap_or("").trim();
+                shared
+                    .status(id, call_id)
+                    .await?
+                    .map(FoundCall::Elsewhere)
+                    .ok_or(UmError::InvalidCallId)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Disconnect of a call placed by another instance: the request goes through the store to
+    /// the owner (which looks for it every 200 ms); the answer waits (a little) for the end,
+    /// as for a call of this instance.
+    async fn disconnect_elsewhere(
+        &self,
+        ctx: &CallContext,
+        call_id: Option<&str>,
+    ) -> Result<(), UmError> {
+        let (Some(shared), id) = (&self.shared_calls, Self::caller(ctx)?) else {
+            return Err(UmError::InvalidCallId);
+        };
+        let call_id = call_id.unwrap_or("").trim();
+        if !shared.request_hang_up(id, call_id).await? {
+            return Err(UmError::InvalidCallId);
+        }
+        let deadline = tokio::time::Instant::now() + DISCONNECT_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            match shared.status(id, call_id).await? {
+                Some(status) if status.state != CallState::Disconnected => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ => return Ok(()),
+            }
+        }
+        tracing::info!(call_id, "Disconnect: the call has not ended yet");
+        Ok(())
     }
 
     /// The key of the caller's calls in the registry: the mailbox id.
@@ -385,6 +461,7 @@ impl UmServiceSoap for UmService {
             .place(&owner, &dialed, CallMedia::Play(audio))
             .await
             .map_err(UmError::from)?;
+        self.share(&call, id).await;
         tracing::info!(mailbox = id.0, call_id = call.id(), "PlayOnPhone: calling");
         Ok(types::PlayOnPhoneResponse {
             play_on_phone_response: Some(call.id().to_owned()),
@@ -396,7 +473,10 @@ impl UmServiceSoap for UmService {
         ctx: &CallContext,
         request: types::GetCallInfo,
     ) -> Result<types::GetCallInfoResponse, SoapFault> {
-        let status = self.own_call(ctx, request.call_id.as_deref())?.status();
+        let status = match self.find_call(ctx, request.call_id.as_deref()).await? {
+            FoundCall::Here(call) => call.status(),
+            FoundCall::Elsewhere(status) => status,
+        };
         Ok(types::GetCallInfoResponse {
             get_call_info_response: types::UmCallInfoType {
                 call_state: match status.state {
@@ -420,7 +500,16 @@ impl UmServiceSoap for UmService {
         ctx: &CallContext,
         request: types::Disconnect,
     ) -> Result<types::DisconnectResponse, SoapFault> {
-        let call = self.own_call(ctx, request.call_id.as_deref())?;
+        let call = match self.find_call(ctx, request.call_id.as_deref()).await? {
+            FoundCall::Here(call) => call,
+            FoundCall::Elsewhere(status) => {
+                if status.state != CallState::Disconnected {
+                    self.disconnect_elsewhere(ctx, request.call_id.as_deref())
+                        .await?;
+                }
+                return Ok(types::DisconnectResponse {});
+            }
+        };
         // CANCEL while it rings, BYE once connected, nothing once it ended; the answer waits
         // (a little) for the end, so a GetCallInfo after it says Disconnected.
         call.hang_up();
@@ -480,6 +569,7 @@ impl UmServiceSoap for UmService {
             .place(&owner, &dialed, CallMedia::Greeting(session))
             .await
             .map_err(UmError::from)?;
+        self.share(&call, id).await;
         tracing::info!(
             mailbox = id.0,
             call_id = call.id(),

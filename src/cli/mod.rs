@@ -8,4 +8,5 @@ pub(crate) mod mailbox;
 pub(crate) mod pin;
 pub(crate) mod policy;
 pub(crate) mod serve;
+pub(crate) mod store;
 pub(crate) mod voicemail;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::dialplan::{DialError, DialPlan, Dialed};
 use super::{
-    AgentConfig, Call, CallMedia, CallRegistry, CallRequest, CallState, Credentials, SipAgent,
-    TelephonyError, UnknownCall,
+    AgentConfig, Call, CallMedia, CallRegistry, CallRequest, CallState, CallStatus, Credentials,
+    SipAgent, TelephonyError, UnknownCall,
 };
 use crate::config::{TelephonyConfig, DEFAULT_SIP_LISTEN};
 
@@ -269,4 +269,232 @@ fn spawn_purge(registry: Weak<CallRegistry>) {
             }
         }
     });
+}
+
+/// How often the owner of a running call looks for a hang-up requested through another
+/// instance (the delay of a Disconnect made there).
+const HANG_UP_POLL: Duration = Duration::from_millis(200);
+
+/// How often the owner of a running call rewrites its row although nothing changed, so that
+/// the others can tell a live owner from a dead one.
+const CALL_HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// A running call whose row was not rewritten for this long has lost its owner (the instance
+/// died): GetCallInfo elsewhere reports it Disconnected (Other), and the purge deletes it.
+const CALL_ORPHANED: Duration = Duration::from_secs(90);
+
+/// The calls of all instances on one PostgreSQL database (see `store::postgres::calls`): the
+/// owner records its calls' states as they move and executes hang-ups asked for elsewhere;
+/// GetCallInfo and Disconnect of a call placed by another instance go through the store.
+/// With the SQLite store (one instance) there is none of this.
+pub struct SharedCalls {
+    store: crate::store::postgres::PgStore,
+}
+
+impl std::fmt::Debug for SharedCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedCalls").finish_non_exhaustive()
+    }
+}
+
+fn state_word(state: CallState) -> &'static str {
+    match state {
+        CallState::Connecting => "connecting",
+        CallState::Connected => "connected",
+        CallState::Disconnected => "disconnected",
+    }
+}
+
+fn cause_word(cause: super::EventCause) -> &'static str {
+    use super::EventCause as C;
+    match cause {
+        C::None => "none",
+        C::UserBusy => "user_busy",
+        C::NoAnswer => "no_answer",
+        C::Unavailable => "unavailable",
+        C::Other => "other",
+    }
+}
+
+fn keep_secs() -> i64 {
+    i64::try_from(CALL_INFO_KEEP.as_secs()).unwrap_or(i64::MAX)
+}
+
+impl SharedCalls {
+    /// The shared calls of `store`; starts (on the current runtime, if any) the task that
+    /// deletes the rows of old calls.
+    pub fn new(store: crate::store::postgres::PgStore) -> Arc<SharedCalls> {
+        let shared = Arc::new(SharedCalls { store });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&shared);
+            runtime.spawn(async move {
+                let mut ticks = tokio::time::interval(PURGE_INTERVAL);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    let Some(shared) = weak.upgrade() else {
+                        return;
+                    };
+                    let orphaned = i64::try_from(CALL_ORPHANED.as_secs()).unwrap_or(i64::MAX);
+                    let purged = tokio::task::spawn_blocking(move || {
+                        shared.store.calls_purge(keep_secs(), orphaned)
+                    })
+                    .await;
+                    match purged {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(n)) => tracing::debug!(calls = n, "deleted the rows of old calls"),
+                        Ok(Err(e)) => tracing::warn!(
+                            error = %crate::fault::ErrorChain(&e),
+                            "cannot delete the rows of old calls"
+                        ),
+                        Err(_) => {}
+                    }
+                }
+            });
+        }
+        shared
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::store::postgres::PgStore) -> Result<T, crate::store::StoreError>
+            + Send
+            + 'static,
+    ) -> Result<T, crate::store::StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| crate::store::StoreError::DatabaseUnavailable(Box::new(e)))?
+    }
+
+    /// Records `call`, just placed here for `mailbox`, and follows it until it ends: every
+    /// change of its state is written, and a hang-up asked for through another instance is
+    /// executed. A call whose row cannot be written still runs (only this instance then knows
+    /// it; the failure is logged).
+    pub async fn placed(self: &Arc<Self>, call: &Call, mailbox: crate::store::MailboxId) {
+        let id = call.id().to_owned();
+        if let Err(e) = self.blocking(move |s| s.call_placed(&id, mailbox)).await {
+            tracing::warn!(
+                call_id = call.id(),
+                error = %crate::fault::ErrorChain(&e),
+                "cannot record the call in the database; only this instance answers for it"
+            );
+            return;
+        }
+        let shared = Arc::clone(self);
+        let call = call.clone();
+        tokio::spawn(async move { shared.follow(call).await });
+    }
+
+    /// The owner's side of a call: writes its states, executes hang-ups asked for elsewhere.
+    async fn follow(&self, call: Call) {
+        let mut written = CallStatus {
+            state: CallState::Connecting,
+            cause: super::EventCause::None,
+        };
+        let mut hung_up = false;
+        let mut heartbeat = tokio::time::Instant::now() + CALL_HEARTBEAT;
+        loop {
+            let now = call.status();
+            if now != written || tokio::time::Instant::now() >= heartbeat {
+                let (id, state, cause) = (
+                    call.id().to_owned(),
+                    state_word(now.state),
+                    cause_word(now.cause),
+                );
+                match self
+                    .blocking(move |s| s.call_moved(&id, state, cause))
+                    .await
+                {
+                    Ok(()) => {
+                        written = now;
+                        heartbeat = tokio::time::Instant::now() + CALL_HEARTBEAT;
+                    }
+                    Err(e) => tracing::warn!(
+                        call_id = call.id(),
+                        error = %crate::fault::ErrorChain(&e),
+                        "cannot record the call's state in the database"
+                    ),
+                }
+                if written.state == CallState::Disconnected {
+                    return;
+                }
+            }
+            let changed = async {
+                if now.state == CallState::Connecting {
+                    call.answered().await
+                } else {
+                    call.finished().await
+                }
+            };
+            tokio::select! {
+                _ = changed, if now == written => {}
+                () = tokio::time::sleep(HANG_UP_POLL) => {
+                    if !hung_up && now.state != CallState::Disconnected {
+                        let id = call.id().to_owned();
+                        if let Ok(true) = self
+                            .blocking(move |s| s.call_hang_up_requested(&id))
+                            .await
+                        {
+                            tracing::info!(call_id = call.id(), "Disconnect through another instance");
+                            hung_up = true;
+                            call.hang_up();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The state of call `call_id` of `mailbox` placed by another instance; `None` when the
+    /// store knows no such call (of this mailbox, not expired).
+    pub async fn status(
+        &self,
+        mailbox: crate::store::MailboxId,
+        call_id: &str,
+    ) -> Result<Option<CallStatus>, crate::store::StoreError> {
+        let id = call_id.to_owned();
+        let found = self
+            .blocking(move |s| s.call_record(mailbox, &id, keep_secs()))
+            .await?;
+        Ok(found.map(|record| {
+            let orphaned = i64::try_from(CALL_ORPHANED.as_secs()).unwrap_or(i64::MAX);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            if !record.ended && record.updated_at < now.saturating_sub(orphaned) {
+                // Its owner stopped writing: it died, and the call with it.
+                return CallStatus {
+                    state: CallState::Disconnected,
+                    cause: super::EventCause::Other,
+                };
+            }
+            let state = match record.state.as_str() {
+                "connecting" => CallState::Connecting,
+                "connected" => CallState::Connected,
+                _ => CallState::Disconnected,
+            };
+            use super::EventCause as C;
+            let cause = match record.cause.as_str() {
+                "none" => C::None,
+                "user_busy" => C::UserBusy,
+                "no_answer" => C::NoAnswer,
+                "unavailable" => C::Unavailable,
+                _ => C::Other,
+            };
+            CallStatus { state, cause }
+        }))
+    }
+
+    /// Asks the owner of call `call_id` of `mailbox` to hang it up; false when the store knows
+    /// no such call.
+    pub async fn request_hang_up(
+        &self,
+        mailbox: crate::store::MailboxId,
+        call_id: &str,
+    ) -> Result<bool, crate::store::StoreError> {
+        let id = call_id.to_owned();
+        self.blocking(move |s| s.call_request_hang_up(mailbox, &id, keep_secs()))
+            .await
+    }
 }

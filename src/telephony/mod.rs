@@ -51,7 +51,7 @@ mod registry;
 mod session;
 
 pub use call::{AgentConfig, Call, CallMedia, CallRequest, CallStatus, Credentials, SipAgent};
-pub use calls::{Listening, PlaceError, Telephony, CALL_INFO_KEEP};
+pub use calls::{Listening, PlaceError, SharedCalls, Telephony, CALL_INFO_KEEP};
 pub use greeting::{
     GreetingSession, SaveError, SaveGreeting, DEFAULT_MAX_GREETING, SILENCE_ENDS_RECORDING,
 };

@@ -22,6 +22,8 @@
 //!
 //! Connections are plain TCP (or a unix socket); TLS to the database is not supported yet.
 
+pub mod calls;
+pub mod copy;
 mod mailboxes;
 mod outbox;
 mod pins;

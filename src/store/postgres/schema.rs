@@ -129,6 +129,22 @@ pub const MIGRATIONS: &[&str] = &[
         at_ms BIGINT NOT NULL,                    -- its last failure from the client
         PRIMARY KEY (client, name)
     );",
+    // Version 3: the calls placed by PlayOnPhone and PlayOnPhoneGreeting, so that any instance
+    // answers GetCallInfo and Disconnect for a call another one placed (`postgres::calls`).
+    // Written by the instance that owns the call as it moves; `hang_up_requested` is set by
+    // another instance's Disconnect and executed by the owner. Rows go 15 minutes after the end.
+    "CREATE TABLE calls (
+        call_id TEXT PRIMARY KEY,
+        mailbox_id BIGINT NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+        instance TEXT NOT NULL,                   -- the owning instance (PgStore::instance_id)
+        state TEXT NOT NULL CHECK (state IN ('connecting', 'connected', 'disconnected')),
+        cause TEXT NOT NULL,                      -- none, user_busy, no_answer, unavailable, other
+        started_at BIGINT NOT NULL,               -- unix seconds
+        updated_at BIGINT NOT NULL,               -- unix seconds
+        ended_at BIGINT,                          -- unix seconds; NULL = running
+        hang_up_requested BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE INDEX calls_by_end ON calls (ended_at);",
 ];
 
 /// Applies the missing migrations on a connection of its own, under the advisory lock.

@@ -1,0 +1,333 @@
+//! The call operations across instances: two `umws serve` on one PostgreSQL database (the
+//! private test cluster of `common::postgres`, or `UMWS_TEST_DATABASE_URL`), sipp as the phone.
+//! A call placed by PlayOnPhone through instance A is followed by GetCallInfo through B and
+//! ended by Disconnect through B (which A executes: sipp sees the CANCEL or the BYE); another
+//! user's call id stays unknown on B.
+
+mod common;
+
+use std::io::Cursor;
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::postgres::TestDatabase;
+use common::Serve;
+use umws::types::{self, UmCallStateType as State, UmEventCauseType as Cause};
+use umws::um_service_soap::UmServiceSoapClient;
+use umws_soap::client::{ClientError, Transport};
+
+/// A guard against a hung test (never an assertion on speed).
+const GUARD: Duration = Duration::from_secs(60);
+
+fn database() -> TestDatabase {
+    common::postgres::test_database(&common::test_env_dir(), common::apt_install)
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port()
+}
+
+/// sipp as the phone (scenarios of `tests/sip/calls/`), for one call; killed on drop.
+struct Phone {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Phone {
+    fn start(name: &str, fill: &[(&str, String)]) -> Phone {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sip/calls")
+            .join(name);
+        let mut text = std::fs::read_to_string(&path).expect("the scenario");
+        for (key, value) in fill {
+            text = text.replace(key, value);
+        }
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let scenario = dir.path().join(name);
+        std::fs::write(&scenario, text).expect("the filled scenario");
+        let port = free_udp_port();
+        let child = Command::new(common::sipp())
+            .arg("-sf")
+            .arg(&scenario)
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .arg("-cp")
+            .arg(free_udp_port().to_string())
+            .args(["-m", "1", "-nostdin", "-timeout", "60s", "-timeout_error"])
+            .args(["-trace_err", "-error_file"])
+            .arg(dir.path().join("errors.log"))
+            .args(["-trace_msg", "-message_file"])
+            .arg(dir.path().join("messages.log"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp starts");
+        Phone { child, port, dir }
+    }
+
+    fn uri(&self) -> String {
+        format!("sip:phone@127.0.0.1:{}", self.port)
+    }
+
+    /// Waits for sipp to end, asserts that it went through the whole scenario, and returns the
+    /// SIP messages it received and sent.
+    fn completed(mut self) -> String {
+        let deadline = Instant::now() + GUARD;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("sipp's status") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "sipp did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let errors =
+            std::fs::read_to_string(self.dir.path().join("errors.log")).unwrap_or_default();
+        assert!(status.success(), "sipp's call failed ({status}): {errors}");
+        std::fs::read_to_string(self.dir.path().join("messages.log")).expect("sipp's messages")
+    }
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A 440 Hz tone of `seconds` as an 8 kHz 16-bit mono WAV.
+fn tone_wav(seconds: f64) -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut out, spec).expect("WAV writer");
+    for i in 0..(8000.0 * seconds) as usize {
+        let t = i as f64 / 8000.0;
+        w.write_sample((10_000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16)
+            .expect("sample");
+    }
+    w.finalize().expect("WAV");
+    out.into_inner()
+}
+
+/// `umws ARGS --data DATA --database URL ...`, which must succeed; its stdout.
+fn umws(words: &[&str], data: &Path, url: &str, rest: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_umws"))
+        .args(words)
+        .arg("--data")
+        .arg(data)
+        .args(["--database", url])
+        .args(rest)
+        .env("UMWS_LOG", "warn")
+        .output()
+        .expect("umws runs");
+    assert!(
+        out.status.success(),
+        "umws {words:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// The generated client of one user on one instance.
+struct Um {
+    rt: tokio::runtime::Runtime,
+    client: UmServiceSoapClient,
+}
+
+impl Um {
+    fn new(server: &Serve, user: &str, password: &str) -> Um {
+        let transport = Transport::new(&format!("{}/UnifiedMessaging/Service.asmx", server.base))
+            .expect("URL")
+            .with_basic_auth(user, password)
+            .with_timeout(GUARD);
+        Um {
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime"),
+            client: UmServiceSoapClient::new(transport),
+        }
+    }
+
+    fn play(&self, entry_id: &str, dial: &str) -> String {
+        let r = self
+            .rt
+            .block_on(self.client.play_on_phone(&types::PlayOnPhone {
+                entry_id: Some(entry_id.into()),
+                dial_string: Some(dial.into()),
+            }))
+            .expect("PlayOnPhone");
+        r.play_on_phone_response.expect("a call id")
+    }
+
+    fn info(&self, call_id: &str) -> Result<(State, Cause), ClientError> {
+        let r = self
+            .rt
+            .block_on(self.client.get_call_info(&types::GetCallInfo {
+                call_id: Some(call_id.into()),
+            }))?;
+        let info = r.get_call_info_response;
+        Ok((info.call_state, info.event_cause))
+    }
+
+    fn disconnect(&self, call_id: &str) -> Result<(), ClientError> {
+        self.rt
+            .block_on(self.client.disconnect(&types::Disconnect {
+                call_id: Some(call_id.into()),
+            }))
+            .map(drop)
+    }
+
+    /// Polls GetCallInfo until the state is `want`.
+    fn until(&self, call_id: &str, want: State) -> Cause {
+        let deadline = Instant::now() + GUARD;
+        loop {
+            let (state, cause) = self.info(call_id).expect("GetCallInfo");
+            if state == want {
+                return cause;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the call stayed {state:?}, not {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The ExceptionType of a fault.
+fn exception(result: Result<impl std::fmt::Debug, ClientError>) -> String {
+    let error = result.expect_err("a fault");
+    let fault = error
+        .fault()
+        .unwrap_or_else(|| panic!("expected a fault, got {error}"));
+    fault
+        .detail_text("ExceptionType")
+        .unwrap_or_else(|| panic!("no ExceptionType in {fault:?}"))
+        .to_owned()
+}
+
+/// Two instances on one database, alice and bob in it, a long voice message of alice's.
+struct Setup {
+    _db: TestDatabase,
+    _tmp: tempfile::TempDir,
+    a: Serve,
+    b: Serve,
+    entry_id: String,
+}
+
+fn setup() -> Setup {
+    let db = database();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    for user in ["alice", "bob"] {
+        umws(
+            &["mailbox", "add"],
+            &dir,
+            &db.url,
+            &["--user", user, "--password", &format!("{user}-pw")],
+        );
+    }
+    let wav = tmp.path().join("tone.wav");
+    std::fs::write(&wav, tone_wav(60.0)).unwrap();
+    let entry_id = umws(
+        &["voicemail", "deposit"],
+        &dir,
+        &db.url,
+        &["--user", "alice", "--wav", wav.to_str().unwrap()],
+    )
+    .trim()
+    .to_owned();
+    let a = Serve::start_with(&dir, &["--database", &db.url]);
+    let b = Serve::start_with(&dir, &["--database", &db.url]);
+    Setup {
+        _db: db,
+        _tmp: tmp,
+        a,
+        b,
+        entry_id,
+    }
+}
+
+/// A ringing call placed through A: B sees it Connecting, B's Disconnect makes A cancel it
+/// (sipp gets the CANCEL), and B then sees it Disconnected.
+#[test]
+fn a_call_placed_on_one_instance_is_followed_and_cancelled_on_another() {
+    let s = setup();
+    let on_a = Um::new(&s.a, "alice", "alice-pw");
+    let on_b = Um::new(&s.b, "alice", "alice-pw");
+    let phone = Phone::start("ring.xml", &[]);
+    let call_id = on_a.play(&s.entry_id, &phone.uri());
+    assert_eq!(
+        on_b.info(&call_id).unwrap(),
+        (State::Connecting, Cause::None)
+    );
+
+    // Another user's call id is unknown on B as on A.
+    let bob_on_b = Um::new(&s.b, "bob", "bob-pw");
+    assert_eq!(exception(bob_on_b.info(&call_id)), "InvalidCallIdException");
+    assert_eq!(
+        exception(bob_on_b.disconnect(&call_id)),
+        "InvalidCallIdException"
+    );
+
+    on_b.disconnect(&call_id).expect("Disconnect through B");
+    assert_eq!(on_b.until(&call_id, State::Disconnected), Cause::None);
+    assert_eq!(
+        on_a.info(&call_id).unwrap(),
+        (State::Disconnected, Cause::None)
+    );
+    let messages = phone.completed();
+    assert!(messages.contains("CANCEL sip:"), "{messages}");
+    // A finished call: Disconnect through B succeeds and changes nothing.
+    on_b.disconnect(&call_id).expect("Disconnect again");
+    assert_eq!(
+        on_b.info(&call_id).unwrap(),
+        (State::Disconnected, Cause::None)
+    );
+}
+
+/// An answered call placed through A: B sees it Connected, B's Disconnect makes A send the BYE
+/// (the scenario completes only with it), long before the minute of audio is over.
+#[test]
+fn a_connected_call_is_hung_up_through_another_instance() {
+    let s = setup();
+    let on_a = Um::new(&s.a, "alice", "alice-pw");
+    let on_b = Um::new(&s.b, "alice", "alice-pw");
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let phone = Phone::start(
+        "answer.xml",
+        &[("@RTP_PORT@", rtp.local_addr().unwrap().port().to_string())],
+    );
+    let call_id = on_a.play(&s.entry_id, &phone.uri());
+    assert_eq!(on_b.until(&call_id, State::Connected), Cause::None);
+    on_b.disconnect(&call_id).expect("Disconnect through B");
+    assert_eq!(on_b.until(&call_id, State::Disconnected), Cause::None);
+    let messages = phone.completed();
+    assert!(messages.contains("BYE sip:"), "{messages}");
+    assert_eq!(
+        on_a.info(&call_id).unwrap(),
+        (State::Disconnected, Cause::None)
+    );
+    // A call id that no instance placed is unknown on B.
+    use base64::Engine as _;
+    let unknown = base64::engine::general_purpose::STANDARD
+        .encode("41b2e7c0-b057-4b63-a8e0-7a4d7c745e48@127.0.0.1");
+    assert_eq!(exception(on_b.info(&unknown)), "InvalidCallIdException");
+    assert_eq!(
+        exception(on_b.disconnect(&unknown)),
+        "InvalidCallIdException"
+    );
+}
