@@ -265,7 +265,7 @@ impl Val {
     }
 }
 
-/// What was copied: the rows per table, in [`TABLES`] order.
+/// What was copied: the rows per table, in the order the copy takes the tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopyReport {
     /// (table, rows).
