@@ -151,6 +151,17 @@ fn tls_to_postgres_as_the_url_says() {
     // given), so a server whose CA the client does not know is accepted.
     let (ok, text) = mailbox_add(dir, &with_query(&cluster.url, "sslmode=require"), "two");
     assert!(ok, "{text}");
+    // ... but with a root certificate given, require checks the chain (libpq does the same).
+    let (ok, text) = mailbox_add(
+        dir,
+        &with_query(
+            &cluster.url,
+            &format!("sslmode=require&sslrootcert={}", pki.path("other-ca.pem")),
+        ),
+        "three",
+    );
+    assert!(!ok, "require with another CA given: {text}");
+    assert!(text.contains("certificate"), "{text}");
     // verify-ca checks the chain but not the name: the right CA, reached under a name the
     // certificate does not hold, works with verify-ca and not with verify-full.
     // (The server at 127.0.0.1 under the name `db.invalid`.)

@@ -229,6 +229,15 @@ pub struct ConnectConfig {
     pub tls: MakeRustlsConnect,
 }
 
+impl fmt::Debug for ConnectConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The driver's `Debug` hides the password.
+        f.debug_struct("ConnectConfig")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ConnectConfig {
     /// A connection and the future that runs it.
     pub async fn connect(

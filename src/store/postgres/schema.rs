@@ -9,7 +9,6 @@
 //! columns; triggers announce every commit that changes a mailbox or a policy on the channel
 //! `umws_changes` (see `PgStore::change_version`).
 
-
 use crate::store::StoreError;
 
 /// The key of the advisory lock held while migrating ("umws" in ASCII).
