@@ -441,6 +441,17 @@ pub enum StoreError {
     /// the timeout.
     #[error("cannot reach the database")]
     DatabaseUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database URL's `sslrootcert` file cannot be used.
+    #[error("cannot use {} as the database's root certificates (sslrootcert): {reason}", path.display())]
+    DatabaseRootCert {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The TLS settings for the database could not be made.
+    #[error("cannot set up TLS to the database")]
+    DatabaseTls(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A mailbox with this user name (compared case-insensitively) exists already.
     #[error("a mailbox named {user:?} exists already")]
     DuplicateUser {

@@ -366,6 +366,8 @@ pub struct PrivateCluster {
     bin: PathBuf,
     as_other: bool,
     data: PathBuf,
+    /// Whether the server has TLS and refuses TCP connections without it ([`Self::start_tls`]).
+    tls: bool,
     // Removed last (after the server is stopped).
     _dir: tempfile::TempDir,
 }
@@ -373,6 +375,17 @@ pub struct PrivateCluster {
 impl PrivateCluster {
     /// Makes and starts a cluster (installing PostgreSQL through `install` when missing).
     pub fn start(install: Installer) -> Result<PrivateCluster, String> {
+        PrivateCluster::make(install, None)
+    }
+
+    /// [`start`](Self::start) with TLS: the server certificate chain `cert` and its key
+    /// `key` (PEM), and TCP connections accepted only over TLS (`hostssl` alone in
+    /// `pg_hba.conf`; the unix socket still takes plain ones).
+    pub fn start_tls(install: Installer, cert: &str, key: &str) -> Result<PrivateCluster, String> {
+        PrivateCluster::make(install, Some((cert, key)))
+    }
+
+    fn make(install: Installer, tls: Option<(&str, &str)>) -> Result<PrivateCluster, String> {
         let bin = match bin_dir() {
             Some(bin) => bin,
             None => {
@@ -408,6 +421,20 @@ impl PrivateCluster {
                 .arg(format!("--pwfile={}", password_file.display())),
             "initdb",
         )?;
+        if let Some((cert, key)) = tls {
+            // Beside the data directory, owned by the server's user and private (PostgreSQL
+            // refuses a key that others may read).
+            write_private(&dir.path().join("server.crt"), cert)?;
+            write_private(&dir.path().join("server.key"), key)?;
+            fs::write(
+                data.join("pg_hba.conf"),
+                "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+            )
+            .map_err(|e| format!("cannot write pg_hba.conf: {e}"))?;
+            if as_other {
+                chown_tree(dir.path(), run_as_ids()?)?;
+            }
+        }
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
@@ -418,6 +445,7 @@ impl PrivateCluster {
             bin,
             as_other,
             data,
+            tls: tls.is_some(),
             _dir: dir,
         };
         cluster.start_server()?;
@@ -426,13 +454,21 @@ impl PrivateCluster {
 
     /// Starts the server again (on the same port), waiting until it accepts connections.
     pub fn start_server(&self) -> Result<(), String> {
-        let options = format!(
+        let mut options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=200 \
              -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
              -c shared_buffers=16MB",
             self.port,
             self.data.display()
         );
+        if self.tls {
+            let dir = self.data.parent().unwrap_or(&self.data);
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                dir.join("server.crt").display(),
+                dir.join("server.key").display()
+            ));
+        }
         run(
             pg_command(&self.bin, "pg_ctl", self.as_other)
                 .arg("start")
@@ -443,6 +479,10 @@ impl PrivateCluster {
                 .args(["-w", "-t", "60", "-o", &options]),
             "pg_ctl start",
         )?;
+        if self.tls {
+            // A plain connection is refused; `pg_ctl -w` waited for the server to be ready.
+            return Ok(());
+        }
         run_sql(&self.url, "SELECT 1")
     }
 

@@ -21,7 +21,6 @@ use std::path::Path;
 use rusqlite::types::ValueRef;
 use sha2::{Digest, Sha256};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::NoTls;
 
 use super::{block, connect_config, on_runtime, runtime, schema, unavailable};
 use crate::store::spool::Spool;
@@ -290,7 +289,7 @@ pub fn copy_sqlite_to_postgres(data_dir: &Path, url: &str) -> Result<CopyReport,
     let mut client = {
         let config = config.clone();
         on_runtime(async move {
-            let (client, connection) = config.connect(NoTls).await.map_err(unavailable)?;
+            let (client, connection) = config.connect().await.map_err(unavailable)?;
             runtime()?.spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, "copy's database connection ended");

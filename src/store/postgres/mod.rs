@@ -20,7 +20,8 @@
 //! caller's runtime (where the synchronous `postgres` crate, which runs a runtime per
 //! connection, would panic), and a blocked caller never holds up another connection's I/O.
 //!
-//! Connections are plain TCP (or a unix socket); TLS to the database is not supported yet.
+//! Connections are plain TCP (or a unix socket), or TLS when the URL asks for it with libpq's
+//! `sslmode` and `sslrootcert` (`tls.rs`).
 
 pub mod calls;
 pub mod copy;
@@ -31,6 +32,7 @@ mod schema;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod throttle;
+mod tls;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -43,7 +45,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use rand::RngCore;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::private::{check_data_dir, private_entries};
 use super::spool::Spool;
@@ -216,10 +219,50 @@ pub(super) fn is_state(e: &StoreError, state: &tokio_postgres::error::SqlState) 
     matches!(e, StoreError::Postgres(e) if e.code() == Some(state))
 }
 
+/// How to connect to the database: the driver's settings, and the TLS connector it uses when
+/// the URL's `sslmode` is not `disable` (see `tls.rs`).
+#[derive(Clone)]
+pub struct ConnectConfig {
+    /// The driver's settings (its `ssl_mode` says whether TLS is asked for, or required).
+    pub config: tokio_postgres::Config,
+    /// The TLS connector, checking the server's certificate as the URL says.
+    pub tls: MakeRustlsConnect,
+}
+
+impl fmt::Debug for ConnectConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The driver's `Debug` hides the password.
+        f.debug_struct("ConnectConfig")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectConfig {
+    /// A connection and the future that runs it.
+    pub async fn connect(
+        &self,
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio_postgres::Connection<
+                tokio_postgres::Socket,
+                <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
+                    tokio_postgres::Socket,
+                >>::Stream,
+            >,
+        ),
+        tokio_postgres::Error,
+    > {
+        self.config.connect(self.tls.clone()).await
+    }
+}
+
 /// The connection settings of `url`; a password the URL does not give comes from the file
 /// named by [`PASSWORD_FILE_ENV`] or from [`PASSWORD_ENV`]. Neither the URL nor the password
-/// ever appears in an error or a log.
-pub fn connect_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+/// ever appears in an error or a log. TLS as the URL's `sslmode` and `sslrootcert` say (as
+/// for libpq; none without `sslmode`).
+pub fn connect_config(url: &str) -> Result<ConnectConfig, StoreError> {
     connect_config_from(url, |name| std::env::var_os(name))
 }
 
@@ -227,7 +270,7 @@ pub fn connect_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
 fn connect_config_from(
     url: &str,
     env: impl Fn(&str) -> Option<std::ffi::OsString>,
-) -> Result<tokio_postgres::Config, StoreError> {
+) -> Result<ConnectConfig, StoreError> {
     let bad = |reason| StoreError::InvalidInput {
         field: "database URL",
         reason,
@@ -235,6 +278,7 @@ fn connect_config_from(
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(bad("must begin with postgres:// or postgresql://"));
     }
+    let (url, url_tls) = tls::split_url(url)?;
     let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|_| bad("not a PostgreSQL connection URL (postgres://user@host:port/db)"))?;
@@ -256,7 +300,9 @@ fn connect_config_from(
     if config.get_application_name().is_none() {
         config.application_name("umws");
     }
-    Ok(config)
+    config.ssl_mode(url_tls.mode.driver());
+    let tls = tls::connector(&url_tls)?;
+    Ok(ConnectConfig { config, tls })
 }
 
 /// What the change listener tells the store handles.
@@ -323,8 +369,8 @@ impl PgStore {
         let spool = Spool::open(data_dir)?;
         let config = connect_config(url)?;
         let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
+            config.config.clone(),
+            config.tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -499,14 +545,14 @@ impl PgStore {
 /// at every notification; connects again after a loss (moving the version then too, since
 /// commits may have been missed), until `stop` fires or its sender is dropped.
 async fn listen(
-    config: tokio_postgres::Config,
+    config: ConnectConfig,
     signals: Arc<Signals>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     use futures_util::StreamExt as _;
     loop {
         let session = async {
-            let (client, mut connection) = config.connect(NoTls).await?;
+            let (client, mut connection) = config.connect().await?;
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let driver = tokio::spawn(async move {
                 let mut messages =
@@ -658,7 +704,7 @@ mod tests {
             }
         };
         let url = "postgres://umws@127.0.0.1:5432/umws";
-        let password = |c: tokio_postgres::Config| c.get_password().map(<[u8]>::to_vec);
+        let password = |c: ConnectConfig| c.config.get_password().map(<[u8]>::to_vec);
         assert_eq!(
             password(connect_config_from("postgres://u:in-url@h/db", env(true, true)).unwrap()),
             Some(b"in-url".to_vec())
@@ -676,7 +722,7 @@ mod tests {
             None
         );
         let config = connect_config_from("postgres://u:secret@h/db", env(false, false)).unwrap();
-        assert!(!format!("{config:?}").contains("secret"));
+        assert!(!format!("{:?}", config.config).contains("secret"));
         for bad in ["mysql://u:secret@h/db", "postgres://u:secret@h:notaport/db"] {
             let err = connect_config_from(bad, env(false, false)).unwrap_err();
             let text = crate::fault::ErrorChain(&err).to_string();

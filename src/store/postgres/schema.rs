@@ -9,8 +9,6 @@
 //! columns; triggers announce every commit that changes a mailbox or a policy on the channel
 //! `umws_changes` (see `PgStore::change_version`).
 
-use tokio_postgres::NoTls;
-
 use crate::store::StoreError;
 
 /// The key of the advisory lock held while migrating ("umws" in ASCII).
@@ -148,8 +146,8 @@ pub const MIGRATIONS: &[&str] = &[
 ];
 
 /// Applies the missing migrations on a connection of its own, under the advisory lock.
-pub(super) async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> {
-    let (mut client, connection) = config.connect(NoTls).await.map_err(super::unavailable)?;
+pub(super) async fn migrate(config: &super::ConnectConfig) -> Result<(), StoreError> {
+    let (mut client, connection) = config.connect().await.map_err(super::unavailable)?;
     let driver = tokio::spawn(connection);
     // The lock is the session's: it goes with the connection, whatever happens below.
     client
