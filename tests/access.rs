@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::io::Cursor;
 use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::sip::{actions, Step};
+use common::sip::{actions, free_udp_port, tone_wav, Step};
 use common::Server;
 use umws::subscriber::recordings;
 use umws::subscriber::speech::Word;
@@ -21,13 +20,6 @@ const GUARD: Duration = Duration::from_secs(90);
 
 const EXTENSION: &str = "4712";
 const PIN: &str = "480151";
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free UDP port")
-        .port()
-}
 
 /// sipp calling umws as `caller`, keying in `keys` (`_`: a second's pause), then listening
 /// `hold` and hanging up
@@ -211,25 +203,6 @@ fn prompts(heard: &[i16]) -> Vec<Prompt> {
 
 fn contains(haystack: &[i16], needle: &[i16]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// A 440 Hz tone of `seconds` as an 8 kHz 16-bit mono WAV.
-fn tone_wav(seconds: f64) -> Vec<u8> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut out = Cursor::new(Vec::new());
-    let mut w = hound::WavWriter::new(&mut out, spec).expect("WAV writer");
-    for i in 0..(8000.0 * seconds) as usize {
-        let t = i as f64 / 8000.0;
-        w.write_sample((10_000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16)
-            .expect("sample");
-    }
-    w.finalize().expect("WAV");
-    out.into_inner()
 }
 
 fn umws(server: &Server, args: &[&str]) -> std::process::Output {

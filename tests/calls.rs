@@ -7,9 +7,8 @@
 
 mod common;
 
-use common::sip::{actions, assert_recording_is_pcap_speech, Step, PCAPS};
+use common::sip::{actions, assert_recording_is_pcap_speech, free_udp_port, tone_wav, Step, PCAPS};
 
-use std::io::Cursor;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,14 +21,6 @@ use umws_soap::client::{ClientError, Transport};
 
 /// A guard against a hung test (never an assertion on speed).
 const GUARD: Duration = Duration::from_secs(60);
-
-/// A free UDP port on 127.0.0.1 (closed again for sipp to take).
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free UDP port")
-        .port()
-}
 
 /// sipp as the phone, for one call; killed on drop.
 struct Phone {
@@ -150,25 +141,6 @@ fn rest_of_rtp(socket: &UdpSocket) -> Vec<Vec<u8>> {
         packets.push(buf[..n].to_vec());
     }
     packets
-}
-
-/// A 440 Hz tone of `seconds` as an 8 kHz 16-bit mono WAV.
-fn tone_wav(seconds: f64) -> Vec<u8> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut out = Cursor::new(Vec::new());
-    let mut w = hound::WavWriter::new(&mut out, spec).expect("WAV writer");
-    for i in 0..(8000.0 * seconds) as usize {
-        let t = i as f64 / 8000.0;
-        w.write_sample((10_000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16)
-            .expect("sample");
-    }
-    w.finalize().expect("WAV");
-    out.into_inner()
 }
 
 /// Deposits a tone of `seconds` for `user` with `umws voicemail deposit`; returns its entry id.

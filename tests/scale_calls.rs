@@ -6,7 +6,8 @@
 
 mod common;
 
-use std::io::Cursor;
+use common::sip::{free_udp_port, tone_wav};
+
 use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -23,13 +24,6 @@ const GUARD: Duration = Duration::from_secs(60);
 
 fn database() -> TestDatabase {
     common::postgres::test_database(&common::test_env_dir(), common::apt_install)
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free UDP port")
-        .port()
 }
 
 /// sipp as the phone (scenarios of `tests/sip/calls/`), for one call; killed on drop.
@@ -100,25 +94,6 @@ impl Drop for Phone {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A 440 Hz tone of `seconds` as an 8 kHz 16-bit mono WAV.
-fn tone_wav(seconds: f64) -> Vec<u8> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut out = Cursor::new(Vec::new());
-    let mut w = hound::WavWriter::new(&mut out, spec).expect("WAV writer");
-    for i in 0..(8000.0 * seconds) as usize {
-        let t = i as f64 / 8000.0;
-        w.write_sample((10_000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16)
-            .expect("sample");
-    }
-    w.finalize().expect("WAV");
-    out.into_inner()
 }
 
 /// `umws ARGS --data DATA --database URL ...`, which must succeed; its stdout.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::sip::{actions, assert_recording_is_pcap_speech, Step, PCAPS};
+use common::sip::{actions, assert_recording_is_pcap_speech, free_udp_port, Step, PCAPS};
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,14 +22,6 @@ use umws::telephony::{
 const GUARD: Duration = Duration::from_secs(60);
 /// The ring timeout of the tests' calls (only the no-answer test waits for it).
 const RING_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A free UDP port on 127.0.0.1 (the socket is closed again for sipp to take the port).
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free UDP port")
-        .port()
-}
 
 /// sipp as the phone, answering one call; killed on drop.
 struct Phone {

@@ -1,6 +1,7 @@
 //! sipp's captures (Debian's sip-tester) and the actions of a sipp scenario that presses keys
 //! (RFC 4733) and speaks (PCMA) from them.
 
+use std::io::Cursor;
 use std::path::Path;
 use std::time::Duration;
 
@@ -85,4 +86,31 @@ pub fn actions(steps: &[Step]) -> String {
             Step::Pause(d) => format!("  <pause milliseconds=\"{}\"/>\n", d.as_millis()),
         })
         .collect()
+}
+
+/// A free UDP port on 127.0.0.1 (the socket is closed again, for sipp or a server to take it).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port()
+}
+
+/// A 440 Hz tone of `seconds` as an 8 kHz 16-bit mono WAV.
+pub fn tone_wav(seconds: f64) -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut out, spec).expect("WAV writer");
+    for i in 0..(8000.0 * seconds) as usize {
+        let t = i as f64 / 8000.0;
+        w.write_sample((10_000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16)
+            .expect("sample");
+    }
+    w.finalize().expect("WAV");
+    out.into_inner()
 }
