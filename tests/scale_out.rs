@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use common::postgres::TestDatabase;
+use common::postgres::{query_text, TestDatabase};
 use common::{
     basic, maildir_mails, pin_in_mail, post_raw, try_reset_pin, umws_in, wait_until, Sent, Serve,
     MANY_RESETS,
@@ -471,10 +471,14 @@ fn sigkill_of_instances_under_reset_load_loses_nothing() {
     }
     // The instances still running take over what the killed ones had leased or left queued.
     let store = Store::open_postgres(&db.url, dir).unwrap();
-    assert!(
-        wait_until(Duration::from_secs(60), || store.outbox_len().unwrap() == 0),
-        "the live instances did not drain the outbox"
-    );
+    if !wait_until(Duration::from_secs(60), || store.outbox_len().unwrap() == 0) {
+        let left = query_text(
+            &db.url,
+            "SELECT id, attempts, leased_until - extract(epoch from now())::bigint, leased_by \
+             FROM outbox ORDER BY id",
+        );
+        panic!("the live instances did not drain the outbox: (id, attempts, lease left, holder) {left:?}");
+    }
     drop(servers);
 
     let mut report = Vec::new();

@@ -120,6 +120,43 @@ pub fn run_sql(url: &str, sql: &str) -> Result<(), String> {
     .map_err(|_| "the SQL thread panicked".to_string())?
 }
 
+/// The rows of `sql` on the server at `url`, every value as text (`NULL` for null), for
+/// reports of what a test found.
+pub fn query_text(url: &str, sql: &str) -> Result<Vec<Vec<String>>, String> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("cannot connect: {e}"))?;
+            let driver = tokio::spawn(connection);
+            let rows = client
+                .simple_query(&sql)
+                .await
+                .map_err(|e| format!("{sql}: {e}"))?
+                .into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                        (0..r.len())
+                            .map(|i| r.get(i).unwrap_or("NULL").to_owned())
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect();
+            drop(client);
+            let _ = driver.await;
+            Ok(rows)
+        })
+    })
+    .join()
+    .map_err(|_| "the SQL thread panicked".to_string())?
+}
+
 /// The directory of PostgreSQL's programs (`initdb`, `pg_ctl`), the newest installed.
 fn bin_dir() -> Option<PathBuf> {
     let mut found: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")

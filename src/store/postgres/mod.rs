@@ -38,7 +38,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -312,7 +312,15 @@ struct Signals {
     /// Whether the listener is connected and listening now; while it is not, every call of
     /// `change_version` returns a new number (nothing read can be trusted to be current).
     listening: AtomicBool,
+    /// The key of the liveness lock (`LIVENESS_CLASS`, key) that the listener's session holds
+    /// now, or -1 while it holds none. Other instances take this instance's outbox leases
+    /// over at once when the lock is gone (the process died and its connection closed).
+    live_key: AtomicI64,
 }
+
+/// The first key of the session advisory locks by which instances show that they are alive
+/// ("live" in ASCII); the second is a random non-negative number chosen by each instance.
+pub(super) const LIVENESS_CLASS: i32 = 0x6c69_7665;
 
 /// The state shared by all clones of a [`PgStore`].
 struct Shared {
@@ -404,6 +412,7 @@ impl PgStore {
         let signals = Arc::new(Signals {
             version: AtomicU64::new(0),
             listening: AtomicBool::new(false),
+            live_key: AtomicI64::new(-1),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         runtime()?.spawn(listen(config, Arc::clone(&signals), stopped));
@@ -480,6 +489,13 @@ impl PgStore {
         on_runtime(async move { pool.get().await.map_err(unavailable) })
     }
 
+    /// The key of the liveness lock this instance holds now, if it holds one.
+    pub(super) fn live_key(&self) -> Option<i32> {
+        i32::try_from(self.shared.signals.live_key.load(Ordering::Acquire))
+            .ok()
+            .filter(|k| *k >= 0)
+    }
+
     /// Notes a commit by this handle: the change version moves at once (other handles and
     /// instances see it through the listener).
     pub(super) fn wrote(&self) {
@@ -541,15 +557,23 @@ impl PgStore {
     }
 }
 
+/// A key for the liveness lock: random, non-negative (so that it reads the same as the
+/// `objid` of `pg_locks`).
+fn random_live_key() -> i32 {
+    i32::try_from(rand::random::<u32>() >> 1).unwrap_or(0)
+}
+
 /// The change listener: `LISTEN umws_changes` on a connection of its own, moving the version
 /// at every notification; connects again after a loss (moving the version then too, since
-/// commits may have been missed), until `stop` fires or its sender is dropped.
+/// commits may have been missed), until `stop` fires or its sender is dropped. Its session
+/// also holds this instance's liveness lock (see `Signals::live_key`).
 async fn listen(
     config: ConnectConfig,
     signals: Arc<Signals>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     use futures_util::StreamExt as _;
+    let mut wanted_key: Option<i32> = None;
     loop {
         let session = async {
             let (client, mut connection) = config.connect().await?;
@@ -568,6 +592,29 @@ async fn listen(
             client
                 .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
                 .await?;
+            // The liveness lock: the same key as before when it is free, else another one
+            // (another live instance holds it, by chance, or this session's predecessor has
+            // not been noticed gone yet).
+            let mut key = *wanted_key.get_or_insert_with(random_live_key);
+            let mut tries = 0;
+            while !client
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, $2)",
+                    &[&LIVENESS_CLASS, &key],
+                )
+                .await?
+                .try_get::<_, bool>(0)?
+            {
+                tries += 1;
+                if tries >= 8 {
+                    break;
+                }
+                key = random_live_key();
+            }
+            if tries < 8 {
+                wanted_key = Some(key);
+                signals.live_key.store(i64::from(key), Ordering::Release);
+            }
             signals.listening.store(true, Ordering::Release);
             signals.version.fetch_add(1, Ordering::AcqRel);
             while rx.recv().await.is_some() {
@@ -580,6 +627,7 @@ async fn listen(
         tokio::select! {
             _ = &mut stop => return,
             ended = session => {
+                signals.live_key.store(-1, Ordering::Release);
                 signals.listening.store(false, Ordering::Release);
                 signals.version.fetch_add(1, Ordering::AcqRel);
                 if let Err(e) = ended {
@@ -780,5 +828,59 @@ mod tests {
         assert!(!a.outbox_claim(mail.id, lease).unwrap(), "B holds it now");
         assert!(b.outbox_remove(mail.id).unwrap());
         assert!(!a.outbox_claim(mail.id, lease).unwrap(), "gone");
+    }
+
+    /// The lease of an instance that died is taken over as soon as its liveness lock is gone
+    /// with its connections, long before the lease runs out; while it lives, it keeps it.
+    #[test]
+    fn the_lease_of_an_instance_that_died_is_taken_over_at_once() {
+        let (db, dir, a) = store();
+        let b = PgStore::open(&db.url, dir.path()).unwrap();
+        let id = a.add_mailbox(alice()).unwrap();
+        let mail = a
+            .reset_pin_queued(
+                id,
+                &mut rand::rngs::OsRng,
+                ResetReason::Requested,
+                |_, _| {
+                    Ok::<_, std::convert::Infallible>(OutgoingMail {
+                        recipient: "alice@example.org".into(),
+                        message: b"mail".to_vec(),
+                    })
+                },
+            )
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while a.live_key().is_none() || b.live_key().is_none() {
+            assert!(Instant::now() < deadline, "no liveness lock");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_ne!(a.live_key(), b.live_key());
+        let lease = Duration::from_secs(600);
+        assert!(a.outbox_claim(mail.id, lease).unwrap());
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !b.outbox_claim(mail.id, lease).unwrap(),
+            "A lives and holds it"
+        );
+        // A goes, and with it its connections and its liveness lock.
+        drop(a);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !b.outbox_claim(mail.id, lease).unwrap() {
+            assert!(
+                Instant::now() < deadline,
+                "the lease of a dead instance was not taken over"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let c = PgStore::open(&db.url, dir.path()).unwrap();
+        while c.live_key().is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            !c.outbox_claim(mail.id, lease).unwrap(),
+            "B lives and holds it"
+        );
+        assert!(b.outbox_remove(mail.id).unwrap());
     }
 }

@@ -8,8 +8,14 @@
 //! file of a reset still in flight at another instance for an orphan.
 //!
 //! Which instance delivers a mail: [`PgStore::outbox_claim`] leases the row (`leased_until`,
-//! `leased_by`) with `FOR UPDATE SKIP LOCKED`, so one instance at a time delivers it; a lease of
-//! an instance that died runs out and another instance takes the mail over.
+//! `leased_by`) with `FOR UPDATE SKIP LOCKED`, so one instance at a time delivers it. The lease
+//! also names the holder's liveness lock (`leased_key`, a session advisory lock that the
+//! holder's change listener keeps): when an instance dies its connections close, PostgreSQL
+//! drops the lock, and another instance takes the mail over at its next look at the outbox
+//! (every few seconds) rather than when the lease runs out. Where the holder's death does not
+//! close its connections at once (a machine gone without a word), the lease's end is the bound.
+//! The price: should the listener's connection alone drop while its instance is delivering, a
+//! second instance may deliver the same mail too (with the same Message-ID: at least once).
 
 use std::time::Duration;
 
@@ -102,19 +108,37 @@ impl PgStore {
     }
 
     /// See [`crate::store::Store::outbox_claim`]: leases mail `id` to this instance for
-    /// `lease`, unless another instance holds an unexpired lease or has the row locked.
+    /// `lease`, unless another instance holds an unexpired lease (and is alive: see the
+    /// module docs) or has the row locked.
     pub fn outbox_claim(&self, id: i64, lease: Duration) -> Result<bool, StoreError> {
         let now = unix_now();
         let until = now.saturating_add(i64::try_from(lease.as_secs()).unwrap_or(i64::MAX));
         let claimed = row_opt(
             &self.conn()?,
-            "UPDATE outbox SET leased_until = $3, leased_by = $4
+            "UPDATE outbox SET leased_until = $3, leased_by = $4, leased_key = $5
              WHERE id = (SELECT id FROM outbox
-                         WHERE id = $1 AND (leased_until IS NULL OR leased_until <= $2
-                                            OR leased_by = $4)
+                         WHERE id = $1 AND CASE
+                             WHEN leased_until IS NULL OR leased_until <= $2
+                                  OR leased_by = $4 THEN true
+                             WHEN leased_by IS NULL OR leased_key IS NULL THEN false
+                             ELSE NOT EXISTS (
+                                 SELECT 1 FROM pg_locks
+                                 WHERE locktype = 'advisory' AND granted
+                                   AND database = (SELECT oid FROM pg_database
+                                                   WHERE datname = current_database())
+                                   AND classid::bigint = $6 AND objid::bigint = leased_key
+                                   AND objsubid = 2)
+                         END
                          FOR UPDATE SKIP LOCKED)
              RETURNING id",
-            &[&id, &now, &until, &self.shared.instance],
+            &[
+                &id,
+                &now,
+                &until,
+                &self.shared.instance,
+                &self.live_key(),
+                &i64::from(super::LIVENESS_CLASS),
+            ],
         )?;
         Ok(claimed.is_some())
     }
@@ -144,7 +168,7 @@ impl PgStore {
         exec(
             &self.conn()?,
             "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = $2,
-                leased_until = $3, leased_by = NULL
+                leased_until = $3, leased_by = NULL, leased_key = NULL
              WHERE id = $1",
             &[&id, &now, &now.saturating_add(wait)],
         )?;

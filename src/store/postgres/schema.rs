@@ -143,6 +143,9 @@ pub const MIGRATIONS: &[&str] = &[
         hang_up_requested BOOLEAN NOT NULL DEFAULT false
     );
     CREATE INDEX calls_by_end ON calls (ended_at);",
+    // Version 4: the liveness lock of an outbox lease's holder (`postgres::outbox`), so that
+    // the mails of an instance that died are taken over at once; NULL when the holder had none.
+    "ALTER TABLE outbox ADD COLUMN leased_key INTEGER;",
 ];
 
 /// Applies the missing migrations on a connection of its own, under the advisory lock.
