@@ -20,8 +20,7 @@ use crate::store::voicemail::GreetingType;
 use crate::store::{Mailbox, MailboxId, ResetReason, Store};
 use crate::telephony::dialplan::Dialed;
 use crate::telephony::{
-    Call, CallMedia, CallState, CallStatus, EventCause, GreetingSession, SaveError, SaveGreeting,
-    SharedCalls, Telephony,
+    Call, CallMedia, CallState, CallStatus, EventCause, GreetingSession, SharedCalls, Telephony,
 };
 
 /// The authenticated caller, put into [`CallContext::extensions`] by
@@ -542,29 +541,11 @@ impl UmServiceSoap for UmService {
         )?;
         let owner = Self::call_owner(id);
         telephony.check_limits(&owner).map_err(UmError::from)?;
-        let current = self
+        let stored = self
             .blocking(move |store| Ok(store.greeting(id, kind)?))
-            .await?
-            .map(|bytes| Arc::from(Audio::from_le_bytes(&bytes).samples()));
-        // A greeting recorded on the call is saved here, replacing the stored one.
-        let store = self.store.clone();
-        let save: SaveGreeting = Arc::new(move |recording: Arc<[i16]>| {
-            let store = store.clone();
-            Box::pin(async move {
-                let bytes = Audio::from_samples(recording.to_vec()).to_le_bytes();
-                tokio::task::spawn_blocking(move || store.set_greeting(id, kind, &bytes))
-                    .await
-                    .map_err(|e| Box::new(e) as SaveError)?
-                    .map_err(|e| Box::new(e) as SaveError)?;
-                tracing::info!(
-                    mailbox = id.0,
-                    greeting = kind.as_db(),
-                    "greeting recorded by phone"
-                );
-                Ok(())
-            })
-        });
-        let session = GreetingSession::new(current, save);
+            .await?;
+        // A greeting recorded on the call is saved in the stored one's place.
+        let session = GreetingSession::for_mailbox(self.store.clone(), id, kind, stored);
         let call = telephony
             .place(&owner, &dialed, CallMedia::Greeting(session))
             .await

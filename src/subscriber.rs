@@ -896,7 +896,7 @@ pub fn inbound<D: MailDelivery + Send + Sync + 'static>(
     max_calls: usize,
     numbers: Vec<String>,
 ) -> crate::telephony::Inbound {
-    use crate::telephony::{GreetingSession, InboundHandler, SaveError, SaveGreeting};
+    use crate::telephony::{GreetingSession, InboundHandler};
     let store = outbox.store().clone();
     let mailboxes = Arc::new(StoreMailboxes::new(outbox));
     let handler: InboundHandler = Arc::new(move |caller, line| {
@@ -910,25 +910,12 @@ pub fn inbound<D: MailDelivery + Send + Sync + 'static>(
         let store = store.clone();
         Box::pin(async move {
             let read = store.clone();
-            let current = tokio::task::spawn_blocking(move || read.greeting(mailbox, kind))
+            let stored = tokio::task::spawn_blocking(move || read.greeting(mailbox, kind))
                 .await
                 .ok()?
                 .map_err(|e| tracing::warn!(error = %e, "reading a greeting failed"))
-                .ok()?
-                .map(|bytes| Arc::from(crate::audio::Audio::from_le_bytes(&bytes).samples()));
-            let save: SaveGreeting = Arc::new(move |recording: Arc<[i16]>| {
-                let store = store.clone();
-                Box::pin(async move {
-                    let bytes = crate::audio::Audio::from_samples(recording.to_vec()).to_le_bytes();
-                    tokio::task::spawn_blocking(move || store.set_greeting(mailbox, kind, &bytes))
-                        .await
-                        .map_err(|e| Box::new(e) as SaveError)?
-                        .map_err(|e| Box::new(e) as SaveError)?;
-                    tracing::info!(mailbox = %mailbox, "greeting recorded by phone");
-                    Ok(())
-                })
-            });
-            let mut menu = GreetingSession::new(current, save);
+                .ok()?;
+            let mut menu = GreetingSession::for_mailbox(store, mailbox, kind, stored);
             menu.goodbye = false;
             Some(menu)
         })

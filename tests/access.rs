@@ -23,7 +23,8 @@ const PIN: &str = "480151";
 
 /// sipp calling umws as `caller`, keying in `keys` (`_`: a second's pause), then listening
 /// `hold` and hanging up
-/// (`tests/sip/access/caller.xml`), or waiting up to `hold` for umws to hang up
+/// (`tests/sip/access/caller.xml`, offering PCMU unless `@PT@` and `@CODEC@` are filled
+/// otherwise), or waiting up to `hold` for umws to hang up
 /// (`hung_up.xml`).
 struct Caller {
     child: Child,
@@ -41,39 +42,45 @@ impl Caller {
         hold: Duration,
     ) -> Caller {
         let fill = [("@CALLER@", caller), ("@CALLED@", "voicemail")];
-        Caller::start(server, scenario, &fill, rtp, keys, hold)
+        Caller::start(server, scenario, &fill, rtp, &key_steps(keys), hold)
     }
 
-    /// sipp with `scenario`, its placeholders filled with `fill` and the call's.
+    /// sipp with `scenario`, its placeholders filled with `fill` and the call's, taking
+    /// `steps` after a moment.
     fn start(
         server: &Server,
         scenario: &str,
         fill: &[(&str, &str)],
         rtp: &UdpSocket,
-        keys: &str,
+        steps: &[Step],
         hold: Duration,
     ) -> Caller {
         let sip = server.sip.expect("calls on");
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/sip/access")
             .join(scenario);
-        let mut steps = vec![Step::Pause(Duration::from_millis(300))];
-        // (`_` in `keys` is a second's pause: time for a prompt to be heard, as keys typed
-        // ahead skip prompts)
-        steps.extend(keys.chars().map(|k| match k {
-            '_' => Step::Pause(Duration::from_secs(1)),
-            key => Step::Key(key),
-        }));
+        let keys: String = steps
+            .iter()
+            .map(|step| match step {
+                Step::Key(k) => *k,
+                Step::Speak => '~',
+                Step::Pause(_) => '_',
+            })
+            .collect();
+        let mut all = vec![Step::Pause(Duration::from_millis(300))];
+        all.extend(steps.iter().cloned());
         let mut text = std::fs::read_to_string(&path).expect("the scenario");
         for (key, value) in fill {
             text = text.replace(key, value);
         }
         let text = text
+            .replace("@PT@", "0")
+            .replace("@CODEC@", "PCMU")
             .replace(
                 "@RTP_PORT@",
                 &rtp.local_addr().expect("RTP").port().to_string(),
             )
-            .replace("@KEYS@", &actions(&steps))
+            .replace("@KEYS@", &actions(&all))
             .replace("@HOLD_MS@", &hold.as_millis().to_string());
         let dir = tempfile::tempdir().expect("a temp dir");
         let file = dir.path().join(scenario);
@@ -129,6 +136,17 @@ impl Drop for Caller {
     }
 }
 
+/// The steps of typing `keys`, where `_` is a second's pause: time for a prompt to be heard,
+/// as keys typed ahead skip prompts.
+fn key_steps(keys: &str) -> Vec<Step> {
+    keys.chars()
+        .map(|k| match k {
+            '_' => Step::Pause(Duration::from_secs(1)),
+            key => Step::Key(key),
+        })
+        .collect()
+}
+
 /// A call to `called` that umws answers `status` (`refused.xml`).
 fn refused(server: &Server, called: &str, status: &str) {
     let rtp = rtp_socket();
@@ -137,7 +155,7 @@ fn refused(server: &Server, called: &str, status: &str) {
         ("@CALLED@", called),
         ("@STATUS@", status),
     ];
-    Caller::start(server, "refused.xml", &fill, &rtp, "", Duration::ZERO).completed();
+    Caller::start(server, "refused.xml", &fill, &rtp, &[], Duration::ZERO).completed();
 }
 
 /// The test's RTP socket (what umws says arrives here).
@@ -659,7 +677,7 @@ fn subscriber_access_can_be_restricted_to_its_numbers() {
         "caller.xml",
         &fill,
         &rtp,
-        "",
+        &[],
         Duration::from_secs(3),
     );
     let heard = heard(&rtp);
@@ -691,4 +709,71 @@ fn a_caller_id_that_is_an_extension_is_asked_only_for_the_pin() {
         "{:?}",
         prompts(&heard)
     );
+}
+
+/// The greeting menu reached from the main menu (3, then 2 for the out-of-office greeting)
+/// records what the caller says (sipp speaking from its A-law capture) and saves it in the
+/// stored one's place; the normal greeting stays as it was (none).
+#[test]
+fn a_greeting_recorded_from_the_main_menu_is_stored() {
+    let server = server_with_ann();
+    let rtp = rtp_socket();
+    let before_the_tone = Duration::from_millis(
+        (umws::telephony::prompts::Prompt::RecordAfterTone
+            .audio()
+            .len()
+            + umws::telephony::prompts::tone().len()) as u64
+            / 8
+            + 1000,
+    );
+    let mut steps = key_steps(&format!("{EXTENSION}#{PIN}#_3_2_1"));
+    steps.extend([
+        Step::Pause(before_the_tone),
+        Step::Speak,
+        Step::Pause(Duration::from_millis(7300)),
+        Step::Key('#'),
+        Step::Pause(Duration::from_secs(1)),
+        Step::Key('1'),
+    ]);
+    let fill = [
+        ("@CALLER@", "alice"),
+        ("@CALLED@", "voicemail"),
+        ("@PT@", "8"),
+        ("@CODEC@", "PCMA"),
+    ];
+    let caller = Caller::start(
+        &server,
+        "caller.xml",
+        &fill,
+        &rtp,
+        &steps,
+        Duration::from_secs(4),
+    );
+    caller.completed();
+    let out = server.data_dir().join("greeting.wav");
+    let get = |kind: &str| {
+        umws(
+            &server,
+            &[
+                "greeting",
+                "get",
+                "--user",
+                "ann",
+                "--type",
+                kind,
+                "--out",
+                out.to_str().expect("UTF-8"),
+            ],
+        )
+    };
+    let got = get("oof");
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let wav = std::fs::read(&out).expect("the greeting");
+    let audio = umws::audio::decode_wav(&wav).expect("a WAV");
+    common::sip::assert_recording_is_pcap_speech(audio.samples(), 6.0);
+    assert!(!get("normal").status.success(), "no normal greeting");
 }

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use super::prompts::{self, Prompt};
 use super::session::{Ended, Event, Session};
-use crate::audio::{SAMPLE_RATE, SILENCE_RMS};
+use crate::audio::{Audio, SAMPLE_RATE, SILENCE_RMS};
+use crate::store::voicemail::GreetingType;
+use crate::store::{MailboxId, Store};
 
 /// The longest greeting by default: 5 minutes.
 pub const DEFAULT_MAX_GREETING: Duration = Duration::from_secs(5 * 60);
@@ -63,6 +65,36 @@ impl GreetingSession {
             save,
             goodbye: true,
         }
+    }
+}
+
+impl GreetingSession {
+    /// The menu of greeting `kind` of `mailbox` in `store`: plays `stored` (the greeting as
+    /// [`Store::greeting`] returns it) and saves a recording in `store` in its place.
+    pub fn for_mailbox(
+        store: Store,
+        mailbox: MailboxId,
+        kind: GreetingType,
+        stored: Option<Vec<u8>>,
+    ) -> GreetingSession {
+        let current = stored.map(|bytes| Arc::from(Audio::from_le_bytes(&bytes).samples()));
+        let save: SaveGreeting = Arc::new(move |recording: Arc<[i16]>| {
+            let store = store.clone();
+            Box::pin(async move {
+                let bytes = Audio::from_samples(recording.to_vec()).to_le_bytes();
+                tokio::task::spawn_blocking(move || store.set_greeting(mailbox, kind, &bytes))
+                    .await
+                    .map_err(|e| Box::new(e) as SaveError)?
+                    .map_err(|e| Box::new(e) as SaveError)?;
+                tracing::info!(
+                    mailbox = mailbox.0,
+                    greeting = kind.as_db(),
+                    "greeting recorded by phone"
+                );
+                Ok(())
+            })
+        });
+        GreetingSession::new(current, save)
     }
 }
 

@@ -55,6 +55,7 @@ pub fn assert_recording_is_pcap_speech(recording: &[i16], min_seconds: f64) {
 }
 
 /// One step of sipp in a scenario with an `@ACTIONS@` block (see [`actions`]).
+#[derive(Clone, Debug)]
 pub enum Step {
     /// Press a key (`0`-`9`, `*`, `#`), then wait 300 ms.
     Key(char),

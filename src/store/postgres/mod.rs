@@ -783,14 +783,9 @@ mod tests {
         drop(dir);
     }
 
-    /// One instance at a time has a queued mail: a lease (claimed with `SKIP LOCKED`) keeps
-    /// the others off until it is given back by a failure's wait running out.
-    #[test]
-    fn outbox_leases_keep_other_instances_off() {
-        let (db, dir, a) = store();
-        let b = PgStore::open(&db.url, dir.path()).unwrap();
-        let id = a.add_mailbox(alice()).unwrap();
-        let mail = a
+    /// Resets mailbox `id`'s PIN, queueing its mail.
+    fn queue_a_mail(store: &PgStore, id: MailboxId) -> crate::store::OutboxMail {
+        store
             .reset_pin_queued(
                 id,
                 &mut rand::rngs::OsRng,
@@ -802,7 +797,17 @@ mod tests {
                     })
                 },
             )
-            .unwrap();
+            .unwrap()
+    }
+
+    /// One instance at a time has a queued mail: a lease (claimed with `SKIP LOCKED`) keeps
+    /// the others off until it is given back by a failure's wait running out.
+    #[test]
+    fn outbox_leases_keep_other_instances_off() {
+        let (db, dir, a) = store();
+        let b = PgStore::open(&db.url, dir.path()).unwrap();
+        let id = a.add_mailbox(alice()).unwrap();
+        let mail = queue_a_mail(&a, id);
         let lease = Duration::from_secs(60);
         assert!(a.outbox_claim(mail.id, lease).unwrap());
         assert!(!b.outbox_claim(mail.id, lease).unwrap(), "A holds it");
@@ -837,19 +842,7 @@ mod tests {
         let (db, dir, a) = store();
         let b = PgStore::open(&db.url, dir.path()).unwrap();
         let id = a.add_mailbox(alice()).unwrap();
-        let mail = a
-            .reset_pin_queued(
-                id,
-                &mut rand::rngs::OsRng,
-                ResetReason::Requested,
-                |_, _| {
-                    Ok::<_, std::convert::Infallible>(OutgoingMail {
-                        recipient: "alice@example.org".into(),
-                        message: b"mail".to_vec(),
-                    })
-                },
-            )
-            .unwrap();
+        let mail = queue_a_mail(&a, id);
         let deadline = Instant::now() + Duration::from_secs(20);
         while a.live_key().is_none() || b.live_key().is_none() {
             assert!(Instant::now() < deadline, "no liveness lock");
