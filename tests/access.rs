@@ -5,135 +5,69 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::sip::{actions, free_udp_port, tone_wav, Step};
+use common::sip::{actions, tone_wav, Sipp, Step};
 use common::Server;
 use umws::subscriber::recordings;
 use umws::subscriber::speech::Word;
 use umws::subscriber::Prompt;
 
 /// A guard against a hung test (never an assertion on speed).
-const GUARD: Duration = Duration::from_secs(90);
+const GUARD: Duration = common::sip::SIPP_TIMEOUT;
 
 const EXTENSION: &str = "4712";
 const PIN: &str = "480151";
 
 /// sipp calling umws as `caller`, keying in `keys` (`_`: a second's pause), then listening
-/// `hold` and hanging up
-/// (`tests/sip/access/caller.xml`, offering PCMU unless `@PT@` and `@CODEC@` are filled
-/// otherwise), or waiting up to `hold` for umws to hang up
+/// `hold` and hanging up (`tests/sip/access/caller.xml`, offering PCMU unless `@PT@` and
+/// `@CODEC@` are filled otherwise), or waiting up to `hold` for umws to hang up
 /// (`hung_up.xml`).
-struct Caller {
-    child: Child,
-    dir: tempfile::TempDir,
-    keys: String,
+fn dial_in(
+    server: &Server,
+    scenario: &str,
+    caller: &str,
+    rtp: &UdpSocket,
+    keys: &str,
+    hold: Duration,
+) -> Sipp {
+    let fill = [("@CALLER@", caller), ("@CALLED@", "voicemail")];
+    dial_in_with(server, scenario, &fill, rtp, &key_steps(keys), hold)
 }
 
-impl Caller {
-    fn call(
-        server: &Server,
-        scenario: &str,
-        caller: &str,
-        rtp: &UdpSocket,
-        keys: &str,
-        hold: Duration,
-    ) -> Caller {
-        let fill = [("@CALLER@", caller), ("@CALLED@", "voicemail")];
-        Caller::start(server, scenario, &fill, rtp, &key_steps(keys), hold)
-    }
-
-    /// sipp with `scenario`, its placeholders filled with `fill` and the call's, taking
-    /// `steps` after a moment.
-    fn start(
-        server: &Server,
-        scenario: &str,
-        fill: &[(&str, &str)],
-        rtp: &UdpSocket,
-        steps: &[Step],
-        hold: Duration,
-    ) -> Caller {
-        let sip = server.sip.expect("calls on");
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/sip/access")
-            .join(scenario);
-        let keys: String = steps
-            .iter()
-            .map(|step| match step {
-                Step::Key(k) => *k,
-                Step::Speak => '~',
-                Step::Pause(_) => '_',
-            })
-            .collect();
-        let mut all = vec![Step::Pause(Duration::from_millis(300))];
-        all.extend(steps.iter().cloned());
-        let mut text = std::fs::read_to_string(&path).expect("the scenario");
-        for (key, value) in fill {
-            text = text.replace(key, value);
-        }
-        let text = text
-            .replace("@PT@", "0")
-            .replace("@CODEC@", "PCMU")
-            .replace(
-                "@RTP_PORT@",
-                &rtp.local_addr().expect("RTP").port().to_string(),
-            )
-            .replace("@KEYS@", &actions(&all))
-            .replace("@HOLD_MS@", &hold.as_millis().to_string());
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let file = dir.path().join(scenario);
-        std::fs::write(&file, text).expect("the filled scenario");
-        let child = Command::new(common::sipp())
-            .arg("-sf")
-            .arg(&file)
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
-            .arg(free_udp_port().to_string())
-            .arg("-mp")
-            .arg(free_udp_port().to_string())
-            .args(["-m", "1", "-nostdin", "-timeout", "80s", "-timeout_error"])
-            .args(["-trace_err", "-error_file"])
-            .arg(dir.path().join("errors.log"))
-            .current_dir(dir.path())
-            .arg(sip.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp starts");
-        Caller {
-            child,
-            dir,
-            keys: format!("{scenario} {keys}"),
-        }
-    }
-
-    /// Waits for sipp to end; asserts its call went through the whole scenario.
-    fn completed(mut self) {
-        let deadline = Instant::now() + GUARD;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("sipp's status") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "sipp did not end");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let errors =
-            std::fs::read_to_string(self.dir.path().join("errors.log")).unwrap_or_default();
-        assert!(
-            status.success(),
-            "sipp's call ({}) failed ({status}); its errors:\n{errors}",
-            self.keys
-        );
-    }
-}
-
-impl Drop for Caller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// sipp with `scenario`, its placeholders filled with `fill` and the call's, taking
+/// `steps` after a moment.
+fn dial_in_with(
+    server: &Server,
+    scenario: &str,
+    fill: &[(&str, &str)],
+    rtp: &UdpSocket,
+    steps: &[Step],
+    hold: Duration,
+) -> Sipp {
+    let sip = server.sip.expect("calls on");
+    let label: String = steps
+        .iter()
+        .map(|step| match step {
+            Step::Key(k) => *k,
+            Step::Speak => '~',
+            Step::Pause(_) => '_',
+        })
+        .collect();
+    let mut all = vec![Step::Pause(Duration::from_millis(300))];
+    all.extend(steps.iter().cloned());
+    let rtp_port = rtp.local_addr().expect("RTP").port().to_string();
+    let keys = actions(&all);
+    let hold = hold.as_millis().to_string();
+    let mut fill = fill.to_vec();
+    fill.extend([
+        ("@PT@", "0"),
+        ("@CODEC@", "PCMU"),
+        ("@RTP_PORT@", &rtp_port),
+        ("@KEYS@", &keys),
+        ("@HOLD_MS@", &hold),
+    ]);
+    Sipp::scenario(&format!("access/{scenario}"), &fill, Some(sip)).labelled(&label)
 }
 
 /// The steps of typing `keys`, where `_` is a second's pause: time for a prompt to be heard,
@@ -155,7 +89,7 @@ fn refused(server: &Server, called: &str, status: &str) {
         ("@CALLED@", called),
         ("@STATUS@", status),
     ];
-    Caller::start(server, "refused.xml", &fill, &rtp, &[], Duration::ZERO).completed();
+    dial_in_with(server, "refused.xml", &fill, &rtp, &[], Duration::ZERO).completed();
 }
 
 /// The test's RTP socket (what umws says arrives here).
@@ -320,7 +254,7 @@ fn the_right_pin_hears_the_new_message_count_and_the_message() {
     let message = deposit(&server, "100", 1.0);
     assert!(list(&server).trim_end().ends_with("\tnew"));
     let rtp = rtp_socket();
-    let caller = Caller::call(
+    let caller = dial_in(
         &server,
         "caller.xml",
         "alice",
@@ -353,7 +287,7 @@ fn the_right_pin_hears_the_new_message_count_and_the_message() {
 /// Runs one call that umws ends (`hung_up.xml`); returns what was heard.
 fn call_until_hung_up(server: &Server, keys: &str) -> Vec<i16> {
     let rtp = rtp_socket();
-    let caller = Caller::call(
+    let caller = dial_in(
         server,
         "hung_up.xml",
         "alice",
@@ -369,7 +303,7 @@ fn call_until_hung_up(server: &Server, keys: &str) -> Vec<i16> {
 /// Runs one call that the caller ends after `hold`; returns what was heard.
 fn call_and_hang_up(server: &Server, keys: &str, hold: Duration) -> Vec<i16> {
     let rtp = rtp_socket();
-    let caller = Caller::call(server, "caller.xml", "alice", &rtp, keys, hold);
+    let caller = dial_in(server, "caller.xml", "alice", &rtp, keys, hold);
     let heard = heard(&rtp);
     caller.completed();
     heard
@@ -622,11 +556,11 @@ fn simultaneous_callers_are_served_up_to_the_limit_and_more_are_busy() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let calls: Vec<(UdpSocket, Caller)> = extensions
+    let calls: Vec<(UdpSocket, Sipp)> = extensions
         .iter()
         .map(|extension| {
             let rtp = rtp_socket();
-            let caller = Caller::call(
+            let caller = dial_in(
                 &server,
                 "caller.xml",
                 "alice",
@@ -672,7 +606,7 @@ fn subscriber_access_can_be_restricted_to_its_numbers() {
     refused(&server, "4001", "404");
     let rtp = rtp_socket();
     let fill = [("@CALLER@", "alice"), ("@CALLED@", "+14255550199")];
-    let caller = Caller::start(
+    let caller = dial_in_with(
         &server,
         "caller.xml",
         &fill,
@@ -693,7 +627,7 @@ fn subscriber_access_can_be_restricted_to_its_numbers() {
 fn a_caller_id_that_is_an_extension_is_asked_only_for_the_pin() {
     let server = server_with_ann();
     let rtp = rtp_socket();
-    let caller = Caller::call(
+    let caller = dial_in(
         &server,
         "hung_up.xml",
         EXTENSION,
@@ -741,7 +675,7 @@ fn a_greeting_recorded_from_the_main_menu_is_stored() {
         ("@PT@", "8"),
         ("@CODEC@", "PCMA"),
     ];
-    let caller = Caller::start(
+    let caller = dial_in_with(
         &server,
         "caller.xml",
         &fill,

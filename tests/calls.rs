@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::sip::{actions, assert_recording_is_pcap_speech, free_udp_port, tone_wav, Step, PCAPS};
+use common::sip::{actions, assert_recording_is_pcap_speech, tone_wav, Sipp, Step, PCAPS};
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -22,95 +22,24 @@ use umws_soap::client::{ClientError, Transport};
 /// A guard against a hung test (never an assertion on speed).
 const GUARD: Duration = Duration::from_secs(60);
 
-/// sipp as the phone, for one call; killed on drop.
-struct Phone {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
+/// sipp as a phone that answers, sends its RTP port as `rtp`'s, and waits for our BYE.
+fn answering_phone(rtp: &UdpSocket) -> Sipp {
+    let port = rtp.local_addr().expect("RTP address").port();
+    Sipp::scenario(
+        "calls/answer.xml",
+        &[("@RTP_PORT@", &port.to_string())],
+        None,
+    )
 }
 
-impl Phone {
-    /// sipp with the scenario `tests/sip/NAME`, its `@KEY@` placeholders filled.
-    fn start(name: &str, fill: &[(&str, String)]) -> Phone {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/sip")
-            .join(name);
-        let name = path.file_name().expect("a file name");
-        let mut text = std::fs::read_to_string(&path).expect("the scenario");
-        for (key, value) in fill {
-            text = text.replace(key, value);
-        }
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let scenario = dir.path().join(name);
-        std::fs::write(&scenario, text).expect("the filled scenario");
-        let port = free_udp_port();
-        let child = Command::new(common::sipp())
-            .arg("-sf")
-            .arg(&scenario)
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
-            .arg(port.to_string())
-            .arg("-cp")
-            .arg(free_udp_port().to_string())
-            .args(["-m", "1", "-nostdin", "-timeout", "60s", "-timeout_error"])
-            .args(["-trace_err", "-error_file"])
-            .arg(dir.path().join("errors.log"))
-            .args(["-trace_msg", "-message_file"])
-            .arg(dir.path().join("messages.log"))
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp starts");
-        Phone { child, port, dir }
-    }
-
-    /// A phone that answers, sends its RTP port as `rtp`'s, and waits for our BYE.
-    fn answering(rtp: &UdpSocket) -> Phone {
-        let port = rtp.local_addr().expect("RTP address").port();
-        Phone::start("calls/answer.xml", &[("@RTP_PORT@", port.to_string())])
-    }
-
-    /// A phone that rings until it is cancelled.
-    fn ringing() -> Phone {
-        Phone::start("calls/ring.xml", &[])
-    }
-
-    /// A phone that rings, then answers `status` (e.g. `486 Busy Here`).
-    fn rejecting(status: &str) -> Phone {
-        Phone::start("calls/reject.xml", &[("@STATUS@", status.to_owned())])
-    }
-
-    fn uri(&self) -> String {
-        format!("sip:phone@127.0.0.1:{}", self.port)
-    }
-
-    /// Waits for sipp to end, asserts that its call went through the whole scenario, and
-    /// returns the SIP messages it received and sent.
-    fn completed(mut self) -> String {
-        let deadline = Instant::now() + GUARD;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("sipp's status") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "sipp did not end");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let errors =
-            std::fs::read_to_string(self.dir.path().join("errors.log")).unwrap_or_default();
-        assert!(
-            status.success(),
-            "sipp's call failed ({status}); its errors:\n{errors}"
-        );
-        std::fs::read_to_string(self.dir.path().join("messages.log")).expect("sipp's messages")
-    }
+/// sipp as a phone that rings until it is cancelled.
+fn ringing_phone() -> Sipp {
+    Sipp::scenario("calls/ring.xml", &[], None)
 }
 
-impl Drop for Phone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// sipp as a phone that rings, then answers `status` (e.g. `486 Busy Here`).
+fn rejecting_phone(status: &str) -> Sipp {
+    Sipp::scenario("calls/reject.xml", &[("@STATUS@", status)], None)
 }
 
 /// An RTP socket for a phone.
@@ -308,9 +237,10 @@ fn a_greeting_recorded_on_the_phone_replaces_the_stored_one() {
         Step::Pause(Duration::from_secs(1)),
         Step::Key('1'),
     ];
-    let phone = Phone::start(
+    let phone = Sipp::scenario(
         "uas_greeting.xml",
-        &[("@ACTIONS@", actions(&steps)), ("@PCAPS@", PCAPS.into())],
+        &[("@ACTIONS@", &actions(&steps)), ("@PCAPS@", PCAPS)],
+        None,
     );
     let call_id = um
         .rt
@@ -369,7 +299,7 @@ fn a_voice_message_is_played_on_the_phone_and_get_call_info_follows_the_call() {
     assert!(server.sip.is_some(), "the banner names the SIP address");
     let entry_id = deposit(&server, "demo", 5.0);
     let rtp = rtp_socket();
-    let phone = Phone::answering(&rtp);
+    let phone = answering_phone(&rtp);
     let um = Um::demo(&server);
 
     let call_id = um.play(&entry_id, &phone.uri()).expect("PlayOnPhone");
@@ -430,7 +360,7 @@ fn the_phones_answers_become_event_causes() {
         ("404 Not Found", Cause::Unavailable),
         ("503 Service Unavailable", Cause::Other),
     ] {
-        let phone = Phone::rejecting(status);
+        let phone = rejecting_phone(status);
         let call_id = um.play(&entry_id, &phone.uri()).expect("PlayOnPhone");
         assert_eq!(um.disconnected(&call_id), cause, "{status}");
         phone.completed();
@@ -443,7 +373,7 @@ fn a_phone_that_does_not_answer_in_time_is_cancelled_as_no_answer() {
     let server = Server::start_with(&["--config", path.to_str().unwrap()]);
     let entry_id = deposit(&server, "demo", 1.0);
     let um = Um::demo(&server);
-    let phone = Phone::ringing();
+    let phone = ringing_phone();
     let call_id = um.play(&entry_id, &phone.uri()).expect("PlayOnPhone");
     assert_eq!(um.disconnected(&call_id), Cause::NoAnswer);
     let messages = phone.completed();
@@ -455,7 +385,7 @@ fn disconnect_cancels_a_ringing_call() {
     let server = Server::start();
     let entry_id = deposit(&server, "demo", 1.0);
     let um = Um::demo(&server);
-    let phone = Phone::ringing();
+    let phone = ringing_phone();
     let call_id = um.play(&entry_id, &phone.uri()).expect("PlayOnPhone");
     // the phone rings until it is cancelled (the ring timeout is 30 s)
     assert_eq!(um.info(&call_id).unwrap(), (State::Connecting, Cause::None));
@@ -472,7 +402,7 @@ fn disconnect_hangs_up_a_connected_call() {
     let entry_id = deposit(&server, "demo", 60.0);
     let um = Um::demo(&server);
     let rtp = rtp_socket();
-    let phone = Phone::answering(&rtp);
+    let phone = answering_phone(&rtp);
     let call_id = um.play(&entry_id, &phone.uri()).expect("PlayOnPhone");
     first_rtp(&rtp);
     assert_eq!(um.info(&call_id).unwrap(), (State::Connected, Cause::None));
@@ -494,7 +424,7 @@ fn an_empty_dial_string_calls_the_play_on_phone_dial_string() {
     // none set
     let (name, _) = exception(um.play(&entry_id, ""));
     assert_eq!(name, "InvalidPhoneNumberException");
-    let phone = Phone::rejecting("486 Busy Here");
+    let phone = rejecting_phone("486 Busy Here");
     um.set_dial_string(&phone.uri());
     let call_id = um.play(&entry_id, "  ").expect("PlayOnPhone");
     assert_eq!(um.disconnected(&call_id), Cause::UserBusy);
@@ -512,7 +442,7 @@ fn call_ids_are_answered_to_their_caller_only() {
     let entry_id = deposit(&server, "demo", 1.0);
     let demo = Um::demo(&server);
     let bob = Um::new(&server, "bob", "bob-password-1");
-    let phone = Phone::ringing();
+    let phone = ringing_phone();
     let call_id = demo.play(&entry_id, &phone.uri()).expect("PlayOnPhone");
     use base64::Engine as _;
     let unknown = base64::engine::general_purpose::STANDARD
@@ -559,7 +489,7 @@ fn call_limits_answer_transport_exceptions() {
         .iter()
         .map(|user| deposit(&server, user, 1.0))
         .collect();
-    let (a, b) = (Phone::ringing(), Phone::ringing());
+    let (a, b) = (ringing_phone(), ringing_phone());
     let first = demo.play(&entries[0], &a.uri()).expect("demo's call");
     // one call per user
     let (name, message) = exception(demo.play(&entries[0], &b.uri()));
@@ -575,7 +505,7 @@ fn call_limits_answer_transport_exceptions() {
     bob.disconnect(&second).expect("Disconnect");
     a.completed();
     b.completed();
-    let phone = Phone::rejecting("486 Busy Here");
+    let phone = rejecting_phone("486 Busy Here");
     let third = carol.play(&entries[2], &phone.uri()).expect("carol's call");
     assert_eq!(carol.disconnected(&third), Cause::UserBusy);
     phone.completed();
@@ -622,12 +552,12 @@ fn the_embedded_dial_plan_calls_sip_uris_and_says_why_it_cannot_call_numbers() {
 
 #[test]
 fn a_configured_dial_plan_routes_numbers_to_the_proxy_and_refuses_the_rest() {
-    let phone = Phone::rejecting("486 Busy Here");
+    let phone = rejecting_phone("486 Busy Here");
     let (_dir, path) = config(&format!(
         "outbound_proxy = \"127.0.0.1:{}\"\n\
          [telephony.dial_plan]\nextension_length = 4\nallowed_numbers = [\"4xxx\"]\n\
          allow_sip_uris = false",
-        phone.port
+        phone.port()
     ));
     let server = Server::start_with(&["--config", path.to_str().unwrap()]);
     let entry_id = deposit(&server, "demo", 1.0);
@@ -646,7 +576,7 @@ fn a_configured_dial_plan_routes_numbers_to_the_proxy_and_refuses_the_rest() {
     // an allowed extension goes to the proxy as sip:<extension>@<proxy>
     let call_id = um.play(&entry_id, "41-00").expect("PlayOnPhone");
     assert_eq!(um.disconnected(&call_id), Cause::UserBusy);
-    let port = phone.port;
+    let port = phone.port();
     let messages = phone.completed();
     assert!(
         messages.contains(&format!("INVITE sip:4100@127.0.0.1:{port} SIP/2.0")),
@@ -660,8 +590,8 @@ fn a_graceful_shutdown_hangs_up_every_call() {
     let entry_id = deposit(&server, "demo", 60.0);
     let um = Um::demo(&server);
     let rtp = rtp_socket();
-    let connected = Phone::answering(&rtp);
-    let ringing = Phone::ringing();
+    let connected = answering_phone(&rtp);
+    let ringing = ringing_phone();
     let first = um.play(&entry_id, &connected.uri()).expect("PlayOnPhone");
     first_rtp(&rtp);
     assert_eq!(um.info(&first).unwrap(), (State::Connected, Cause::None));
@@ -797,8 +727,8 @@ fn zeep_plays_a_message_polls_to_disconnected_and_disconnects() {
     let server = Server::start();
     let entry_id = deposit(&server, "demo", 3.0);
     let rtp = rtp_socket();
-    let answering = Phone::answering(&rtp);
-    let ringing = Phone::ringing();
+    let answering = answering_phone(&rtp);
+    let ringing = ringing_phone();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/zeep_calls.py");
     let out = common::python()
         .arg(&script)
@@ -892,7 +822,7 @@ fn the_messages_of_a_call_validate_against_the_schemas() {
     }
     let server = Server::start();
     let entry_id = deposit(&server, "demo", 1.0);
-    let phone = Phone::ringing();
+    let phone = ringing_phone();
     let (status, envelope) = raw_call(
         &server,
         "PlayOnPhone",

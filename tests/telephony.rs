@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::sip::{actions, assert_recording_is_pcap_speech, free_udp_port, Step, PCAPS};
+use common::sip::{actions, assert_recording_is_pcap_speech, free_udp_port, Sipp, Step, PCAPS};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,91 +22,6 @@ use umws::telephony::{
 const GUARD: Duration = Duration::from_secs(60);
 /// The ring timeout of the tests' calls (only the no-answer test waits for it).
 const RING_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// sipp as the phone, answering one call; killed on drop.
-struct Phone {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-    errors: PathBuf,
-    messages: PathBuf,
-}
-
-impl Phone {
-    /// sipp with a scenario of `tests/sip/`, its `@NAME@` placeholders replaced.
-    fn scenario(name: &str, fill: &[(&str, String)]) -> Phone {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/sip")
-            .join(name);
-        let mut text = std::fs::read_to_string(&path).expect("the scenario");
-        for (key, value) in fill {
-            text = text.replace(key, value);
-        }
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let file = dir.path().join(name);
-        std::fs::write(&file, text).expect("the filled scenario");
-        Phone::start(&["-sf".into(), file.display().to_string()], dir)
-    }
-
-    /// sipp's built-in UAS (`-sn uas`), echoing RTP (`-rtp_echo`).
-    fn builtin_uas() -> Phone {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        Phone::start(&["-sn".into(), "uas".into(), "-rtp_echo".into()], dir)
-    }
-
-    /// sipp's media port (`-mp`, `[media_port]` in scenarios) is a free one of its own.
-    fn start(args: &[String], dir: tempfile::TempDir) -> Phone {
-        let port = free_udp_port();
-        let errors = dir.path().join("errors.log");
-        let messages = dir.path().join("messages.log");
-        let child = Command::new(common::sipp())
-            .args(args)
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
-            .arg(port.to_string())
-            .args(["-cp"])
-            .arg(free_udp_port().to_string())
-            .args(["-mp"])
-            .arg(free_udp_port().to_string())
-            .args(["-m", "1", "-nostdin", "-timeout", "30s", "-timeout_error"])
-            .args(["-trace_err", "-error_file"])
-            .arg(&errors)
-            .args(["-trace_msg", "-message_file"])
-            .arg(&messages)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("sipp starts");
-        Phone {
-            child,
-            port,
-            _dir: dir,
-            errors,
-            messages,
-        }
-    }
-
-    fn uri(&self) -> String {
-        format!("sip:phone@127.0.0.1:{}", self.port)
-    }
-
-    /// Waits for sipp to end, asserts that its one call went through the whole scenario and
-    /// returns the SIP messages it received and sent.
-    async fn assert_scenario_completed(mut self) -> String {
-        let status = tokio::time::timeout(GUARD, self.child.wait())
-            .await
-            .expect("sipp ends")
-            .expect("sipp's exit status");
-        let errors = std::fs::read_to_string(&self.errors).unwrap_or_default();
-        assert!(
-            status.success(),
-            "sipp's call failed ({status}); its errors:\n{errors}"
-        );
-        std::fs::read_to_string(&self.messages).expect("sipp's message log")
-    }
-}
 
 /// A 440 Hz tone of `seconds`, 8 kHz 16-bit PCM.
 fn tone(seconds: f64) -> Arc<[i16]> {
@@ -125,7 +40,7 @@ async fn agent() -> SipAgent {
         .expect("the SIP agent starts")
 }
 
-async fn call(agent: &SipAgent, phone: &Phone, audio: Arc<[i16]>) -> Call {
+async fn call(agent: &SipAgent, phone: &Sipp, audio: Arc<[i16]>) -> Call {
     agent
         .place_call(CallRequest {
             target: phone.uri(),
@@ -160,7 +75,7 @@ async fn received_rtp(socket: &UdpSocket) -> Vec<Vec<u8>> {
 
 #[tokio::test]
 async fn builtin_uas_answers_and_we_hang_up_after_the_audio() {
-    let phone = Phone::builtin_uas();
+    let phone = Sipp::builtin_uas();
     let agent = agent().await;
     let audio = tone(0.5);
     let call = call(&agent, &phone, audio.clone()).await;
@@ -175,7 +90,7 @@ async fn builtin_uas_answers_and_we_hang_up_after_the_audio() {
     );
     assert_eq!(call.rtp_packets_sent(), (audio.len() / 160) as u64);
     // sipp's uas scenario ends with our BYE (answered 200): it passes only if it came.
-    let messages = phone.assert_scenario_completed().await;
+    let messages = phone.completed_async().await;
     // the call id is the SIP Call-ID
     assert!(
         messages.contains(&format!("Call-ID: {}\r\n", call.id())),
@@ -188,12 +103,13 @@ async fn builtin_uas_answers_and_we_hang_up_after_the_audio() {
 async fn answered_call_rtp(formats: &str, audio: Arc<[i16]>) -> (Call, Vec<Vec<u8>>) {
     let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("RTP socket");
     let rtp_port = rtp.local_addr().expect("addr").port();
-    let phone = Phone::scenario(
+    let phone = Sipp::scenario(
         "uas_answer.xml",
         &[
-            ("@RTP_PORT@", rtp_port.to_string()),
-            ("@FORMATS@", formats.into()),
+            ("@RTP_PORT@", &rtp_port.to_string()),
+            ("@FORMATS@", formats),
         ],
+        None,
     );
     let agent = agent().await;
     let call = call(&agent, &phone, audio).await;
@@ -201,7 +117,7 @@ async fn answered_call_rtp(formats: &str, audio: Arc<[i16]>) -> (Call, Vec<Vec<u
         finished(&call).await,
         status(CallState::Disconnected, EventCause::None)
     );
-    phone.assert_scenario_completed().await;
+    phone.completed_async().await;
     let packets = received_rtp(&rtp).await;
     (call, packets)
 }
@@ -260,9 +176,10 @@ async fn the_audio_arrives_as_paced_g711_rtp_in_the_answered_codec() {
 async fn the_phone_hanging_up_mid_audio_ends_the_call_and_the_rtp() {
     let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("RTP socket");
     let rtp_port = rtp.local_addr().expect("addr").port();
-    let phone = Phone::scenario(
+    let phone = Sipp::scenario(
         "uas_answer_then_bye.xml",
-        &[("@RTP_PORT@", rtp_port.to_string())],
+        &[("@RTP_PORT@", &rtp_port.to_string())],
+        None,
     );
     let agent = agent().await;
     // 60 s of audio (3000 packets); the phone hangs up after about one second
@@ -271,7 +188,7 @@ async fn the_phone_hanging_up_mid_audio_ends_the_call_and_the_rtp() {
         finished(&call).await,
         status(CallState::Disconnected, EventCause::None)
     );
-    phone.assert_scenario_completed().await;
+    phone.completed_async().await;
     let sent = call.rtp_packets_sent();
     assert!(sent > 0 && sent < 3000, "{sent} packets sent");
     // and nothing more is sent after the end
@@ -281,12 +198,12 @@ async fn the_phone_hanging_up_mid_audio_ends_the_call_and_the_rtp() {
 }
 
 async fn rejected_with(reply: &str) -> CallStatus {
-    let phone = Phone::scenario("uas_reject.xml", &[("@STATUS@", reply.into())]);
+    let phone = Sipp::scenario("uas_reject.xml", &[("@STATUS@", reply)], None);
     let agent = agent().await;
     let call = call(&agent, &phone, tone(1.0)).await;
     let status = finished(&call).await;
     assert_eq!(call.rtp_packets_sent(), 0);
-    phone.assert_scenario_completed().await;
+    phone.completed_async().await;
     status
 }
 
@@ -340,7 +257,7 @@ async fn service_unavailable_is_other() {
 
 #[tokio::test]
 async fn no_answer_before_the_ring_timeout_is_cancelled_and_no_answer() {
-    let phone = Phone::scenario("uas_no_answer.xml", &[]);
+    let phone = Sipp::scenario("uas_no_answer.xml", &[], None);
     let agent = agent().await;
     let call = call(&agent, &phone, tone(1.0)).await;
     assert_eq!(
@@ -349,13 +266,13 @@ async fn no_answer_before_the_ring_timeout_is_cancelled_and_no_answer() {
     );
     assert_eq!(call.rtp_packets_sent(), 0);
     // the scenario completes only when the CANCEL came
-    let messages = phone.assert_scenario_completed().await;
+    let messages = phone.completed_async().await;
     assert!(messages.contains("CANCEL sip:"), "{messages}");
 }
 
 #[tokio::test]
 async fn hanging_up_while_ringing_cancels() {
-    let phone = Phone::scenario("uas_no_answer.xml", &[]);
+    let phone = Sipp::scenario("uas_no_answer.xml", &[], None);
     let agent = agent().await;
     let call = agent
         .place_call(CallRequest {
@@ -372,7 +289,7 @@ async fn hanging_up_while_ringing_cancels() {
         finished(&call).await,
         status(CallState::Disconnected, EventCause::None)
     );
-    phone.assert_scenario_completed().await;
+    phone.completed_async().await;
 }
 
 #[tokio::test]
@@ -395,12 +312,10 @@ async fn a_target_that_is_not_a_sip_uri_is_refused() {
 async fn hanging_up_a_connected_call_sends_bye_and_stops_the_rtp() {
     let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("RTP socket");
     let rtp_port = rtp.local_addr().expect("addr").port();
-    let phone = Phone::scenario(
+    let phone = Sipp::scenario(
         "uas_answer.xml",
-        &[
-            ("@RTP_PORT@", rtp_port.to_string()),
-            ("@FORMATS@", "0".into()),
-        ],
+        &[("@RTP_PORT@", &rtp_port.to_string()), ("@FORMATS@", "0")],
+        None,
     );
     let agent = agent().await;
     // 60 s of audio (3000 packets); we hang up once the first packet arrived
@@ -420,7 +335,7 @@ async fn hanging_up_a_connected_call_sends_bye_and_stops_the_rtp() {
         status(CallState::Disconnected, EventCause::None)
     );
     // the scenario ends with the BYE
-    phone.assert_scenario_completed().await;
+    phone.completed_async().await;
     let sent = call.rtp_packets_sent();
     assert!(sent < 3000, "{sent} packets sent");
     let packets = received_rtp(&rtp).await;
@@ -435,7 +350,7 @@ async fn hanging_up_a_connected_call_sends_bye_and_stops_the_rtp() {
 
 #[tokio::test]
 async fn an_answer_without_usable_sdp_is_hung_up_as_other() {
-    let phone = Phone::scenario("uas_answer_bad_sdp.xml", &[]);
+    let phone = Sipp::scenario("uas_answer_bad_sdp.xml", &[], None);
     let agent = agent().await;
     let call = call(&agent, &phone, tone(1.0)).await;
     assert_eq!(
@@ -444,7 +359,7 @@ async fn an_answer_without_usable_sdp_is_hung_up_as_other() {
     );
     assert_eq!(call.rtp_packets_sent(), 0);
     // the scenario ends with our BYE
-    phone.assert_scenario_completed().await;
+    phone.completed_async().await;
 }
 
 #[tokio::test]
@@ -466,13 +381,13 @@ async fn malformed_datagrams_do_not_stop_the_agent() {
             .expect("sent");
     }
     // the agent still places and completes a call
-    let phone = Phone::builtin_uas();
+    let phone = Sipp::builtin_uas();
     let call = call(&agent, &phone, tone(0.2)).await;
     assert_eq!(
         finished(&call).await,
         status(CallState::Disconnected, EventCause::None)
     );
-    phone.assert_scenario_completed().await;
+    phone.completed_async().await;
 }
 
 #[tokio::test]
@@ -488,7 +403,7 @@ async fn a_wildcard_listen_address_is_refused() {
 
 #[tokio::test]
 async fn a_200_crossing_our_cancel_is_acked_and_ended_with_bye() {
-    let phone = Phone::scenario("uas_answer_crossing_cancel.xml", &[]);
+    let phone = Sipp::scenario("uas_answer_crossing_cancel.xml", &[], None);
     let agent = agent().await;
     let call = call(&agent, &phone, tone(1.0)).await;
     // the ring timeout fired first: the call stays a no-answer, with nothing played
@@ -498,7 +413,7 @@ async fn a_200_crossing_our_cancel_is_acked_and_ended_with_bye() {
     );
     assert_eq!(call.rtp_packets_sent(), 0);
     // the scenario ends only with our ACK and BYE after the CANCEL
-    let messages = phone.assert_scenario_completed().await;
+    let messages = phone.completed_async().await;
     assert!(messages.contains("CANCEL sip:"), "{messages}");
     assert!(messages.contains("BYE sip:"), "{messages}");
 }
@@ -509,8 +424,8 @@ async fn the_registry_answers_a_call_id_to_its_owner_until_it_expires() {
     let registry = CallRegistry::new(KEEP);
     let agent = agent().await;
     // a call that rings until we hang up, and one that ends at once (486)
-    let ringing_phone = Phone::scenario("uas_no_answer.xml", &[]);
-    let busy_phone = Phone::scenario("uas_reject.xml", &[("@STATUS@", "486 Busy Here".into())]);
+    let ringing_phone = Sipp::scenario("uas_no_answer.xml", &[], None);
+    let busy_phone = Sipp::scenario("uas_reject.xml", &[("@STATUS@", "486 Busy Here")], None);
     let ringing = agent
         .place_call(CallRequest {
             target: ringing_phone.uri(),
@@ -554,8 +469,8 @@ async fn the_registry_answers_a_call_id_to_its_owner_until_it_expires() {
         );
     }
     assert_eq!(registry.running("alice"), (0, 0));
-    ringing_phone.assert_scenario_completed().await;
-    busy_phone.assert_scenario_completed().await;
+    ringing_phone.completed_async().await;
+    busy_phone.completed_async().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -590,9 +505,10 @@ async fn call_uri(agent: &SipAgent, target: String, audio: Arc<[i16]>) -> Call {
 
 #[tokio::test]
 async fn a_401_is_answered_with_the_configured_credentials() {
-    let phone = Phone::scenario(
+    let phone = Sipp::scenario(
         "uas_auth_401.xml",
-        &[("@USER@", "umws".into()), ("@PASSWORD@", "s3cret".into())],
+        &[("@USER@", "umws"), ("@PASSWORD@", "s3cret")],
+        None,
     );
     let agent = agent_with(|c| c.credentials = Some(credentials("umws", "s3cret"))).await;
     let call = call(&agent, &phone, tone(0.2)).await;
@@ -602,7 +518,7 @@ async fn a_401_is_answered_with_the_configured_credentials() {
     );
     assert_eq!(call.rtp_packets_sent(), 10);
     // the scenario answers 200 only to a correct Authorization, and ends with our BYE
-    let messages = phone.assert_scenario_completed().await;
+    let messages = phone.completed_async().await;
     assert!(messages.contains("Authorization: Digest"), "{messages}");
     assert!(messages.contains("username=\"umws\""), "{messages}");
     assert!(!messages.contains("s3cret"), "{messages}");
@@ -610,7 +526,7 @@ async fn a_401_is_answered_with_the_configured_credentials() {
 
 #[tokio::test]
 async fn a_second_401_ends_the_call_as_other() {
-    let phone = Phone::scenario("uas_auth_401_twice.xml", &[]);
+    let phone = Sipp::scenario("uas_auth_401_twice.xml", &[], None);
     let agent = agent_with(|c| c.credentials = Some(credentials("umws", "wrong"))).await;
     let call = call(&agent, &phone, tone(0.2)).await;
     assert_eq!(
@@ -619,7 +535,7 @@ async fn a_second_401_ends_the_call_as_other() {
     );
     assert_eq!(call.rtp_packets_sent(), 0);
     // the scenario fails on a third INVITE
-    phone.assert_scenario_completed().await;
+    phone.completed_async().await;
 }
 
 /// kamailio as a proxy on a free port of 127.0.0.1 that challenges INVITEs with 407 (realm
@@ -721,7 +637,7 @@ async fn a_407_from_a_real_proxy_is_answered_and_the_call_goes_through_it() {
     let Some(proxy) = Proxy::start().await else {
         return;
     };
-    let phone = Phone::builtin_uas();
+    let phone = Sipp::builtin_uas();
     let agent = agent_with(|c| {
         c.outbound_proxy = Some(proxy.addr());
         c.credentials = Some(credentials("umws", "s3cret"));
@@ -734,7 +650,7 @@ async fn a_407_from_a_real_proxy_is_answered_and_the_call_goes_through_it() {
     );
     assert_eq!(call.rtp_packets_sent(), 10);
     let uri = phone.uri();
-    let messages = phone.assert_scenario_completed().await;
+    let messages = phone.completed_async().await;
     // the INVITE came through the proxy (its Via and Record-Route), to the dialled URI
     let via = format!("Via: SIP/2.0/UDP 127.0.0.1:{};branch=", proxy.port);
     assert!(messages.contains(&via), "{messages}");
@@ -777,7 +693,7 @@ async fn hanging_up_while_ringing_through_the_proxy_cancels_at_the_phone() {
     let Some(proxy) = Proxy::start().await else {
         return;
     };
-    let phone = Phone::scenario("uas_no_answer.xml", &[]);
+    let phone = Sipp::scenario("uas_no_answer.xml", &[], None);
     let agent = agent_with(|c| {
         c.outbound_proxy = Some(proxy.addr());
         c.credentials = Some(credentials("umws", "s3cret"));
@@ -806,7 +722,7 @@ async fn hanging_up_while_ringing_through_the_proxy_cancels_at_the_phone() {
         status(CallState::Disconnected, EventCause::None)
     );
     // the scenario completes only when the CANCEL reached the phone
-    let messages = phone.assert_scenario_completed().await;
+    let messages = phone.completed_async().await;
     assert!(messages.contains("CANCEL sip:"), "{messages}");
     assert!(
         proxy.log().contains("umws-proxy: CANCEL"),
@@ -824,12 +740,10 @@ async fn no_rtp_from_the_phone_hangs_up() {
     let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("RTP socket");
     let rtp_port = rtp.local_addr().expect("addr").port();
     // the phone answers and never sends RTP
-    let phone = Phone::scenario(
+    let phone = Sipp::scenario(
         "uas_answer.xml",
-        &[
-            ("@RTP_PORT@", rtp_port.to_string()),
-            ("@FORMATS@", "0".into()),
-        ],
+        &[("@RTP_PORT@", &rtp_port.to_string()), ("@FORMATS@", "0")],
+        None,
     );
     let agent = agent_with(|c| c.no_rtp_timeout = Duration::from_secs(1)).await;
     // 60 s of audio (3000 packets)
@@ -839,7 +753,7 @@ async fn no_rtp_from_the_phone_hangs_up() {
         status(CallState::Disconnected, EventCause::None)
     );
     // hung up with BYE long before the audio's end
-    phone.assert_scenario_completed().await;
+    phone.completed_async().await;
     let sent = call.rtp_packets_sent();
     assert!(sent > 0 && sent < 3000, "{sent} packets sent");
 }
@@ -847,7 +761,7 @@ async fn no_rtp_from_the_phone_hangs_up() {
 #[tokio::test]
 async fn rtp_from_the_phone_keeps_the_call_up() {
     // sipp's uas echoes our RTP from its media address: the phone sends RTP all along
-    let phone = Phone::builtin_uas();
+    let phone = Sipp::builtin_uas();
     let agent = agent_with(|c| c.no_rtp_timeout = Duration::from_millis(500)).await;
     // 3 s of audio, six times the no-RTP timeout: all of it is played
     let call = call(&agent, &phone, tone(3.0)).await;
@@ -856,12 +770,12 @@ async fn rtp_from_the_phone_keeps_the_call_up() {
         status(CallState::Disconnected, EventCause::None)
     );
     assert_eq!(call.rtp_packets_sent(), 150);
-    phone.assert_scenario_completed().await;
+    phone.completed_async().await;
 }
 
 #[tokio::test]
 async fn the_maximum_call_length_hangs_up() {
-    let phone = Phone::builtin_uas();
+    let phone = Sipp::builtin_uas();
     let agent = agent_with(|c| c.max_call = Duration::from_secs(1)).await;
     let call = call(&agent, &phone, tone(60.0)).await;
     assert_eq!(
@@ -869,7 +783,7 @@ async fn the_maximum_call_length_hangs_up() {
         status(CallState::Disconnected, EventCause::None)
     );
     // the uas scenario ends with our BYE
-    phone.assert_scenario_completed().await;
+    phone.completed_async().await;
     let sent = call.rtp_packets_sent();
     assert!(sent > 0 && sent < 3000, "{sent} packets sent");
 }
@@ -909,9 +823,10 @@ fn greeting_session(
 
 /// Runs a greeting call with sipp doing `steps`; returns what was saved.
 async fn greeting_call(steps: &[Step], current: Option<Arc<[i16]>>) -> Vec<Arc<[i16]>> {
-    let phone = Phone::scenario(
+    let phone = Sipp::scenario(
         "uas_greeting.xml",
-        &[("@ACTIONS@", actions(steps)), ("@PCAPS@", PCAPS.into())],
+        &[("@ACTIONS@", &actions(steps)), ("@PCAPS@", PCAPS)],
+        None,
     );
     let (session, mut saved) = greeting_session(current);
     // (the phone sends RTP only while it speaks or presses keys)
@@ -930,7 +845,7 @@ async fn greeting_call(steps: &[Step], current: Option<Arc<[i16]>>) -> Vec<Arc<[
         status(CallState::Disconnected, EventCause::None)
     );
     // the scenario ends with our BYE
-    phone.assert_scenario_completed().await;
+    phone.completed_async().await;
     let mut all = Vec::new();
     while let Ok(recording) = saved.try_recv() {
         all.push(recording);
@@ -1096,15 +1011,16 @@ async fn garbage_and_foreign_rtp_are_ignored_while_a_greeting_is_recorded() {
     let stranger = UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("another socket");
-    let phone = Phone::scenario(
+    let phone = Sipp::scenario(
         "uas_answer.xml",
         &[
             (
                 "@RTP_PORT@",
-                media.local_addr().expect("addr").port().to_string(),
+                &media.local_addr().expect("addr").port().to_string(),
             ),
-            ("@FORMATS@", "0".into()),
+            ("@FORMATS@", "0"),
         ],
+        None,
     );
     let (session, mut saved) = greeting_session(None);
     let agent = agent().await;
@@ -1227,7 +1143,7 @@ async fn garbage_and_foreign_rtp_are_ignored_while_a_greeting_is_recorded() {
         finished(&call).await,
         status(CallState::Disconnected, EventCause::None)
     );
-    phone.assert_scenario_completed().await;
+    phone.completed_async().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1248,15 +1164,16 @@ fn free_even_port() -> u16 {
 async fn rtp_comes_from_an_even_port_of_the_configured_range() {
     let port = free_even_port();
     let media = UdpSocket::bind("127.0.0.1:0").await.expect("RTP socket");
-    let phone = Phone::scenario(
+    let phone = Sipp::scenario(
         "uas_answer.xml",
         &[
             (
                 "@RTP_PORT@",
-                media.local_addr().expect("addr").port().to_string(),
+                &media.local_addr().expect("addr").port().to_string(),
             ),
-            ("@FORMATS@", "0".into()),
+            ("@FORMATS@", "0"),
         ],
+        None,
     );
     // an odd start: the even port after it is the only one
     let agent = agent_with(|c| c.rtp_ports = Some(port - 1..=port + 1)).await;
@@ -1271,7 +1188,7 @@ async fn rtp_comes_from_an_even_port_of_the_configured_range() {
         finished(&call).await,
         status(CallState::Disconnected, EventCause::None)
     );
-    phone.assert_scenario_completed().await;
+    phone.completed_async().await;
 }
 
 #[tokio::test]

@@ -1,9 +1,157 @@
-//! sipp's captures (Debian's sip-tester) and the actions of a sipp scenario that presses keys
-//! (RFC 4733) and speaks (PCMA) from them.
+//! sipp for one call of a scenario ([`Sipp`]), sipp's captures (Debian's sip-tester) and the
+//! actions of a scenario that presses keys (RFC 4733) and speaks (PCMA) from them.
 
 use std::io::Cursor;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long sipp may take over its one call (its `-timeout`), and a little more for a test
+/// waiting for it to end: a guard against a hung test, never an assertion on speed.
+pub const SIPP_TIMEOUT: Duration = Duration::from_secs(80);
+
+/// sipp running one call on 127.0.0.1, with its logs in a directory of its own; killed on
+/// drop. Its SIP port, control port (`-cp`) and media port (`-mp`, `[media_port]` in
+/// scenarios) are free ones.
+pub struct Sipp {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    /// What runs, for failure messages.
+    what: String,
+}
+
+impl Sipp {
+    /// The scenario `tests/sip/NAME` with each placeholder of `fill` (`@KEY@`) replaced; it
+    /// calls `remote` when given (a UAC), else waits for a call (a UAS).
+    pub fn scenario(name: &str, fill: &[(&str, &str)], remote: Option<SocketAddr>) -> Sipp {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sip")
+            .join(name);
+        let mut text = std::fs::read_to_string(&path).expect("the scenario");
+        for (key, value) in fill {
+            text = text.replace(key, value);
+        }
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let file = dir.path().join(path.file_name().expect("a file name"));
+        std::fs::write(&file, text).expect("the filled scenario");
+        let mut args = vec!["-sf".to_owned(), file.display().to_string()];
+        args.extend(remote.map(|r| r.to_string()));
+        Sipp::spawn(&args, dir, name)
+    }
+
+    /// sipp's built-in UAS (`-sn uas`), echoing RTP (`-rtp_echo`).
+    pub fn builtin_uas() -> Sipp {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let args = ["-sn", "uas", "-rtp_echo"].map(str::to_owned);
+        Sipp::spawn(&args, dir, "-sn uas")
+    }
+
+    fn spawn(args: &[String], dir: tempfile::TempDir, what: &str) -> Sipp {
+        let port = free_udp_port();
+        let child = Command::new(super::sipp())
+            .args(args)
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .arg("-cp")
+            .arg(free_udp_port().to_string())
+            .arg("-mp")
+            .arg(free_udp_port().to_string())
+            .args(["-m", "1", "-nostdin", "-timeout"])
+            .arg(format!("{}s", SIPP_TIMEOUT.as_secs()))
+            .args(["-timeout_error", "-trace_err", "-error_file"])
+            .arg(dir.path().join("errors.log"))
+            .args(["-trace_msg", "-message_file"])
+            .arg(dir.path().join("messages.log"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp starts");
+        Sipp {
+            child,
+            port,
+            dir,
+            what: what.to_owned(),
+        }
+    }
+
+    /// Its SIP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its SIP URI, `sip:phone@127.0.0.1:PORT`.
+    pub fn uri(&self) -> String {
+        format!("sip:phone@127.0.0.1:{}", self.port)
+    }
+
+    /// Notes `label` (e.g. the keys it sends) in its failure messages.
+    pub fn labelled(mut self, label: &str) -> Sipp {
+        self.what = format!("{} {label}", self.what);
+        self
+    }
+
+    /// Its exit status once it ended.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("sipp's status")
+    }
+
+    /// Waits for sipp to end, asserts that its call went through the whole scenario, and
+    /// returns the SIP messages it received and sent.
+    pub fn completed(mut self) -> String {
+        let deadline = Instant::now() + SIPP_TIMEOUT + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.try_wait() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sipp ({}) did not end",
+                self.what
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.check(status)
+    }
+
+    /// [`completed`](Self::completed) for async tests (sleeping on tokio's timer).
+    pub async fn completed_async(mut self) -> String {
+        let deadline = Instant::now() + SIPP_TIMEOUT + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.try_wait() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sipp ({}) did not end",
+                self.what
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        self.check(status)
+    }
+
+    fn check(&self, status: ExitStatus) -> String {
+        let errors =
+            std::fs::read_to_string(self.dir.path().join("errors.log")).unwrap_or_default();
+        assert!(
+            status.success(),
+            "sipp's call ({}) failed ({status}); its errors:\n{errors}",
+            self.what
+        );
+        std::fs::read_to_string(self.dir.path().join("messages.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 /// sipp's captures (Debian's sip-tester).
 pub const PCAPS: &str = "/usr/share/sip-tester";
