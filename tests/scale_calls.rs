@@ -2,15 +2,15 @@
 //! private test cluster of `common::postgres`, or `UMWS_TEST_DATABASE_URL`), sipp as the phone.
 //! A call placed by PlayOnPhone through instance A is followed by GetCallInfo through B and
 //! ended by Disconnect through B (which A executes: sipp sees the CANCEL or the BYE); another
-//! user's call id stays unknown on B.
+//! user's call id stays unknown on B; a call whose instance died is reported ended on B.
 
 mod common;
 
-use common::sip::{free_udp_port, tone_wav};
+use common::sip::{tone_wav, Sipp};
 
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::postgres::TestDatabase;
@@ -24,76 +24,6 @@ const GUARD: Duration = Duration::from_secs(60);
 
 fn database() -> TestDatabase {
     common::postgres::test_database(&common::test_env_dir(), common::apt_install)
-}
-
-/// sipp as the phone (scenarios of `tests/sip/calls/`), for one call; killed on drop.
-struct Phone {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Phone {
-    fn start(name: &str, fill: &[(&str, String)]) -> Phone {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/sip/calls")
-            .join(name);
-        let mut text = std::fs::read_to_string(&path).expect("the scenario");
-        for (key, value) in fill {
-            text = text.replace(key, value);
-        }
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let scenario = dir.path().join(name);
-        std::fs::write(&scenario, text).expect("the filled scenario");
-        let port = free_udp_port();
-        let child = Command::new(common::sipp())
-            .arg("-sf")
-            .arg(&scenario)
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
-            .arg(port.to_string())
-            .arg("-cp")
-            .arg(free_udp_port().to_string())
-            .args(["-m", "1", "-nostdin", "-timeout", "60s", "-timeout_error"])
-            .args(["-trace_err", "-error_file"])
-            .arg(dir.path().join("errors.log"))
-            .args(["-trace_msg", "-message_file"])
-            .arg(dir.path().join("messages.log"))
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp starts");
-        Phone { child, port, dir }
-    }
-
-    fn uri(&self) -> String {
-        format!("sip:phone@127.0.0.1:{}", self.port)
-    }
-
-    /// Waits for sipp to end, asserts that it went through the whole scenario, and returns the
-    /// SIP messages it received and sent.
-    fn completed(mut self) -> String {
-        let deadline = Instant::now() + GUARD;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("sipp's status") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "sipp did not end");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let errors =
-            std::fs::read_to_string(self.dir.path().join("errors.log")).unwrap_or_default();
-        assert!(status.success(), "sipp's call failed ({status}): {errors}");
-        std::fs::read_to_string(self.dir.path().join("messages.log")).expect("sipp's messages")
-    }
-}
-
-impl Drop for Phone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `umws ARGS --data DATA --database URL ...`, which must succeed; its stdout.
@@ -243,7 +173,7 @@ fn a_call_placed_on_one_instance_is_followed_and_cancelled_on_another() {
     let s = setup();
     let on_a = Um::new(&s.a, "alice", "alice-pw");
     let on_b = Um::new(&s.b, "alice", "alice-pw");
-    let phone = Phone::start("ring.xml", &[]);
+    let phone = Sipp::scenario("calls/ring.xml", &[], None);
     let call_id = on_a.play(&s.entry_id, &phone.uri());
     assert_eq!(
         on_b.info(&call_id).unwrap(),
@@ -282,9 +212,10 @@ fn a_connected_call_is_hung_up_through_another_instance() {
     let on_a = Um::new(&s.a, "alice", "alice-pw");
     let on_b = Um::new(&s.b, "alice", "alice-pw");
     let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let phone = Phone::start(
-        "answer.xml",
-        &[("@RTP_PORT@", rtp.local_addr().unwrap().port().to_string())],
+    let phone = Sipp::scenario(
+        "calls/answer.xml",
+        &[("@RTP_PORT@", &rtp.local_addr().unwrap().port().to_string())],
+        None,
     );
     let call_id = on_a.play(&s.entry_id, &phone.uri());
     assert_eq!(on_b.until(&call_id, State::Connected), Cause::None);
@@ -305,4 +236,44 @@ fn a_connected_call_is_hung_up_through_another_instance() {
         exception(on_b.disconnect(&unknown)),
         "InvalidCallIdException"
     );
+}
+
+/// The owner of a connected call dies (SIGKILL): B reports the call Disconnected (Other) as
+/// soon as A's liveness lock is gone with its connections, well before the 90 s without a
+/// heartbeat that would tell otherwise; a Disconnect of it through B succeeds.
+#[test]
+fn a_call_whose_instance_died_is_reported_ended_on_another() {
+    let s = setup();
+    let on_a = Um::new(&s.a, "alice", "alice-pw");
+    let on_b = Um::new(&s.b, "alice", "alice-pw");
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let phone = Sipp::scenario(
+        "calls/answer.xml",
+        &[("@RTP_PORT@", &rtp.local_addr().unwrap().port().to_string())],
+        None,
+    );
+    let call_id = on_a.play(&s.entry_id, &phone.uri());
+    assert_eq!(on_b.until(&call_id, State::Connected), Cause::None);
+    s.a.kill9();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match on_b.info(&call_id).expect("GetCallInfo through B") {
+            (State::Disconnected, cause) => {
+                assert_eq!(cause, Cause::Other);
+                break;
+            }
+            state => assert!(
+                Instant::now() < deadline,
+                "still {state:?} 30 s after its instance died"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    on_b.disconnect(&call_id).expect("Disconnect through B");
+    assert_eq!(
+        on_b.info(&call_id).unwrap(),
+        (State::Disconnected, Cause::Other)
+    );
+    // (sipp waits for a BYE that no one will send; it is killed on drop)
+    drop(phone);
 }

@@ -281,6 +281,7 @@ const CALL_HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// A running call whose row was not rewritten for this long has lost its owner (the instance
 /// died): GetCallInfo elsewhere reports it Disconnected (Other), and the purge deletes it.
+/// (Where the owner's liveness lock is known, its loss tells at once.)
 const CALL_ORPHANED: Duration = Duration::from_secs(90);
 
 /// The calls of all instances on one PostgreSQL database (see `store::postgres::calls`): the
@@ -462,8 +463,11 @@ impl SharedCalls {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-            if !record.ended && record.updated_at < now.saturating_sub(orphaned) {
-                // Its owner stopped writing: it died, and the call with it.
+            if !record.ended
+                && (!record.owner_alive || record.updated_at < now.saturating_sub(orphaned))
+            {
+                // Its owner's liveness lock is gone, or it stopped writing: it died, and the
+                // call with it.
                 return CallStatus {
                     state: CallState::Disconnected,
                     cause: super::EventCause::Other,

@@ -3,7 +3,8 @@
 //!
 //! The instance that placed a call owns it: only it has the SIP dialog. It records the call
 //! when placed ([`PgStore::call_placed`]) and every change of its state
-//! ([`PgStore::call_moved`]). Another instance answers GetCallInfo from the row
+//! ([`PgStore::call_moved`]), with its liveness lock's key (see `schema.rs`, version 4), so
+//! that the others see at once when it died. Another instance answers GetCallInfo from the row
 //! ([`PgStore::call_record`]) and passes a Disconnect on by setting `hang_up_requested`
 //! ([`PgStore::call_request_hang_up`]), which the owner looks for while the call runs
 //! ([`PgStore::call_hang_up_requested`]) and executes. Rows of ended calls are deleted after
@@ -27,6 +28,9 @@ pub struct CallRecord {
     pub updated_at: i64,
     /// Whether the owning instance is this one.
     pub own: bool,
+    /// Whether the owning instance holds its liveness lock (or held none when it last wrote
+    /// the row, so that only `updated_at` tells); false once it died.
+    pub owner_alive: bool,
 }
 
 impl PgStore {
@@ -41,10 +45,16 @@ impl PgStore {
         exec(
             &self.conn()?,
             "INSERT INTO calls (call_id, mailbox_id, instance, state, cause, started_at,
-                                updated_at)
-             VALUES ($1, $2, $3, 'connecting', 'none', $4, $4)
+                                updated_at, owner_key)
+             VALUES ($1, $2, $3, 'connecting', 'none', $4, $4, $5)
              ON CONFLICT (call_id) DO NOTHING",
-            &[&call_id, &mailbox.0, &self.shared.instance, &now],
+            &[
+                &call_id,
+                &mailbox.0,
+                &self.shared.instance,
+                &now,
+                &self.live_key(),
+            ],
         )?;
         Ok(())
     }
@@ -56,9 +66,17 @@ impl PgStore {
         exec(
             &self.conn()?,
             "UPDATE calls SET state = $2, cause = $3, updated_at = $4,
-                    ended_at = CASE WHEN $2::TEXT = 'disconnected' THEN $4::BIGINT END
+                    ended_at = CASE WHEN $2::TEXT = 'disconnected' THEN $4::BIGINT END,
+                    owner_key = $6
              WHERE call_id = $1 AND instance = $5",
-            &[&call_id, &state, &cause, &now, &self.shared.instance],
+            &[
+                &call_id,
+                &state,
+                &cause,
+                &now,
+                &self.shared.instance,
+                &self.live_key(),
+            ],
         )?;
         Ok(())
     }
@@ -74,7 +92,9 @@ impl PgStore {
         let since = unix_now().saturating_sub(keep_secs);
         let found = row_opt(
             &self.conn()?,
-            "SELECT state, cause, ended_at IS NOT NULL, updated_at, instance = $4 FROM calls
+            "SELECT state, cause, ended_at IS NOT NULL, updated_at, instance = $4,
+                    owner_key IS NULL OR umws_alive(owner_key)
+             FROM calls
              WHERE call_id = $1 AND mailbox_id = $2 AND (ended_at IS NULL OR ended_at > $3)",
             &[&call_id, &mailbox.0, &since, &self.shared.instance],
         )?;
@@ -86,6 +106,7 @@ impl PgStore {
                     ended: r.try_get(2)?,
                     updated_at: r.try_get(3)?,
                     own: r.try_get(4)?,
+                    owner_alive: r.try_get(5)?,
                 })
             })
             .transpose()

@@ -320,7 +320,7 @@ struct Signals {
 
 /// The first key of the session advisory locks by which instances show that they are alive
 /// ("live" in ASCII); the second is a random non-negative number chosen by each instance.
-pub(super) const LIVENESS_CLASS: i32 = 0x6c69_7665;
+const LIVENESS_CLASS: i32 = 0x6c69_7665;
 
 /// The state shared by all clones of a [`PgStore`].
 struct Shared {
@@ -833,6 +833,30 @@ mod tests {
         assert!(!a.outbox_claim(mail.id, lease).unwrap(), "B holds it now");
         assert!(b.outbox_remove(mail.id).unwrap());
         assert!(!a.outbox_claim(mail.id, lease).unwrap(), "gone");
+    }
+
+    /// The schema's `umws_alive` sees exactly the liveness locks (`LIVENESS_CLASS`, key).
+    #[test]
+    fn umws_alive_sees_the_liveness_locks() {
+        let (_db, _dir, store) = store();
+        let conn = store.conn().unwrap();
+        let alive = |key: i32| -> bool {
+            block(conn.query_one("SELECT umws_alive($1)", &[&key]))
+                .unwrap()
+                .get(0)
+        };
+        let lock = |sql: &str, class: i32, key: i32| {
+            block(conn.execute(sql, &[&class, &key])).unwrap();
+        };
+        assert!(!alive(7));
+        lock("SELECT pg_advisory_lock($1, $2)", LIVENESS_CLASS + 1, 7);
+        assert!(!alive(7), "another class");
+        lock("SELECT pg_advisory_lock($1, $2)", LIVENESS_CLASS, 7);
+        assert!(alive(7));
+        assert!(!alive(8));
+        lock("SELECT pg_advisory_unlock($1, $2)", LIVENESS_CLASS, 7);
+        assert!(!alive(7));
+        lock("SELECT pg_advisory_unlock($1, $2)", LIVENESS_CLASS + 1, 7);
     }
 
     /// The lease of an instance that died is taken over as soon as its liveness lock is gone

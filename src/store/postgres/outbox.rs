@@ -121,13 +121,7 @@ impl PgStore {
                              WHEN leased_until IS NULL OR leased_until <= $2
                                   OR leased_by = $4 THEN true
                              WHEN leased_by IS NULL OR leased_key IS NULL THEN false
-                             ELSE NOT EXISTS (
-                                 SELECT 1 FROM pg_locks
-                                 WHERE locktype = 'advisory' AND granted
-                                   AND database = (SELECT oid FROM pg_database
-                                                   WHERE datname = current_database())
-                                   AND classid::bigint = $6 AND objid::bigint = leased_key
-                                   AND objsubid = 2)
+                             ELSE NOT umws_alive(leased_key)
                          END
                          FOR UPDATE SKIP LOCKED)
              RETURNING id",
@@ -137,7 +131,6 @@ impl PgStore {
                 &until,
                 &self.shared.instance,
                 &self.live_key(),
-                &i64::from(super::LIVENESS_CLASS),
             ],
         )?;
         Ok(claimed.is_some())

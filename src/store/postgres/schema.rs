@@ -143,9 +143,20 @@ pub const MIGRATIONS: &[&str] = &[
         hang_up_requested BOOLEAN NOT NULL DEFAULT false
     );
     CREATE INDEX calls_by_end ON calls (ended_at);",
-    // Version 4: the liveness lock of an outbox lease's holder (`postgres::outbox`), so that
-    // the mails of an instance that died are taken over at once; NULL when the holder had none.
-    "ALTER TABLE outbox ADD COLUMN leased_key INTEGER;",
+    // Version 4: the instances' liveness locks (session advisory locks with the first key
+    // `LIVENESS_CLASS`, 0x6c697665, and a random second one, held by each instance's change
+    // listener). An outbox lease and a call name their holder's key, so that the mails of an
+    // instance that died are taken over at once and its calls reported ended at once; NULL when
+    // the holder held none (then only the lease's end or the call's heartbeat tells).
+    "CREATE FUNCTION umws_alive(lock_key INTEGER) RETURNS BOOLEAN LANGUAGE sql STABLE AS $$
+        SELECT EXISTS (
+            SELECT 1 FROM pg_locks
+            WHERE locktype = 'advisory' AND granted
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND classid::BIGINT = 1818850917 AND objid::BIGINT = lock_key AND objsubid = 2)
+    $$;
+    ALTER TABLE outbox ADD COLUMN leased_key INTEGER;
+    ALTER TABLE calls ADD COLUMN owner_key INTEGER;",
 ];
 
 /// Applies the missing migrations on a connection of its own, under the advisory lock.
