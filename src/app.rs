@@ -237,6 +237,7 @@ pub fn build_server_with_telephony(
             Arc::clone(service.outbox()),
             config.telephony.max_calls,
             config.telephony.subscriber_access.clone(),
+            config.telephony.zone(),
         ));
         service = service.with_telephony(telephony);
     }

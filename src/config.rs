@@ -479,6 +479,9 @@ pub struct TelephonyFile {
     /// The numbers or URIs (the Request-URI's user part, or the whole `sip:` URI) that reach
     /// subscriber access; empty or absent: every inbound call.
     pub subscriber_access: Option<Vec<String>>,
+    /// The time zone (an IANA name such as `Europe/Berlin`) in which subscriber access says
+    /// when a message came; absent: the system's.
+    pub time_zone: Option<String>,
     /// The dial plan.
     pub dial_plan: Option<DialPlanFile>,
 }
@@ -603,6 +606,9 @@ pub struct TelephonyConfig {
     /// The numbers or `sip:` URIs an inbound call must be addressed to, to reach subscriber
     /// access (empty: any).
     pub subscriber_access: Vec<String>,
+    /// The time zone subscriber access says times in (an IANA name, checked when the
+    /// configuration is read); `None`: the system's ([`TelephonyConfig::zone`]).
+    pub time_zone: Option<String>,
     /// The dial plan (its `route` is the domain, else the outbound proxy).
     pub dial_plan: DialPlan,
 }
@@ -624,6 +630,7 @@ impl Default for TelephonyConfig {
             max_calls: 100,
             max_calls_per_user: 5,
             subscriber_access: Vec::new(),
+            time_zone: None,
             dial_plan: DialPlan::default(),
         }
     }
@@ -804,12 +811,33 @@ impl TelephonyFile {
             max_calls: self.max_calls.unwrap_or(d.max_calls),
             max_calls_per_user: self.max_calls_per_user.unwrap_or(d.max_calls_per_user),
             subscriber_access: subscriber_access(self.subscriber_access.unwrap_or_default())?,
+            time_zone: match self.time_zone {
+                Some(name) => {
+                    let name = name.trim().to_owned();
+                    jiff::tz::TimeZone::get(&name)
+                        .map_err(|e| invalid("telephony.time_zone", format!("{name:?}: {e}")))?;
+                    Some(name)
+                }
+                None => None,
+            },
             dial_plan,
         })
     }
 }
 
 impl TelephonyConfig {
+    /// The time zone subscriber access says times in: `time_zone`, else the system's (the
+    /// `TZ` environment variable or `/etc/localtime`), else UTC.
+    pub fn zone(&self) -> jiff::tz::TimeZone {
+        match &self.time_zone {
+            Some(name) => jiff::tz::TimeZone::get(name).unwrap_or_else(|e| {
+                tracing::warn!(zone = %name, error = %e, "unknown time zone; times are said in UTC");
+                jiff::tz::TimeZone::UTC
+            }),
+            None => jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC),
+        }
+    }
+
     /// Checks ranges and that the settings fit together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(listen) = self.sip_listen {
@@ -1171,6 +1199,30 @@ mod tests {
             e.to_string()
                 .contains("UMWS_TEST_SURELY_UNSET_VAR is not set"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn time_zones_are_iana_names() {
+        let parse = |value: &str| {
+            toml::from_str::<TelephonyFile>(&format!("time_zone = {value}"))
+                .expect("TOML")
+                .settings()
+        };
+        let t = parse("\"Europe/Berlin\"").expect("valid");
+        assert_eq!(t.time_zone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(t.zone().iana_name(), Some("Europe/Berlin"));
+        let err = parse("\"Mars/Olympus_Mons\"").unwrap_err().to_string();
+        assert!(err.contains("telephony.time_zone"), "{err}");
+        // Absent: the system's.
+        let t = toml::from_str::<TelephonyFile>("")
+            .expect("TOML")
+            .settings()
+            .expect("valid");
+        assert_eq!(t.time_zone, None);
+        assert_eq!(
+            t.zone(),
+            jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC)
         );
     }
 

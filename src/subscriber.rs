@@ -228,7 +228,7 @@ pub enum Say {
     Number(u64),
     /// Digits one by one (a calling number).
     DigitString(String),
-    /// A time, in unix seconds (spoken in UTC).
+    /// A time, in unix seconds (said in the time zone of `[telephony] time_zone`).
     Time(i64),
     /// Audio: 8 kHz mono 16-bit PCM (a voice message).
     Audio(Arc<[i16]>),
@@ -890,11 +890,12 @@ impl<D: MailDelivery + Send + Sync + 'static> Mailboxes for StoreMailboxes<D> {
 
 /// How the SIP agent answers inbound calls: the dialogue of this module over `outbox`'s store
 /// (automatic PIN resets mailed through it), its greeting menu saving to that store; at most
-/// `max_calls` at once, only calls to `numbers` (all when empty).
+/// `max_calls` at once, only calls to `numbers` (all when empty), times said in `time_zone`.
 pub fn inbound<D: MailDelivery + Send + Sync + 'static>(
     outbox: Arc<Outbox<D>>,
     max_calls: usize,
     numbers: Vec<String>,
+    time_zone: jiff::tz::TimeZone,
 ) -> crate::telephony::Inbound {
     use crate::telephony::{GreetingSession, InboundHandler};
     let store = outbox.store().clone();
@@ -925,6 +926,7 @@ pub fn inbound<D: MailDelivery + Send + Sync + 'static>(
         greetings,
         max_calls,
         numbers,
+        time_zone,
     }
 }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::sip::{actions, tone_wav, Sipp, Step};
 use common::Server;
 use umws::subscriber::recordings;
-use umws::subscriber::speech::Word;
-use umws::subscriber::Prompt;
+use umws::subscriber::speech::{self, Word};
+use umws::subscriber::{Prompt, Say};
 
 /// A guard against a hung test (never an assertion on speed).
 const GUARD: Duration = common::sip::SIPP_TIMEOUT;
@@ -153,6 +153,19 @@ fn prompts(heard: &[i16]) -> Vec<Prompt> {
         .collect()
 }
 
+/// Whether `words` were said one after the other (each after the one before).
+fn said_in_order(heard: &[i16], words: &[Word]) -> bool {
+    let mut from = 0;
+    for word in words {
+        let audio = over_pcmu(&recordings::audio(*word));
+        match heard[from..].windows(audio.len()).position(|w| w == audio) {
+            Some(at) => from += at + audio.len(),
+            None => return false,
+        }
+    }
+    true
+}
+
 fn contains(haystack: &[i16], needle: &[i16]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -167,24 +180,45 @@ fn umws(server: &Server, args: &[&str]) -> std::process::Output {
 /// A server with the mailbox `ann` (extension 4712) whose PIN is [`PIN`].
 fn server_with_ann() -> Server {
     let server = Server::start();
-    server.add_mailbox("ann", "pw", &["--extension", EXTENSION]);
+    add_with_pin(&server, "ann", EXTENSION);
+    server
+}
+
+/// [`server_with_ann`] on a config file whose `[telephony]` table is `table`.
+fn server_with_ann_and(table: &str) -> (Server, tempfile::TempDir) {
+    let (server, dir) = server_with(table);
+    add_with_pin(&server, "ann", EXTENSION);
+    (server, dir)
+}
+
+/// A server on a config file whose `[telephony]` table is `table` (in the directory
+/// returned).
+fn server_with(table: &str) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("umws.toml");
+    std::fs::write(&config, format!("[telephony]\n{table}\n")).expect("config");
+    let server = Server::start_with(&["--config", config.to_str().expect("UTF-8")]);
+    (server, dir)
+}
+
+/// Adds the mailbox `user` (password `pw`) with `extension`, resets its PIN and changes the
+/// mailed one to [`PIN`].
+fn add_with_pin(server: &Server, user: &str, extension: &str) {
+    server.add_mailbox(user, "pw", &["--extension", extension]);
     assert_eq!(
-        common::try_reset_pin(&server.base, "ann", "pw"),
+        common::try_reset_pin(&server.base, user, "pw"),
         common::Sent::Status(200)
     );
-    let mailed = common::pin_in_mail(server.mails("ann").last().expect("a PIN mail"));
+    let mailed = common::pin_in_mail(server.mails(user).last().expect("a PIN mail"));
     let out = umws(
-        &server,
-        &[
-            "pin", "set", "--user", "ann", "--old", &mailed, "--new", PIN,
-        ],
+        server,
+        &["pin", "set", "--user", user, "--old", &mailed, "--new", PIN],
     );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    server
 }
 
 /// Deposits a tone of `seconds` for ann; returns its audio as stored.
@@ -248,10 +282,24 @@ fn list(server: &Server) -> String {
     String::from_utf8(out.stdout).expect("UTF-8")
 }
 
+/// Signed in with the right PIN, the caller hears the count of new messages, then the message:
+/// who it is from, when it came (in the configured time zone) and its audio.
 #[test]
 fn the_right_pin_hears_the_new_message_count_and_the_message() {
-    let server = server_with_ann();
+    let (server, _config) = server_with_ann_and(r#"time_zone = "Asia/Kolkata""#);
     let message = deposit(&server, "100", 1.0);
+    // When it came, as said in Kolkata (UTC+5:30), which UTC would say otherwise.
+    let received: jiff::Timestamp = list(&server)
+        .split('\t')
+        .find_map(|field| field.strip_prefix("received="))
+        .expect("the time received")
+        .parse()
+        .expect("a time");
+    let when = |zone: &jiff::tz::TimeZone| {
+        speech::words(&Say::Time(received.as_second()), zone).expect("words")
+    };
+    let kolkata = when(&jiff::tz::TimeZone::get("Asia/Kolkata").expect("a zone"));
+    assert_ne!(kolkata, when(&jiff::tz::TimeZone::UTC));
     assert!(list(&server).trim_end().ends_with("\tnew"));
     let rtp = rtp_socket();
     let caller = dial_in(
@@ -274,6 +322,10 @@ fn the_right_pin_hears_the_new_message_count_and_the_message() {
         said(&heard, Word::Prompt(Prompt::MessageFrom)),
         "{:?}",
         prompts(&heard)
+    );
+    assert!(
+        said_in_order(&heard, &kolkata),
+        "the time in Kolkata: {kolkata:?}"
     );
     assert!(
         contains(&heard, &over_pcmu(&message)),
@@ -530,31 +582,11 @@ fn hanging_up_mid_pin_or_mid_message_leaves_everything_consistent() {
 #[test]
 fn simultaneous_callers_are_served_up_to_the_limit_and_more_are_busy() {
     const CALLS: usize = 6;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("umws.toml");
-    std::fs::write(&config, format!("[telephony]\nmax_calls = {CALLS}\n")).expect("config");
-    let server = Server::start_with(&["--config", config.to_str().expect("UTF-8")]);
+    let (server, _config) = server_with(&format!("max_calls = {CALLS}"));
     // One mailbox per caller (checks of one mailbox's PIN are one at a time, as HTTP logons).
     let extensions: Vec<String> = (0..CALLS).map(|i| format!("50{i}")).collect();
     for (i, extension) in extensions.iter().enumerate() {
-        let user = format!("user{i}");
-        server.add_mailbox(&user, "pw", &["--extension", extension]);
-        assert_eq!(
-            common::try_reset_pin(&server.base, &user, "pw"),
-            common::Sent::Status(200)
-        );
-        let mailed = common::pin_in_mail(server.mails(&user).last().expect("a PIN mail"));
-        let out = umws(
-            &server,
-            &[
-                "pin", "set", "--user", &user, "--old", &mailed, "--new", PIN,
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        add_with_pin(&server, &format!("user{i}"), extension);
     }
     let calls: Vec<(UdpSocket, Sipp)> = extensions
         .iter()
@@ -594,14 +626,7 @@ fn simultaneous_callers_are_served_up_to_the_limit_and_more_are_busy() {
 
 #[test]
 fn subscriber_access_can_be_restricted_to_its_numbers() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("umws.toml");
-    std::fs::write(
-        &config,
-        "[telephony]\nsubscriber_access = [\"4000\", \"+14255550199\"]\n",
-    )
-    .expect("config");
-    let server = Server::start_with(&["--config", config.to_str().expect("UTF-8")]);
+    let (server, _config) = server_with(r#"subscriber_access = ["4000", "+14255550199"]"#);
     refused(&server, "voicemail", "404");
     refused(&server, "4001", "404");
     let rtp = rtp_socket();

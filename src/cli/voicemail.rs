@@ -188,16 +188,12 @@ pub(crate) fn voicemail(cmd: VoicemailCommand) -> Result<(), CliError> {
     }
 }
 
-/// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+/// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (the number itself when out of range).
 pub(crate) fn utc(secs: i64) -> String {
-    let (year, month, day) = umws::subscriber::speech::civil_date(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    match jiff::Timestamp::from_second(secs) {
+        Ok(t) => t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        Err(_) => secs.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! How [`Say`] items are spoken: each becomes a list of recorded [`Word`]s (a prompt, or a
 //! word of a number, a date or a time), which the line plays one after the other.
 
+use jiff::tz::TimeZone;
+
 use super::{Prompt, Say};
 
 /// One recorded piece of speech.
@@ -133,8 +135,8 @@ pub const LIST_HEADER: &str = "\
 # a test checks this list against the code.
 ";
 
-/// The words of `say`; `None` for audio, which is played as it is.
-pub fn words(say: &Say) -> Option<Vec<Word>> {
+/// The words of `say`, times in `zone`; `None` for audio, which is played as it is.
+pub fn words(say: &Say, zone: &TimeZone) -> Option<Vec<Word>> {
     let mut out = Vec::new();
     match say {
         Say::Prompt(p) => out.push(Word::Prompt(*p)),
@@ -149,7 +151,7 @@ pub fn words(say: &Say) -> Option<Vec<Word>> {
                 }
             }
         }
-        Say::Time(secs) => time(*secs, &mut out),
+        Say::Time(secs) => time(*secs, zone, &mut out),
         Say::Audio(_) => return None,
     }
     Some(out)
@@ -194,15 +196,19 @@ fn below_thousand(n: u64, out: &mut Vec<Word>) {
     }
 }
 
-/// A time in unix seconds, in UTC: "December six at four oh five" (24-hour clock).
-fn time(secs: i64, out: &mut Vec<Word>) {
-    let (_, month, day) = civil_date(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    let (hour, minute) = ((rem / 3600) as u64, (rem % 3600 / 60) as u64);
+/// A time in unix seconds, in `zone`: "December six at four oh five" (24-hour clock);
+/// nothing for a time out of range.
+fn time(secs: i64, zone: &TimeZone, out: &mut Vec<Word>) {
+    let Ok(at) = jiff::Timestamp::from_second(secs) else {
+        return;
+    };
+    let local = zone.to_datetime(at);
+    let month = u8::try_from(local.month()).unwrap_or(1);
+    let minute = u64::try_from(local.minute()).unwrap_or(0);
     out.push(Word::Month(month));
-    number(u64::from(day), out);
+    number(u64::try_from(local.day()).unwrap_or(1), out);
     out.push(Word::At);
-    number(hour, out);
+    number(u64::try_from(local.hour()).unwrap_or(0), out);
     match minute {
         0 => out.push(Word::OClock),
         1..=9 => {
@@ -213,27 +219,16 @@ fn time(secs: i64, out: &mut Vec<Word>) {
     }
 }
 
-/// The date of a day count since 1970-01-01: (year, month 1-12, day 1-31), by the
-/// civil-from-days algorithm of H. Hinnant's date library.
-pub fn civil_date(days: i64) -> (i64, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month as u8, day as u8)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn said(say: Say) -> String {
-        words(&say)
+        said_in(say, &TimeZone::UTC)
+    }
+
+    fn said_in(say: Say, zone: &TimeZone) -> String {
+        words(&say, zone)
             .unwrap()
             .iter()
             .map(|w| w.text())
@@ -284,6 +279,28 @@ mod tests {
             said(Say::Time(86_340)),
             "January one at twenty three fifty nine"
         );
+        // Out of range: nothing.
+        assert_eq!(said(Say::Time(i64::MAX)), "");
+    }
+
+    /// Times are said in the zone given, with its offset on that day (summer time too).
+    #[test]
+    fn times_are_said_in_the_zone() {
+        let zone = |name| TimeZone::get(name).expect("the system's time zone database");
+        // 2026-12-06T04:05:00Z: 05:05 in Berlin (CET, +1), 09:35 in Kolkata (+5:30)
+        assert_eq!(
+            said_in(Say::Time(1_796_529_900), &zone("Europe/Berlin")),
+            "December six at five oh five"
+        );
+        assert_eq!(
+            said_in(Say::Time(1_796_529_900), &zone("Asia/Kolkata")),
+            "December six at nine thirty five"
+        );
+        // 2026-07-01T02:00:00Z: the day before in New York (EDT, -4), at 22:00
+        assert_eq!(
+            said_in(Say::Time(1_782_871_200), &zone("America/New_York")),
+            "June thirty at twenty two o'clock"
+        );
     }
 
     /// `assets/prompts/access.txt`, the list `scripts/make-prompts.sh` records, is
@@ -314,6 +331,10 @@ mod tests {
         stems.sort();
         stems.dedup();
         assert_eq!(stems.len(), all.len());
-        assert!(words(&Say::Audio(std::sync::Arc::from(vec![0i16]))).is_none());
+        assert!(words(
+            &Say::Audio(std::sync::Arc::from(vec![0i16])),
+            &TimeZone::UTC
+        )
+        .is_none());
     }
 }

@@ -66,6 +66,8 @@ pub struct Inbound {
     /// The numbers or `sip:` URIs a call must be addressed to (its Request-URI's user part, or
     /// the whole URI); empty: any. Others are answered 404.
     pub numbers: Vec<String>,
+    /// The time zone times are said in.
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 impl Inbound {
@@ -213,7 +215,11 @@ pub(super) async fn answer(
     let mut session =
         Session::new(&rtp, &offer, &mut states, &hang_up, &stats, limits).with_any_source_port();
     let ended = {
-        let mut line = SessionLine::new(&mut session, inbound.greetings.clone());
+        let mut line = SessionLine::new(
+            &mut session,
+            inbound.greetings.clone(),
+            inbound.time_zone.clone(),
+        );
         (inbound.handler)(caller, &mut line).await;
         line.ended
     };
@@ -249,16 +255,22 @@ pub struct SessionLine<'l, 'a> {
     session: &'l mut Session<'a>,
     keys: VecDeque<char>,
     greetings: GreetingMenus,
+    time_zone: jiff::tz::TimeZone,
     /// Why the media ended, once it did.
     ended: Option<Ended>,
 }
 
 impl<'l, 'a> SessionLine<'l, 'a> {
-    fn new(session: &'l mut Session<'a>, greetings: GreetingMenus) -> SessionLine<'l, 'a> {
+    fn new(
+        session: &'l mut Session<'a>,
+        greetings: GreetingMenus,
+        time_zone: jiff::tz::TimeZone,
+    ) -> SessionLine<'l, 'a> {
         SessionLine {
             session,
             keys: VecDeque::new(),
             greetings,
+            time_zone,
             ended: None,
         }
     }
@@ -298,7 +310,7 @@ impl Line for SessionLine<'_, '_> {
             if !self.keys.is_empty() {
                 return Ok(());
             }
-            match speech::words(&item) {
+            match speech::words(&item, &self.time_zone) {
                 Some(words) => {
                     for word in words {
                         if !self.keys.is_empty() {

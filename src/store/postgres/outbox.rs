@@ -125,13 +125,7 @@ impl PgStore {
                          END
                          FOR UPDATE SKIP LOCKED)
              RETURNING id",
-            &[
-                &id,
-                &now,
-                &until,
-                &self.shared.instance,
-                &self.live_key(),
-            ],
+            &[&id, &now, &until, &self.shared.instance, &self.live_key()],
         )?;
         Ok(claimed.is_some())
     }
