@@ -63,6 +63,7 @@ fn dial_in_with(
     fill.extend([
         ("@PT@", "0"),
         ("@CODEC@", "PCMU"),
+        ("@BYE_CSEQ@", "2"),
         ("@RTP_PORT@", &rtp_port),
         ("@KEYS@", &keys),
         ("@HOLD_MS@", &hold),
@@ -735,4 +736,71 @@ fn a_greeting_recorded_from_the_main_menu_is_stored() {
     let audio = umws::audio::decode_wav(&wav).expect("a WAV");
     common::sip::assert_recording_is_pcap_speech(audio.samples(), 6.0);
     assert!(!get("normal").status.success(), "no normal greeting");
+}
+
+/// The INFO requests of a caller in the dialog of `caller.xml` that send `keys` as
+/// `application/dtmf-relay` (each answered 200), then one of another type (answered 415), with
+/// CSeqs from 2; the CSeq left for the BYE.
+fn info_keys(keys: &str) -> (String, u32) {
+    let info = |cseq: u32, content_type: &str, body: &str, answer: u16| {
+        format!(
+            "  <send>\n    <![CDATA[\n\n      INFO sip:voicemail@[remote_ip]:[remote_port] SIP/2.0\n      \
+             Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n      \
+             From: <sip:alice@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n      \
+             To: <sip:voicemail@[remote_ip]:[remote_port]>[peer_tag_param]\n      \
+             Call-ID: [call_id]\n      CSeq: {cseq} INFO\n      Max-Forwards: 70\n      \
+             Content-Type: {content_type}\n      Content-Length: [len]\n\n      {body}\n\n    \
+             ]]>\n  </send>\n  <recv response=\"{answer}\"/>\n  <pause milliseconds=\"300\"/>\n"
+        )
+    };
+    let mut cseq = 2;
+    let mut xml = String::from("  <pause milliseconds=\"300\"/>\n");
+    for key in keys.chars() {
+        xml.push_str(&info(
+            cseq,
+            "application/dtmf-relay",
+            &format!("Signal={key}\r\nDuration=160"),
+            200,
+        ));
+        cseq += 1;
+    }
+    xml.push_str(&info(
+        cseq,
+        "application/media_control+xml",
+        "<media_control/>",
+        415,
+    ));
+    (xml, cseq + 1)
+}
+
+/// Keys sent in SIP INFO requests (`application/dtmf-relay`, as many phones send them) sign
+/// in as RFC 4733 events do; an INFO of another type is refused (415) and changes nothing.
+#[test]
+fn keys_sent_by_sip_info_sign_in() {
+    let server = server_with_ann();
+    let rtp = rtp_socket();
+    let (keys, bye) = info_keys(&format!("{EXTENSION}#{PIN}#"));
+    let bye = bye.to_string();
+    let fill = [
+        ("@CALLER@", "alice"),
+        ("@CALLED@", "voicemail"),
+        ("@KEYS@", keys.as_str()),
+        ("@BYE_CSEQ@", bye.as_str()),
+    ];
+    let caller = dial_in_with(
+        &server,
+        "caller.xml",
+        &fill,
+        &rtp,
+        &[],
+        Duration::from_secs(6),
+    );
+    let heard = heard(&rtp);
+    caller.completed();
+    assert!(
+        said(&heard, Word::Prompt(Prompt::YouHave)),
+        "signed in: {:?}",
+        prompts(&heard)
+    );
+    assert!(!said(&heard, Word::Prompt(Prompt::WrongPin)));
 }

@@ -11,6 +11,8 @@
 //!
 //! Only the keypad events count: 0-9, `*` (10) and `#` (11). Other events (A-D, flash), short
 //! or malformed payloads are ignored; nothing a peer sends can panic the receiver.
+//!
+//! Keys sent in SIP INFO requests instead ([`info_key`]) come through the call's dialog.
 
 /// The digit of an RFC 4733 event code: `'0'`-`'9'`, `'*'`, `'#'`; `None` for other events.
 pub fn digit_of(event: u8) -> Option<char> {
@@ -19,6 +21,38 @@ pub fn digit_of(event: u8) -> Option<char> {
         10 => Some('*'),
         11 => Some('#'),
         _ => None,
+    }
+}
+
+/// The key of a SIP INFO request carrying DTMF, by its `Content-Type`:
+/// `application/dtmf-relay` (a `Signal=` line with the key, or its event code 10 or 11, as most
+/// phones send it) or `application/dtmf` (the key alone). `None` for another type, or for a
+/// body that is not one keypad key.
+pub fn info_key(content_type: &str, body: &[u8]) -> Option<char> {
+    let media_type = content_type.split(';').next()?.trim();
+    let body = std::str::from_utf8(body).ok()?;
+    let key = if media_type.eq_ignore_ascii_case("application/dtmf-relay") {
+        body.lines().find_map(|line| {
+            let (name, value) = line.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("signal")
+                .then(|| value.trim())
+        })?
+    } else if media_type.eq_ignore_ascii_case("application/dtmf") {
+        body.trim()
+    } else {
+        return None;
+    };
+    match key {
+        "10" => Some('*'),
+        "11" => Some('#'),
+        _ => {
+            let mut chars = key.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c @ ('0'..='9' | '*' | '#')), None) => Some(c),
+                _ => None,
+            }
+        }
     }
 }
 
@@ -202,6 +236,39 @@ mod tests {
         }
         // and they do not disturb a real event
         assert_eq!(press(&mut rx, 4, 3000, 10), ['4']);
+    }
+
+    #[test]
+    fn sip_info_keys() {
+        let relay = "application/dtmf-relay";
+        assert_eq!(info_key(relay, b"Signal=5\r\nDuration=160\r\n"), Some('5'));
+        assert_eq!(info_key(relay, b"Signal= #\r\nDuration= 250"), Some('#'));
+        assert_eq!(info_key(relay, b"signal=*"), Some('*'));
+        assert_eq!(info_key(relay, b"Signal=10\nDuration=100"), Some('*'));
+        assert_eq!(info_key(relay, b"Signal=11"), Some('#'));
+        assert_eq!(
+            info_key("Application/DTMF-Relay; charset=utf-8", b"Signal=0"),
+            Some('0')
+        );
+        assert_eq!(info_key("application/dtmf", b"7\r\n"), Some('7'));
+        // Not one keypad key, or not DTMF at all.
+        for (content_type, body) in [
+            (relay, &b"Signal=A"[..]),
+            (relay, b"Signal=12"),
+            (relay, b"Signal=55"),
+            (relay, b"Duration=160"),
+            (relay, b""),
+            (relay, b"Signal=\xff"),
+            ("application/dtmf", b"12"),
+            ("application/media_control+xml", b"<media_control/>"),
+            ("", b"Signal=5"),
+        ] {
+            assert_eq!(
+                info_key(content_type, body),
+                None,
+                "{content_type} {body:?}"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver};
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TransactionHandle};
+use rsipstack::sip::{Header, Request, StatusCode};
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -170,6 +171,11 @@ impl<'a> Session<'a> {
                 _ = self.hang_up.cancelled() => return Err(Ended::HungUp),
                 state = self.states.recv(), if self.states_open => match state {
                     Some(DialogState::Terminated(..)) => return Err(Ended::ByPhone),
+                    Some(DialogState::Info(_, request, handle)) => {
+                        if let Some(digit) = Self::info(&request, &handle).await {
+                            return Ok(Event::Digit(digit));
+                        }
+                    }
                     Some(_) => {}
                     None => self.states_open = false,
                 },
@@ -187,6 +193,24 @@ impl<'a> Session<'a> {
                 },
             }
         }
+    }
+
+    /// An INFO request in the call's dialog: a key ([`super::dtmf::info_key`]) is answered
+    /// 200 and returned; another body is answered 415 (Unsupported Media Type).
+    async fn info(request: &Request, handle: &TransactionHandle) -> Option<char> {
+        let content_type = request.headers.iter().find_map(|h| match h {
+            Header::ContentType(ct) => Some(ct.value()),
+            _ => None,
+        });
+        let key = super::dtmf::info_key(content_type.unwrap_or(""), &request.body);
+        let status = match key {
+            Some(_) => StatusCode::OK,
+            None => StatusCode::UnsupportedMediaType,
+        };
+        if handle.reply(status).await.is_err() {
+            tracing::debug!("the INFO's transaction ended before its answer");
+        }
+        key
     }
 
     /// One datagram on the RTP socket: audio, a digit, or nothing.
