@@ -771,27 +771,36 @@ fn rule_said(rule: &PinRejected, min_length: u32) -> Vec<Say> {
     }
 }
 
+/// The namespace of the phone logons' throttle in a shared database.
+const PHONE_THROTTLE: &[u8] = b"phone";
+
 /// [`Mailboxes`] over the store and its outbox (automatic resets are mailed through it). Every
 /// store call runs on a blocking thread; PIN checks wait for an argon2 turn.
 ///
 /// PIN checks go through a failed-logon throttle of their own, with the policy of the HTTP
-/// logons ([`ThrottlePolicy::default`]): keyed by the mailbox and by the calling address.
+/// logons ([`ThrottlePolicy::default`]): keyed by the mailbox and by the calling address. On a
+/// PostgreSQL store its counts are the database's, so that they hold across instances as those
+/// of HTTP logons do (in a namespace of their own: PIN failures do not slow HTTP logons).
 pub struct StoreMailboxes<D> {
     outbox: Arc<Outbox<D>>,
     throttle: Arc<Throttle>,
 }
 
-impl<D> StoreMailboxes<D> {
+impl<D: MailDelivery> StoreMailboxes<D> {
     /// The mailboxes of `outbox`'s store.
     pub fn new(outbox: Arc<Outbox<D>>) -> StoreMailboxes<D> {
         StoreMailboxes::with_throttle(outbox, ThrottlePolicy::default())
     }
 
-    /// The mailboxes of `outbox`'s store, PIN checks throttled by `policy`.
+    /// The mailboxes of `outbox`'s store, PIN checks throttled by `policy` (with counters
+    /// shared by the instances on a PostgreSQL store, apart from those of HTTP logons).
     pub fn with_throttle(outbox: Arc<Outbox<D>>, policy: ThrottlePolicy) -> StoreMailboxes<D> {
+        let throttle = Throttle::new(policy)
+            .with_store(outbox.store())
+            .with_namespace(PHONE_THROTTLE);
         StoreMailboxes {
             outbox,
-            throttle: Arc::new(Throttle::new(policy)),
+            throttle: Arc::new(throttle),
         }
     }
 }
@@ -833,7 +842,11 @@ impl<D: MailDelivery + Send + Sync + 'static> Mailboxes for StoreMailboxes<D> {
     ) -> Result<SignInCheck, PhoneError> {
         let key = self.throttle.user_key(user);
         let client = addr.map(ClientKey::of);
-        let Ok(permit) = self.throttle.admit(key, client, false, Instant::now()) else {
+        let shared = self.throttle.shared_windows(key, client).await?;
+        let Ok(permit) = self
+            .throttle
+            .admit_shared(key, client, false, shared, Instant::now())
+        else {
             return Ok(SignInCheck::Throttled);
         };
         let (user, pin) = (user.to_owned(), pin.to_owned());
@@ -843,7 +856,12 @@ impl<D: MailDelivery + Send + Sync + 'static> Mailboxes for StoreMailboxes<D> {
             PinCheck::Wrong { .. } => Some(false),
             _ => None,
         };
-        permit.finish(right, Instant::now());
+        // (on a shared store this writes the count to the database)
+        let finished =
+            tokio::task::spawn_blocking(move || permit.finish(right, Instant::now())).await;
+        if finished.is_err() {
+            tracing::warn!("counting a phone logon in the throttle failed");
+        }
         Ok(SignInCheck::Checked(logon))
     }
 

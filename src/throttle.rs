@@ -41,7 +41,9 @@
 //! table `http_throttle_clients`, one row per client and name), read before a verification
 //! and counted after a failure. What stays per instance is the verifications in flight (one
 //! per user name, and one per counting client, per instance). On SQLite nothing of this
-//! applies.
+//! applies. Another throttle on the same tables (the phone logons' PIN checks) keeps its
+//! counts apart with a namespace ([`Throttle::with_namespace`]) in its digests and client
+//! keys.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -227,6 +229,9 @@ pub struct Throttle {
     entries: AtomicUsize,
     /// The database that holds the user names' counters of all instances, if shared.
     shared: Option<PgStore>,
+    /// What sets this throttle's counters apart from another's in the shared database
+    /// ([`Throttle::with_namespace`]); empty for the HTTP logons'.
+    namespace: &'static [u8],
 }
 
 impl Default for Throttle {
@@ -246,7 +251,21 @@ impl Throttle {
             tables: Mutex::new(Tables::default()),
             entries: AtomicUsize::new(0),
             shared: None,
+            namespace: b"",
         }
+    }
+
+    /// This throttle with its counters apart from those of throttles of other namespaces in
+    /// the shared database (its user name digests and client keys are prefixed with
+    /// `namespace`), e.g. phone logons apart from HTTP logons.
+    pub fn with_namespace(mut self, namespace: &'static [u8]) -> Self {
+        self.namespace = namespace;
+        self
+    }
+
+    /// `client` as the shared database keys it, in this throttle's namespace.
+    fn client_bytes(&self, client: ClientKey) -> Vec<u8> {
+        [self.namespace, &client.bytes()].concat()
     }
 
     /// This throttle with its user names' counters kept in `store` when that is a PostgreSQL
@@ -275,11 +294,12 @@ impl Throttle {
         let Some(store) = self.shared.clone() else {
             return Ok(SharedWindows::default());
         };
+        let client = client.map(|c| self.client_bytes(c));
         tokio::task::spawn_blocking(move || {
             Ok(SharedWindows {
                 user: store.throttle_window(&user.0)?,
                 client: match client {
-                    Some(c) => Some(store.throttle_client(&c.bytes())?),
+                    Some(c) => Some(store.throttle_client(&c)?),
                     None => None,
                 },
             })
@@ -295,8 +315,13 @@ impl Throttle {
 
     /// The key of `user`: the same for every spelling [`normalize_user`] does not tell apart.
     pub fn user_key(&self, user: &str) -> UserKey {
-        let digest = Sha256::new()
-            .chain_update(self.key)
+        let mut digest = Sha256::new().chain_update(self.key);
+        if !self.namespace.is_empty() {
+            // (length first: no namespace and name run into another pair)
+            digest.update((self.namespace.len() as u64).to_be_bytes());
+            digest.update(self.namespace);
+        }
+        let digest = digest
             .chain_update(normalize_user(user).as_bytes())
             .finalize();
         let mut key = [0u8; 16];
@@ -556,7 +581,7 @@ impl Throttle {
             return;
         };
         match store.throttle_count_client_failure(
-            &client.bytes(),
+            &self.client_bytes(client),
             &user.0,
             self.policy.forget_after,
         ) {
@@ -671,7 +696,7 @@ impl Throttle {
         if right == Some(true) {
             self.clear_shared(user);
             if let (Some(store), Some(client)) = (&self.shared, client) {
-                if let Err(e) = store.throttle_client_success(&client.bytes(), &user.0) {
+                if let Err(e) = store.throttle_client_success(&self.client_bytes(client), &user.0) {
                     tracing::warn!(
                         error = %crate::fault::ErrorChain(&e),
                         "cannot relax a client's failed logons in the shared database"

@@ -3,6 +3,7 @@
 //! same dialogue over a real SIP call is tested with sipp in `tests/`.)
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use rand::rngs::OsRng;
 
@@ -501,4 +502,73 @@ fn every_prompt_has_text_and_is_listed_once() {
     texts.sort_unstable();
     texts.dedup();
     assert_eq!(texts.len(), Prompt::ALL.len());
+}
+
+/// On PostgreSQL the phone logons' throttle counts across instances: two failures through one
+/// instance open a window that another instance respects (the right PIN keyed in there is
+/// refused unchecked), while the HTTP logons' throttle of the same name stays closed.
+#[test]
+fn the_phone_logon_throttle_holds_across_instances_on_postgres() {
+    use crate::store::postgres::PgStore;
+    use crate::throttle::{Throttle, ThrottlePolicy};
+    let (db, dir, a) = crate::store::postgres::test_support::store();
+    let b = PgStore::open(&db.url, dir.path())
+        .unwrap()
+        .with_hash_cost(HashCost::Test);
+    let id = a
+        .add_mailbox(NewMailbox {
+            user: "frank".into(),
+            password: "pw".into(),
+            um_enabled: true,
+            extension: Some(EXTENSION.into()),
+            email: None,
+        })
+        .unwrap();
+    let instance = |store: PgStore| {
+        let mailer = ResetPinMailer::new(Maildir::in_data_dir(dir.path()));
+        Arc::new(Outbox::new(Store::from(store), Arc::new(mailer)))
+    };
+    let (outbox_a, outbox_b) = (instance(a), instance(b));
+    outbox_a
+        .reset_pin(id, &mut OsRng, ResetReason::Requested)
+        .unwrap();
+    assert_eq!(
+        phone::change_pin(&outbox_a, "frank", &last_mailed_pin(&dir), PIN).unwrap(),
+        PinChange::Changed
+    );
+    // (windows long enough not to close while the test runs)
+    let policy = ThrottlePolicy {
+        base: Duration::from_secs(60),
+        max: Duration::from_secs(60),
+        ..ThrottlePolicy::default()
+    };
+    let on_a = StoreMailboxes::with_throttle(Arc::clone(&outbox_a), policy);
+    let on_b = StoreMailboxes::with_throttle(Arc::clone(&outbox_b), policy);
+    let addr = Some("192.0.2.7".parse().unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for wrong in ["111111", "222222"] {
+            match on_a.logon("frank", wrong, addr).await.unwrap() {
+                SignInCheck::Checked(logon) => {
+                    assert!(matches!(logon.check, PinCheck::Wrong { .. }))
+                }
+                SignInCheck::Throttled => panic!("the first two failures are checked"),
+            }
+        }
+        assert!(
+            matches!(
+                on_b.logon("frank", PIN, addr).await.unwrap(),
+                SignInCheck::Throttled
+            ),
+            "the window opened through A holds on B"
+        );
+        // HTTP logons count apart.
+        let http = Throttle::new(policy).with_store(outbox_b.store());
+        let key = http.user_key("frank");
+        let shared = http.shared_windows(key, None).await.unwrap();
+        assert_eq!(shared, crate::throttle::SharedWindows::default());
+    });
+    // Refused unchecked: not counted.
+    let frank = outbox_b.store().mailbox("frank").unwrap().unwrap();
+    assert_eq!(frank.failed_logon_count, 2);
 }
