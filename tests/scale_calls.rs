@@ -219,8 +219,16 @@ fn a_connected_call_is_hung_up_through_another_instance() {
     );
     let call_id = on_a.play(&s.entry_id, &phone.uri());
     assert_eq!(on_b.until(&call_id, State::Connected), Cause::None);
+    let asked = Instant::now();
     on_b.disconnect(&call_id).expect("Disconnect through B");
     assert_eq!(on_b.until(&call_id, State::Disconnected), Cause::None);
+    // A heard of it by notification, not at its look at the row every 5 s (a functional
+    // bound with a wide margin, not a speed goal).
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "the hang-up took {:?}",
+        asked.elapsed()
+    );
     let messages = phone.completed();
     assert!(messages.contains("BYE sip:"), "{messages}");
     assert_eq!(

@@ -272,8 +272,9 @@ fn spawn_purge(registry: Weak<CallRegistry>) {
 }
 
 /// How often the owner of a running call looks for a hang-up requested through another
-/// instance (the delay of a Disconnect made there).
-const HANG_UP_POLL: Duration = Duration::from_millis(200);
+/// instance although it heard of none (the notification is how it learns of one at once; this
+/// is the bound when one is missed, e.g. while the listener reconnects).
+const HANG_UP_POLL: Duration = Duration::from_secs(5);
 
 /// How often the owner of a running call rewrites its row although nothing changed, so that
 /// the others can tell a live owner from a dead one.
@@ -389,6 +390,7 @@ impl SharedCalls {
 
     /// The owner's side of a call: writes its states, executes hang-ups asked for elsewhere.
     async fn follow(&self, call: Call) {
+        let mut hang_ups = self.store.hang_ups();
         let mut written = CallStatus {
             state: CallState::Connecting,
             cause: super::EventCause::None,
@@ -428,9 +430,27 @@ impl SharedCalls {
                     call.finished().await
                 }
             };
+            let heard = async {
+                loop {
+                    match hang_ups.recv().await {
+                        Ok(id) if id == call.id() => return,
+                        Ok(_) => {}
+                        // (missed some: look at the row)
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                }
+            };
             tokio::select! {
                 _ = changed, if now == written => {}
-                () = tokio::time::sleep(HANG_UP_POLL) => {
+                () = async {
+                    tokio::select! {
+                        () = heard => {}
+                        () = tokio::time::sleep(HANG_UP_POLL) => {}
+                    }
+                } => {
                     if !hung_up && now.state != CallState::Disconnected {
                         let id = call.id().to_owned();
                         if let Ok(true) = self

@@ -6,9 +6,11 @@
 //! ([`PgStore::call_moved`]), with its liveness lock's key (see `schema.rs`, version 4), so
 //! that the others see at once when it died. Another instance answers GetCallInfo from the row
 //! ([`PgStore::call_record`]) and passes a Disconnect on by setting `hang_up_requested`
-//! ([`PgStore::call_request_hang_up`]), which the owner looks for while the call runs
-//! ([`PgStore::call_hang_up_requested`]) and executes. Rows of ended calls are deleted after
-//! the time GetCallInfo answers for them ([`PgStore::calls_purge`]).
+//! ([`PgStore::call_request_hang_up`]) and announcing it on a channel the owner listens to
+//! ([`PgStore::hang_ups`]); the owner then checks the row ([`PgStore::call_hang_up_requested`],
+//! also looked at now and then in case a notification was missed) and executes it. Rows of
+//! ended calls are deleted after the time GetCallInfo answers for them
+//! ([`PgStore::calls_purge`]).
 
 use super::{exec, row_opt, unix_now, PgStore};
 use crate::store::{MailboxId, StoreError};
@@ -121,14 +123,26 @@ impl PgStore {
         keep_secs: i64,
     ) -> Result<bool, StoreError> {
         let since = unix_now().saturating_sub(keep_secs);
+        let conn = self.conn()?;
         let found = row_opt(
-            &self.conn()?,
+            &conn,
             "UPDATE calls SET hang_up_requested = (ended_at IS NULL)
              WHERE call_id = $1 AND mailbox_id = $2 AND (ended_at IS NULL OR ended_at > $3)
-             RETURNING call_id",
+             RETURNING hang_up_requested",
             &[&call_id, &mailbox.0, &since],
         )?;
-        Ok(found.is_some())
+        let Some(found) = found else {
+            return Ok(false);
+        };
+        if found.try_get::<_, bool>(0)? {
+            // The owner hears of it at once (`PgStore::hang_ups`), the row committed.
+            exec(
+                &conn,
+                "SELECT pg_notify($1, $2)",
+                &[&super::HANG_UPS_CHANNEL, &call_id],
+            )?;
+        }
+        Ok(true)
     }
 
     /// Whether another instance asked this one to hang up its call `call_id`.

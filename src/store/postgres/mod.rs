@@ -64,6 +64,10 @@ pub const PASSWORD_ENV: &str = "PGPASSWORD";
 /// The channel on which the triggers announce commits that change mailboxes or policies.
 const CHANGES_CHANNEL: &str = "umws_changes";
 
+/// The channel on which a Disconnect through one instance announces the call it asks the
+/// owner to hang up (the payload is the call id; see `calls.rs`).
+pub(super) const HANG_UPS_CHANNEL: &str = "umws_hang_ups";
+
 /// The most connections of one store's pool.
 const MAX_CONNECTIONS: usize = 16;
 
@@ -316,6 +320,8 @@ struct Signals {
     /// now, or -1 while it holds none. Other instances take this instance's outbox leases
     /// over at once when the lock is gone (the process died and its connection closed).
     live_key: AtomicI64,
+    /// The call ids of hang-ups asked for on [`HANG_UPS_CHANNEL`], as they arrive.
+    hang_ups: tokio::sync::broadcast::Sender<String>,
 }
 
 /// The first key of the session advisory locks by which instances show that they are alive
@@ -413,6 +419,7 @@ impl PgStore {
             version: AtomicU64::new(0),
             listening: AtomicBool::new(false),
             live_key: AtomicI64::new(-1),
+            hang_ups: tokio::sync::broadcast::channel(64).0,
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         runtime()?.spawn(listen(config, Arc::clone(&signals), stopped));
@@ -487,6 +494,13 @@ impl PgStore {
     pub(super) fn conn(&self) -> Result<Object, StoreError> {
         let pool = self.shared.pool.clone();
         on_runtime(async move { pool.get().await.map_err(unavailable) })
+    }
+
+    /// The call ids of the hang-ups other instances ask this one's calls for
+    /// ([`PgStore::call_request_hang_up`]), as the listener hears them; nothing is heard
+    /// while it has no connection (then only a look at the calls' rows tells).
+    pub fn hang_ups(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.shared.signals.hang_ups.subscribe()
     }
 
     /// The key of the liveness lock this instance holds now, if it holds one.
@@ -578,19 +592,25 @@ async fn listen(
         let session = async {
             let (client, mut connection) = config.connect().await?;
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let hang_ups = signals.hang_ups.clone();
             let driver = tokio::spawn(async move {
                 let mut messages =
                     futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                 while let Some(Ok(message)) = messages.next().await {
-                    if let tokio_postgres::AsyncMessage::Notification(_) = message {
-                        if tx.send(()).is_err() {
+                    if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                        if n.channel() == HANG_UPS_CHANNEL {
+                            // (no one following calls: nothing to do)
+                            let _ = hang_ups.send(n.payload().to_owned());
+                        } else if tx.send(()).is_err() {
                             break;
                         }
                     }
                 }
             });
             client
-                .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
+                .batch_execute(&format!(
+                    "LISTEN {CHANGES_CHANNEL}; LISTEN {HANG_UPS_CHANNEL}"
+                ))
                 .await?;
             // The liveness lock: the same key as before when it is free, else another one
             // (another live instance holds it, by chance, or this session's predecessor has
