@@ -164,6 +164,24 @@ impl Prompt {
         Prompt::SystemError,
     ];
 
+    /// Whether the prompt reports what happened (a wrong PIN, a reset, a lockout, a change, a
+    /// deletion, a failure): such a prompt is said in full even when keys were pressed ahead,
+    /// which skip every other prompt.
+    pub fn reports(self) -> bool {
+        matches!(
+            self,
+            Prompt::WrongPin
+                | Prompt::PinResetMailed
+                | Prompt::LockedOut
+                | Prompt::TooManyTries
+                | Prompt::PinExpired
+                | Prompt::MustChangePin
+                | Prompt::PinChanged
+                | Prompt::MessageDeleted
+                | Prompt::SystemError
+        )
+    }
+
     /// What the prompt says.
     pub fn text(self) -> &'static str {
         match self {

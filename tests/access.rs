@@ -804,3 +804,24 @@ fn keys_sent_by_sip_info_sign_in() {
     );
     assert!(!said(&heard, Word::Prompt(Prompt::WrongPin)));
 }
+
+/// Keys typed ahead skip prompts, but not a report of what happened: signing in, choosing PIN
+/// change and keying the new PIN twice and `*` all at once still says "Your PIN has been
+/// changed" (and the keys after it still count: the call ends with goodbye).
+#[test]
+fn keys_typed_ahead_skip_prompts_but_not_a_report() {
+    let server = server_with_ann();
+    let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#4369258#369258#*"));
+    assert!(
+        said(&heard, Word::Prompt(Prompt::PinChanged)),
+        "{:?}",
+        prompts(&heard)
+    );
+    assert!(
+        !said(&heard, Word::Prompt(Prompt::MainMenu)),
+        "typed ahead: {:?}",
+        prompts(&heard)
+    );
+    assert!(said(&heard, Word::Prompt(Prompt::Goodbye)));
+    assert_eq!(pin_check(&server, "369258"), 0);
+}

@@ -306,15 +306,26 @@ impl<'l, 'a> SessionLine<'l, 'a> {
 impl Line for SessionLine<'_, '_> {
     async fn say(&mut self, items: Vec<Say>) -> Result<(), HungUp> {
         for item in items {
-            // (keys typed ahead skip what is left to say)
+            // A report of what happened is always said (keys pressed meanwhile are kept).
+            if let Say::Prompt(prompt) = item {
+                if prompt.reports() {
+                    let audio = recordings::audio(speech::Word::Prompt(prompt));
+                    match self.session.play_through(&audio).await {
+                        Ok(keys) => self.keys.extend(keys),
+                        Err(why) => return Err(self.ended(why)),
+                    }
+                    continue;
+                }
+            }
+            // (keys typed ahead skip the rest)
             if !self.keys.is_empty() {
-                return Ok(());
+                continue;
             }
             match speech::words(&item, &self.time_zone) {
                 Some(words) => {
                     for word in words {
                         if !self.keys.is_empty() {
-                            return Ok(());
+                            break;
                         }
                         self.play(&recordings::audio(word)).await?;
                     }

@@ -280,6 +280,23 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Plays `audio` to its end whatever is pressed meanwhile; returns the digits pressed, in
+    /// order.
+    pub(super) async fn play_through(&mut self, audio: &[i16]) -> Result<Vec<char>, Ended> {
+        let mut chunks = audio.chunks(SAMPLES_PER_PACKET);
+        let mut digits = Vec::new();
+        loop {
+            match self.next().await? {
+                Event::Tick => match chunks.next() {
+                    Some(chunk) => self.send(chunk).await,
+                    None => return Ok(digits),
+                },
+                Event::Digit(digit) => digits.push(digit),
+                Event::Audio(_) => {}
+            }
+        }
+    }
+
     /// Waits up to `timeout` for a digit, sending silence meanwhile.
     pub(super) async fn wait_digit(&mut self, timeout: Duration) -> Result<Option<char>, Ended> {
         let until = Instant::now() + timeout;
