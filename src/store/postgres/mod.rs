@@ -68,6 +68,9 @@ const CHANGES_CHANNEL: &str = "umws_changes";
 /// owner to hang up (the payload is the call id; see `calls.rs`).
 pub(super) const HANG_UPS_CHANNEL: &str = "umws_hang_ups";
 
+/// How long opening the store waits for its change listener to connect.
+const LISTENER_START: Duration = Duration::from_secs(5);
+
 /// The most connections of one store's pool.
 const MAX_CONNECTIONS: usize = 16;
 
@@ -423,6 +426,13 @@ impl PgStore {
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         runtime()?.spawn(listen(config, Arc::clone(&signals), stopped));
+        // The listener is up before anything is served (bounded: should it not connect, the
+        // store works without it, as while it reconnects): its liveness lock then names
+        // this instance's first leases and calls, and the caches trust the change version.
+        let waited = Instant::now();
+        while !signals.listening.load(Ordering::Acquire) && waited.elapsed() < LISTENER_START {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let store = PgStore {
             shared: Arc::new(Shared {
                 pool,
