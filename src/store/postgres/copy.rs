@@ -276,6 +276,16 @@ pub struct CopyReport {
 /// Copies the SQLite store of `data_dir` into the PostgreSQL database at `url` (see the module
 /// docs). The database's schema is created first when missing.
 pub fn copy_sqlite_to_postgres(data_dir: &Path, url: &str) -> Result<CopyReport, CopyError> {
+    copy_checked(data_dir, url, |_| Ok(()))
+}
+
+/// [`copy_sqlite_to_postgres`], running `before_check` in the target's transaction once the
+/// rows are written, before they are read back (the tests make a difference there).
+fn copy_checked(
+    data_dir: &Path,
+    url: &str,
+    before_check: impl FnOnce(&tokio_postgres::Transaction<'_>) -> Result<(), CopyError>,
+) -> Result<CopyReport, CopyError> {
     let config = connect_config(url)?;
     if !data_dir.join(DATABASE_FILE).is_file() {
         return Err(CopyError::NoSqliteStore {
@@ -337,6 +347,7 @@ pub fn copy_sqlite_to_postgres(data_dir: &Path, url: &str) -> Result<CopyReport,
     block(tx.execute("UPDATE store_identity SET guid = $1", &[&guid]))?;
     report.spooled = spool_legacy_messages(&snapshot, &spool)?;
 
+    before_check(&tx)?;
     for (table, &(_, n)) in TABLES.iter().zip(&report.tables) {
         verify_table(&snapshot, &tx, table, n)?;
     }
@@ -549,4 +560,57 @@ fn verify_table(
         index += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{HashCost, NewMailbox};
+
+    /// A row that differs when read back rolls the whole copy back: the target stays empty
+    /// (another copy into it then succeeds), and the error names the table and the column,
+    /// never a value.
+    #[test]
+    fn a_difference_rolls_the_copy_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open(dir.path())
+            .unwrap()
+            .with_hash_cost(HashCost::Test);
+        sqlite
+            .add_mailbox(NewMailbox {
+                user: "ann".into(),
+                password: "pw".into(),
+                um_enabled: true,
+                extension: Some("4712".into()),
+                email: None,
+            })
+            .unwrap();
+        drop(sqlite);
+        let db = crate::store::postgres::test_support::database();
+        let err = copy_checked(dir.path(), &db.url, |tx| {
+            block(tx.batch_execute("UPDATE mailboxes SET extension = '4713'"))?;
+            Ok(())
+        })
+        .unwrap_err();
+        match &err {
+            CopyError::Mismatch { what } => {
+                assert!(what.contains("mailboxes"), "{what}");
+                assert!(what.contains("extension"), "{what}");
+                assert!(!what.contains("4713") && !what.contains("4712"), "{what}");
+            }
+            other => panic!("not a mismatch: {other:?}"),
+        }
+        let target = crate::store::postgres::PgStore::open(&db.url, dir.path()).unwrap();
+        assert!(target.mailbox("ann").unwrap().is_none(), "rolled back");
+        drop(target);
+        let report = copy_sqlite_to_postgres(dir.path(), &db.url).unwrap();
+        assert!(
+            report.tables.contains(&("mailboxes", 1)),
+            "{:?}",
+            report.tables
+        );
+        let target = crate::store::postgres::PgStore::open(&db.url, dir.path()).unwrap();
+        let ann = target.mailbox("ann").unwrap().expect("copied");
+        assert_eq!(ann.extension.as_deref(), Some("4712"));
+    }
 }
