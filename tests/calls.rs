@@ -22,26 +22,6 @@ use umws_soap::client::{ClientError, Transport};
 /// A guard against a hung test (never an assertion on speed).
 const GUARD: Duration = Duration::from_secs(60);
 
-/// sipp as a phone that answers, sends its RTP port as `rtp`'s, and waits for our BYE.
-fn answering_phone(rtp: &UdpSocket) -> Sipp {
-    let port = rtp.local_addr().expect("RTP address").port();
-    Sipp::scenario(
-        "calls/answer.xml",
-        &[("@RTP_PORT@", &port.to_string())],
-        None,
-    )
-}
-
-/// sipp as a phone that rings until it is cancelled.
-fn ringing_phone() -> Sipp {
-    Sipp::scenario("calls/ring.xml", &[], None)
-}
-
-/// sipp as a phone that rings, then answers `status` (e.g. `486 Busy Here`).
-fn rejecting_phone(status: &str) -> Sipp {
-    Sipp::scenario("calls/reject.xml", &[("@STATUS@", status)], None)
-}
-
 /// An RTP socket for a phone.
 fn rtp_socket() -> UdpSocket {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("RTP socket");
@@ -299,7 +279,7 @@ fn a_voice_message_is_played_on_the_phone_and_get_call_info_follows_the_call() {
     assert!(server.sip.is_some(), "the banner names the SIP address");
     let entry_id = deposit(&server, "demo", 5.0);
     let rtp = rtp_socket();
-    let phone = answering_phone(&rtp);
+    let phone = Sipp::answering(&rtp);
     let um = Um::demo(&server);
 
     let call_id = um.play(&entry_id, &phone.uri()).expect("PlayOnPhone");
@@ -360,7 +340,7 @@ fn the_phones_answers_become_event_causes() {
         ("404 Not Found", Cause::Unavailable),
         ("503 Service Unavailable", Cause::Other),
     ] {
-        let phone = rejecting_phone(status);
+        let phone = Sipp::rejecting(status);
         let call_id = um.play(&entry_id, &phone.uri()).expect("PlayOnPhone");
         assert_eq!(um.disconnected(&call_id), cause, "{status}");
         phone.completed();
@@ -373,7 +353,7 @@ fn a_phone_that_does_not_answer_in_time_is_cancelled_as_no_answer() {
     let server = Server::start_with(&["--config", path.to_str().unwrap()]);
     let entry_id = deposit(&server, "demo", 1.0);
     let um = Um::demo(&server);
-    let phone = ringing_phone();
+    let phone = Sipp::ringing();
     let call_id = um.play(&entry_id, &phone.uri()).expect("PlayOnPhone");
     assert_eq!(um.disconnected(&call_id), Cause::NoAnswer);
     let messages = phone.completed();
@@ -385,7 +365,7 @@ fn disconnect_cancels_a_ringing_call() {
     let server = Server::start();
     let entry_id = deposit(&server, "demo", 1.0);
     let um = Um::demo(&server);
-    let phone = ringing_phone();
+    let phone = Sipp::ringing();
     let call_id = um.play(&entry_id, &phone.uri()).expect("PlayOnPhone");
     // the phone rings until it is cancelled (the ring timeout is 30 s)
     assert_eq!(um.info(&call_id).unwrap(), (State::Connecting, Cause::None));
@@ -402,7 +382,7 @@ fn disconnect_hangs_up_a_connected_call() {
     let entry_id = deposit(&server, "demo", 60.0);
     let um = Um::demo(&server);
     let rtp = rtp_socket();
-    let phone = answering_phone(&rtp);
+    let phone = Sipp::answering(&rtp);
     let call_id = um.play(&entry_id, &phone.uri()).expect("PlayOnPhone");
     first_rtp(&rtp);
     assert_eq!(um.info(&call_id).unwrap(), (State::Connected, Cause::None));
@@ -424,7 +404,7 @@ fn an_empty_dial_string_calls_the_play_on_phone_dial_string() {
     // none set
     let (name, _) = exception(um.play(&entry_id, ""));
     assert_eq!(name, "InvalidPhoneNumberException");
-    let phone = rejecting_phone("486 Busy Here");
+    let phone = Sipp::rejecting("486 Busy Here");
     um.set_dial_string(&phone.uri());
     let call_id = um.play(&entry_id, "  ").expect("PlayOnPhone");
     assert_eq!(um.disconnected(&call_id), Cause::UserBusy);
@@ -442,7 +422,7 @@ fn call_ids_are_answered_to_their_caller_only() {
     let entry_id = deposit(&server, "demo", 1.0);
     let demo = Um::demo(&server);
     let bob = Um::new(&server, "bob", "bob-password-1");
-    let phone = ringing_phone();
+    let phone = Sipp::ringing();
     let call_id = demo.play(&entry_id, &phone.uri()).expect("PlayOnPhone");
     use base64::Engine as _;
     let unknown = base64::engine::general_purpose::STANDARD
@@ -489,7 +469,7 @@ fn call_limits_answer_transport_exceptions() {
         .iter()
         .map(|user| deposit(&server, user, 1.0))
         .collect();
-    let (a, b) = (ringing_phone(), ringing_phone());
+    let (a, b) = (Sipp::ringing(), Sipp::ringing());
     let first = demo.play(&entries[0], &a.uri()).expect("demo's call");
     // one call per user
     let (name, message) = exception(demo.play(&entries[0], &b.uri()));
@@ -505,7 +485,7 @@ fn call_limits_answer_transport_exceptions() {
     bob.disconnect(&second).expect("Disconnect");
     a.completed();
     b.completed();
-    let phone = rejecting_phone("486 Busy Here");
+    let phone = Sipp::rejecting("486 Busy Here");
     let third = carol.play(&entries[2], &phone.uri()).expect("carol's call");
     assert_eq!(carol.disconnected(&third), Cause::UserBusy);
     phone.completed();
@@ -552,7 +532,7 @@ fn the_embedded_dial_plan_calls_sip_uris_and_says_why_it_cannot_call_numbers() {
 
 #[test]
 fn a_configured_dial_plan_routes_numbers_to_the_proxy_and_refuses_the_rest() {
-    let phone = rejecting_phone("486 Busy Here");
+    let phone = Sipp::rejecting("486 Busy Here");
     let (_dir, path) = config(&format!(
         "outbound_proxy = \"127.0.0.1:{}\"\n\
          [telephony.dial_plan]\nextension_length = 4\nallowed_numbers = [\"4xxx\"]\n\
@@ -590,8 +570,8 @@ fn a_graceful_shutdown_hangs_up_every_call() {
     let entry_id = deposit(&server, "demo", 60.0);
     let um = Um::demo(&server);
     let rtp = rtp_socket();
-    let connected = answering_phone(&rtp);
-    let ringing = ringing_phone();
+    let connected = Sipp::answering(&rtp);
+    let ringing = Sipp::ringing();
     let first = um.play(&entry_id, &connected.uri()).expect("PlayOnPhone");
     first_rtp(&rtp);
     assert_eq!(um.info(&first).unwrap(), (State::Connected, Cause::None));
@@ -727,8 +707,8 @@ fn zeep_plays_a_message_polls_to_disconnected_and_disconnects() {
     let server = Server::start();
     let entry_id = deposit(&server, "demo", 3.0);
     let rtp = rtp_socket();
-    let answering = answering_phone(&rtp);
-    let ringing = ringing_phone();
+    let answering = Sipp::answering(&rtp);
+    let ringing = Sipp::ringing();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/zeep_calls.py");
     let out = common::python()
         .arg(&script)
@@ -822,7 +802,7 @@ fn the_messages_of_a_call_validate_against_the_schemas() {
     }
     let server = Server::start();
     let entry_id = deposit(&server, "demo", 1.0);
-    let phone = ringing_phone();
+    let phone = Sipp::ringing();
     let (status, envelope) = raw_call(
         &server,
         "PlayOnPhone",

@@ -173,7 +173,7 @@ fn a_call_placed_on_one_instance_is_followed_and_cancelled_on_another() {
     let s = setup();
     let on_a = Um::new(&s.a, "alice", "alice-pw");
     let on_b = Um::new(&s.b, "alice", "alice-pw");
-    let phone = Sipp::scenario("calls/ring.xml", &[], None);
+    let phone = Sipp::ringing();
     let call_id = on_a.play(&s.entry_id, &phone.uri());
     assert_eq!(
         on_b.info(&call_id).unwrap(),
@@ -212,11 +212,7 @@ fn a_connected_call_is_hung_up_through_another_instance() {
     let on_a = Um::new(&s.a, "alice", "alice-pw");
     let on_b = Um::new(&s.b, "alice", "alice-pw");
     let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let phone = Sipp::scenario(
-        "calls/answer.xml",
-        &[("@RTP_PORT@", &rtp.local_addr().unwrap().port().to_string())],
-        None,
-    );
+    let phone = Sipp::answering(&rtp);
     let call_id = on_a.play(&s.entry_id, &phone.uri());
     assert_eq!(on_b.until(&call_id, State::Connected), Cause::None);
     let asked = Instant::now();
@@ -255,11 +251,7 @@ fn a_call_whose_instance_died_is_reported_ended_on_another() {
     let on_a = Um::new(&s.a, "alice", "alice-pw");
     let on_b = Um::new(&s.b, "alice", "alice-pw");
     let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let phone = Sipp::scenario(
-        "calls/answer.xml",
-        &[("@RTP_PORT@", &rtp.local_addr().unwrap().port().to_string())],
-        None,
-    );
+    let phone = Sipp::answering(&rtp);
     let call_id = on_a.play(&s.entry_id, &phone.uri());
     assert_eq!(on_b.until(&call_id, State::Connected), Cause::None);
     s.a.kill9();

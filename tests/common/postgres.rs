@@ -93,10 +93,17 @@ fn with_database(url: &str, name: &str) -> String {
     format!("{head}{authority}/{name}{query}")
 }
 
-/// Runs `sql` on the server at `url` (on a thread of its own, so that it works inside and
-/// outside a tokio runtime).
-pub fn run_sql(url: &str, sql: &str) -> Result<(), String> {
-    let (url, sql) = (url.to_owned(), sql.to_owned());
+/// Runs `f` with a client of the server at `url` (on a thread of its own, with a runtime of
+/// its own, so that it works inside and outside a tokio runtime).
+fn with_client<T: Send + 'static>(
+    url: &str,
+    f: impl FnOnce(
+            tokio_postgres::Client,
+        ) -> futures_util::future::BoxFuture<'static, Result<T, String>>
+        + Send
+        + 'static,
+) -> Result<T, String> {
+    let url = url.to_owned();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -107,11 +114,7 @@ pub fn run_sql(url: &str, sql: &str) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot connect: {e}"))?;
             let driver = tokio::spawn(connection);
-            let done = client
-                .batch_execute(&sql)
-                .await
-                .map_err(|e| format!("{sql}: {e}"));
-            drop(client);
+            let done = f(client).await;
             let _ = driver.await;
             done
         })
@@ -120,24 +123,30 @@ pub fn run_sql(url: &str, sql: &str) -> Result<(), String> {
     .map_err(|_| "the SQL thread panicked".to_string())?
 }
 
+/// Runs `sql` on the server at `url`.
+pub fn run_sql(url: &str, sql: &str) -> Result<(), String> {
+    let sql = sql.to_owned();
+    with_client(url, move |client| {
+        Box::pin(async move {
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| format!("{sql}: {e}"))
+        })
+    })
+}
+
 /// The rows of `sql` on the server at `url`, every value as text (`NULL` for null), for
 /// reports of what a test found.
 pub fn query_text(url: &str, sql: &str) -> Result<Vec<Vec<String>>, String> {
-    let (url, sql) = (url.to_owned(), sql.to_owned());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        rt.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| format!("cannot connect: {e}"))?;
-            let driver = tokio::spawn(connection);
-            let rows = client
+    let sql = sql.to_owned();
+    with_client(url, move |client| {
+        Box::pin(async move {
+            let messages = client
                 .simple_query(&sql)
                 .await
-                .map_err(|e| format!("{sql}: {e}"))?
+                .map_err(|e| format!("{sql}: {e}"))?;
+            Ok(messages
                 .into_iter()
                 .filter_map(|m| match m {
                     tokio_postgres::SimpleQueryMessage::Row(r) => Some(
@@ -147,14 +156,9 @@ pub fn query_text(url: &str, sql: &str) -> Result<Vec<Vec<String>>, String> {
                     ),
                     _ => None,
                 })
-                .collect();
-            drop(client);
-            let _ = driver.await;
-            Ok(rows)
+                .collect())
         })
     })
-    .join()
-    .map_err(|_| "the SQL thread panicked".to_string())?
 }
 
 /// The directory of PostgreSQL's programs (`initdb`, `pg_ctl`), the newest installed.

@@ -41,6 +41,23 @@ impl Sipp {
         Sipp::spawn(&args, dir, name)
     }
 
+    /// A phone that answers (`calls/answer.xml`), names `rtp`'s port in its SDP, and waits
+    /// for our BYE.
+    pub fn answering(rtp: &std::net::UdpSocket) -> Sipp {
+        let port = rtp.local_addr().expect("RTP address").port().to_string();
+        Sipp::scenario("calls/answer.xml", &[("@RTP_PORT@", &port)], None)
+    }
+
+    /// A phone that rings until it is cancelled (`calls/ring.xml`).
+    pub fn ringing() -> Sipp {
+        Sipp::scenario("calls/ring.xml", &[], None)
+    }
+
+    /// A phone that rings, then answers `status`, e.g. `486 Busy Here` (`calls/reject.xml`).
+    pub fn rejecting(status: &str) -> Sipp {
+        Sipp::scenario("calls/reject.xml", &[("@STATUS@", status)], None)
+    }
+
     /// sipp's built-in UAS (`-sn uas`), echoing RTP (`-rtp_echo`).
     pub fn builtin_uas() -> Sipp {
         let dir = tempfile::tempdir().expect("a temp dir");
