@@ -339,24 +339,33 @@ fn the_right_pin_hears_the_new_message_count_and_the_message() {
 
 /// Runs one call that umws ends (`hung_up.xml`); returns what was heard.
 fn call_until_hung_up(server: &Server, keys: &str) -> Vec<i16> {
-    let rtp = rtp_socket();
-    let caller = dial_in(
+    let fill = [("@CALLER@", "alice"), ("@CALLED@", "voicemail")];
+    let steps = key_steps(keys);
+    hear_call(
         server,
         "hung_up.xml",
-        "alice",
-        &rtp,
-        keys,
+        &fill,
+        &steps,
         Duration::from_secs(60),
-    );
-    let heard = heard(&rtp);
-    caller.completed();
-    heard
+    )
 }
 
 /// Runs one call that the caller ends after `hold`; returns what was heard.
 fn call_and_hang_up(server: &Server, keys: &str, hold: Duration) -> Vec<i16> {
+    let fill = [("@CALLER@", "alice"), ("@CALLED@", "voicemail")];
+    hear_call(server, "caller.xml", &fill, &key_steps(keys), hold)
+}
+
+/// Runs one call of `scenario` ([`dial_in_with`]) to its end; returns what was heard.
+fn hear_call(
+    server: &Server,
+    scenario: &str,
+    fill: &[(&str, &str)],
+    steps: &[Step],
+    hold: Duration,
+) -> Vec<i16> {
     let rtp = rtp_socket();
-    let caller = dial_in(server, "caller.xml", "alice", &rtp, keys, hold);
+    let caller = dial_in_with(server, scenario, fill, &rtp, steps, hold);
     let heard = heard(&rtp);
     caller.completed();
     heard
@@ -630,18 +639,8 @@ fn subscriber_access_can_be_restricted_to_its_numbers() {
     let (server, _config) = server_with(r#"subscriber_access = ["4000", "+14255550199"]"#);
     refused(&server, "voicemail", "404");
     refused(&server, "4001", "404");
-    let rtp = rtp_socket();
     let fill = [("@CALLER@", "alice"), ("@CALLED@", "+14255550199")];
-    let caller = dial_in_with(
-        &server,
-        "caller.xml",
-        &fill,
-        &rtp,
-        &[],
-        Duration::from_secs(3),
-    );
-    let heard = heard(&rtp);
-    caller.completed();
+    let heard = hear_call(&server, "caller.xml", &fill, &[], Duration::from_secs(3));
     assert!(
         said(&heard, Word::Prompt(Prompt::Welcome)),
         "{:?}",
@@ -778,7 +777,6 @@ fn info_keys(keys: &str) -> (String, u32) {
 #[test]
 fn keys_sent_by_sip_info_sign_in() {
     let server = server_with_ann();
-    let rtp = rtp_socket();
     let (keys, bye) = info_keys(&format!("{EXTENSION}#{PIN}#"));
     let bye = bye.to_string();
     let fill = [
@@ -787,16 +785,7 @@ fn keys_sent_by_sip_info_sign_in() {
         ("@KEYS@", keys.as_str()),
         ("@BYE_CSEQ@", bye.as_str()),
     ];
-    let caller = dial_in_with(
-        &server,
-        "caller.xml",
-        &fill,
-        &rtp,
-        &[],
-        Duration::from_secs(6),
-    );
-    let heard = heard(&rtp);
-    caller.completed();
+    let heard = hear_call(&server, "caller.xml", &fill, &[], Duration::from_secs(6));
     assert!(
         said(&heard, Word::Prompt(Prompt::YouHave)),
         "signed in: {:?}",
