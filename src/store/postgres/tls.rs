@@ -8,9 +8,11 @@
 //! - no `sslmode`, or `disable`: plain TCP, as before TLS was supported;
 //! - `prefer`: TLS when the server offers it, plain otherwise;
 //! - `require`: TLS or no connection; the server's certificate is not checked, unless an
-//!   `sslrootcert` is given, when its chain is (libpq does the same, for compatibility);
-//! - `verify-ca`: TLS, the certificate's chain checked against `sslrootcert` (or, without
-//!   one or with `sslrootcert=system`, the Mozilla roots of `webpki-roots`);
+//!   `sslrootcert` is given or `~/.postgresql/root.crt` exists, when its chain is (libpq does
+//!   the same, for compatibility);
+//! - `verify-ca`: TLS, the certificate's chain checked against `sslrootcert` (without one,
+//!   against libpq's default file `~/.postgresql/root.crt` when it exists, else - and with
+//!   `sslrootcert=system` - the Mozilla roots of `webpki-roots`);
 //! - `verify-full`: as `verify-ca`, and the certificate must also name the host of the URL.
 
 use std::path::{Path, PathBuf};
@@ -197,11 +199,18 @@ fn webpki_roots() -> rustls::RootCertStore {
 /// not `disable`.
 pub(super) fn connector(tls: &UrlTls) -> Result<MakeRustlsConnect, StoreError> {
     let provider = provider();
+    // (libpq's default root file counts where libpq reads it: `require` and the `verify-*`)
+    let root = tls.root.clone().or_else(|| match tls.mode {
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+            default_root(std::env::var_os("HOME").map(PathBuf::from).as_deref())
+        }
+        SslMode::Disable | SslMode::Prefer => None,
+    });
     let check_chain = matches!(tls.mode, SslMode::VerifyCa | SslMode::VerifyFull)
-        || (tls.mode != SslMode::Disable && tls.root.is_some());
+        || (tls.mode != SslMode::Disable && root.is_some());
     let verifier: Arc<dyn ServerCertVerifier> = if check_chain {
-        let roots = match &tls.root {
-            Some(RootCert::File(path)) => read_roots(path)?,
+        let roots = match root {
+            Some(RootCert::File(path)) => read_roots(&path)?,
             Some(RootCert::System) | None => webpki_roots(),
         };
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -222,6 +231,14 @@ pub(super) fn connector(tls: &UrlTls) -> Result<MakeRustlsConnect, StoreError> {
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
+}
+
+/// The root certificate used without `sslrootcert`: libpq's default file,
+/// `~/.postgresql/root.crt`, when there is one under `home` (libpq then refuses to verify;
+/// here the Mozilla roots are used instead).
+fn default_root(home: Option<&Path>) -> Option<RootCert> {
+    let file = home?.join(".postgresql").join("root.crt");
+    file.is_file().then_some(RootCert::File(file))
 }
 
 /// `verify-ca` (or `require` with a root certificate): the chain is checked, the name is not.
@@ -348,6 +365,20 @@ mod tests {
         // A `?` in the (encoded) password is not the query's.
         let (url, _) = split("postgres://u:a%3Fb@h/db?sslmode=prefer");
         assert_eq!(url, "postgres://u:a%3Fb@h/db");
+    }
+
+    #[test]
+    fn without_sslrootcert_libpqs_default_file_is_used_when_there_is_one() {
+        let home = tempfile::tempdir().unwrap();
+        assert_eq!(default_root(Some(home.path())), None);
+        assert_eq!(default_root(None), None);
+        let dir = home.path().join(".postgresql");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("root.crt"), "not read here").unwrap();
+        assert_eq!(
+            default_root(Some(home.path())),
+            Some(RootCert::File(dir.join("root.crt")))
+        );
     }
 
     #[test]
