@@ -24,6 +24,7 @@ use cli::policy::{policy, PolicyCommand};
 use cli::serve::{serve, ServeArgs};
 use cli::store::{store, StoreCommand};
 use cli::voicemail::{voicemail, VoicemailCommand};
+use cli::StoreArgs;
 
 /// mimalloc instead of the system allocator: a request makes a few dozen small allocations,
 /// and glibc's malloc spends measurably more per allocation under load (BENCHMARKS.md).
@@ -128,14 +129,12 @@ fn main() -> ExitCode {
         Command::Serve(args) => runtime.block_on(serve(args)).map(|()| ExitCode::SUCCESS),
         Command::Mailbox(cmd) => mailbox(cmd).map(|()| ExitCode::SUCCESS),
         Command::Pin(PinCommand::Check {
-            data,
-            database,
+            store_args: StoreArgs { data, database },
             user,
             pin,
         }) => pin_check(&data, database.as_deref(), &user, &pin),
         Command::Pin(PinCommand::Set {
-            data,
-            database,
+            store_args: StoreArgs { data, database },
             user,
             old,
             new,

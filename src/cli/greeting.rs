@@ -9,6 +9,7 @@ use umws::store::voicemail::GreetingType;
 use umws::store::Store;
 
 use super::voicemail::mailbox_of;
+use super::StoreArgs;
 use crate::CliError;
 
 /// The greeting types, as `--type` spells them.
@@ -34,18 +35,8 @@ pub(crate) enum GreetingCommand {
     /// Set a greeting from a WAV file (the formats and limits of `umws voicemail deposit`),
     /// replacing the one of that type.
     Set {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
-        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
-        /// then holds only the Maildirs and the outbox spool.
-        #[arg(
-            long,
-            env = "UMWS_DATABASE_URL",
-            hide_env_values = true,
-            value_name = "URL"
-        )]
-        database: Option<String>,
+        #[command(flatten)]
+        store_args: StoreArgs,
         /// User name.
         #[arg(long)]
         user: String,
@@ -58,18 +49,8 @@ pub(crate) enum GreetingCommand {
     },
     /// Write a greeting to a WAV file (8 kHz 16-bit mono PCM).
     Get {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
-        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
-        /// then holds only the Maildirs and the outbox spool.
-        #[arg(
-            long,
-            env = "UMWS_DATABASE_URL",
-            hide_env_values = true,
-            value_name = "URL"
-        )]
-        database: Option<String>,
+        #[command(flatten)]
+        store_args: StoreArgs,
         /// User name.
         #[arg(long)]
         user: String,
@@ -85,8 +66,7 @@ pub(crate) enum GreetingCommand {
 pub(crate) fn greeting(cmd: GreetingCommand) -> Result<(), CliError> {
     match cmd {
         GreetingCommand::Set {
-            data,
-            database,
+            store_args: StoreArgs { data, database },
             user,
             kind,
             wav,
@@ -105,8 +85,7 @@ pub(crate) fn greeting(cmd: GreetingCommand) -> Result<(), CliError> {
             Ok(())
         }
         GreetingCommand::Get {
-            data,
-            database,
+            store_args: StoreArgs { data, database },
             user,
             kind,
             out,

@@ -7,6 +7,7 @@ use clap::Subcommand;
 use umws::phone::{self};
 use umws::store::{NewMailbox, Store};
 
+use super::StoreArgs;
 use crate::CliError;
 
 #[derive(Debug, Subcommand)]
@@ -43,52 +44,22 @@ pub(crate) enum MailboxCommand {
     },
     /// List the mailboxes.
     List {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
-        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
-        /// then holds only the Maildirs and the outbox spool.
-        #[arg(
-            long,
-            env = "UMWS_DATABASE_URL",
-            hide_env_values = true,
-            value_name = "URL"
-        )]
-        database: Option<String>,
+        #[command(flatten)]
+        store_args: StoreArgs,
     },
     /// Lift a phone lockout (after MaxLogonAttempts failed PIN logons) and clear the failed
     /// logon count; the PIN stays as it is.
     Unlock {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
-        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
-        /// then holds only the Maildirs and the outbox spool.
-        #[arg(
-            long,
-            env = "UMWS_DATABASE_URL",
-            hide_env_values = true,
-            value_name = "URL"
-        )]
-        database: Option<String>,
+        #[command(flatten)]
+        store_args: StoreArgs,
         /// User name.
         #[arg(long)]
         user: String,
     },
     /// Assign a UM mailbox policy; it applies from the next PIN reset, change or logon.
     SetPolicy {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
-        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
-        /// then holds only the Maildirs and the outbox spool.
-        #[arg(
-            long,
-            env = "UMWS_DATABASE_URL",
-            hide_env_values = true,
-            value_name = "URL"
-        )]
-        database: Option<String>,
+        #[command(flatten)]
+        store_args: StoreArgs,
         /// User name.
         #[arg(long)]
         user: String,
@@ -120,7 +91,9 @@ pub(crate) fn mailbox(cmd: MailboxCommand) -> Result<(), CliError> {
             println!("added mailbox {user} (id {})", id.0);
             Ok(())
         }
-        MailboxCommand::List { data, database } => {
+        MailboxCommand::List {
+            store_args: StoreArgs { data, database },
+        } => {
             let store = Store::open_with(database.as_deref(), &data, false)?;
             for m in store.mailboxes()? {
                 println!(
@@ -138,8 +111,7 @@ pub(crate) fn mailbox(cmd: MailboxCommand) -> Result<(), CliError> {
             Ok(())
         }
         MailboxCommand::Unlock {
-            data,
-            database,
+            store_args: StoreArgs { data, database },
             user,
         } => {
             let store = Store::open_with(database.as_deref(), &data, false)?;
@@ -150,8 +122,7 @@ pub(crate) fn mailbox(cmd: MailboxCommand) -> Result<(), CliError> {
             Ok(())
         }
         MailboxCommand::SetPolicy {
-            data,
-            database,
+            store_args: StoreArgs { data, database },
             user,
             policy,
         } => {

@@ -1,6 +1,6 @@
 //! `umws pin`: check and change PINs as the telephone user interface does.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use umws::mail::{Delivery, Maildir, Outbox, ResetPinMailer};
 use umws::phone::{self, PinChange};
 use umws::store::{HashCost, PinCheck, Store};
 
+use super::StoreArgs;
 use crate::CliError;
 
 #[derive(Debug, Subcommand)]
@@ -24,18 +25,8 @@ pub(crate) enum PinCommand {
     /// until a ResetPIN or `umws mailbox unlock`. A right PIN clears the count.
     #[command(verbatim_doc_comment)]
     Check {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
-        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
-        /// then holds only the Maildirs and the outbox spool.
-        #[arg(
-            long,
-            env = "UMWS_DATABASE_URL",
-            hide_env_values = true,
-            value_name = "URL"
-        )]
-        database: Option<String>,
+        #[command(flatten)]
+        store_args: StoreArgs,
         /// User name.
         #[arg(long)]
         user: String,
@@ -53,18 +44,8 @@ pub(crate) enum PinCommand {
     /// 2 error, 4 locked out, 5 new PIN refused (the message names the rule).
     #[command(verbatim_doc_comment)]
     Set {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
-        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
-        /// then holds only the Maildirs and the outbox spool.
-        #[arg(
-            long,
-            env = "UMWS_DATABASE_URL",
-            hide_env_values = true,
-            value_name = "URL"
-        )]
-        database: Option<String>,
+        #[command(flatten)]
+        store_args: StoreArgs,
         /// User name.
         #[arg(long)]
         user: String,

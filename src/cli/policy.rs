@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use umws::pin_policy::PinPolicy;
 use umws::store::{Store, StoreError};
 
+use super::StoreArgs;
 use crate::CliError;
 
 #[derive(Debug, Subcommand)]
@@ -22,18 +23,8 @@ pub(crate) enum PolicyCommand {
     Set(PolicySetArgs),
     /// Show one policy, or all, as TOML (usable with `policy set --file`).
     Show {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
-        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
-        /// then holds only the Maildirs and the outbox spool.
-        #[arg(
-            long,
-            env = "UMWS_DATABASE_URL",
-            hide_env_values = true,
-            value_name = "URL"
-        )]
-        database: Option<String>,
+        #[command(flatten)]
+        store_args: StoreArgs,
         /// The policy name [default: all].
         #[arg(long)]
         name: Option<String>,
@@ -42,18 +33,8 @@ pub(crate) enum PolicyCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct PolicySetArgs {
-    /// Data directory.
-    #[arg(long)]
-    data: PathBuf,
-    /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
-    /// then holds only the Maildirs and the outbox spool.
-    #[arg(
-        long,
-        env = "UMWS_DATABASE_URL",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
-    database: Option<String>,
+    #[command(flatten)]
+    store_args: StoreArgs,
     /// The policy name ("Default" is every new mailbox's).
     #[arg(long)]
     name: String,
@@ -99,7 +80,11 @@ pub(crate) fn parse_limit(s: &str) -> Result<Limit, String> {
 pub(crate) fn policy(cmd: PolicyCommand) -> Result<(), CliError> {
     match cmd {
         PolicyCommand::Set(args) => {
-            let store = Store::open_with(args.database.as_deref(), &args.data, false)?;
+            let store = Store::open_with(
+                args.store_args.database.as_deref(),
+                &args.store_args.data,
+                false,
+            )?;
             let mut p = match &args.file {
                 Some(path) => {
                     let text =
@@ -143,8 +128,7 @@ pub(crate) fn policy(cmd: PolicyCommand) -> Result<(), CliError> {
             print_policy(&args.name, &p)
         }
         PolicyCommand::Show {
-            data,
-            database,
+            store_args: StoreArgs { data, database },
             name,
         } => {
             let store = Store::open_with(database.as_deref(), &data, false)?;

@@ -10,6 +10,7 @@ use umws::mail::{default_from, MailDelivery as _, Maildir};
 use umws::store::voicemail::{NewVoiceMessage, VoiceMessageLookupError};
 use umws::store::{Mailbox, Store};
 
+use super::StoreArgs;
 use crate::CliError;
 
 #[derive(Debug, Subcommand)]
@@ -22,18 +23,8 @@ pub(crate) enum VoicemailCommand {
     /// silence only.
     #[command(verbatim_doc_comment)]
     Deposit {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
-        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
-        /// then holds only the Maildirs and the outbox spool.
-        #[arg(
-            long,
-            env = "UMWS_DATABASE_URL",
-            hide_env_values = true,
-            value_name = "URL"
-        )]
-        database: Option<String>,
+        #[command(flatten)]
+        store_args: StoreArgs,
         /// User name.
         #[arg(long)]
         user: String,
@@ -47,18 +38,8 @@ pub(crate) enum VoicemailCommand {
     /// Write the audio of a voice message, named by its entry id, to a WAV file (8 kHz 16-bit
     /// mono PCM).
     Get {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
-        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
-        /// then holds only the Maildirs and the outbox spool.
-        #[arg(
-            long,
-            env = "UMWS_DATABASE_URL",
-            hide_env_values = true,
-            value_name = "URL"
-        )]
-        database: Option<String>,
+        #[command(flatten)]
+        store_args: StoreArgs,
         /// User name.
         #[arg(long)]
         user: String,
@@ -72,18 +53,8 @@ pub(crate) enum VoicemailCommand {
     /// List the voice messages of a mailbox: entry id, calling number, duration, time
     /// received (UTC), one a line, oldest first.
     List {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
-        /// The PostgreSQL database (postgres://...) instead of the SQLite store in --data, which
-        /// then holds only the Maildirs and the outbox spool.
-        #[arg(
-            long,
-            env = "UMWS_DATABASE_URL",
-            hide_env_values = true,
-            value_name = "URL"
-        )]
-        database: Option<String>,
+        #[command(flatten)]
+        store_args: StoreArgs,
         /// User name.
         #[arg(long)]
         user: String,
@@ -100,8 +71,7 @@ pub(crate) fn mailbox_of(store: &Store, user: &str) -> Result<Mailbox, CliError>
 pub(crate) fn voicemail(cmd: VoicemailCommand) -> Result<(), CliError> {
     match cmd {
         VoicemailCommand::Deposit {
-            data,
-            database,
+            store_args: StoreArgs { data, database },
             user,
             wav,
             from,
@@ -144,8 +114,7 @@ pub(crate) fn voicemail(cmd: VoicemailCommand) -> Result<(), CliError> {
             Ok(())
         }
         VoicemailCommand::Get {
-            data,
-            database,
+            store_args: StoreArgs { data, database },
             user,
             entry_id,
             out,
@@ -166,8 +135,7 @@ pub(crate) fn voicemail(cmd: VoicemailCommand) -> Result<(), CliError> {
             Ok(())
         }
         VoicemailCommand::List {
-            data,
-            database,
+            store_args: StoreArgs { data, database },
             user,
         } => {
             let store = Store::open_with(database.as_deref(), &data, false)?;
