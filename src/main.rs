@@ -183,8 +183,14 @@ fn fail(error: &CliError) -> ExitCode {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("UMWS_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("UMWS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The SIP stack logs every message whole at INFO, and a key pressed by SIP INFO (a digit of
+    // a PIN) is in a message's body: its transport never logs below WARN, whatever UMWS_LOG
+    // asks for.
+    if let Ok(quiet) = "rsipstack::transport=warn".parse() {
+        filter = filter.add_directive(quiet);
+    }
     // Colours only for a terminal, and not when NO_COLOR (no-color.org) is set and not empty:
     // a log piped into a file or a journal stays plain text.
     let ansi = std::io::stderr().is_terminal()

@@ -792,6 +792,9 @@ fn keys_sent_by_sip_info_sign_in() {
         prompts(&heard)
     );
     assert!(!said(&heard, Word::Prompt(Prompt::WrongPin)));
+    // The keys are the PIN: no INFO body in the server's log (which is at trace level).
+    let log = server.log();
+    assert!(!log.contains("Signal="), "an INFO body in the log");
 }
 
 /// Keys typed ahead skip prompts, but not a report of what happened: signing in, choosing PIN
