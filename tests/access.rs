@@ -145,6 +145,15 @@ fn said(heard: &[i16], word: Word) -> bool {
     contains(heard, &over_pcmu(&recordings::audio(word)))
 }
 
+/// Asserts that `prompt` was said (naming the prompts that were, when it was not).
+fn assert_said(heard: &[i16], prompt: Prompt) {
+    assert!(
+        said(heard, Word::Prompt(prompt)),
+        "{prompt:?} was not said; these were: {:?}",
+        prompts(heard)
+    );
+}
+
 /// The prompts that were said, for failure messages.
 fn prompts(heard: &[i16]) -> Vec<Prompt> {
     Prompt::ALL
@@ -319,11 +328,7 @@ fn the_right_pin_hears_the_new_message_count_and_the_message() {
         said(&heard, Word::Prompt(Prompt::NewMessage)),
         "new message"
     );
-    assert!(
-        said(&heard, Word::Prompt(Prompt::MessageFrom)),
-        "{:?}",
-        prompts(&heard)
-    );
+    assert_said(&heard, Prompt::MessageFrom);
     assert!(
         said_in_order(&heard, &kolkata),
         "the time in Kolkata: {kolkata:?}"
@@ -381,21 +386,9 @@ fn five_wrong_pins_mail_a_new_pin_which_signs_in_and_must_be_changed() {
     let mails = server.mails("ann").len();
     // Three wrong PINs end the call (umws says so and hangs up).
     let heard = call_until_hung_up(&server, &format!("{EXTENSION}#135792#246801#975310#"));
-    assert!(
-        said(&heard, Word::Prompt(Prompt::WrongPin)),
-        "{:?}",
-        prompts(&heard)
-    );
-    assert!(
-        said(&heard, Word::Prompt(Prompt::TooManyTries)),
-        "{:?}",
-        prompts(&heard)
-    );
-    assert!(
-        said(&heard, Word::Prompt(Prompt::Goodbye)),
-        "{:?}",
-        prompts(&heard)
-    );
+    assert_said(&heard, Prompt::WrongPin);
+    assert_said(&heard, Prompt::TooManyTries);
+    assert_said(&heard, Prompt::Goodbye);
     assert_eq!(server.mails("ann").len(), mails, "no reset yet");
     // Two more in a second call: the 5th failure resets the PIN and mails it.
     let heard = call_and_hang_up(
@@ -403,11 +396,7 @@ fn five_wrong_pins_mail_a_new_pin_which_signs_in_and_must_be_changed() {
         &format!("{EXTENSION}#135792#246801#"),
         Duration::from_secs(8),
     );
-    assert!(
-        said(&heard, Word::Prompt(Prompt::PinResetMailed)),
-        "{:?}",
-        prompts(&heard)
-    );
+    assert_said(&heard, Prompt::PinResetMailed);
     let all = server.mails("ann");
     assert_eq!(all.len(), mails + 1, "one reset mail");
     let mailed = common::pin_in_mail(all.last().expect("the reset mail"));
@@ -417,16 +406,8 @@ fn five_wrong_pins_mail_a_new_pin_which_signs_in_and_must_be_changed() {
         &server,
         &format!("{EXTENSION}#{mailed}#____258036#258036#_____*"),
     );
-    assert!(
-        said(&heard, Word::Prompt(Prompt::MustChangePin)),
-        "{:?}",
-        prompts(&heard)
-    );
-    assert!(
-        said(&heard, Word::Prompt(Prompt::PinChanged)),
-        "{:?}",
-        prompts(&heard)
-    );
+    assert_said(&heard, Prompt::MustChangePin);
+    assert_said(&heard, Prompt::PinChanged);
     assert_eq!(pin_check(&server, "258036"), 0, "the new PIN");
     assert_eq!(pin_check(&server, &mailed), 1, "the mailed PIN no longer");
     // No PIN in the server's log.
@@ -449,26 +430,10 @@ fn after_a_reset_pin_the_mailed_pin_forces_a_change_refused_by_the_policy_first(
         &server,
         &format!("{EXTENSION}#{mailed}#____123456#123456#_______471290#471290#______369258#369258#_____*"),
     );
-    assert!(
-        said(&heard, Word::Prompt(Prompt::MustChangePin)),
-        "{:?}",
-        prompts(&heard)
-    );
-    assert!(
-        said(&heard, Word::Prompt(Prompt::PinCommonPattern)),
-        "{:?}",
-        prompts(&heard)
-    );
-    assert!(
-        said(&heard, Word::Prompt(Prompt::PinStartsWithExtension)),
-        "{:?}",
-        prompts(&heard)
-    );
-    assert!(
-        said(&heard, Word::Prompt(Prompt::PinChanged)),
-        "{:?}",
-        prompts(&heard)
-    );
+    assert_said(&heard, Prompt::MustChangePin);
+    assert_said(&heard, Prompt::PinCommonPattern);
+    assert_said(&heard, Prompt::PinStartsWithExtension);
+    assert_said(&heard, Prompt::PinChanged);
     assert_eq!(pin_check(&server, "369258"), 0);
     assert_eq!(pin_check(&server, &mailed), 1);
 }
@@ -497,18 +462,10 @@ fn max_logon_attempts_across_calls_lock_out_until_unlocked() {
     call_until_hung_up(&server, &format!("{EXTENSION}#135792#246801#975310#"));
     // The 4th failure, in another call, locks the mailbox: umws says so and hangs up.
     let heard = call_until_hung_up(&server, &format!("{EXTENSION}#135792#"));
-    assert!(
-        said(&heard, Word::Prompt(Prompt::LockedOut)),
-        "{:?}",
-        prompts(&heard)
-    );
+    assert_said(&heard, Prompt::LockedOut);
     // Even the right PIN is refused now.
     let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#"));
-    assert!(
-        said(&heard, Word::Prompt(Prompt::LockedOut)),
-        "{:?}",
-        prompts(&heard)
-    );
+    assert_said(&heard, Prompt::LockedOut);
     assert!(!said(&heard, Word::Prompt(Prompt::YouHave)));
     let out = umws(&server, &["mailbox", "unlock", "--user", "ann"]);
     assert!(
@@ -517,11 +474,7 @@ fn max_logon_attempts_across_calls_lock_out_until_unlocked() {
         String::from_utf8_lossy(&out.stderr)
     );
     let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#_____*"));
-    assert!(
-        said(&heard, Word::Prompt(Prompt::YouHave)),
-        "{:?}",
-        prompts(&heard)
-    );
+    assert_said(&heard, Prompt::YouHave);
     assert!(!said(&heard, Word::Prompt(Prompt::LockedOut)));
 }
 
@@ -533,11 +486,7 @@ fn a_message_deleted_by_phone_is_gone_from_the_listing() {
     // (keys typed ahead skip the prompts: 7 deletes the only message, then `*` at the main
     // menu ends the call)
     let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#7____*"));
-    assert!(
-        said(&heard, Word::Prompt(Prompt::MessageDeleted)),
-        "{:?}",
-        prompts(&heard)
-    );
+    assert_said(&heard, Prompt::MessageDeleted);
     assert_eq!(list(&server), "", "deleted");
 }
 
@@ -554,11 +503,7 @@ fn hanging_up_mid_pin_or_mid_message_leaves_everything_consistent() {
         &format!("{EXTENSION}#{PIN}#"),
         Duration::from_millis(7500),
     );
-    assert!(
-        said(&heard, Word::Prompt(Prompt::YouHave)),
-        "{:?}",
-        prompts(&heard)
-    );
+    assert_said(&heard, Prompt::YouHave);
     assert!(
         !contains(&heard, &over_pcmu(&message)),
         "not the whole message"
@@ -576,17 +521,9 @@ fn hanging_up_mid_pin_or_mid_message_leaves_everything_consistent() {
         // (the last 9 digits are taken as an extension after the inter-key wait, 4 s)
         Duration::from_secs(7),
     );
-    assert!(
-        said(&heard, Word::Prompt(Prompt::UnknownExtension)),
-        "{:?}",
-        prompts(&heard)
-    );
+    assert_said(&heard, Prompt::UnknownExtension);
     let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#_____*"));
-    assert!(
-        said(&heard, Word::Prompt(Prompt::YouHave)),
-        "{:?}",
-        prompts(&heard)
-    );
+    assert_said(&heard, Prompt::YouHave);
 }
 
 #[test]
@@ -619,19 +556,11 @@ fn simultaneous_callers_are_served_up_to_the_limit_and_more_are_busy() {
     for (rtp, caller) in calls {
         let heard = heard(&rtp);
         caller.completed();
-        assert!(
-            said(&heard, Word::Prompt(Prompt::YouHave)),
-            "{:?}",
-            prompts(&heard)
-        );
+        assert_said(&heard, Prompt::YouHave);
     }
     // And once they ended, a call is answered again.
     let heard = call_until_hung_up(&server, &format!("{}#{PIN}#_____*", extensions[0]));
-    assert!(
-        said(&heard, Word::Prompt(Prompt::YouHave)),
-        "{:?}",
-        prompts(&heard)
-    );
+    assert_said(&heard, Prompt::YouHave);
 }
 
 #[test]
@@ -641,11 +570,7 @@ fn subscriber_access_can_be_restricted_to_its_numbers() {
     refused(&server, "4001", "404");
     let fill = [("@CALLER@", "alice"), ("@CALLED@", "+14255550199")];
     let heard = hear_call(&server, "caller.xml", &fill, &[], Duration::from_secs(3));
-    assert!(
-        said(&heard, Word::Prompt(Prompt::Welcome)),
-        "{:?}",
-        prompts(&heard)
-    );
+    assert_said(&heard, Prompt::Welcome);
 }
 
 #[test]
@@ -663,11 +588,7 @@ fn a_caller_id_that_is_an_extension_is_asked_only_for_the_pin() {
     let heard = heard(&rtp);
     caller.completed();
     // (had the extension been asked for, the PIN would have been taken for one, and refused)
-    assert!(
-        said(&heard, Word::Prompt(Prompt::YouHave)),
-        "{:?}",
-        prompts(&heard)
-    );
+    assert_said(&heard, Prompt::YouHave);
 }
 
 /// The greeting menu reached from the main menu (3, then 2 for the out-of-office greeting)
@@ -804,11 +725,7 @@ fn keys_sent_by_sip_info_sign_in() {
 fn keys_typed_ahead_skip_prompts_but_not_a_report() {
     let server = server_with_ann();
     let heard = call_until_hung_up(&server, &format!("{EXTENSION}#{PIN}#4369258#369258#*"));
-    assert!(
-        said(&heard, Word::Prompt(Prompt::PinChanged)),
-        "{:?}",
-        prompts(&heard)
-    );
+    assert_said(&heard, Prompt::PinChanged);
     assert!(
         !said(&heard, Word::Prompt(Prompt::MainMenu)),
         "typed ahead: {:?}",
