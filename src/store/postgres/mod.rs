@@ -331,6 +331,9 @@ struct Signals {
 /// ("live" in ASCII); the second is a random non-negative number chosen by each instance.
 const LIVENESS_CLASS: i32 = 0x6c69_7665;
 
+/// How many keys the listener tries for its liveness lock.
+const LIVENESS_TRIES: usize = 8;
+
 /// The state shared by all clones of a [`PgStore`].
 struct Shared {
     pool: Pool,
@@ -622,28 +625,26 @@ async fn listen(
                     "LISTEN {CHANGES_CHANNEL}; LISTEN {HANG_UPS_CHANNEL}"
                 ))
                 .await?;
-            // The liveness lock: the same key as before when it is free, else another one
-            // (another live instance holds it, by chance, or this session's predecessor has
-            // not been noticed gone yet).
-            let mut key = *wanted_key.get_or_insert_with(random_live_key);
-            let mut tries = 0;
-            while !client
-                .query_one(
-                    "SELECT pg_try_advisory_lock($1, $2)",
-                    &[&LIVENESS_CLASS, &key],
-                )
-                .await?
-                .try_get::<_, bool>(0)?
-            {
-                tries += 1;
-                if tries >= 8 {
+            // The liveness lock: the key held before a reconnect when it is free, else a new
+            // one (another live instance holds it by chance, or the server has not yet noticed
+            // that the previous connection is gone). Without one, leases and calls name none.
+            for attempt in 0..LIVENESS_TRIES {
+                let key = match wanted_key {
+                    Some(key) if attempt == 0 => key,
+                    _ => random_live_key(),
+                };
+                let held: bool = client
+                    .query_one(
+                        "SELECT pg_try_advisory_lock($1, $2)",
+                        &[&LIVENESS_CLASS, &key],
+                    )
+                    .await?
+                    .try_get(0)?;
+                if held {
+                    wanted_key = Some(key);
+                    signals.live_key.store(i64::from(key), Ordering::Release);
                     break;
                 }
-                key = random_live_key();
-            }
-            if tries < 8 {
-                wanted_key = Some(key);
-                signals.live_key.store(i64::from(key), Ordering::Release);
             }
             signals.listening.store(true, Ordering::Release);
             signals.version.fetch_add(1, Ordering::AcqRel);
