@@ -443,14 +443,16 @@ impl SharedCalls {
                     }
                 }
             };
+            // A hang-up heard of, or the time for a look at the row anyway.
+            let look = async {
+                tokio::select! {
+                    () = heard => {}
+                    () = tokio::time::sleep(HANG_UP_POLL) => {}
+                }
+            };
             tokio::select! {
                 _ = changed, if now == written => {}
-                () = async {
-                    tokio::select! {
-                        () = heard => {}
-                        () = tokio::time::sleep(HANG_UP_POLL) => {}
-                    }
-                } => {
+                () = look => {
                     if !hung_up && now.state != CallState::Disconnected {
                         let id = call.id().to_owned();
                         if let Ok(true) = self
