@@ -606,9 +606,9 @@ pub struct TelephonyConfig {
     /// The numbers or `sip:` URIs an inbound call must be addressed to, to reach subscriber
     /// access (empty: any).
     pub subscriber_access: Vec<String>,
-    /// The time zone subscriber access says times in (an IANA name, checked when the
+    /// The time zone subscriber access says times in (from an IANA name, looked up when the
     /// configuration is read); `None`: the system's ([`TelephonyConfig::zone`]).
-    pub time_zone: Option<String>,
+    pub time_zone: Option<jiff::tz::TimeZone>,
     /// The dial plan (its `route` is the domain, else the outbound proxy).
     pub dial_plan: DialPlan,
 }
@@ -813,10 +813,12 @@ impl TelephonyFile {
             subscriber_access: subscriber_access(self.subscriber_access.unwrap_or_default())?,
             time_zone: match self.time_zone {
                 Some(name) => {
-                    let name = name.trim().to_owned();
-                    jiff::tz::TimeZone::get(&name)
-                        .map_err(|e| invalid("telephony.time_zone", format!("{name:?}: {e}")))?;
-                    Some(name)
+                    let name = name.trim();
+                    Some(
+                        jiff::tz::TimeZone::get(name).map_err(|e| {
+                            invalid("telephony.time_zone", format!("{name:?}: {e}"))
+                        })?,
+                    )
                 }
                 None => None,
             },
@@ -830,10 +832,7 @@ impl TelephonyConfig {
     /// `TZ` environment variable or `/etc/localtime`), else UTC.
     pub fn zone(&self) -> jiff::tz::TimeZone {
         match &self.time_zone {
-            Some(name) => jiff::tz::TimeZone::get(name).unwrap_or_else(|e| {
-                tracing::warn!(zone = %name, error = %e, "unknown time zone; times are said in UTC");
-                jiff::tz::TimeZone::UTC
-            }),
+            Some(zone) => zone.clone(),
             None => jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC),
         }
     }
@@ -1210,7 +1209,10 @@ mod tests {
                 .settings()
         };
         let t = parse("\"Europe/Berlin\"").expect("valid");
-        assert_eq!(t.time_zone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(
+            t.time_zone.as_ref().and_then(|z| z.iana_name()),
+            Some("Europe/Berlin")
+        );
         assert_eq!(t.zone().iana_name(), Some("Europe/Berlin"));
         let err = parse("\"Mars/Olympus_Mons\"").unwrap_err().to_string();
         assert!(err.contains("telephony.time_zone"), "{err}");
