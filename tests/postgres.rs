@@ -114,10 +114,10 @@ fn serve_resets_a_pin_whose_mail_pin_check_accepts() {
     drop(server);
 }
 
-/// Clients spread over two instances on one database, resetting one mailbox: the instances
+/// Clients spread over three instances on one database, resetting one mailbox: the instances
 /// serialise the resets (row lock), so the PIN record is exactly the mailed PINs in order.
 #[test]
-fn two_instances_serialize_resets_of_one_mailbox() {
+fn three_instances_serialize_resets_of_one_mailbox() {
     const CLIENTS: usize = 6;
     const RESETS_PER_CLIENT: usize = 3;
     let db = database();
@@ -144,14 +144,18 @@ fn two_instances_serialize_resets_of_one_mailbox() {
     );
     let mut args = vec!["--database", db.url.as_str()];
     args.extend(MANY_RESETS);
-    let servers = [Serve::start_with(dir, &args), Serve::start_with(dir, &args)];
+    let servers = [
+        Serve::start_with(dir, &args),
+        Serve::start_with(dir, &args),
+        Serve::start_with(dir, &args),
+    ];
     let answers: Vec<Sent> = std::thread::scope(|s| {
         let clients: Vec<_> = (0..CLIENTS)
             .map(|c| {
                 let servers = &servers;
                 s.spawn(move || {
                     (0..RESETS_PER_CLIENT)
-                        .map(|r| try_reset_pin(&servers[(c + r) % 2].base, "one", "pw"))
+                        .map(|r| try_reset_pin(&servers[(c + r) % servers.len()].base, "one", "pw"))
                         .collect::<Vec<_>>()
                 })
             })
