@@ -22,7 +22,7 @@ use super::greeting::{self, GreetingSession};
 use super::inbound::{self, Inbound, InboundState};
 use super::media;
 use super::session::{Ended, Limits, SendStats, Session};
-use super::{new_call_id, CallState, EventCause, TelephonyError};
+use super::{new_call_id, CallState, EventCause, NewCallId, TelephonyError};
 /// How long the INVITE may go on after our CANCEL before we give up on it: 64*T1, the
 /// transaction timeout of RFC 3261 (a phone that already rang has no timer B to end it).
 const AFTER_CANCEL: Duration = Duration::from_secs(32);
@@ -158,6 +158,7 @@ impl CallStatus {
 #[derive(Debug, Clone)]
 pub struct Call {
     id: String,
+    sip_call_id: String,
     status: watch::Receiver<CallStatus>,
     hang_up: CancellationToken,
     sent: Arc<SendStats>,
@@ -165,9 +166,14 @@ pub struct Call {
 }
 
 impl Call {
-    /// The call id (the base64 of `"<uuid>@<host>"`), also the SIP Call-ID.
+    /// The call id (the base64 of `"<uuid>@<host>"`).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The SIP Call-ID of the call's dialog: `"<uuid>@<host>"`, what [`Call::id`] encodes.
+    pub fn sip_call_id(&self) -> &str {
+        &self.sip_call_id
     }
 
     /// The current state and cause.
@@ -319,7 +325,10 @@ impl SipAgent {
             source,
         })?;
         let host = self.local.ip().to_string();
-        let id = new_call_id(&host);
+        let NewCallId {
+            id,
+            sip: sip_call_id,
+        } = new_call_id(&host);
         let ours = |user: &str| -> Result<rsipstack::sip::Uri, TelephonyError> {
             format!("sip:{user}@{}", self.local)
                 .as_str()
@@ -362,7 +371,7 @@ impl SipAgent {
             content_type: Some("application/sdp".into()),
             offer: Some(media::offer(rtp_local, rand::random::<u32>().into()).into_bytes()),
             contact: ours(&request.from_user)?,
-            call_id: Some(id.clone()),
+            call_id: Some(sip_call_id.clone()),
             credential,
             route_set,
             ..Default::default()
@@ -373,6 +382,7 @@ impl SipAgent {
         let (dialog, invite) = self.dialogs.do_invite_async(option, state_tx)?;
         let call = Call {
             id,
+            sip_call_id,
             status,
             hang_up: self.stop.child_token(),
             sent: Arc::new(SendStats::new()),

@@ -141,10 +141,21 @@ impl EventCause {
     }
 }
 
-/// A new call id: the base64 of UTF-8 `"<uuid>@<host>"`, also used as the SIP Call-ID.
-pub fn new_call_id(host: &str) -> String {
-    let raw = format!("{}@{}", uuid::Uuid::new_v4(), host);
-    base64::engine::general_purpose::STANDARD.encode(raw.as_bytes())
+/// The two names of a new call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCallId {
+    /// What the UM operations hand out: the base64 of UTF-8 `"<uuid>@<host>"`.
+    pub id: String,
+    /// `"<uuid>@<host>"` itself, the SIP Call-ID. Not the base64: its `=` padding is not a
+    /// character RFC 3261 allows in a Call-ID, and token-strict peers refuse it.
+    pub sip: String,
+}
+
+/// A new call's ids, for a call placed from `host`.
+pub fn new_call_id(host: &str) -> NewCallId {
+    let sip = format!("{}@{}", uuid::Uuid::new_v4(), host);
+    let id = base64::engine::general_purpose::STANDARD.encode(sip.as_bytes());
+    NewCallId { id, sip }
 }
 
 #[cfg(test)]
@@ -172,14 +183,26 @@ mod tests {
 
     #[test]
     fn call_ids_are_base64_of_uuid_at_host() {
-        let id = new_call_id("127.0.0.1");
+        let NewCallId { id, sip } = new_call_id("127.0.0.1");
         let raw = base64::engine::general_purpose::STANDARD
             .decode(&id)
             .expect("base64");
         let raw = String::from_utf8(raw).expect("UTF-8");
+        assert_eq!(raw, sip, "the SIP Call-ID is what the id encodes");
         let (uuid, host) = raw.split_once('@').expect("an @");
         assert!(uuid::Uuid::parse_str(uuid).is_ok(), "{uuid}");
         assert_eq!(host, "127.0.0.1");
-        assert_ne!(new_call_id("127.0.0.1"), id);
+        assert_ne!(new_call_id("127.0.0.1").id, id);
+        // RFC 3261 25.1: Call-ID = word ["@" word], no '=' in a word
+        let word = |w: &str| {
+            !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.!%*_+`'~()<>:\\\"/[]?{}".contains(c))
+        };
+        for host in ["127.0.0.1", "::1", "pbx.example"] {
+            let sip = new_call_id(host).sip;
+            let (left, right) = sip.split_once('@').expect("an @");
+            assert!(word(left) && word(right), "{sip}");
+        }
     }
 }
