@@ -402,3 +402,99 @@ fn every_data_command_takes_the_database() {
     assert_eq!(hound::WavReader::open(&greeting).unwrap().len(), 8000);
     assert!(!dir.join(umws::store::sqlite::DATABASE_FILE).exists());
 }
+
+/// `IsUMEnabled` through `base` as `user`: the HTTP status.
+fn is_um_enabled(base: &str, user: &str, password: &str) -> u16 {
+    let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
+        <soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>\
+        <IsUMEnabled xmlns=\"http://schemas.microsoft.com/exchange/services/2006/messages\" />\
+        </soap:Body></soap:Envelope>";
+    let auth = common::basic(user, password);
+    common::post_raw(
+        base,
+        "/UnifiedMessaging/Service.asmx",
+        &[
+            ("Content-Type", "text/xml; charset=utf-8"),
+            ("Authorization", &auth),
+        ],
+        body.as_bytes(),
+    )
+    .0
+}
+
+/// A server process stopped with SIGSTOP, continued when this is dropped.
+struct Stopped(String);
+
+impl Stopped {
+    fn new(pid: String) -> Stopped {
+        let ok = Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -STOP {pid}");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
+/// An instance whose change listener's connection goes silent without closing (its server
+/// process stopped, as behind a network partition) still sees a password change made
+/// elsewhere, within the listener's heartbeat: it stops trusting its cache, and listens
+/// again on a new connection. (Without the heartbeat the old password is answered 200 for
+/// as long as the cache entry lives, five minutes.)
+#[test]
+fn a_change_reaches_an_instance_whose_listener_went_silent() {
+    let db = database();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path();
+    umws_in(
+        dir,
+        &["mailbox", "add"],
+        &["--database", &db.url, "--user", "one", "--password", "old"],
+        0,
+    );
+    let server = Serve::start_with(dir, &["--database", db.url.as_str()]);
+    assert_eq!(is_um_enabled(&server.base, "one", "old"), 200);
+    // The listener's session is the one holding the instance's liveness lock.
+    let holder = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                  AND classid = 1818850917 \
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    let mut pids = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            pids = common::postgres::query_text(&db.url, holder).unwrap();
+            pids.len() == 1
+        }),
+        "one liveness lock: {pids:?}"
+    );
+    let stopped = Stopped::new(pids[0][0].clone());
+
+    let store = open(&db.url, dir);
+    let id = store.mailbox("one").unwrap().unwrap().id;
+    store.set_password(id, "new").unwrap();
+    let mut last = 0;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            last = is_um_enabled(&server.base, "one", "old");
+            last == 401
+        }),
+        "the old password is still answered {last} by the instance whose listener is silent"
+    );
+    assert_eq!(is_um_enabled(&server.base, "one", "new"), 200);
+    // The instance listens again (a new session, a new liveness lock) while the old one is
+    // still stopped.
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            pids = common::postgres::query_text(&db.url, holder).unwrap();
+            pids.len() == 2
+        }),
+        "a second liveness lock: {pids:?}"
+    );
+    drop(stopped);
+}

@@ -87,6 +87,25 @@ const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the change listener waits before it connects again after losing its connection.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
+/// How often the change listener asks its connection for an answer. A connection that stops
+/// answering without closing (a network partition, a hung server process) delivers no
+/// notifications and reports no error; without this the caches would go on trusting a change
+/// version that no longer moves. With it, such a connection counts as lost (and the caches
+/// stop trusting) at most [`LISTENER_HEARTBEAT`] + [`LISTENER_ANSWER`] after it went silent.
+const LISTENER_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// How long the change listener's heartbeat waits for its answer.
+const LISTENER_ANSWER: Duration = Duration::from_secs(5);
+
+/// Why the change listener's connection was given up.
+#[derive(Debug, thiserror::Error)]
+enum ListenerLost {
+    #[error(transparent)]
+    Database(#[from] tokio_postgres::Error),
+    #[error("the connection did not answer within {0:?}")]
+    Silent(Duration),
+}
+
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -592,8 +611,9 @@ fn random_live_key() -> i32 {
 
 /// The change listener: `LISTEN umws_changes` on a connection of its own, moving the version
 /// at every notification; connects again after a loss (moving the version then too, since
-/// commits may have been missed), until `stop` fires or its sender is dropped. Its session
-/// also holds this instance's liveness lock (see `Signals::live_key`).
+/// commits may have been missed), until `stop` fires or its sender is dropped. A connection
+/// that does not answer the [`LISTENER_HEARTBEAT`] within [`LISTENER_ANSWER`] is lost too.
+/// Its session also holds this instance's liveness lock (see `Signals::live_key`).
 async fn listen(
     config: ConnectConfig,
     signals: Arc<Signals>,
@@ -648,12 +668,30 @@ async fn listen(
             }
             signals.listening.store(true, Ordering::Release);
             signals.version.fetch_add(1, Ordering::AcqRel);
-            while rx.recv().await.is_some() {
-                signals.version.fetch_add(1, Ordering::AcqRel);
-            }
+            let mut heartbeat = tokio::time::interval(LISTENER_HEARTBEAT);
+            heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            heartbeat.reset();
+            let watched = loop {
+                tokio::select! {
+                    note = rx.recv() => match note {
+                        Some(()) => {
+                            signals.version.fetch_add(1, Ordering::AcqRel);
+                        }
+                        // The connection ended (its driver stopped).
+                        None => break Ok(()),
+                    },
+                    _ = heartbeat.tick() => {
+                        match tokio::time::timeout(LISTENER_ANSWER, client.simple_query("SELECT 1")).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => break Err(ListenerLost::Database(e)),
+                            Err(_) => break Err(ListenerLost::Silent(LISTENER_ANSWER)),
+                        }
+                    }
+                }
+            };
             drop(client);
             driver.abort();
-            Ok::<(), tokio_postgres::Error>(())
+            watched
         };
         tokio::select! {
             _ = &mut stop => return,
