@@ -108,11 +108,6 @@ fn call(base: &str, user: &str, body: &str) -> (u16, String) {
     (status, body)
 }
 
-const IS_UM_ENABLED: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
-<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>\
-<IsUMEnabled xmlns=\"http://schemas.microsoft.com/exchange/services/2006/messages\" />\
-</soap:Body></soap:Envelope>";
-
 #[test]
 fn user_names_are_nfc_and_case_folded_and_colons_are_refused() {
     let data = tempfile::tempdir().unwrap();
@@ -147,7 +142,7 @@ fn user_names_are_nfc_and_case_folded_and_colons_are_refused() {
     // Logons: every spelling reaches the one mailbox.
     let server = Serve::start(dir);
     for user in [nfc, nfd, "J\u{dc}RGEN", "kate", "KATE", "\u{212A}ate"] {
-        let (status, body) = call(&server.base, user, IS_UM_ENABLED);
+        let (status, body) = call(&server.base, user, common::IS_UM_ENABLED_BODY);
         assert_eq!(status, 200, "{user:?}: {body}");
     }
     // The CLI looks names up the same way.

@@ -21,11 +21,6 @@ use common::postgres::PrivateCluster;
 use common::{basic, maildir_mails, pin_in_mail, umws_in, wait_until, MANY_RESETS, RESET_PIN_BODY};
 use umws::store::Store;
 
-const IS_UM_ENABLED: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
-<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>\
-<IsUMEnabled xmlns=\"http://schemas.microsoft.com/exchange/services/2006/messages\" />\
-</soap:Body></soap:Envelope>";
-
 /// How long a client waits for an answer: beyond the store's bounded waits for a connection
 /// (10 s), so that a request still unanswered then hangs.
 const ANSWER_WITHIN: Duration = Duration::from_secs(30);
@@ -188,7 +183,7 @@ fn outage(kind: Outage) {
             let (op, body) = if c < 2 {
                 ("ResetPIN", RESET_PIN_BODY)
             } else {
-                ("IsUMEnabled", IS_UM_ENABLED)
+                ("IsUMEnabled", common::IS_UM_ENABLED_BODY)
             };
             let bases = bases.clone();
             std::thread::spawn(move || {
@@ -241,7 +236,7 @@ fn outage(kind: Outage) {
     // Both operations through both instances, without a restart of either.
     for base in &bases {
         for user in users {
-            for body in [IS_UM_ENABLED, RESET_PIN_BODY] {
+            for body in [common::IS_UM_ENABLED_BODY, RESET_PIN_BODY] {
                 let mut last = None;
                 assert!(
                     wait_until(Duration::from_secs(60), || {

@@ -405,10 +405,6 @@ fn every_data_command_takes_the_database() {
 
 /// `IsUMEnabled` through `base` as `user`: the HTTP status.
 fn is_um_enabled(base: &str, user: &str, password: &str) -> u16 {
-    let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
-        <soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>\
-        <IsUMEnabled xmlns=\"http://schemas.microsoft.com/exchange/services/2006/messages\" />\
-        </soap:Body></soap:Envelope>";
     let auth = common::basic(user, password);
     common::post_raw(
         base,
@@ -417,7 +413,7 @@ fn is_um_enabled(base: &str, user: &str, password: &str) -> u16 {
             ("Content-Type", "text/xml; charset=utf-8"),
             ("Authorization", &auth),
         ],
-        body.as_bytes(),
+        common::IS_UM_ENABLED_BODY.as_bytes(),
     )
     .0
 }

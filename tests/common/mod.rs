@@ -300,6 +300,12 @@ pub fn umws_in(data: &Path, words: &[&str], rest: &[&str], code: i32) -> String 
     text
 }
 
+/// The IsUMEnabled request body.
+pub const IS_UM_ENABLED_BODY: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
+<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>\
+<IsUMEnabled xmlns=\"http://schemas.microsoft.com/exchange/services/2006/messages\" />\
+</soap:Body></soap:Envelope>";
+
 /// The ResetPIN request body (http namespace).
 pub const RESET_PIN_BODY: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
 <soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>\
