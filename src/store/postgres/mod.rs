@@ -97,6 +97,18 @@ const LISTENER_HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long the change listener's heartbeat waits for its answer.
 const LISTENER_ANSWER: Duration = Duration::from_secs(5);
 
+/// `request`'s answer on the change listener's connection, or [`ListenerLost::Silent`] when
+/// none comes within `within`.
+async fn answered<T>(
+    within: Duration,
+    request: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, ListenerLost> {
+    match tokio::time::timeout(within, request).await {
+        Ok(answer) => Ok(answer?),
+        Err(_) => Err(ListenerLost::Silent(within)),
+    }
+}
+
 /// Why the change listener's connection was given up.
 #[derive(Debug, thiserror::Error)]
 enum ListenerLost {
@@ -612,7 +624,8 @@ fn random_live_key() -> i32 {
 /// The change listener: `LISTEN umws_changes` on a connection of its own, moving the version
 /// at every notification; connects again after a loss (moving the version then too, since
 /// commits may have been missed), until `stop` fires or its sender is dropped. A connection
-/// that does not answer the [`LISTENER_HEARTBEAT`] within [`LISTENER_ANSWER`] is lost too.
+/// that does not answer the [`LISTENER_HEARTBEAT`] (or a setup step) within
+/// [`LISTENER_ANSWER`], or a connect that takes over [`CONNECT_TIMEOUT`], is lost too.
 /// Its session also holds this instance's liveness lock (see `Signals::live_key`).
 async fn listen(
     config: ConnectConfig,
@@ -623,7 +636,7 @@ async fn listen(
     let mut wanted_key: Option<i32> = None;
     loop {
         let session = async {
-            let (client, mut connection) = config.connect().await?;
+            let (client, mut connection) = answered(CONNECT_TIMEOUT, config.connect()).await?;
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let hang_ups = signals.hang_ups.clone();
             let driver = tokio::spawn(async move {
@@ -640,58 +653,62 @@ async fn listen(
                     }
                 }
             });
-            client
-                .batch_execute(&format!(
-                    "LISTEN {CHANGES_CHANNEL}; LISTEN {HANG_UPS_CHANNEL}"
-                ))
+            let listened = async {
+                answered(
+                    LISTENER_ANSWER,
+                    client.batch_execute(&format!(
+                        "LISTEN {CHANGES_CHANNEL}; LISTEN {HANG_UPS_CHANNEL}"
+                    )),
+                )
                 .await?;
-            // The liveness lock: the key held before a reconnect when it is free, else a new
-            // one (another live instance holds it by chance, or the server has not yet noticed
-            // that the previous connection is gone). Without one, leases and calls name none.
-            for attempt in 0..LIVENESS_TRIES {
-                let key = match wanted_key {
-                    Some(key) if attempt == 0 => key,
-                    _ => random_live_key(),
-                };
-                let held: bool = client
-                    .query_one(
-                        "SELECT pg_try_advisory_lock($1, $2)",
-                        &[&LIVENESS_CLASS, &key],
+                // The liveness lock: the key held before a reconnect when it is free, else a
+                // new one (another live instance holds it by chance, or the server has not yet
+                // noticed that the previous connection is gone). Without one, leases and calls
+                // name none.
+                for attempt in 0..LIVENESS_TRIES {
+                    let key = match wanted_key {
+                        Some(key) if attempt == 0 => key,
+                        _ => random_live_key(),
+                    };
+                    let held: bool = answered(
+                        LISTENER_ANSWER,
+                        client.query_one(
+                            "SELECT pg_try_advisory_lock($1, $2)",
+                            &[&LIVENESS_CLASS, &key],
+                        ),
                     )
                     .await?
                     .try_get(0)?;
-                if held {
-                    wanted_key = Some(key);
-                    signals.live_key.store(i64::from(key), Ordering::Release);
-                    break;
+                    if held {
+                        wanted_key = Some(key);
+                        signals.live_key.store(i64::from(key), Ordering::Release);
+                        break;
+                    }
                 }
-            }
-            signals.listening.store(true, Ordering::Release);
-            signals.version.fetch_add(1, Ordering::AcqRel);
-            let mut heartbeat = tokio::time::interval(LISTENER_HEARTBEAT);
-            heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            heartbeat.reset();
-            let watched = loop {
-                tokio::select! {
-                    note = rx.recv() => match note {
-                        Some(()) => {
-                            signals.version.fetch_add(1, Ordering::AcqRel);
-                        }
-                        // The connection ended (its driver stopped).
-                        None => break Ok(()),
-                    },
-                    _ = heartbeat.tick() => {
-                        match tokio::time::timeout(LISTENER_ANSWER, client.simple_query("SELECT 1")).await {
-                            Ok(Ok(_)) => {}
-                            Ok(Err(e)) => break Err(ListenerLost::Database(e)),
-                            Err(_) => break Err(ListenerLost::Silent(LISTENER_ANSWER)),
+                signals.listening.store(true, Ordering::Release);
+                signals.version.fetch_add(1, Ordering::AcqRel);
+                let mut heartbeat = tokio::time::interval(LISTENER_HEARTBEAT);
+                heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                heartbeat.reset();
+                loop {
+                    tokio::select! {
+                        note = rx.recv() => match note {
+                            Some(()) => {
+                                signals.version.fetch_add(1, Ordering::AcqRel);
+                            }
+                            // The connection ended (its driver stopped).
+                            None => return Ok::<(), ListenerLost>(()),
+                        },
+                        _ = heartbeat.tick() => {
+                            answered(LISTENER_ANSWER, client.simple_query("SELECT 1")).await?;
                         }
                     }
                 }
-            };
+            }
+            .await;
             drop(client);
             driver.abort();
-            watched
+            listened
         };
         tokio::select! {
             _ = &mut stop => return,
