@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::postgres::TestDatabase;
+use common::postgres::{liveness_locks, Stopped, TestDatabase};
 use common::{
     maildir_mails, pin_in_mail, try_reset_pin, umws_in, wait_until, Sent, Serve, MANY_RESETS,
 };
@@ -418,27 +418,6 @@ fn is_um_enabled(base: &str, user: &str, password: &str) -> u16 {
     .0
 }
 
-/// A server process stopped with SIGSTOP, continued when this is dropped.
-struct Stopped(String);
-
-impl Stopped {
-    fn new(pid: String) -> Stopped {
-        let ok = Command::new("kill")
-            .args(["-STOP", &pid])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -STOP {pid}");
-        Stopped(pid)
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
-    }
-}
-
 /// An instance whose change listener's connection goes silent without closing (its server
 /// process stopped, as behind a network partition) still sees a password change made
 /// elsewhere, within the listener's heartbeat: it stops trusting its cache, and listens
@@ -458,18 +437,15 @@ fn a_change_reaches_an_instance_whose_listener_went_silent() {
     let server = Serve::start_with(dir, &["--database", db.url.as_str()]);
     assert_eq!(is_um_enabled(&server.base, "one", "old"), 200);
     // The listener's session is the one holding the instance's liveness lock.
-    let holder = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
-                  AND classid = 1818850917 \
-                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
-    let mut pids = Vec::new();
+    let mut locks = Vec::new();
     assert!(
         wait_until(Duration::from_secs(20), || {
-            pids = common::postgres::query_text(&db.url, holder).unwrap();
-            pids.len() == 1
+            locks = liveness_locks(&db.url);
+            locks.len() == 1
         }),
-        "one liveness lock: {pids:?}"
+        "one liveness lock: {locks:?}"
     );
-    let stopped = Stopped::new(pids[0][0].clone());
+    let stopped = Stopped::new(locks[0].pid);
 
     let store = open(&db.url, dir);
     let id = store.mailbox("one").unwrap().unwrap().id;
@@ -487,10 +463,10 @@ fn a_change_reaches_an_instance_whose_listener_went_silent() {
     // still stopped.
     assert!(
         wait_until(Duration::from_secs(20), || {
-            pids = common::postgres::query_text(&db.url, holder).unwrap();
-            pids.len() == 2
+            locks = liveness_locks(&db.url);
+            locks.len() == 2
         }),
-        "a second liveness lock: {pids:?}"
+        "a second liveness lock: {locks:?}"
     );
     drop(stopped);
 }

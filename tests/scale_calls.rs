@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::postgres::TestDatabase;
+use common::postgres::{liveness_locks, Stopped, TestDatabase};
 use common::Serve;
 use umws::types::{self, UmCallStateType as State, UmEventCauseType as Cause};
 use umws::um_service_soap::UmServiceSoapClient;
@@ -126,7 +126,7 @@ fn exception(result: Result<impl std::fmt::Debug, ClientError>) -> String {
 
 /// Two instances on one database, alice and bob in it, a long voice message of alice's.
 struct Setup {
-    _db: TestDatabase,
+    db: TestDatabase,
     _tmp: tempfile::TempDir,
     a: Serve,
     b: Serve,
@@ -158,7 +158,7 @@ fn setup() -> Setup {
     let a = Serve::start_with(&dir, &["--database", &db.url]);
     let b = Serve::start_with(&dir, &["--database", &db.url]);
     Setup {
-        _db: db,
+        db,
         _tmp: tmp,
         a,
         b,
@@ -276,4 +276,72 @@ fn a_call_whose_instance_died_is_reported_ended_on_another() {
     );
     // (sipp waits for a BYE that no one will send; it is killed on drop)
     drop(phone);
+}
+
+/// A's change listener goes silent (its server process stopped, as behind a partition): A
+/// listens again under a new liveness lock and moves its running call to it, so that when the
+/// stopped process finally goes, and the old lock with it, B still reports the call Connected
+/// (the call's row named the old lock until A's next rewrite of it, 30 s later, and B
+/// reported the call Disconnected meanwhile).
+#[test]
+fn a_call_stays_alive_when_its_owners_listener_reconnects() {
+    let s = setup();
+    let on_a = Um::new(&s.a, "alice", "alice-pw");
+    let on_b = Um::new(&s.b, "alice", "alice-pw");
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let phone = Sipp::answering(&rtp);
+    let call_id = on_a.play(&s.entry_id, &phone.uri());
+    assert_eq!(on_b.until(&call_id, State::Connected), Cause::None);
+    let owner_key = |url: &str| {
+        common::postgres::query_text(
+            url,
+            &format!("SELECT owner_key FROM calls WHERE call_id = '{call_id}'"),
+        )
+        .unwrap()[0][0]
+            .parse::<i64>()
+            .expect("an owner key")
+    };
+    let old_key = owner_key(&s.db.url);
+    let before = liveness_locks(&s.db.url);
+    assert_eq!(before.len(), 2, "{before:?}");
+    let old = before
+        .iter()
+        .find(|l| l.key == old_key)
+        .expect("the call names A's lock")
+        .clone();
+
+    let stopped = Stopped::new(old.pid);
+    let mut locks = Vec::new();
+    assert!(
+        common::wait_until(GUARD, || {
+            locks = liveness_locks(&s.db.url);
+            locks.len() == 3
+        }),
+        "A took no new liveness lock: {locks:?}"
+    );
+    // The old process continues, finds its connection closed and goes with its lock.
+    drop(stopped);
+    assert!(
+        common::wait_until(GUARD, || {
+            locks = liveness_locks(&s.db.url);
+            !locks.contains(&old)
+        }),
+        "the old lock stayed: {locks:?}"
+    );
+    assert_ne!(
+        owner_key(&s.db.url),
+        old_key,
+        "the call still names the old lock"
+    );
+    for _ in 0..20 {
+        assert_eq!(
+            on_b.info(&call_id).expect("GetCallInfo through B"),
+            (State::Connected, Cause::None)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    on_b.disconnect(&call_id).expect("Disconnect through B");
+    assert_eq!(on_b.until(&call_id, State::Disconnected), Cause::None);
+    let messages = phone.completed();
+    assert!(messages.contains("BYE sip:"), "{messages}");
 }

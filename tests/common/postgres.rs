@@ -592,3 +592,54 @@ fn rand_u64() -> u64 {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
     u64::from_ne_bytes(bytes)
 }
+
+/// A liveness lock of a umws instance (the session advisory lock its change listener holds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LivenessLock {
+    /// The server process of the session that holds it.
+    pub pid: u32,
+    /// Its key (what `outbox.leased_key` and `calls.owner_key` name).
+    pub key: i64,
+}
+
+/// The liveness locks held in the database of `url`.
+pub fn liveness_locks(url: &str) -> Vec<LivenessLock> {
+    // (class 0x6c697665, "live"; a two-key advisory lock has objsubid 2)
+    let rows = query_text(
+        url,
+        "SELECT pid, objid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND classid = 1818850917 AND objsubid = 2 \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         ORDER BY pid",
+    )
+    .expect("pg_locks");
+    rows.iter()
+        .map(|r| LivenessLock {
+            pid: r[0].parse().expect("a pid"),
+            key: r[1].parse().expect("a key"),
+        })
+        .collect()
+}
+
+/// A server process stopped with SIGSTOP (as one behind a network partition: its connection
+/// stays open and nothing answers), continued when this is dropped.
+pub struct Stopped(u32);
+
+impl Stopped {
+    pub fn new(pid: u32) -> Stopped {
+        let ok = Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -STOP {pid}");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}

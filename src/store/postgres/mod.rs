@@ -458,8 +458,19 @@ impl PgStore {
             live_key: AtomicI64::new(-1),
             hang_ups: tokio::sync::broadcast::channel(64).0,
         });
+        let instance = format!(
+            "{}:{}:{}",
+            gethostname::gethostname().to_string_lossy(),
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        runtime()?.spawn(listen(config, Arc::clone(&signals), stopped));
+        runtime()?.spawn(listen(
+            config,
+            instance.clone(),
+            Arc::clone(&signals),
+            stopped,
+        ));
         // The listener is up before anything is served (bounded: should it not connect, the
         // store works without it, as while it reconnects): its liveness lock then names
         // this instance's first leases and calls, and the caches trust the change version.
@@ -476,12 +487,7 @@ impl PgStore {
                 pin_locks: Mutex::new(HashMap::new()),
                 signals,
                 _stop_listener: stop,
-                instance: format!(
-                    "{}:{}:{}",
-                    gethostname::gethostname().to_string_lossy(),
-                    std::process::id(),
-                    uuid::Uuid::new_v4().simple()
-                ),
+                instance,
                 throttle_key,
             }),
             cost: HashCost::default(),
@@ -629,11 +635,14 @@ fn random_live_key() -> i32 {
 /// Its session also holds this instance's liveness lock (see `Signals::live_key`).
 async fn listen(
     config: ConnectConfig,
+    instance: String,
     signals: Arc<Signals>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     use futures_util::StreamExt as _;
     let mut wanted_key: Option<i32> = None;
+    // The key this instance's leases and running calls name.
+    let mut rows_key: Option<i32> = None;
     loop {
         let session = async {
             let (client, mut connection) = answered(CONNECT_TIMEOUT, config.connect()).await?;
@@ -665,6 +674,7 @@ async fn listen(
                 // new one (another live instance holds it by chance, or the server has not yet
                 // noticed that the previous connection is gone). Without one, leases and calls
                 // name none.
+                let mut held_key = None;
                 for attempt in 0..LIVENESS_TRIES {
                     let key = match wanted_key {
                         Some(key) if attempt == 0 => key,
@@ -680,10 +690,35 @@ async fn listen(
                     .await?
                     .try_get(0)?;
                     if held {
+                        held_key = Some(key);
                         wanted_key = Some(key);
                         signals.live_key.store(i64::from(key), Ordering::Release);
                         break;
                     }
+                }
+                // A new key (the previous session's lock was still held, by a server process
+                // that had not yet noticed its connection gone): the rows that named the old
+                // one are moved to it now, before that process goes and takes the old lock
+                // with it, which would make this live instance's leases and calls look dead.
+                if held_key.is_some() && rows_key != held_key {
+                    answered(
+                        LISTENER_ANSWER,
+                        client.execute(
+                            "UPDATE calls SET owner_key = $1
+                             WHERE instance = $2 AND ended_at IS NULL",
+                            &[&held_key, &instance],
+                        ),
+                    )
+                    .await?;
+                    answered(
+                        LISTENER_ANSWER,
+                        client.execute(
+                            "UPDATE outbox SET leased_key = $1 WHERE leased_by = $2",
+                            &[&held_key, &instance],
+                        ),
+                    )
+                    .await?;
+                    rows_key = held_key;
                 }
                 signals.listening.store(true, Ordering::Release);
                 signals.version.fetch_add(1, Ordering::AcqRel);

@@ -15,7 +15,8 @@
 //! (every few seconds) rather than when the lease runs out. Where the holder's death does not
 //! close its connections at once (a machine gone without a word), the lease's end is the bound.
 //! The price: should the listener's connection alone drop while its instance is delivering, a
-//! second instance may deliver the same mail too (with the same Message-ID: at least once).
+//! second instance may deliver the same mail too (with the same Message-ID: at least once), in
+//! the moment before the listener holds a lock again and moves its leases to it.
 
 use std::time::Duration;
 
