@@ -696,10 +696,11 @@ async fn listen(
                         break;
                     }
                 }
-                // A new key (the previous session's lock was still held, by a server process
-                // that had not yet noticed its connection gone): the rows that named the old
-                // one are moved to it now, before that process goes and takes the old lock
-                // with it, which would make this live instance's leases and calls look dead.
+                // A key other than the one the rows name (the lock of the connection before
+                // this one was still held, by a server process that had not yet noticed that
+                // connection gone): the rows move to it now, before that process goes and
+                // takes the old lock with it, which would make this live instance's leases
+                // and calls look dead.
                 if held_key.is_some() && rows_key != held_key {
                     answered(
                         LISTENER_ANSWER,
