@@ -50,6 +50,16 @@ fn umws_in_code(data: &std::path::Path, words: &[&str], rest: &[&str]) -> i32 {
         .unwrap_or(-1)
 }
 
+/// `umws mailbox add --database URL` of `user` with `password`, which must succeed.
+fn add_mailbox(data: &std::path::Path, url: &str, user: &str, password: &str) {
+    umws_in(
+        data,
+        &["mailbox", "add"],
+        &["--database", url, "--user", user, "--password", password],
+        0,
+    );
+}
+
 /// The PostgreSQL store of `url` as the tests read it.
 fn open(url: &str, data: &std::path::Path) -> Store {
     Store::open_postgres(url, data).unwrap()
@@ -123,12 +133,7 @@ fn three_instances_serialize_resets_of_one_mailbox() {
     let db = database();
     let data = tempfile::tempdir().unwrap();
     let dir = data.path();
-    umws_in(
-        dir,
-        &["mailbox", "add"],
-        &["--database", &db.url, "--user", "one", "--password", "pw"],
-        0,
-    );
+    add_mailbox(dir, &db.url, "one", "pw");
     umws_in(
         dir,
         &["policy", "set"],
@@ -269,12 +274,7 @@ fn the_config_file_names_the_database() {
     let db = database();
     let data = tempfile::tempdir().unwrap();
     let dir = data.path();
-    umws_in(
-        dir,
-        &["mailbox", "add"],
-        &["--database", &db.url, "--user", "two", "--password", "pw"],
-        0,
-    );
+    add_mailbox(dir, &db.url, "two", "pw");
     let config = dir.join("umws.toml");
     std::fs::write(&config, format!("database = \"{}\"\n", db.url)).unwrap();
     let server = Serve::start_with(dir, &["--config", config.to_str().unwrap()]);
@@ -428,12 +428,7 @@ fn a_change_reaches_an_instance_whose_listener_went_silent() {
     let db = database();
     let data = tempfile::tempdir().unwrap();
     let dir = data.path();
-    umws_in(
-        dir,
-        &["mailbox", "add"],
-        &["--database", &db.url, "--user", "one", "--password", "old"],
-        0,
-    );
+    add_mailbox(dir, &db.url, "one", "old");
     let server = Serve::start_with(dir, &["--database", db.url.as_str()]);
     assert_eq!(is_um_enabled(&server.base, "one", "old"), 200);
     // The listener's session is the one holding the instance's liveness lock.

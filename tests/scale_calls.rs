@@ -166,6 +166,32 @@ fn setup() -> Setup {
     }
 }
 
+/// A call of alice's placed through A to an answering sipp, once B sees it Connected.
+struct Connected {
+    on_a: Um,
+    on_b: Um,
+    /// Where the phone's RTP goes (kept open for the call).
+    _rtp: UdpSocket,
+    phone: Sipp,
+    call_id: String,
+}
+
+fn connected_call(s: &Setup) -> Connected {
+    let on_a = Um::new(&s.a, "alice", "alice-pw");
+    let on_b = Um::new(&s.b, "alice", "alice-pw");
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let phone = Sipp::answering(&rtp);
+    let call_id = on_a.play(&s.entry_id, &phone.uri());
+    assert_eq!(on_b.until(&call_id, State::Connected), Cause::None);
+    Connected {
+        on_a,
+        on_b,
+        _rtp: rtp,
+        phone,
+        call_id,
+    }
+}
+
 /// A ringing call placed through A: B sees it Connecting, B's Disconnect makes A cancel it
 /// (sipp gets the CANCEL), and B then sees it Disconnected.
 #[test]
@@ -209,12 +235,13 @@ fn a_call_placed_on_one_instance_is_followed_and_cancelled_on_another() {
 #[test]
 fn a_connected_call_is_hung_up_through_another_instance() {
     let s = setup();
-    let on_a = Um::new(&s.a, "alice", "alice-pw");
-    let on_b = Um::new(&s.b, "alice", "alice-pw");
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let phone = Sipp::answering(&rtp);
-    let call_id = on_a.play(&s.entry_id, &phone.uri());
-    assert_eq!(on_b.until(&call_id, State::Connected), Cause::None);
+    let Connected {
+        on_a,
+        on_b,
+        _rtp,
+        phone,
+        call_id,
+    } = connected_call(&s);
     let asked = Instant::now();
     on_b.disconnect(&call_id).expect("Disconnect through B");
     assert_eq!(on_b.until(&call_id, State::Disconnected), Cause::None);
@@ -248,12 +275,13 @@ fn a_connected_call_is_hung_up_through_another_instance() {
 #[test]
 fn a_call_whose_instance_died_is_reported_ended_on_another() {
     let s = setup();
-    let on_a = Um::new(&s.a, "alice", "alice-pw");
-    let on_b = Um::new(&s.b, "alice", "alice-pw");
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let phone = Sipp::answering(&rtp);
-    let call_id = on_a.play(&s.entry_id, &phone.uri());
-    assert_eq!(on_b.until(&call_id, State::Connected), Cause::None);
+    let Connected {
+        on_b,
+        _rtp,
+        phone,
+        call_id,
+        ..
+    } = connected_call(&s);
     s.a.kill9();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -286,12 +314,13 @@ fn a_call_whose_instance_died_is_reported_ended_on_another() {
 #[test]
 fn a_call_stays_alive_when_its_owners_listener_reconnects() {
     let s = setup();
-    let on_a = Um::new(&s.a, "alice", "alice-pw");
-    let on_b = Um::new(&s.b, "alice", "alice-pw");
-    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let phone = Sipp::answering(&rtp);
-    let call_id = on_a.play(&s.entry_id, &phone.uri());
-    assert_eq!(on_b.until(&call_id, State::Connected), Cause::None);
+    let Connected {
+        on_b,
+        _rtp,
+        phone,
+        call_id,
+        ..
+    } = connected_call(&s);
     let owner_key = |url: &str| {
         common::postgres::query_text(
             url,

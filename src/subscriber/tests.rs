@@ -107,6 +107,17 @@ fn unthrottled() -> crate::throttle::ThrottlePolicy {
     }
 }
 
+/// frank's mailbox: UM-enabled, extension [`EXTENSION`], password "pw".
+fn frank() -> NewMailbox {
+    NewMailbox {
+        user: "frank".into(),
+        password: "pw".into(),
+        um_enabled: true,
+        extension: Some(EXTENSION.into()),
+        email: None,
+    }
+}
+
 /// A store with the UM mailbox `frank` (extension 4711) whose policy resets the PIN every 2
 /// failures and locks at 5, and whose PIN was just reset (and then changed to `pin`, when
 /// given).
@@ -125,15 +136,7 @@ fn setup(pin: Option<&str>) -> Setup {
             },
         )
         .unwrap();
-    let id = store
-        .add_mailbox(NewMailbox {
-            user: "frank".into(),
-            password: "pw".into(),
-            um_enabled: true,
-            extension: Some(EXTENSION.into()),
-            email: None,
-        })
-        .unwrap();
+    let id = store.add_mailbox(frank()).unwrap();
     let mailer = ResetPinMailer::new(Maildir::in_data_dir(dir.path()));
     let outbox = Arc::new(Outbox::new(store, Arc::new(mailer)));
     outbox
@@ -515,15 +518,7 @@ fn the_phone_logon_throttle_holds_across_instances_on_postgres() {
     let b = PgStore::open(&db.url, dir.path())
         .unwrap()
         .with_hash_cost(HashCost::Test);
-    let id = a
-        .add_mailbox(NewMailbox {
-            user: "frank".into(),
-            password: "pw".into(),
-            um_enabled: true,
-            extension: Some(EXTENSION.into()),
-            email: None,
-        })
-        .unwrap();
+    let id = a.add_mailbox(frank()).unwrap();
     let instance = |store: PgStore| {
         let mailer = ResetPinMailer::new(Maildir::in_data_dir(dir.path()));
         Arc::new(Outbox::new(Store::from(store), Arc::new(mailer)))
